@@ -1,0 +1,473 @@
+//! Running one task: prepare (validate, compile or load) the module, build its
+//! WASI world, run `_start` under its limits, classify how it ended, and hash
+//! the result.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sharegrid_core::{
+    ContentId, Determinism, Fuel, Limits, OutFile, Outcome, ResultHash, TaskId, TaskResult, TrapKind,
+    validate_out_path,
+};
+use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap};
+
+use crate::cache::ModuleCache;
+use crate::engine::{Ticker, build_engine};
+use crate::error::SandboxError;
+use crate::wasi::{self, ctx::End, ctx::WasiCtx};
+
+/// Largest table a task may grow, in elements.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Host stack reserved beyond the task's wasm stack, for host calls and
+/// wasmtime itself.
+const HOST_STACK_MARGIN: usize = 4 << 20;
+
+/// One task: a module, what it reads, and what it may use.
+#[derive(Clone, Debug)]
+pub struct Task {
+    /// Seeds the deterministic clock and random stream.
+    pub id: TaskId,
+    /// The module's bytes (binary WebAssembly).
+    pub module: Arc<[u8]>,
+    /// Arguments after `argv[0]` (which is always `task`).
+    pub args: Vec<String>,
+    /// Bytes on stdin.
+    pub stdin: Arc<[u8]>,
+    /// Files under `/in`, by clean relative path (`a/b.txt`).
+    pub inputs: BTreeMap<String, Arc<[u8]>>,
+    /// Limits on fuel, memory, output, stack and wall-clock time.
+    pub limits: Limits,
+    /// Determinism mode.
+    pub mode: Determinism,
+}
+
+impl Task {
+    /// A task with no arguments, stdin or inputs, default limits and mode,
+    /// and a task id derived from the module.
+    pub fn new(module: impl Into<Arc<[u8]>>) -> Self {
+        let module = module.into();
+        let id = TaskId::local(&ContentId::of(&module), &[], b"");
+        Task {
+            id,
+            module,
+            args: Vec::new(),
+            stdin: Arc::from(&b""[..]),
+            inputs: BTreeMap::new(),
+            limits: Limits::default(),
+            mode: Determinism::Native,
+        }
+    }
+}
+
+/// Where the compiled module came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleSource {
+    /// Compiled now.
+    Compiled,
+    /// Already compiled in this process.
+    MemoryCache,
+    /// Loaded from the on-disk cache.
+    DiskCache,
+    /// Never compiled: the module was invalid.
+    Rejected,
+}
+
+/// Everything known about a finished run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// The task's id.
+    pub task: TaskId,
+    /// Hash of the module bytes.
+    pub module: ContentId,
+    /// The determinism mode it ran in.
+    pub mode: Determinism,
+    /// The limits it ran under.
+    pub limits: Limits,
+    /// Outcome and outputs.
+    pub result: TaskResult,
+    /// BLAKE3 of the canonical encoding of `result`.
+    pub result_hash: ResultHash,
+    /// Fuel used, including WASI calls. Equal across honest replicas.
+    pub fuel: Fuel,
+    /// Where the compiled module came from.
+    pub module_source: ModuleSource,
+    /// Time to validate and compile (or load) the module.
+    pub prepare_time: Duration,
+    /// Time from instantiation to the end of the run.
+    pub run_time: Duration,
+}
+
+/// Settings of a [`Sandbox`] (not of a task).
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// Where compiled modules are cached on disk; `None` for no disk cache.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Bound on the disk cache, in bytes.
+    pub cache_max_bytes: u64,
+    /// Compiled modules kept in memory.
+    pub memory_cache_modules: usize,
+    /// Largest total of input files plus stdin a task may bring, in bytes.
+    pub max_input_bytes: u64,
+    /// Most input files a task may bring.
+    pub max_input_files: usize,
+    /// Largest total size of a task's arguments, in bytes.
+    pub max_args_bytes: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            cache_dir: None,
+            cache_max_bytes: 2 << 30,
+            memory_cache_modules: 64,
+            max_input_bytes: 1 << 30,
+            max_input_files: 10_000,
+            max_args_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Per-store state: the WASI world plus the limiter and how the run ended.
+pub(crate) struct Host {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) memory: Option<Memory>,
+    pub(crate) end: Option<End>,
+    limiter: Limiter,
+}
+
+struct Limiter {
+    memory_bytes: usize,
+    hit: bool,
+}
+
+/// Marks a memory or table growth refused by the task's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit reached")]
+struct MemoryLimitHit;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = true;
+            return Err(wasmtime::Error::new(MemoryLimitHit));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = true;
+            return Err(wasmtime::Error::new(MemoryLimitHit));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+struct EngineEntry {
+    engine: Engine,
+    linker: Linker<Host>,
+}
+
+type ModuleKey = (ContentId, Determinism, u64);
+
+/// Runs tasks. Cheap to share (`&Sandbox` is `Sync`); one per process is
+/// enough. Holds the engines, the module caches and the epoch ticker.
+pub struct Sandbox {
+    config: SandboxConfig,
+    engines: Mutex<HashMap<(Determinism, u64), Arc<EngineEntry>>>,
+    modules: Mutex<(HashMap<ModuleKey, Module>, VecDeque<ModuleKey>)>,
+    disk: Option<ModuleCache>,
+    ticker: Ticker,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+fn error_chain(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    parts.dedup();
+    parts.join(": ")
+}
+
+impl Sandbox {
+    /// A sandbox with `config`.
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(
+                ModuleCache::open(dir, config.cache_max_bytes)
+                    .map_err(|source| SandboxError::Cache { dir: dir.clone(), source })?,
+            ),
+            None => None,
+        };
+        Ok(Sandbox {
+            config,
+            engines: Mutex::default(),
+            modules: Mutex::default(),
+            disk,
+            ticker: Ticker::start().map_err(SandboxError::Thread)?,
+        })
+    }
+
+    /// The sandbox's configuration.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    fn engine(&self, mode: Determinism, stack: u64) -> Result<Arc<EngineEntry>, SandboxError> {
+        let mut engines = self.engines.lock().map_err(|_| SandboxError::Poisoned)?;
+        if let Some(e) = engines.get(&(mode, stack)) {
+            return Ok(e.clone());
+        }
+        let engine = build_engine(mode, stack as usize).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        let mut linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        self.ticker.register(&engine);
+        let entry = Arc::new(EngineEntry { engine, linker });
+        engines.insert((mode, stack), entry.clone());
+        Ok(entry)
+    }
+
+    /// Validates and compiles `bytes`, or finds them compiled already.
+    /// `Err(reason)` means the module is invalid.
+    fn module(
+        &self,
+        engine: &Engine,
+        key: ModuleKey,
+        bytes: &[u8],
+    ) -> Result<Result<(Module, ModuleSource), String>, SandboxError> {
+        {
+            let modules = self.modules.lock().map_err(|_| SandboxError::Poisoned)?;
+            if let Some(m) = modules.0.get(&key) {
+                return Ok(Ok((m.clone(), ModuleSource::MemoryCache)));
+            }
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Ok(Err("not a WebAssembly binary (it does not start with the \\0asm magic bytes)".into()));
+        }
+        let (module, source) = match self.disk.as_ref().and_then(|d| d.load(engine, &key.0)) {
+            Some(m) => (m, ModuleSource::DiskCache),
+            None => match Module::from_binary(engine, bytes) {
+                Ok(m) => {
+                    if let Some(d) = &self.disk {
+                        d.store(engine, &key.0, &m);
+                    }
+                    (m, ModuleSource::Compiled)
+                }
+                Err(e) => return Ok(Err(error_chain(&e))),
+            },
+        };
+        if let Err(reason) = check_entry_point(&module) {
+            return Ok(Err(reason));
+        }
+        let mut modules = self.modules.lock().map_err(|_| SandboxError::Poisoned)?;
+        if self.config.memory_cache_modules > 0 {
+            while modules.1.len() >= self.config.memory_cache_modules {
+                if let Some(old) = modules.1.pop_front() {
+                    modules.0.remove(&old);
+                }
+            }
+            modules.0.insert(key, module.clone());
+            modules.1.push_back(key);
+        }
+        Ok(Ok((module, source)))
+    }
+
+    fn check_task(&self, task: &Task) -> Result<(), SandboxError> {
+        let l = &task.limits;
+        if l.stack_bytes == 0 || l.stack_bytes > Limits::MAX_STACK_BYTES {
+            return Err(SandboxError::BadLimit(format!(
+                "stack limit {} bytes is outside 1..={} bytes",
+                l.stack_bytes,
+                Limits::MAX_STACK_BYTES
+            )));
+        }
+        if l.memory_bytes == 0 || l.memory_bytes > 4 << 30 {
+            return Err(SandboxError::BadLimit(format!(
+                "memory limit {} bytes is outside 1..=4 GiB (32-bit linear memory)",
+                l.memory_bytes
+            )));
+        }
+        if l.timeout_ms == 0 {
+            return Err(SandboxError::BadLimit("timeout must be positive".into()));
+        }
+        let args: usize = task.args.iter().map(|a| a.len() + 1).sum();
+        if args > self.config.max_args_bytes {
+            return Err(SandboxError::ArgsTooLarge { bytes: args, limit: self.config.max_args_bytes });
+        }
+        if task.args.iter().any(|a| a.contains('\0')) {
+            return Err(SandboxError::BadArg);
+        }
+        if task.inputs.len() > self.config.max_input_files {
+            return Err(SandboxError::TooManyInputs { count: task.inputs.len(), limit: self.config.max_input_files });
+        }
+        let mut total = task.stdin.len() as u64;
+        let mut prev: Option<&str> = None;
+        for (path, data) in &task.inputs {
+            validate_out_path(path).map_err(|e| SandboxError::BadInputPath(e.to_string()))?;
+            // Sorted order puts "a" right before "a/b": a file cannot also be
+            // a directory.
+            if let Some(p) = prev
+                && path.starts_with(p)
+                && path.as_bytes().get(p.len()) == Some(&b'/')
+            {
+                return Err(SandboxError::BadInputPath(format!("input {p:?} is both a file and a directory")));
+            }
+            prev = Some(path);
+            total += data.len() as u64;
+        }
+        if total > self.config.max_input_bytes {
+            return Err(SandboxError::InputTooLarge { bytes: total, limit: self.config.max_input_bytes });
+        }
+        Ok(())
+    }
+
+    /// Runs `task` to its end. `Err` only for a bad task description (bad
+    /// limits, oversized inputs) or a host failure; everything the module
+    /// does, including being invalid, is an [`Outcome`] in the report.
+    pub fn run(&self, task: &Task) -> Result<RunReport, SandboxError> {
+        self.check_task(task)?;
+        let stack = task.limits.stack_bytes as usize;
+        // wasmtime runs guest code on the calling thread's stack, so each run
+        // gets a thread with room for the task's stack limit.
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("sandbox-task".into())
+                .stack_size(stack + HOST_STACK_MARGIN)
+                .spawn_scoped(s, || self.run_here(task))
+                .map_err(SandboxError::Thread)?
+                .join()
+                .map_err(|_| SandboxError::Panicked)?
+        })
+    }
+
+    fn run_here(&self, task: &Task) -> Result<RunReport, SandboxError> {
+        let started = Instant::now();
+        let module_id = ContentId::of(&task.module);
+        let entry = self.engine(task.mode, task.limits.stack_bytes)?;
+        let key = (module_id, task.mode, task.limits.stack_bytes);
+        let prepared = self.module(&entry.engine, key, &task.module)?;
+        let prepare_time = started.elapsed();
+        let report = |result: TaskResult, fuel: Fuel, source: ModuleSource, run_time: Duration| RunReport {
+            task: task.id,
+            module: module_id,
+            mode: task.mode,
+            limits: task.limits,
+            result_hash: result.hash(),
+            result,
+            fuel,
+            module_source: source,
+            prepare_time,
+            run_time,
+        };
+        let (module, source) = match prepared {
+            Ok(m) => m,
+            Err(reason) => {
+                let result = TaskResult::empty(Outcome::InvalidModule { reason });
+                return Ok(report(result, Fuel(0), ModuleSource::Rejected, Duration::ZERO));
+            }
+        };
+
+        let run_started = Instant::now();
+        let host = Host {
+            wasi: WasiCtx::new(&task.id, &task.args, task.stdin.clone(), &task.inputs, task.limits.output_bytes),
+            memory: None,
+            end: None,
+            limiter: Limiter { memory_bytes: usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX), hit: false },
+        };
+        let mut store = Store::new(&entry.engine, host);
+        store.limiter(|h| &mut h.limiter);
+        let fuel_limit = task.limits.fuel.0;
+        store.set_fuel(fuel_limit).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        store.set_epoch_deadline(Ticker::ticks_for(task.limits.timeout()));
+        store.epoch_deadline_trap();
+
+        let outcome = match entry.linker.instantiate(&mut store, &module) {
+            Err(e) => match classify(store.data(), &e) {
+                Some(o) => o,
+                None => Outcome::InvalidModule { reason: error_chain(&e) },
+            },
+            Ok(instance) => {
+                store.data_mut().memory = instance.get_memory(&mut store, "memory");
+                match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                    Err(e) => Outcome::InvalidModule { reason: error_chain(&e) },
+                    Ok(start) => match start.call(&mut store, ()) {
+                        Ok(()) => Outcome::Completed { exit_code: 0 },
+                        Err(e) => classify(store.data(), &e).unwrap_or_else(|| {
+                            tracing::warn!(task = %task.id, error = %error_chain(&e), "unclassified error ended a task");
+                            Outcome::Trap { trap: TrapKind::Other }
+                        }),
+                    },
+                }
+            }
+        };
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let fuel = Fuel(fuel_limit.saturating_sub(fuel_left));
+        let (stdout, stderr, files) = store.data_mut().wasi.take_outputs();
+        let files = files.into_iter().map(|(path, data)| OutFile { path, data }).collect();
+        let result = TaskResult { outcome, stdout, stderr, files };
+        Ok(report(result, fuel, source, run_started.elapsed()))
+    }
+}
+
+/// A module must export `_start: [] -> []`, the WASI command entry point.
+fn check_entry_point(module: &Module) -> Result<(), String> {
+    match module.get_export("_start") {
+        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => Ok(()),
+        Some(_) => Err("the `_start` export is not a function taking and returning nothing".into()),
+        None => Err("no `_start` export: not a WASI command module".into()),
+    }
+}
+
+/// How an error ended the run, if it is one the sandbox knows. The host state
+/// is consulted first: the sandbox's own reasons are recorded there before the
+/// error is raised, whatever wrapping the error then gets.
+fn classify(host: &Host, e: &wasmtime::Error) -> Option<Outcome> {
+    if let Some(end) = host.end {
+        return Some(match end {
+            End::Exit(exit_code) => Outcome::Completed { exit_code },
+            End::OutputLimit => Outcome::OutputLimit,
+        });
+    }
+    if host.limiter.hit {
+        return Some(Outcome::MemoryLimit);
+    }
+    let trap = e.downcast_ref::<Trap>()?;
+    Some(match trap {
+        Trap::OutOfFuel => Outcome::OutOfFuel,
+        Trap::Interrupt => Outcome::Timeout,
+        other => Outcome::Trap { trap: trap_kind(*other) },
+    })
+}
+
+fn trap_kind(t: Trap) -> TrapKind {
+    match t {
+        Trap::StackOverflow => TrapKind::StackOverflow,
+        Trap::MemoryOutOfBounds | Trap::HeapMisaligned => TrapKind::MemoryOutOfBounds,
+        Trap::TableOutOfBounds => TrapKind::TableOutOfBounds,
+        Trap::IndirectCallToNull => TrapKind::IndirectCallToNull,
+        Trap::BadSignature => TrapKind::BadSignature,
+        Trap::IntegerOverflow => TrapKind::IntegerOverflow,
+        Trap::IntegerDivisionByZero => TrapKind::IntegerDivisionByZero,
+        Trap::BadConversionToInteger => TrapKind::BadConversionToInteger,
+        Trap::UnreachableCodeReached => TrapKind::Unreachable,
+        _ => TrapKind::Other,
+    }
+}
