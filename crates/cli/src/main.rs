@@ -1,1 +1,59 @@
-fn main(){}
+//! `sharegrid`: the command-line interface. Parses commands, wires them to
+//! the library crates, formats output for people (tables, one-line outcomes)
+//! and for programs (`--json`). No protocol logic lives here.
+
+mod bench;
+mod demo;
+mod guests;
+mod home;
+mod run;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// sharegrid: a decentralized compute-sharing network.
+#[derive(Parser, Debug)]
+#[command(name = "sharegrid", version, about, long_about = None)]
+struct Cli {
+    /// Node home directory (config, keys, caches). Default: $SHAREGRID_HOME or ~/.sharegrid.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the demo: example tasks in the sandbox, each twice, compared.
+    Demo(demo::DemoArgs),
+    /// Run one task locally in the deterministic sandbox.
+    Run(run::RunArgs),
+    /// Measure this machine's speed in gigafuel per second.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHAREGRID_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let home = home::resolve(cli.home.as_deref());
+    let result = match cli.command {
+        Command::Demo(args) => demo::main(&home, args),
+        Command::Run(args) => run::main(&home, args),
+        Command::Bench(args) => bench::main(&home, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -36,7 +36,9 @@ impl FromStr for Determinism {
         match s {
             "native" => Ok(Determinism::Native),
             "portable" => Ok(Determinism::Portable),
-            other => Err(format!("unknown determinism mode {other:?}: expected \"native\" or \"portable\"")),
+            other => Err(format!(
+                "unknown determinism mode {other:?}: expected \"native\" or \"portable\""
+            )),
         }
     }
 }
@@ -97,7 +99,10 @@ mod tests {
 
     #[test]
     fn determinism_parses_and_rejects_clearly() {
-        assert_eq!("portable".parse::<Determinism>().unwrap(), Determinism::Portable);
+        assert_eq!(
+            "portable".parse::<Determinism>().unwrap(),
+            Determinism::Portable
+        );
         let err = "fast".parse::<Determinism>().unwrap_err();
         assert!(err.contains("\"fast\""), "{err}");
         assert_eq!(Determinism::default(), Determinism::Native);

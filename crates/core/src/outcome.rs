@@ -148,11 +148,21 @@ mod tests {
     #[test]
     fn outcomes_render_as_one_line_and_as_json() {
         let cases = [
-            (Outcome::Completed { exit_code: 3 }, r#"{"kind":"completed","exit_code":3}"#),
-            (Outcome::OutOfFuel, r#"{"kind":"out_of_fuel"}"#),
-            (Outcome::Trap { trap: TrapKind::StackOverflow }, r#"{"kind":"trap","trap":"stack_overflow"}"#),
             (
-                Outcome::InvalidModule { reason: "bad magic".into() },
+                Outcome::Completed { exit_code: 3 },
+                r#"{"kind":"completed","exit_code":3}"#,
+            ),
+            (Outcome::OutOfFuel, r#"{"kind":"out_of_fuel"}"#),
+            (
+                Outcome::Trap {
+                    trap: TrapKind::StackOverflow,
+                },
+                r#"{"kind":"trap","trap":"stack_overflow"}"#,
+            ),
+            (
+                Outcome::InvalidModule {
+                    reason: "bad magic".into(),
+                },
                 r#"{"kind":"invalid_module","reason":"bad magic"}"#,
             ),
         ];

@@ -35,7 +35,12 @@ pub struct OutPathError {
 /// from the network goes through this before it touches a disk, so a result can
 /// never write outside the directory it is saved into.
 pub fn validate_out_path(path: &str) -> Result<(), OutPathError> {
-    let fail = |why| Err(OutPathError { path: path.chars().take(200).collect(), why });
+    let fail = |why| {
+        Err(OutPathError {
+            path: path.chars().take(200).collect(),
+            why,
+        })
+    };
     if path.is_empty() {
         return fail("empty");
     }
@@ -71,7 +76,12 @@ pub struct TaskResult {
 impl TaskResult {
     /// A result with no output, e.g. for a module that never started.
     pub fn empty(outcome: Outcome) -> Self {
-        TaskResult { outcome, stdout: Vec::new(), stderr: Vec::new(), files: Vec::new() }
+        TaskResult {
+            outcome,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            files: Vec::new(),
+        }
     }
 
     /// Total bytes of output: stdout + stderr + files.
@@ -131,7 +141,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn file(path: &str, data: &[u8]) -> OutFile {
-        OutFile { path: path.into(), data: data.to_vec() }
+        OutFile {
+            path: path.into(),
+            data: data.to_vec(),
+        }
     }
 
     #[test]
@@ -157,10 +170,7 @@ mod tests {
         assert_eq!(r.encode(), want);
         assert_eq!(r.hash().as_bytes(), blake3::hash(&want).as_bytes());
         // The test vector published in docs/result-encoding.md.
-        assert_eq!(
-            r.hash().to_hex(),
-            "PLACEHOLDER"
-        );
+        assert_eq!(r.hash().to_hex(), "PLACEHOLDER");
     }
 
     #[test]
@@ -179,7 +189,17 @@ mod tests {
         for ok in ["a", "a/b.txt", "tiles/0003.ppm", "..a"] {
             validate_out_path(ok).unwrap();
         }
-        for bad in ["", "/a", "a/", "a//b", "../x", "a/./b", "a/../../etc", "a\\b", "a\0"] {
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "../x",
+            "a/./b",
+            "a/../../etc",
+            "a\\b",
+            "a\0",
+        ] {
             assert!(validate_out_path(bad).is_err(), "{bad:?}");
         }
     }
@@ -190,8 +210,12 @@ mod tests {
             Just(Outcome::OutOfFuel),
             Just(Outcome::MemoryLimit),
             Just(Outcome::OutputLimit),
-            Just(Outcome::Trap { trap: TrapKind::Unreachable }),
-            Just(Outcome::Trap { trap: TrapKind::StackOverflow }),
+            Just(Outcome::Trap {
+                trap: TrapKind::Unreachable
+            }),
+            Just(Outcome::Trap {
+                trap: TrapKind::StackOverflow
+            }),
         ]
     }
 

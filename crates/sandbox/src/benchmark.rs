@@ -63,7 +63,10 @@ pub fn node_benchmark(sandbox: &Sandbox, rounds: usize) -> Result<BenchReport, S
         let report = sandbox.run(&task)?;
         let elapsed = started.elapsed();
         if report.result.outcome != (Outcome::Completed { exit_code: 0 }) {
-            return Err(SandboxError::Engine(format!("benchmark kernel ended with {}", report.result.outcome)));
+            return Err(SandboxError::Engine(format!(
+                "benchmark kernel ended with {}",
+                report.result.outcome
+            )));
         }
         fuel = report.fuel;
         if i > 0 {
@@ -73,5 +76,9 @@ pub fn node_benchmark(sandbox: &Sandbox, rounds: usize) -> Result<BenchReport, S
     let mut sorted = times.clone();
     sorted.sort();
     let median = sorted[sorted.len() / 2].as_secs_f64().max(1e-9);
-    Ok(BenchReport { fuel_per_round: fuel, round_times: times, speed: GigafuelPerSec(fuel.as_giga_f64() / median) })
+    Ok(BenchReport {
+        fuel_per_round: fuel,
+        round_times: times,
+        speed: GigafuelPerSec(fuel.as_giga_f64() / median),
+    })
 }

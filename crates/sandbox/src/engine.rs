@@ -79,18 +79,24 @@ impl Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (engines, stop) = (engines.clone(), stop.clone());
-            std::thread::Builder::new().name("sandbox-epoch".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    if let Ok(list) = engines.lock() {
-                        for e in list.iter() {
-                            e.increment_epoch();
+            std::thread::Builder::new()
+                .name("sandbox-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        if let Ok(list) = engines.lock() {
+                            for e in list.iter() {
+                                e.increment_epoch();
+                            }
                         }
                     }
-                }
-            })?
+                })?
         };
-        Ok(Ticker { engines, stop, thread: Some(thread) })
+        Ok(Ticker {
+            engines,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub(crate) fn register(&self, engine: &Engine) {

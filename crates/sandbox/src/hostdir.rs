@@ -49,7 +49,10 @@ pub enum HostDirError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HostDirError + '_ {
-    move |source| HostDirError::Io { path: path.to_path_buf(), source }
+    move |source| HostDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Loads every regular file under `dir` as a task input, keyed by its path
@@ -64,12 +67,22 @@ pub fn load_inputs(
     let mut total = 0u64;
     let mut stack = vec![(dir.to_path_buf(), String::new())];
     while let Some((path, rel)) = stack.pop() {
-        let mut entries: Vec<_> = fs::read_dir(&path).map_err(io(&path))?.collect::<Result<_, _>>().map_err(io(&path))?;
+        let mut entries: Vec<_> = fs::read_dir(&path)
+            .map_err(io(&path))?
+            .collect::<Result<_, _>>()
+            .map_err(io(&path))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let p = e.path();
-            let name = e.file_name().into_string().map_err(|_| HostDirError::BadName(p.clone()))?;
-            let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let name = e
+                .file_name()
+                .into_string()
+                .map_err(|_| HostDirError::BadName(p.clone()))?;
+            let rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             validate_out_path(&rel).map_err(|_| HostDirError::BadName(p.clone()))?;
             let ft = e.file_type().map_err(io(&p))?;
             if ft.is_dir() {
@@ -78,10 +91,16 @@ pub fn load_inputs(
                 let len = e.metadata().map_err(io(&p))?.len();
                 total += len;
                 if total > max_bytes {
-                    return Err(HostDirError::TooLarge { dir: dir.to_path_buf(), limit: max_bytes });
+                    return Err(HostDirError::TooLarge {
+                        dir: dir.to_path_buf(),
+                        limit: max_bytes,
+                    });
                 }
                 if out.len() >= max_files {
-                    return Err(HostDirError::TooMany { dir: dir.to_path_buf(), limit: max_files });
+                    return Err(HostDirError::TooMany {
+                        dir: dir.to_path_buf(),
+                        limit: max_files,
+                    });
                 }
                 let data = fs::read(&p).map_err(io(&p))?;
                 out.insert(rel, Arc::from(data));

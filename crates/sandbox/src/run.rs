@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sharegrid_core::{
-    ContentId, Determinism, Fuel, Limits, OutFile, Outcome, ResultHash, TaskId, TaskResult, TrapKind,
-    validate_out_path,
+    ContentId, Determinism, Fuel, Limits, OutFile, Outcome, ResultHash, TaskId, TaskResult,
+    TrapKind, validate_out_path,
 };
 use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap};
 
@@ -149,7 +149,12 @@ struct Limiter {
 struct MemoryLimitHit;
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.hit = true;
             return Err(wasmtime::Error::new(MemoryLimitHit));
@@ -157,7 +162,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             self.hit = true;
             return Err(wasmtime::Error::new(MemoryLimitHit));
@@ -197,7 +207,9 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -211,10 +223,12 @@ impl Sandbox {
     /// A sandbox with `config`.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let disk = match &config.cache_dir {
-            Some(dir) => Some(
-                ModuleCache::open(dir, config.cache_max_bytes)
-                    .map_err(|source| SandboxError::Cache { dir: dir.clone(), source })?,
-            ),
+            Some(dir) => Some(ModuleCache::open(dir, config.cache_max_bytes).map_err(
+                |source| SandboxError::Cache {
+                    dir: dir.clone(),
+                    source,
+                },
+            )?),
             None => None,
         };
         Ok(Sandbox {
@@ -236,7 +250,8 @@ impl Sandbox {
         if let Some(e) = engines.get(&(mode, stack)) {
             return Ok(e.clone());
         }
-        let engine = build_engine(mode, stack as usize).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        let engine = build_engine(mode, stack as usize)
+            .map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         self.ticker.register(&engine);
@@ -260,7 +275,9 @@ impl Sandbox {
             }
         }
         if !bytes.starts_with(b"\0asm") {
-            return Ok(Err("not a WebAssembly binary (it does not start with the \\0asm magic bytes)".into()));
+            return Ok(Err(
+                "not a WebAssembly binary (it does not start with the \\0asm magic bytes)".into(),
+            ));
         }
         let (module, source) = match self.disk.as_ref().and_then(|d| d.load(engine, &key.0)) {
             Some(m) => (m, ModuleSource::DiskCache),
@@ -310,13 +327,19 @@ impl Sandbox {
         }
         let args: usize = task.args.iter().map(|a| a.len() + 1).sum();
         if args > self.config.max_args_bytes {
-            return Err(SandboxError::ArgsTooLarge { bytes: args, limit: self.config.max_args_bytes });
+            return Err(SandboxError::ArgsTooLarge {
+                bytes: args,
+                limit: self.config.max_args_bytes,
+            });
         }
         if task.args.iter().any(|a| a.contains('\0')) {
             return Err(SandboxError::BadArg);
         }
         if task.inputs.len() > self.config.max_input_files {
-            return Err(SandboxError::TooManyInputs { count: task.inputs.len(), limit: self.config.max_input_files });
+            return Err(SandboxError::TooManyInputs {
+                count: task.inputs.len(),
+                limit: self.config.max_input_files,
+            });
         }
         let mut total = task.stdin.len() as u64;
         let mut prev: Option<&str> = None;
@@ -328,13 +351,18 @@ impl Sandbox {
                 && path.starts_with(p)
                 && path.as_bytes().get(p.len()) == Some(&b'/')
             {
-                return Err(SandboxError::BadInputPath(format!("input {p:?} is both a file and a directory")));
+                return Err(SandboxError::BadInputPath(format!(
+                    "input {p:?} is both a file and a directory"
+                )));
             }
             prev = Some(path);
             total += data.len() as u64;
         }
         if total > self.config.max_input_bytes {
-            return Err(SandboxError::InputTooLarge { bytes: total, limit: self.config.max_input_bytes });
+            return Err(SandboxError::InputTooLarge {
+                bytes: total,
+                limit: self.config.max_input_bytes,
+            });
         }
         Ok(())
     }
@@ -365,44 +393,63 @@ impl Sandbox {
         let key = (module_id, task.mode, task.limits.stack_bytes);
         let prepared = self.module(&entry.engine, key, &task.module)?;
         let prepare_time = started.elapsed();
-        let report = |result: TaskResult, fuel: Fuel, source: ModuleSource, run_time: Duration| RunReport {
-            task: task.id,
-            module: module_id,
-            mode: task.mode,
-            limits: task.limits,
-            result_hash: result.hash(),
-            result,
-            fuel,
-            module_source: source,
-            prepare_time,
-            run_time,
-        };
+        let report =
+            |result: TaskResult, fuel: Fuel, source: ModuleSource, run_time: Duration| RunReport {
+                task: task.id,
+                module: module_id,
+                mode: task.mode,
+                limits: task.limits,
+                result_hash: result.hash(),
+                result,
+                fuel,
+                module_source: source,
+                prepare_time,
+                run_time,
+            };
         let (module, source) = match prepared {
             Ok(m) => m,
             Err(reason) => {
                 let result = TaskResult::empty(Outcome::InvalidModule { reason });
-                return Ok(report(result, Fuel(0), ModuleSource::Rejected, Duration::ZERO));
+                return Ok(report(
+                    result,
+                    Fuel(0),
+                    ModuleSource::Rejected,
+                    Duration::ZERO,
+                ));
             }
         };
 
         let run_started = Instant::now();
         let host = Host {
-            wasi: WasiCtx::new(&task.id, &task.args, task.stdin.clone(), &task.inputs, task.limits.output_bytes),
+            wasi: WasiCtx::new(
+                &task.id,
+                &task.args,
+                task.stdin.clone(),
+                &task.inputs,
+                task.limits.output_bytes,
+            ),
             memory: None,
             end: None,
-            limiter: Limiter { memory_bytes: usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX), hit: false },
+            limiter: Limiter {
+                memory_bytes: usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX),
+                hit: false,
+            },
         };
         let mut store = Store::new(&entry.engine, host);
         store.limiter(|h| &mut h.limiter);
         let fuel_limit = task.limits.fuel.0;
-        store.set_fuel(fuel_limit).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        store
+            .set_fuel(fuel_limit)
+            .map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         store.set_epoch_deadline(Ticker::ticks_for(task.limits.timeout()));
         store.epoch_deadline_trap();
 
         let outcome = match entry.linker.instantiate(&mut store, &module) {
             Err(e) => match classify(store.data(), &e) {
                 Some(o) => o,
-                None => Outcome::InvalidModule { reason: error_chain(&e) },
+                None => Outcome::InvalidModule {
+                    reason: error_chain(&e),
+                },
             },
             Ok(instance) => {
                 store.data_mut().memory = instance.get_memory(&mut store, "memory");
@@ -421,8 +468,16 @@ impl Sandbox {
         let fuel_left = store.get_fuel().unwrap_or(0);
         let fuel = Fuel(fuel_limit.saturating_sub(fuel_left));
         let (stdout, stderr, files) = store.data_mut().wasi.take_outputs();
-        let files = files.into_iter().map(|(path, data)| OutFile { path, data }).collect();
-        let result = TaskResult { outcome, stdout, stderr, files };
+        let files = files
+            .into_iter()
+            .map(|(path, data)| OutFile { path, data })
+            .collect();
+        let result = TaskResult {
+            outcome,
+            stdout,
+            stderr,
+            files,
+        };
         Ok(report(result, fuel, source, run_started.elapsed()))
     }
 }
@@ -453,7 +508,9 @@ fn classify(host: &Host, e: &wasmtime::Error) -> Option<Outcome> {
     Some(match trap {
         Trap::OutOfFuel => Outcome::OutOfFuel,
         Trap::Interrupt => Outcome::Timeout,
-        other => Outcome::Trap { trap: trap_kind(*other) },
+        other => Outcome::Trap {
+            trap: trap_kind(*other),
+        },
     })
 }
 

@@ -76,7 +76,10 @@ pub(crate) struct OutputBudget {
 
 impl OutputBudget {
     pub(crate) fn new(limit: u64) -> Self {
-        OutputBudget { left: limit, exceeded: false }
+        OutputBudget {
+            left: limit,
+            exceeded: false,
+        }
     }
 
     /// Takes `n` bytes from the budget, or refuses and remembers it. Budget is
@@ -129,8 +132,14 @@ impl Vfs {
     /// Builds `/in` from `inputs` (relative `/`-separated paths, already
     /// validated) and an empty `/out`.
     pub(crate) fn new(inputs: &BTreeMap<String, Arc<[u8]>>) -> Self {
-        let root = |writable| Node { kind: NodeKind::Dir(BTreeMap::new()), parent: 0, writable };
-        let mut vfs = Vfs { nodes: vec![root(false), root(true)] };
+        let root = |writable| Node {
+            kind: NodeKind::Dir(BTreeMap::new()),
+            parent: 0,
+            writable,
+        };
+        let mut vfs = Vfs {
+            nodes: vec![root(false), root(true)],
+        };
         vfs.nodes[OUT_ROOT].parent = OUT_ROOT;
         for (path, data) in inputs {
             let mut dir = IN_ROOT;
@@ -142,7 +151,12 @@ impl Vfs {
                     None => vfs.insert(dir, d, NodeKind::Dir(BTreeMap::new()), false),
                 };
             }
-            vfs.insert(dir, last, NodeKind::File(FileData::Shared(data.clone())), false);
+            vfs.insert(
+                dir,
+                last,
+                NodeKind::File(FileData::Shared(data.clone())),
+                false,
+            );
         }
         vfs
     }
@@ -160,7 +174,11 @@ impl Vfs {
 
     fn insert(&mut self, dir: Ino, name: &str, kind: NodeKind, writable: bool) -> Ino {
         let ino = self.nodes.len();
-        self.nodes.push(Node { kind, parent: dir, writable });
+        self.nodes.push(Node {
+            kind,
+            parent: dir,
+            writable,
+        });
         if let NodeKind::Dir(entries) = &mut self.nodes[dir].kind {
             entries.insert(name.to_owned(), ino);
         }
@@ -196,7 +214,11 @@ impl Vfs {
 
     /// Resolves all but the last component of `path`; returns the directory
     /// and the final name, which must be a plain name.
-    pub(crate) fn resolve_parent<'p>(&self, dir: Ino, path: &'p str) -> Result<(Ino, &'p str), Errno> {
+    pub(crate) fn resolve_parent<'p>(
+        &self,
+        dir: Ino,
+        path: &'p str,
+    ) -> Result<(Ino, &'p str), Errno> {
         let comps = components(path)?;
         let (last, dirs) = comps.split_last().ok_or(Errno::Exist)?;
         if *last == ".." {
@@ -228,7 +250,11 @@ impl Vfs {
             return Err(Errno::Exist);
         }
         budget.charge(NODE_CHARGE + name.len() as u64)?;
-        let kind = if is_dir { NodeKind::Dir(BTreeMap::new()) } else { NodeKind::File(FileData::Owned(Vec::new())) };
+        let kind = if is_dir {
+            NodeKind::Dir(BTreeMap::new())
+        } else {
+            NodeKind::File(FileData::Owned(Vec::new()))
+        };
         Ok(self.insert(dir, name, kind, true))
     }
 
@@ -253,7 +279,13 @@ impl Vfs {
 
     /// Moves `from_dir/from` to `to_dir/to`, replacing a file or an empty
     /// directory of the same kind there.
-    pub(crate) fn rename(&mut self, from_dir: Ino, from: &str, to_dir: Ino, to: &str) -> Result<(), Errno> {
+    pub(crate) fn rename(
+        &mut self,
+        from_dir: Ino,
+        from: &str,
+        to_dir: Ino,
+        to: &str,
+    ) -> Result<(), Errno> {
         if !self.nodes[from_dir].writable || !self.nodes[to_dir].writable {
             return Err(Errno::Rofs);
         }
@@ -277,7 +309,9 @@ impl Vfs {
             match (&self.nodes[ino].kind, &self.nodes[existing].kind) {
                 (NodeKind::File(_), NodeKind::Dir(_)) => return Err(Errno::Isdir),
                 (NodeKind::Dir(_), NodeKind::File(_)) => return Err(Errno::Notdir),
-                (NodeKind::Dir(_), NodeKind::Dir(e)) if !e.is_empty() => return Err(Errno::Notempty),
+                (NodeKind::Dir(_), NodeKind::Dir(e)) if !e.is_empty() => {
+                    return Err(Errno::Notempty);
+                }
                 _ => {}
             }
         }
@@ -292,7 +326,12 @@ impl Vfs {
     }
 
     /// Resizes file `ino` to `len` bytes, charging any growth.
-    pub(crate) fn set_len(&mut self, ino: Ino, len: u64, budget: &mut OutputBudget) -> Result<(), Errno> {
+    pub(crate) fn set_len(
+        &mut self,
+        ino: Ino,
+        len: u64,
+        budget: &mut OutputBudget,
+    ) -> Result<(), Errno> {
         let node = &mut self.nodes[ino];
         if !node.writable {
             return Err(Errno::Rofs);
@@ -343,10 +382,17 @@ impl Vfs {
         let mut out = Vec::new();
         let mut stack = vec![(OUT_ROOT, String::new())];
         while let Some((dir, prefix)) = stack.pop() {
-            let NodeKind::Dir(entries) = &self.nodes[dir].kind else { continue };
-            let entries: Vec<(String, Ino)> = entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let NodeKind::Dir(entries) = &self.nodes[dir].kind else {
+                continue;
+            };
+            let entries: Vec<(String, Ino)> =
+                entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
             for (name, ino) in entries {
-                let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+                let path = if prefix.is_empty() {
+                    name
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 match &mut self.nodes[ino].kind {
                     NodeKind::Dir(_) => stack.push((ino, path)),
                     NodeKind::File(FileData::Owned(data)) => out.push((path, std::mem::take(data))),
@@ -364,7 +410,10 @@ mod tests {
     use super::*;
 
     fn vfs_with(inputs: &[(&str, &[u8])]) -> Vfs {
-        let map = inputs.iter().map(|(p, d)| (p.to_string(), Arc::<[u8]>::from(*d))).collect();
+        let map = inputs
+            .iter()
+            .map(|(p, d)| (p.to_string(), Arc::<[u8]>::from(*d)))
+            .collect();
         Vfs::new(&map)
     }
 
@@ -373,13 +422,20 @@ mod tests {
         let v = vfs_with(&[("a.txt", b"A"), ("sub/b.txt", b"B")]);
         let b = v.resolve(IN_ROOT, "sub/./b.txt").unwrap();
         assert_eq!(v.file_len(b).unwrap(), 1);
-        assert_eq!(v.resolve(IN_ROOT, "sub/../a.txt").map(|i| v.file_len(i).unwrap()), Ok(1));
+        assert_eq!(
+            v.resolve(IN_ROOT, "sub/../a.txt")
+                .map(|i| v.file_len(i).unwrap()),
+            Ok(1)
+        );
         assert_eq!(v.resolve(IN_ROOT, "../etc/passwd"), Err(Errno::Notcapable));
         assert_eq!(v.resolve(IN_ROOT, "/etc/passwd"), Err(Errno::Notcapable));
         assert_eq!(v.resolve(IN_ROOT, "a.txt/x"), Err(Errno::Notdir));
         let mut budget = OutputBudget::new(1 << 20);
         let mut v = v;
-        assert_eq!(v.create(IN_ROOT, "new", false, &mut budget), Err(Errno::Rofs));
+        assert_eq!(
+            v.create(IN_ROOT, "new", false, &mut budget),
+            Err(Errno::Rofs)
+        );
         assert_eq!(v.remove(IN_ROOT, "a.txt", false), Err(Errno::Rofs));
     }
 

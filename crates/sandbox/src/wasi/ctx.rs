@@ -57,8 +57,17 @@ enum Fd {
     Stdin,
     Stdout,
     Stderr,
-    Dir { ino: Ino, preopen: Option<&'static str> },
-    File { ino: Ino, pos: u64, read: bool, write: bool, append: bool },
+    Dir {
+        ino: Ino,
+        preopen: Option<&'static str>,
+    },
+    File {
+        ino: Ino,
+        pos: u64,
+        read: bool,
+        write: bool,
+        append: bool,
+    },
 }
 
 pub(crate) struct WasiCtx {
@@ -76,7 +85,10 @@ pub(crate) struct WasiCtx {
 
 impl std::fmt::Debug for WasiCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WasiCtx").field("args", &self.args.len()).field("fds", &self.fds.len()).finish()
+        f.debug_struct("WasiCtx")
+            .field("args", &self.args.len())
+            .field("fds", &self.fds.len())
+            .finish()
     }
 }
 
@@ -104,8 +116,14 @@ impl WasiCtx {
                 Some(Fd::Stdin),
                 Some(Fd::Stdout),
                 Some(Fd::Stderr),
-                Some(Fd::Dir { ino: IN_ROOT, preopen: Some("/in") }),
-                Some(Fd::Dir { ino: OUT_ROOT, preopen: Some("/out") }),
+                Some(Fd::Dir {
+                    ino: IN_ROOT,
+                    preopen: Some("/in"),
+                }),
+                Some(Fd::Dir {
+                    ino: OUT_ROOT,
+                    preopen: Some("/out"),
+                }),
             ],
             clock_ns: 0,
             rng: rng.finalize_xof(),
@@ -113,11 +131,17 @@ impl WasiCtx {
     }
 
     fn fd(&self, fd: u32) -> Result<&Fd, Errno> {
-        self.fds.get(fd as usize).and_then(Option::as_ref).ok_or(Errno::Badf)
+        self.fds
+            .get(fd as usize)
+            .and_then(Option::as_ref)
+            .ok_or(Errno::Badf)
     }
 
     fn fd_mut(&mut self, fd: u32) -> Result<&mut Fd, Errno> {
-        self.fds.get_mut(fd as usize).and_then(Option::as_mut).ok_or(Errno::Badf)
+        self.fds
+            .get_mut(fd as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Errno::Badf)
     }
 
     fn dir(&self, fd: u32) -> Result<Ino, Errno> {
@@ -141,13 +165,19 @@ impl WasiCtx {
 
     /// Charges output bytes; past the limit the run ends.
     fn charge_output(&mut self, n: u64) -> Result<(), Fail> {
-        self.budget.charge(n).map_err(|_| Fail::End(End::OutputLimit))
+        self.budget
+            .charge(n)
+            .map_err(|_| Fail::End(End::OutputLimit))
     }
 
     /// Maps a vfs error to the call's failure: running out of output budget
     /// ends the run, anything else is an errno for the guest.
     fn vfs_err(&self, e: Errno) -> Fail {
-        if self.budget.exceeded { Fail::End(End::OutputLimit) } else { Fail::Errno(e) }
+        if self.budget.exceeded {
+            Fail::End(End::OutputLimit)
+        } else {
+            Fail::Errno(e)
+        }
     }
 
     // ---- args and environment ----
@@ -206,7 +236,14 @@ impl WasiCtx {
         Ok(u64::from(len))
     }
 
-    pub(crate) fn poll_oneoff(&mut self, m: &mut Mem, subs: u32, events: u32, n: u32, nevents: u32) -> Call {
+    pub(crate) fn poll_oneoff(
+        &mut self,
+        m: &mut Mem,
+        subs: u32,
+        events: u32,
+        n: u32,
+        nevents: u32,
+    ) -> Call {
         if n == 0 {
             return Err(Errno::Inval.into());
         }
@@ -277,12 +314,25 @@ impl WasiCtx {
             Fd::Stdin => (FILETYPE_UNKNOWN, 0, RIGHT_FD_READ, 0),
             Fd::Stdout | Fd::Stderr => (FILETYPE_UNKNOWN, FDFLAGS_APPEND, RIGHT_FD_WRITE, 0),
             Fd::Dir { ino, .. } => {
-                let rights = if self.vfs.node(*ino).writable { RIGHTS_ALL } else { RIGHTS_ALL & !RIGHTS_MUTATING };
+                let rights = if self.vfs.node(*ino).writable {
+                    RIGHTS_ALL
+                } else {
+                    RIGHTS_ALL & !RIGHTS_MUTATING
+                };
                 (FILETYPE_DIRECTORY, 0, rights, RIGHTS_ALL)
             }
             Fd::File { ino, append, .. } => {
-                let rights = if self.vfs.node(*ino).writable { RIGHTS_ALL } else { RIGHTS_ALL & !RIGHTS_MUTATING };
-                (FILETYPE_REGULAR_FILE, if *append { FDFLAGS_APPEND } else { 0 }, rights, 0)
+                let rights = if self.vfs.node(*ino).writable {
+                    RIGHTS_ALL
+                } else {
+                    RIGHTS_ALL & !RIGHTS_MUTATING
+                };
+                (
+                    FILETYPE_REGULAR_FILE,
+                    if *append { FDFLAGS_APPEND } else { 0 },
+                    rights,
+                    0,
+                )
             }
         };
         let mut b = [0u8; 24];
@@ -306,7 +356,10 @@ impl WasiCtx {
 
     pub(crate) fn fd_prestat_get(&self, m: &mut Mem, fd: u32, out: u32) -> Call {
         match self.fd(fd)? {
-            Fd::Dir { preopen: Some(name), .. } => {
+            Fd::Dir {
+                preopen: Some(name),
+                ..
+            } => {
                 let mut b = [0u8; 8];
                 b[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
                 m.put(out, &b)?;
@@ -318,7 +371,10 @@ impl WasiCtx {
 
     pub(crate) fn fd_prestat_dir_name(&self, m: &mut Mem, fd: u32, buf: u32, len: u32) -> Call {
         match self.fd(fd)? {
-            Fd::Dir { preopen: Some(name), .. } => {
+            Fd::Dir {
+                preopen: Some(name),
+                ..
+            } => {
                 if (len as usize) < name.len() {
                     return Err(Errno::Nametoolong.into());
                 }
@@ -357,9 +413,13 @@ impl WasiCtx {
 
     pub(crate) fn fd_filestat_set_size(&mut self, fd: u32, size: u64) -> Call {
         match self.fd(fd)? {
-            Fd::File { ino, write: true, .. } => {
+            Fd::File {
+                ino, write: true, ..
+            } => {
                 let ino = *ino;
-                self.vfs.set_len(ino, size, &mut self.budget).map_err(|e| self.vfs_err(e))?;
+                self.vfs
+                    .set_len(ino, size, &mut self.budget)
+                    .map_err(|e| self.vfs_err(e))?;
                 Ok(0)
             }
             Fd::File { .. } => Err(Errno::Badf.into()),
@@ -371,18 +431,25 @@ impl WasiCtx {
     /// file is writable.
     pub(crate) fn fd_filestat_set_times(&self, fd: u32) -> Call {
         match self.fd(fd)? {
-            Fd::Dir { ino, .. } | Fd::File { ino, .. } if !self.vfs.node(*ino).writable => Err(Errno::Rofs.into()),
+            Fd::Dir { ino, .. } | Fd::File { ino, .. } if !self.vfs.node(*ino).writable => {
+                Err(Errno::Rofs.into())
+            }
             _ => Ok(0),
         }
     }
 
     pub(crate) fn fd_allocate(&mut self, fd: u32, offset: u64, len: u64) -> Call {
-        let Fd::File { ino, write: true, .. } = *self.fd(fd)? else {
+        let Fd::File {
+            ino, write: true, ..
+        } = *self.fd(fd)?
+        else {
             return Err(Errno::Badf.into());
         };
         let end = offset.checked_add(len).ok_or(Errno::Fbig)?;
         if end > self.vfs.file_len(ino)? {
-            self.vfs.set_len(ino, end, &mut self.budget).map_err(|e| self.vfs_err(e))?;
+            self.vfs
+                .set_len(ino, end, &mut self.budget)
+                .map_err(|e| self.vfs_err(e))?;
         }
         Ok(0)
     }
@@ -392,7 +459,14 @@ impl WasiCtx {
         Ok(0)
     }
 
-    pub(crate) fn fd_seek(&mut self, m: &mut Mem, fd: u32, offset: i64, whence: u8, out: u32) -> Call {
+    pub(crate) fn fd_seek(
+        &mut self,
+        m: &mut Mem,
+        fd: u32,
+        offset: i64,
+        whence: u8,
+        out: u32,
+    ) -> Call {
         let (ino, pos) = match self.fd(fd)? {
             Fd::File { ino, pos, .. } => (*ino, *pos),
             Fd::Dir { .. } => return Err(Errno::Isdir.into()),
@@ -429,7 +503,8 @@ impl WasiCtx {
         let mut at = usize::try_from(at).unwrap_or(usize::MAX).min(src.len());
         for &(ptr, len) in iovs {
             let n = (len as usize).min(src.len() - at);
-            m.slice_mut(ptr, n as u32)?.copy_from_slice(&src[at..at + n]);
+            m.slice_mut(ptr, n as u32)?
+                .copy_from_slice(&src[at..at + n]);
             at += n;
             done += n as u64;
             if at == src.len() {
@@ -455,7 +530,13 @@ impl WasiCtx {
         Ok(out)
     }
 
-    fn read_at(&mut self, m: &mut Mem, fd: u32, iovs: &[(u32, u32)], offset: Option<u64>) -> Result<u64, Fail> {
+    fn read_at(
+        &mut self,
+        m: &mut Mem,
+        fd: u32,
+        iovs: &[(u32, u32)],
+        offset: Option<u64>,
+    ) -> Result<u64, Fail> {
         match *self.fd(fd)? {
             Fd::Stdin => {
                 if offset.is_some() {
@@ -492,14 +573,28 @@ impl WasiCtx {
         Ok(got)
     }
 
-    pub(crate) fn fd_pread(&mut self, m: &mut Mem, fd: u32, iovs: u32, n: u32, offset: u64, nread: u32) -> Call {
+    pub(crate) fn fd_pread(
+        &mut self,
+        m: &mut Mem,
+        fd: u32,
+        iovs: u32,
+        n: u32,
+        offset: u64,
+        nread: u32,
+    ) -> Call {
         let iovs = m.iovs(iovs, n)?;
         let got = self.read_at(m, fd, &iovs, Some(offset))?;
         m.put_u32(nread, got as u32)?;
         Ok(got)
     }
 
-    fn write_at(&mut self, m: &mut Mem, fd: u32, iovs: &[(u32, u32)], offset: Option<u64>) -> Result<u64, Fail> {
+    fn write_at(
+        &mut self,
+        m: &mut Mem,
+        fd: u32,
+        iovs: &[(u32, u32)],
+        offset: Option<u64>,
+    ) -> Result<u64, Fail> {
         enum Sink {
             Stdout,
             Stderr,
@@ -508,7 +603,13 @@ impl WasiCtx {
         let sink = match *self.fd(fd)? {
             Fd::Stdout => Sink::Stdout,
             Fd::Stderr => Sink::Stderr,
-            Fd::File { ino, pos, write, append, .. } => Sink::File(ino, pos, write, append),
+            Fd::File {
+                ino,
+                pos,
+                write,
+                append,
+                ..
+            } => Sink::File(ino, pos, write, append),
             Fd::Dir { .. } => return Err(Errno::Isdir.into()),
             Fd::Stdin => return Err(Errno::Badf.into()),
         };
@@ -532,7 +633,9 @@ impl WasiCtx {
                     None if append => self.vfs.file_len(ino)?,
                     None => pos,
                 };
-                self.vfs.write_at(ino, at, &bytes, &mut self.budget).map_err(|e| self.vfs_err(e))?;
+                self.vfs
+                    .write_at(ino, at, &bytes, &mut self.budget)
+                    .map_err(|e| self.vfs_err(e))?;
                 if offset.is_none()
                     && let Fd::File { pos, .. } = self.fd_mut(fd)?
                 {
@@ -543,21 +646,44 @@ impl WasiCtx {
         Ok(n)
     }
 
-    pub(crate) fn fd_write(&mut self, m: &mut Mem, fd: u32, iovs: u32, n: u32, nwritten: u32) -> Call {
+    pub(crate) fn fd_write(
+        &mut self,
+        m: &mut Mem,
+        fd: u32,
+        iovs: u32,
+        n: u32,
+        nwritten: u32,
+    ) -> Call {
         let iovs = m.iovs(iovs, n)?;
         let done = self.write_at(m, fd, &iovs, None)?;
         m.put_u32(nwritten, done as u32)?;
         Ok(done)
     }
 
-    pub(crate) fn fd_pwrite(&mut self, m: &mut Mem, fd: u32, iovs: u32, n: u32, offset: u64, nw: u32) -> Call {
+    pub(crate) fn fd_pwrite(
+        &mut self,
+        m: &mut Mem,
+        fd: u32,
+        iovs: u32,
+        n: u32,
+        offset: u64,
+        nw: u32,
+    ) -> Call {
         let iovs = m.iovs(iovs, n)?;
         let done = self.write_at(m, fd, &iovs, Some(offset))?;
         m.put_u32(nw, done as u32)?;
         Ok(done)
     }
 
-    pub(crate) fn fd_readdir(&self, m: &mut Mem, fd: u32, buf: u32, len: u32, cookie: u64, used: u32) -> Call {
+    pub(crate) fn fd_readdir(
+        &self,
+        m: &mut Mem,
+        fd: u32,
+        buf: u32,
+        len: u32,
+        cookie: u64,
+        used: u32,
+    ) -> Call {
         let ino = match self.fd(fd)? {
             Fd::Dir { ino, .. } => *ino,
             _ => return Err(Errno::Notdir.into()),
@@ -572,7 +698,10 @@ impl WasiCtx {
         // Entries are written back to back; the last one may be cut short,
         // which tells the guest to call again with a larger buffer.
         let mut out = Vec::new();
-        for (i, (name, child)) in listing.enumerate().skip(usize::try_from(cookie).unwrap_or(usize::MAX)) {
+        for (i, (name, child)) in listing
+            .enumerate()
+            .skip(usize::try_from(cookie).unwrap_or(usize::MAX))
+        {
             if out.len() >= len as usize {
                 break;
             }
@@ -614,16 +743,19 @@ impl WasiCtx {
             match self.vfs.resolve(parent, name) {
                 Ok(_) if oflags & OFLAGS_EXCL != 0 => return Err(Errno::Exist.into()),
                 Ok(ino) => ino,
-                Err(Errno::Noent) => {
-                    self.vfs.create(parent, name, false, &mut self.budget).map_err(|e| self.vfs_err(e))?
-                }
+                Err(Errno::Noent) => self
+                    .vfs
+                    .create(parent, name, false, &mut self.budget)
+                    .map_err(|e| self.vfs_err(e))?,
                 Err(e) => return Err(e.into()),
             }
         } else {
             self.vfs.resolve(dir, path)?
         };
         let node = self.vfs.node(ino);
-        let want_write = rights & RIGHT_FD_WRITE != 0 || oflags & OFLAGS_TRUNC != 0 || fdflags & FDFLAGS_APPEND != 0;
+        let want_write = rights & RIGHT_FD_WRITE != 0
+            || oflags & OFLAGS_TRUNC != 0
+            || fdflags & FDFLAGS_APPEND != 0;
         let entry = match &node.kind {
             NodeKind::Dir(_) => {
                 if want_write && oflags & OFLAGS_TRUNC != 0 {
@@ -639,7 +771,9 @@ impl WasiCtx {
                     return Err(Errno::Rofs.into());
                 }
                 if oflags & OFLAGS_TRUNC != 0 {
-                    self.vfs.set_len(ino, 0, &mut self.budget).map_err(|e| self.vfs_err(e))?;
+                    self.vfs
+                        .set_len(ino, 0, &mut self.budget)
+                        .map_err(|e| self.vfs_err(e))?;
                 }
                 Fd::File {
                     ino,
@@ -655,14 +789,25 @@ impl WasiCtx {
         Ok(0)
     }
 
-    pub(crate) fn path_filestat_get(&self, m: &mut Mem, dirfd: u32, path: (u32, u32), out: u32) -> Call {
+    pub(crate) fn path_filestat_get(
+        &self,
+        m: &mut Mem,
+        dirfd: u32,
+        path: (u32, u32),
+        out: u32,
+    ) -> Call {
         let dir = self.dir(dirfd)?;
         let ino = self.vfs.resolve(dir, m.str(path.0, path.1)?)?;
         m.put(out, &self.filestat(ino))?;
         Ok(0)
     }
 
-    pub(crate) fn path_filestat_set_times(&self, m: &mut Mem, dirfd: u32, path: (u32, u32)) -> Call {
+    pub(crate) fn path_filestat_set_times(
+        &self,
+        m: &mut Mem,
+        dirfd: u32,
+        path: (u32, u32),
+    ) -> Call {
         let dir = self.dir(dirfd)?;
         let ino = self.vfs.resolve(dir, m.str(path.0, path.1)?)?;
         if !self.vfs.node(ino).writable {
@@ -671,21 +816,41 @@ impl WasiCtx {
         Ok(0)
     }
 
-    pub(crate) fn path_create_directory(&mut self, m: &mut Mem, dirfd: u32, path: (u32, u32)) -> Call {
+    pub(crate) fn path_create_directory(
+        &mut self,
+        m: &mut Mem,
+        dirfd: u32,
+        path: (u32, u32),
+    ) -> Call {
         let dir = self.dir(dirfd)?;
         let (parent, name) = self.vfs.resolve_parent(dir, m.str(path.0, path.1)?)?;
-        self.vfs.create(parent, name, true, &mut self.budget).map_err(|e| self.vfs_err(e))?;
+        self.vfs
+            .create(parent, name, true, &mut self.budget)
+            .map_err(|e| self.vfs_err(e))?;
         Ok(0)
     }
 
-    pub(crate) fn path_remove(&mut self, m: &mut Mem, dirfd: u32, path: (u32, u32), want_dir: bool) -> Call {
+    pub(crate) fn path_remove(
+        &mut self,
+        m: &mut Mem,
+        dirfd: u32,
+        path: (u32, u32),
+        want_dir: bool,
+    ) -> Call {
         let dir = self.dir(dirfd)?;
         let (parent, name) = self.vfs.resolve_parent(dir, m.str(path.0, path.1)?)?;
         self.vfs.remove(parent, name, want_dir)?;
         Ok(0)
     }
 
-    pub(crate) fn path_rename(&mut self, m: &mut Mem, fd: u32, old: (u32, u32), new_fd: u32, new: (u32, u32)) -> Call {
+    pub(crate) fn path_rename(
+        &mut self,
+        m: &mut Mem,
+        fd: u32,
+        old: (u32, u32),
+        new_fd: u32,
+        new: (u32, u32),
+    ) -> Call {
         let (from_dir, to_dir) = (self.dir(fd)?, self.dir(new_fd)?);
         let (fp, fname) = self.vfs.resolve_parent(from_dir, m.str(old.0, old.1)?)?;
         let (tp, tname) = self.vfs.resolve_parent(to_dir, m.str(new.0, new.1)?)?;
@@ -708,6 +873,10 @@ impl WasiCtx {
     /// Moves a finished run's outputs out of the context.
     pub(crate) fn take_outputs(&mut self) -> (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>) {
         let files = self.vfs.take_outputs();
-        (std::mem::take(&mut self.stdout), std::mem::take(&mut self.stderr), files)
+        (
+            std::mem::take(&mut self.stdout),
+            std::mem::take(&mut self.stderr),
+            files,
+        )
     }
 }

@@ -1,0 +1,300 @@
+//! `sharegrid run`: one task, locally, in the same sandbox providers use.
+//!
+//! Exit status: the guest's exit code when it completed (0-255); 124 when the
+//! run ended any other way (limit, trap, invalid module); 1 when the run could
+//! not start (unreadable file, bad limit); 2 for a bad command line.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use sharegrid_core::{ContentId, Determinism, Fuel, Limits, Outcome, TaskId};
+use sharegrid_sandbox::{ModuleSource, RunReport, Task, load_inputs, save_outputs};
+
+use crate::units::{parse_duration, parse_fuel, parse_size};
+
+/// Exit status for a run that ended other than by completing.
+const EXIT_NOT_COMPLETED: u8 = 124;
+
+#[derive(Args, Debug)]
+pub(crate) struct RunArgs {
+    /// The module: a `.wasm` binary (or `.wat` text).
+    #[arg(value_name = "MODULE")]
+    module: PathBuf,
+    /// Arguments passed to the module (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+    /// File whose bytes are the task's stdin (`-` for this process's stdin).
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// Directory whose files the task sees, read-only, under `/in`.
+    #[arg(long = "in", value_name = "DIR")]
+    input: Option<PathBuf>,
+    /// Directory to save the files the task left in `/out` (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Fuel limit, e.g. 500M, 20G.
+    #[arg(long, value_parser = parse_fuel, value_name = "N")]
+    fuel: Option<Fuel>,
+    /// Linear memory limit, e.g. 64MiB.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    memory: Option<u64>,
+    /// Output limit (stdout + stderr + /out), e.g. 16MiB.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    output_limit: Option<u64>,
+    /// WebAssembly stack limit, e.g. 1MiB.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    stack: Option<u64>,
+    /// Wall-clock timeout, e.g. 30s.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    timeout: Option<std::time::Duration>,
+    /// Canonicalize NaNs so any architecture computes the same result (slower on float code).
+    #[arg(long)]
+    portable: bool,
+    /// Task id (64 hex digits) seeding the clock and random stream; default: derived from module, args and stdin.
+    #[arg(long, value_name = "HEX")]
+    task_id: Option<TaskId>,
+    /// Do not use the compiled-module cache in the node home.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print one JSON object instead of the human summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "wat") {
+        return wat::parse_bytes(&bytes)
+            .map(|b| b.into_owned())
+            .map_err(|e| anyhow::anyhow!("{}: not valid WebAssembly text: {e}", path.display()));
+    }
+    Ok(bytes)
+}
+
+fn read_stdin(arg: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match arg {
+        None => Ok(Vec::new()),
+        Some(p) if p == Path::new("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read stdin")?;
+            Ok(buf)
+        }
+        Some(p) => {
+            std::fs::read(p).with_context(|| format!("cannot read --stdin file {}", p.display()))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonOutput<'a> {
+    task: String,
+    module: String,
+    mode: Determinism,
+    outcome: &'a Outcome,
+    message: String,
+    fuel: u64,
+    result_hash: String,
+    limits: &'a Limits,
+    stdout: String,
+    stderr: String,
+    outputs: Vec<JsonFile>,
+    module_source: ModuleSource,
+    prepare_ms: f64,
+    run_ms: f64,
+}
+
+#[derive(Serialize)]
+struct JsonFile {
+    path: String,
+    bytes: usize,
+    saved_to: Option<PathBuf>,
+}
+
+pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
+    let module = read_module(&a.module)?;
+    let stdin = read_stdin(a.stdin.as_deref())?;
+    let sandbox = crate::home::sandbox(home, !a.no_cache)?;
+    let inputs = match &a.input {
+        Some(dir) => {
+            let cfg = sandbox.config();
+            load_inputs(dir, cfg.max_input_bytes, cfg.max_input_files)?
+        }
+        None => Default::default(),
+    };
+    let defaults = Limits::default();
+    let limits = Limits {
+        fuel: a.fuel.unwrap_or(defaults.fuel),
+        memory_bytes: a.memory.unwrap_or(defaults.memory_bytes),
+        output_bytes: a.output_limit.unwrap_or(defaults.output_bytes),
+        stack_bytes: a.stack.unwrap_or(defaults.stack_bytes),
+        timeout_ms: a
+            .timeout
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(defaults.timeout_ms),
+    };
+    let id = a
+        .task_id
+        .unwrap_or_else(|| TaskId::local(&ContentId::of(&module), &a.args, &stdin));
+    let task = Task {
+        id,
+        module: Arc::from(module),
+        args: a.args,
+        stdin: Arc::from(stdin),
+        inputs,
+        limits,
+        mode: if a.portable {
+            Determinism::Portable
+        } else {
+            Determinism::Native
+        },
+    };
+    let report = sandbox.run(&task)?;
+
+    let mut saved: Vec<Option<PathBuf>> = vec![None; report.result.files.len()];
+    if let Some(dir) = &a.out {
+        let written = save_outputs(dir, &report.result.files)?;
+        saved = written.into_iter().map(Some).collect();
+    }
+
+    if a.json {
+        print_json(&report, &saved)?;
+    } else {
+        print_human(&report, &saved, a.out.as_deref())?;
+    }
+    Ok(exit_code(&report.result.outcome))
+}
+
+fn exit_code(o: &Outcome) -> ExitCode {
+    match o {
+        Outcome::Completed { exit_code } => ExitCode::from((*exit_code & 0xff) as u8),
+        _ => ExitCode::from(EXIT_NOT_COMPLETED),
+    }
+}
+
+fn print_json(r: &RunReport, saved: &[Option<PathBuf>]) -> anyhow::Result<()> {
+    let out = JsonOutput {
+        task: r.task.to_string(),
+        module: r.module.to_string(),
+        mode: r.mode,
+        outcome: &r.result.outcome,
+        message: r.result.outcome.to_string(),
+        fuel: r.fuel.0,
+        result_hash: r.result_hash.to_string(),
+        limits: &r.limits,
+        stdout: String::from_utf8_lossy(&r.result.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&r.result.stderr).into_owned(),
+        outputs: r
+            .result
+            .files
+            .iter()
+            .zip(saved)
+            .map(|(f, s)| JsonFile {
+                path: f.path.clone(),
+                bytes: f.data.len(),
+                saved_to: s.clone(),
+            })
+            .collect(),
+        module_source: r.module_source,
+        prepare_ms: r.prepare_time.as_secs_f64() * 1e3,
+        run_ms: r.run_time.as_secs_f64() * 1e3,
+    };
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer(&mut stdout, &out)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+/// The guest's stdout goes to stdout and its stderr to stderr, unchanged; the
+/// summary goes to stderr, so `sharegrid run x.wasm > out.txt` captures just
+/// what the guest printed.
+fn print_human(
+    r: &RunReport,
+    saved: &[Option<PathBuf>],
+    out_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    std::io::stdout().write_all(&r.result.stdout)?;
+    std::io::stdout().flush()?;
+    let mut e = std::io::stderr().lock();
+    e.write_all(&r.result.stderr)?;
+    let outcome = &r.result.outcome;
+    let extra = match outcome {
+        Outcome::OutOfFuel => format!(" ({})", r.limits.fuel),
+        Outcome::MemoryLimit => format!(" ({})", bytesize::ByteSize(r.limits.memory_bytes)),
+        Outcome::OutputLimit => format!(" ({})", bytesize::ByteSize(r.limits.output_bytes)),
+        Outcome::Timeout => format!(" ({:?})", r.limits.timeout()),
+        _ => String::new(),
+    };
+    writeln!(e, "outcome  {outcome}{extra}")?;
+    writeln!(
+        e,
+        "fuel     {} ({} of {} limit)",
+        r.fuel.0, r.fuel, r.limits.fuel
+    )?;
+    writeln!(e, "result   {}", r.result_hash)?;
+    let how = match r.module_source {
+        ModuleSource::Compiled => "compiled",
+        ModuleSource::MemoryCache | ModuleSource::DiskCache => "loaded from cache",
+        ModuleSource::Rejected => "rejected",
+    };
+    writeln!(
+        e,
+        "module   {} ({how} in {:.1} ms, {} mode)",
+        r.module,
+        r.prepare_time.as_secs_f64() * 1e3,
+        r.mode
+    )?;
+    writeln!(e, "time     {:.1} ms", r.run_time.as_secs_f64() * 1e3)?;
+    let files = &r.result.files;
+    match (files.is_empty(), out_dir) {
+        (true, _) => writeln!(e, "outputs  none in /out")?,
+        (false, Some(dir)) => {
+            writeln!(
+                e,
+                "outputs  {} file(s) saved in {}:",
+                files.len(),
+                dir.display()
+            )?;
+            for (f, s) in files.iter().zip(saved) {
+                let at = s
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                writeln!(
+                    e,
+                    "         {at} ({})",
+                    bytesize::ByteSize(f.data.len() as u64)
+                )?;
+            }
+        }
+        (false, None) => {
+            writeln!(
+                e,
+                "outputs  {} file(s) in /out, not saved (pass --out DIR):",
+                files.len()
+            )?;
+            for f in files {
+                writeln!(
+                    e,
+                    "         {} ({})",
+                    f.path,
+                    bytesize::ByteSize(f.data.len() as u64)
+                )?;
+            }
+        }
+    }
+    if !outcome.is_deterministic() {
+        writeln!(
+            e,
+            "note     a timeout is not reproducible: its result hash is not evidence"
+        )?;
+    }
+    Ok(())
+}
