@@ -10,7 +10,7 @@
 # fuel counts belong to the exact bytes, so rebuild only on purpose.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-guests=(mandelbrot pi wordcount hashchain)
+guests=(mandelbrot pi wordcount hashchain probe)
 
 need_toolchain() {
     if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null \

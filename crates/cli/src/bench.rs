@@ -32,11 +32,7 @@ pub(crate) fn main(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
             .map(|t| format!("{:.0} ms", t.as_secs_f64() * 1e3))
             .collect();
         println!("speed   {}", r.speed);
-        println!(
-            "kernel  {} per round; rounds: {}",
-            r.fuel_per_round,
-            times.join(", ")
-        );
+        println!("kernel  {} per round; rounds: {}", r.fuel_per_round, times.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

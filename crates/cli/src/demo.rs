@@ -34,32 +34,20 @@ pub(crate) fn main(_home: &Path, _a: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("this runs each example task on two independent sandboxes and compares them.");
     println!("Run your own module with `sharegrid run MODULE.wasm -- ARGS`.\n");
     let tasks = [
-        (
-            "mandelbrot tile 3,2 of 8x8",
-            task(guests::MANDELBROT, &["3", "2"], &[]),
-        ),
-        (
-            "pi, seed 42, 2M samples",
-            task(guests::PI, &["42", "2000000"], &[]),
-        ),
+        ("mandelbrot tile 3,2 of 8x8", task(guests::MANDELBROT, &["3", "2"], &[])),
+        ("pi, seed 42, 2M samples", task(guests::PI, &["42", "2000000"], &[])),
         (
             "wordcount over 2 files",
             task(
                 guests::WORDCOUNT,
                 &[],
                 &[
-                    (
-                        "poem.txt",
-                        "the quick brown fox\njumps over\nthe lazy dog\n",
-                    ),
+                    ("poem.txt", "the quick brown fox\njumps over\nthe lazy dog\n"),
                     ("notes/a.txt", "one two\n"),
                 ],
             ),
         ),
-        (
-            "hashchain, 200k rounds",
-            task(guests::HASHCHAIN, &["200000"], &[]),
-        ),
+        ("hashchain, 200k rounds", task(guests::HASHCHAIN, &["200000"], &[])),
     ];
     // Two sandboxes with nothing shared: separate engines, no shared cache.
     let provider_a = Sandbox::new(SandboxConfig::default())?;

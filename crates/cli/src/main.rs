@@ -29,7 +29,7 @@ enum Command {
     /// Run the demo: example tasks in the sandbox, each twice, compared.
     Demo(demo::DemoArgs),
     /// Run one task locally in the deterministic sandbox.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Measure this machine's speed in gigafuel per second.
     Bench(bench::BenchArgs),
 }
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let home = home::resolve(cli.home.as_deref());
     let result = match cli.command {
         Command::Demo(args) => demo::main(&home, args),
-        Command::Run(args) => run::main(&home, args),
+        Command::Run(args) => run::main(&home, *args),
         Command::Bench(args) => bench::main(&home, args),
     };
     match result {

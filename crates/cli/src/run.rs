@@ -67,8 +67,7 @@ pub(crate) struct RunArgs {
 }
 
 fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))?;
     if path.extension().is_some_and(|e| e == "wat") {
         return wat::parse_bytes(&bytes)
             .map(|b| b.into_owned())
@@ -82,14 +81,10 @@ fn read_stdin(arg: Option<&Path>) -> anyhow::Result<Vec<u8>> {
         None => Ok(Vec::new()),
         Some(p) if p == Path::new("-") => {
             let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("cannot read stdin")?;
+            std::io::stdin().read_to_end(&mut buf).context("cannot read stdin")?;
             Ok(buf)
         }
-        Some(p) => {
-            std::fs::read(p).with_context(|| format!("cannot read --stdin file {}", p.display()))
-        }
+        Some(p) => std::fs::read(p).with_context(|| format!("cannot read --stdin file {}", p.display())),
     }
 }
 
@@ -135,10 +130,7 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         memory_bytes: a.memory.unwrap_or(defaults.memory_bytes),
         output_bytes: a.output_limit.unwrap_or(defaults.output_bytes),
         stack_bytes: a.stack.unwrap_or(defaults.stack_bytes),
-        timeout_ms: a
-            .timeout
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(defaults.timeout_ms),
+        timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(defaults.timeout_ms),
     };
     let id = a
         .task_id
@@ -215,11 +207,7 @@ fn print_json(r: &RunReport, saved: &[Option<PathBuf>]) -> anyhow::Result<()> {
 /// The guest's stdout goes to stdout and its stderr to stderr, unchanged; the
 /// summary goes to stderr, so `sharegrid run x.wasm > out.txt` captures just
 /// what the guest printed.
-fn print_human(
-    r: &RunReport,
-    saved: &[Option<PathBuf>],
-    out_dir: Option<&Path>,
-) -> anyhow::Result<()> {
+fn print_human(r: &RunReport, saved: &[Option<PathBuf>], out_dir: Option<&Path>) -> anyhow::Result<()> {
     std::io::stdout().write_all(&r.result.stdout)?;
     std::io::stdout().flush()?;
     let mut e = std::io::stderr().lock();
@@ -233,11 +221,7 @@ fn print_human(
         _ => String::new(),
     };
     writeln!(e, "outcome  {outcome}{extra}")?;
-    writeln!(
-        e,
-        "fuel     {} ({} of {} limit)",
-        r.fuel.0, r.fuel, r.limits.fuel
-    )?;
+    writeln!(e, "fuel     {} ({} of {} limit)", r.fuel.0, r.fuel, r.limits.fuel)?;
     writeln!(e, "result   {}", r.result_hash)?;
     let how = match r.module_source {
         ModuleSource::Compiled => "compiled",
@@ -256,22 +240,10 @@ fn print_human(
     match (files.is_empty(), out_dir) {
         (true, _) => writeln!(e, "outputs  none in /out")?,
         (false, Some(dir)) => {
-            writeln!(
-                e,
-                "outputs  {} file(s) saved in {}:",
-                files.len(),
-                dir.display()
-            )?;
+            writeln!(e, "outputs  {} file(s) saved in {}:", files.len(), dir.display())?;
             for (f, s) in files.iter().zip(saved) {
-                let at = s
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default();
-                writeln!(
-                    e,
-                    "         {at} ({})",
-                    bytesize::ByteSize(f.data.len() as u64)
-                )?;
+                let at = s.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                writeln!(e, "         {at} ({})", bytesize::ByteSize(f.data.len() as u64))?;
             }
         }
         (false, None) => {
@@ -281,12 +253,7 @@ fn print_human(
                 files.len()
             )?;
             for f in files {
-                writeln!(
-                    e,
-                    "         {} ({})",
-                    f.path,
-                    bytesize::ByteSize(f.data.len() as u64)
-                )?;
+                writeln!(e, "         {} ({})", f.path, bytesize::ByteSize(f.data.len() as u64))?;
             }
         }
     }

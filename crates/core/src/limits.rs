@@ -99,10 +99,7 @@ mod tests {
 
     #[test]
     fn determinism_parses_and_rejects_clearly() {
-        assert_eq!(
-            "portable".parse::<Determinism>().unwrap(),
-            Determinism::Portable
-        );
+        assert_eq!("portable".parse::<Determinism>().unwrap(), Determinism::Portable);
         let err = "fast".parse::<Determinism>().unwrap_err();
         assert!(err.contains("\"fast\""), "{err}");
         assert_eq!(Determinism::default(), Determinism::Native);

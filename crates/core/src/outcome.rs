@@ -131,9 +131,9 @@ impl fmt::Display for Outcome {
             Outcome::MemoryLimit => {
                 f.write_str("memory limit: the task tried to use more linear memory than its limit")
             }
-            Outcome::OutputLimit => f.write_str(
-                "output limit: the task tried to write more than its limit to stdout, stderr and /out",
-            ),
+            Outcome::OutputLimit => {
+                f.write_str("output limit: the task tried to write more than its limit to stdout, stderr and /out")
+            }
             Outcome::Timeout => f.write_str("timeout: the task ran past its wall-clock limit"),
             Outcome::Trap { trap } => write!(f, "trap: {}", trap.describe()),
             Outcome::InvalidModule { reason } => write!(f, "invalid module: {reason}"),

@@ -66,11 +66,8 @@ impl ModuleCache {
     }
 
     fn path(&self, engine: &Engine, module: &ContentId) -> PathBuf {
-        self.dir.join(format!(
-            "{}-{}.cwasm",
-            module.to_hex(),
-            engine_fingerprint(engine)
-        ))
+        self.dir
+            .join(format!("{}-{}.cwasm", module.to_hex(), engine_fingerprint(engine)))
     }
 
     /// The compiled module, if a valid entry exists.
@@ -79,8 +76,7 @@ impl ModuleCache {
         let bytes = fs::read(&path).ok()?;
         let artifact = match bytes.split_at_checked(MAGIC.len() + 32) {
             Some((head, artifact))
-                if &head[..MAGIC.len()] == MAGIC
-                    && head[MAGIC.len()..] == *blake3::hash(artifact).as_bytes() =>
+                if &head[..MAGIC.len()] == MAGIC && head[MAGIC.len()..] == *blake3::hash(artifact).as_bytes() =>
             {
                 artifact
             }
@@ -145,11 +141,7 @@ impl ModuleCache {
             let meta = e.metadata()?;
             if meta.is_file() && e.path().extension().is_some_and(|x| x == "cwasm") {
                 total += meta.len();
-                entries.push((
-                    meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    meta.len(),
-                    e.path(),
-                ));
+                entries.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len(), e.path()));
             }
         }
         entries.sort();

@@ -58,11 +58,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HostDirError + '_ {
 /// Loads every regular file under `dir` as a task input, keyed by its path
 /// relative to `dir`. Stops early, before reading more, once `max_bytes` or
 /// `max_files` would be exceeded.
-pub fn load_inputs(
-    dir: &Path,
-    max_bytes: u64,
-    max_files: usize,
-) -> Result<BTreeMap<String, Arc<[u8]>>, HostDirError> {
+pub fn load_inputs(dir: &Path, max_bytes: u64, max_files: usize) -> Result<BTreeMap<String, Arc<[u8]>>, HostDirError> {
     let mut out = BTreeMap::new();
     let mut total = 0u64;
     let mut stack = vec![(dir.to_path_buf(), String::new())];
@@ -78,11 +74,7 @@ pub fn load_inputs(
                 .file_name()
                 .into_string()
                 .map_err(|_| HostDirError::BadName(p.clone()))?;
-            let rel = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
+            let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
             validate_out_path(&rel).map_err(|_| HostDirError::BadName(p.clone()))?;
             let ft = e.file_type().map_err(io(&p))?;
             if ft.is_dir() {

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sharegrid_core::{
-    ContentId, Determinism, Fuel, Limits, OutFile, Outcome, ResultHash, TaskId, TaskResult,
-    TrapKind, validate_out_path,
+    ContentId, Determinism, Fuel, Limits, Outcome, ResultHash, TaskId, TaskResult, TrapKind, validate_out_path,
 };
 use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap};
 
@@ -149,12 +148,7 @@ struct Limiter {
 struct MemoryLimitHit;
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.hit = true;
             return Err(wasmtime::Error::new(MemoryLimitHit));
@@ -162,12 +156,7 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             self.hit = true;
             return Err(wasmtime::Error::new(MemoryLimitHit));
@@ -223,12 +212,14 @@ impl Sandbox {
     /// A sandbox with `config`.
     pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
         let disk = match &config.cache_dir {
-            Some(dir) => Some(ModuleCache::open(dir, config.cache_max_bytes).map_err(
-                |source| SandboxError::Cache {
-                    dir: dir.clone(),
-                    source,
-                },
-            )?),
+            Some(dir) => {
+                Some(
+                    ModuleCache::open(dir, config.cache_max_bytes).map_err(|source| SandboxError::Cache {
+                        dir: dir.clone(),
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
         Ok(Sandbox {
@@ -250,8 +241,7 @@ impl Sandbox {
         if let Some(e) = engines.get(&(mode, stack)) {
             return Ok(e.clone());
         }
-        let engine = build_engine(mode, stack as usize)
-            .map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        let engine = build_engine(mode, stack as usize).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         self.ticker.register(&engine);
@@ -393,29 +383,23 @@ impl Sandbox {
         let key = (module_id, task.mode, task.limits.stack_bytes);
         let prepared = self.module(&entry.engine, key, &task.module)?;
         let prepare_time = started.elapsed();
-        let report =
-            |result: TaskResult, fuel: Fuel, source: ModuleSource, run_time: Duration| RunReport {
-                task: task.id,
-                module: module_id,
-                mode: task.mode,
-                limits: task.limits,
-                result_hash: result.hash(),
-                result,
-                fuel,
-                module_source: source,
-                prepare_time,
-                run_time,
-            };
+        let report = |result: TaskResult, fuel: Fuel, source: ModuleSource, run_time: Duration| RunReport {
+            task: task.id,
+            module: module_id,
+            mode: task.mode,
+            limits: task.limits,
+            result_hash: result.hash(),
+            result,
+            fuel,
+            module_source: source,
+            prepare_time,
+            run_time,
+        };
         let (module, source) = match prepared {
             Ok(m) => m,
             Err(reason) => {
                 let result = TaskResult::empty(Outcome::InvalidModule { reason });
-                return Ok(report(
-                    result,
-                    Fuel(0),
-                    ModuleSource::Rejected,
-                    Duration::ZERO,
-                ));
+                return Ok(report(result, Fuel(0), ModuleSource::Rejected, Duration::ZERO));
             }
         };
 
@@ -467,17 +451,7 @@ impl Sandbox {
         };
         let fuel_left = store.get_fuel().unwrap_or(0);
         let fuel = Fuel(fuel_limit.saturating_sub(fuel_left));
-        let (stdout, stderr, files) = store.data_mut().wasi.take_outputs();
-        let files = files
-            .into_iter()
-            .map(|(path, data)| OutFile { path, data })
-            .collect();
-        let result = TaskResult {
-            outcome,
-            stdout,
-            stderr,
-            files,
-        };
+        let result = store.data_mut().wasi.take_result(outcome);
         Ok(report(result, fuel, source, run_started.elapsed()))
     }
 }

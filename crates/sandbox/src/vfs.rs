@@ -16,6 +16,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use sharegrid_core::OutFile;
+
 use crate::wasi::abi::Errno;
 
 /// Index of a node; also its inode number (plus one) as the guest sees it.
@@ -151,12 +153,7 @@ impl Vfs {
                     None => vfs.insert(dir, d, NodeKind::Dir(BTreeMap::new()), false),
                 };
             }
-            vfs.insert(
-                dir,
-                last,
-                NodeKind::File(FileData::Shared(data.clone())),
-                false,
-            );
+            vfs.insert(dir, last, NodeKind::File(FileData::Shared(data.clone())), false);
         }
         vfs
     }
@@ -214,11 +211,7 @@ impl Vfs {
 
     /// Resolves all but the last component of `path`; returns the directory
     /// and the final name, which must be a plain name.
-    pub(crate) fn resolve_parent<'p>(
-        &self,
-        dir: Ino,
-        path: &'p str,
-    ) -> Result<(Ino, &'p str), Errno> {
+    pub(crate) fn resolve_parent<'p>(&self, dir: Ino, path: &'p str) -> Result<(Ino, &'p str), Errno> {
         let comps = components(path)?;
         let (last, dirs) = comps.split_last().ok_or(Errno::Exist)?;
         if *last == ".." {
@@ -279,13 +272,7 @@ impl Vfs {
 
     /// Moves `from_dir/from` to `to_dir/to`, replacing a file or an empty
     /// directory of the same kind there.
-    pub(crate) fn rename(
-        &mut self,
-        from_dir: Ino,
-        from: &str,
-        to_dir: Ino,
-        to: &str,
-    ) -> Result<(), Errno> {
+    pub(crate) fn rename(&mut self, from_dir: Ino, from: &str, to_dir: Ino, to: &str) -> Result<(), Errno> {
         if !self.nodes[from_dir].writable || !self.nodes[to_dir].writable {
             return Err(Errno::Rofs);
         }
@@ -326,12 +313,7 @@ impl Vfs {
     }
 
     /// Resizes file `ino` to `len` bytes, charging any growth.
-    pub(crate) fn set_len(
-        &mut self,
-        ino: Ino,
-        len: u64,
-        budget: &mut OutputBudget,
-    ) -> Result<(), Errno> {
+    pub(crate) fn set_len(&mut self, ino: Ino, len: u64, budget: &mut OutputBudget) -> Result<(), Errno> {
         let node = &mut self.nodes[ino];
         if !node.writable {
             return Err(Errno::Rofs);
@@ -376,17 +358,15 @@ impl Vfs {
         }
     }
 
-    /// Every regular file under `/out`, as (relative path, bytes), sorted by
-    /// path.
-    pub(crate) fn take_outputs(&mut self) -> Vec<(String, Vec<u8>)> {
+    /// Every regular file under `/out`, sorted by path (byte order).
+    pub(crate) fn take_outputs(&mut self) -> Vec<OutFile> {
         let mut out = Vec::new();
         let mut stack = vec![(OUT_ROOT, String::new())];
         while let Some((dir, prefix)) = stack.pop() {
             let NodeKind::Dir(entries) = &self.nodes[dir].kind else {
                 continue;
             };
-            let entries: Vec<(String, Ino)> =
-                entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let entries: Vec<(String, Ino)> = entries.iter().map(|(k, v)| (k.clone(), *v)).collect();
             for (name, ino) in entries {
                 let path = if prefix.is_empty() {
                     name
@@ -395,12 +375,18 @@ impl Vfs {
                 };
                 match &mut self.nodes[ino].kind {
                     NodeKind::Dir(_) => stack.push((ino, path)),
-                    NodeKind::File(FileData::Owned(data)) => out.push((path, std::mem::take(data))),
-                    NodeKind::File(FileData::Shared(data)) => out.push((path, data.to_vec())),
+                    NodeKind::File(FileData::Owned(data)) => out.push(OutFile {
+                        path,
+                        data: std::mem::take(data),
+                    }),
+                    NodeKind::File(FileData::Shared(data)) => out.push(OutFile {
+                        path,
+                        data: data.to_vec(),
+                    }),
                 }
             }
         }
-        out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        out.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
         out
     }
 }
@@ -423,8 +409,7 @@ mod tests {
         let b = v.resolve(IN_ROOT, "sub/./b.txt").unwrap();
         assert_eq!(v.file_len(b).unwrap(), 1);
         assert_eq!(
-            v.resolve(IN_ROOT, "sub/../a.txt")
-                .map(|i| v.file_len(i).unwrap()),
+            v.resolve(IN_ROOT, "sub/../a.txt").map(|i| v.file_len(i).unwrap()),
             Ok(1)
         );
         assert_eq!(v.resolve(IN_ROOT, "../etc/passwd"), Err(Errno::Notcapable));
@@ -432,10 +417,7 @@ mod tests {
         assert_eq!(v.resolve(IN_ROOT, "a.txt/x"), Err(Errno::Notdir));
         let mut budget = OutputBudget::new(1 << 20);
         let mut v = v;
-        assert_eq!(
-            v.create(IN_ROOT, "new", false, &mut budget),
-            Err(Errno::Rofs)
-        );
+        assert_eq!(v.create(IN_ROOT, "new", false, &mut budget), Err(Errno::Rofs));
         assert_eq!(v.remove(IN_ROOT, "a.txt", false), Err(Errno::Rofs));
     }
 
@@ -450,7 +432,13 @@ mod tests {
         assert_eq!(g, Errno::Fbig);
         assert!(budget.exceeded);
         let outs = v.take_outputs();
-        assert_eq!(outs, vec![("d/z".to_string(), vec![0, 0, b'h', b'i'])]);
+        assert_eq!(
+            outs,
+            vec![OutFile {
+                path: "d/z".into(),
+                data: vec![0, 0, b'h', b'i']
+            }]
+        );
     }
 
     #[test]

@@ -129,8 +129,7 @@ impl Mem<'_> {
     }
 
     pub(crate) fn put(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), Errno> {
-        self.slice_mut(ptr, bytes.len() as u32)?
-            .copy_from_slice(bytes);
+        self.slice_mut(ptr, bytes.len() as u32)?.copy_from_slice(bytes);
         Ok(())
     }
 
@@ -150,10 +149,7 @@ impl Mem<'_> {
         (0..count)
             .map(|i| {
                 let at = ptr.checked_add(i * 8).ok_or(Errno::Fault)?;
-                Ok((
-                    self.u32(at)?,
-                    self.u32(at.checked_add(4).ok_or(Errno::Fault)?)?,
-                ))
+                Ok((self.u32(at)?, self.u32(at.checked_add(4).ok_or(Errno::Fault)?)?))
             })
             .collect()
     }

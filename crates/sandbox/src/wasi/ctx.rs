@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sharegrid_core::TaskId;
+use sharegrid_core::{Outcome, TaskId, TaskResult};
 
 use super::abi::*;
 use crate::vfs::{IN_ROOT, Ino, NodeKind, OUT_ROOT, OutputBudget, Vfs};
@@ -131,10 +131,7 @@ impl WasiCtx {
     }
 
     fn fd(&self, fd: u32) -> Result<&Fd, Errno> {
-        self.fds
-            .get(fd as usize)
-            .and_then(Option::as_ref)
-            .ok_or(Errno::Badf)
+        self.fds.get(fd as usize).and_then(Option::as_ref).ok_or(Errno::Badf)
     }
 
     fn fd_mut(&mut self, fd: u32) -> Result<&mut Fd, Errno> {
@@ -165,9 +162,7 @@ impl WasiCtx {
 
     /// Charges output bytes; past the limit the run ends.
     fn charge_output(&mut self, n: u64) -> Result<(), Fail> {
-        self.budget
-            .charge(n)
-            .map_err(|_| Fail::End(End::OutputLimit))
+        self.budget.charge(n).map_err(|_| Fail::End(End::OutputLimit))
     }
 
     /// Maps a vfs error to the call's failure: running out of output budget
@@ -236,14 +231,7 @@ impl WasiCtx {
         Ok(u64::from(len))
     }
 
-    pub(crate) fn poll_oneoff(
-        &mut self,
-        m: &mut Mem,
-        subs: u32,
-        events: u32,
-        n: u32,
-        nevents: u32,
-    ) -> Call {
+    pub(crate) fn poll_oneoff(&mut self, m: &mut Mem, subs: u32, events: u32, n: u32, nevents: u32) -> Call {
         if n == 0 {
             return Err(Errno::Inval.into());
         }
@@ -357,8 +345,7 @@ impl WasiCtx {
     pub(crate) fn fd_prestat_get(&self, m: &mut Mem, fd: u32, out: u32) -> Call {
         match self.fd(fd)? {
             Fd::Dir {
-                preopen: Some(name),
-                ..
+                preopen: Some(name), ..
             } => {
                 let mut b = [0u8; 8];
                 b[4..8].copy_from_slice(&(name.len() as u32).to_le_bytes());
@@ -372,8 +359,7 @@ impl WasiCtx {
     pub(crate) fn fd_prestat_dir_name(&self, m: &mut Mem, fd: u32, buf: u32, len: u32) -> Call {
         match self.fd(fd)? {
             Fd::Dir {
-                preopen: Some(name),
-                ..
+                preopen: Some(name), ..
             } => {
                 if (len as usize) < name.len() {
                     return Err(Errno::Nametoolong.into());
@@ -413,9 +399,7 @@ impl WasiCtx {
 
     pub(crate) fn fd_filestat_set_size(&mut self, fd: u32, size: u64) -> Call {
         match self.fd(fd)? {
-            Fd::File {
-                ino, write: true, ..
-            } => {
+            Fd::File { ino, write: true, .. } => {
                 let ino = *ino;
                 self.vfs
                     .set_len(ino, size, &mut self.budget)
@@ -431,18 +415,13 @@ impl WasiCtx {
     /// file is writable.
     pub(crate) fn fd_filestat_set_times(&self, fd: u32) -> Call {
         match self.fd(fd)? {
-            Fd::Dir { ino, .. } | Fd::File { ino, .. } if !self.vfs.node(*ino).writable => {
-                Err(Errno::Rofs.into())
-            }
+            Fd::Dir { ino, .. } | Fd::File { ino, .. } if !self.vfs.node(*ino).writable => Err(Errno::Rofs.into()),
             _ => Ok(0),
         }
     }
 
     pub(crate) fn fd_allocate(&mut self, fd: u32, offset: u64, len: u64) -> Call {
-        let Fd::File {
-            ino, write: true, ..
-        } = *self.fd(fd)?
-        else {
+        let Fd::File { ino, write: true, .. } = *self.fd(fd)? else {
             return Err(Errno::Badf.into());
         };
         let end = offset.checked_add(len).ok_or(Errno::Fbig)?;
@@ -459,14 +438,7 @@ impl WasiCtx {
         Ok(0)
     }
 
-    pub(crate) fn fd_seek(
-        &mut self,
-        m: &mut Mem,
-        fd: u32,
-        offset: i64,
-        whence: u8,
-        out: u32,
-    ) -> Call {
+    pub(crate) fn fd_seek(&mut self, m: &mut Mem, fd: u32, offset: i64, whence: u8, out: u32) -> Call {
         let (ino, pos) = match self.fd(fd)? {
             Fd::File { ino, pos, .. } => (*ino, *pos),
             Fd::Dir { .. } => return Err(Errno::Isdir.into()),
@@ -503,8 +475,7 @@ impl WasiCtx {
         let mut at = usize::try_from(at).unwrap_or(usize::MAX).min(src.len());
         for &(ptr, len) in iovs {
             let n = (len as usize).min(src.len() - at);
-            m.slice_mut(ptr, n as u32)?
-                .copy_from_slice(&src[at..at + n]);
+            m.slice_mut(ptr, n as u32)?.copy_from_slice(&src[at..at + n]);
             at += n;
             done += n as u64;
             if at == src.len() {
@@ -530,13 +501,7 @@ impl WasiCtx {
         Ok(out)
     }
 
-    fn read_at(
-        &mut self,
-        m: &mut Mem,
-        fd: u32,
-        iovs: &[(u32, u32)],
-        offset: Option<u64>,
-    ) -> Result<u64, Fail> {
+    fn read_at(&mut self, m: &mut Mem, fd: u32, iovs: &[(u32, u32)], offset: Option<u64>) -> Result<u64, Fail> {
         match *self.fd(fd)? {
             Fd::Stdin => {
                 if offset.is_some() {
@@ -573,28 +538,14 @@ impl WasiCtx {
         Ok(got)
     }
 
-    pub(crate) fn fd_pread(
-        &mut self,
-        m: &mut Mem,
-        fd: u32,
-        iovs: u32,
-        n: u32,
-        offset: u64,
-        nread: u32,
-    ) -> Call {
+    pub(crate) fn fd_pread(&mut self, m: &mut Mem, fd: u32, iovs: u32, n: u32, offset: u64, nread: u32) -> Call {
         let iovs = m.iovs(iovs, n)?;
         let got = self.read_at(m, fd, &iovs, Some(offset))?;
         m.put_u32(nread, got as u32)?;
         Ok(got)
     }
 
-    fn write_at(
-        &mut self,
-        m: &mut Mem,
-        fd: u32,
-        iovs: &[(u32, u32)],
-        offset: Option<u64>,
-    ) -> Result<u64, Fail> {
+    fn write_at(&mut self, m: &mut Mem, fd: u32, iovs: &[(u32, u32)], offset: Option<u64>) -> Result<u64, Fail> {
         enum Sink {
             Stdout,
             Stderr,
@@ -646,44 +597,21 @@ impl WasiCtx {
         Ok(n)
     }
 
-    pub(crate) fn fd_write(
-        &mut self,
-        m: &mut Mem,
-        fd: u32,
-        iovs: u32,
-        n: u32,
-        nwritten: u32,
-    ) -> Call {
+    pub(crate) fn fd_write(&mut self, m: &mut Mem, fd: u32, iovs: u32, n: u32, nwritten: u32) -> Call {
         let iovs = m.iovs(iovs, n)?;
         let done = self.write_at(m, fd, &iovs, None)?;
         m.put_u32(nwritten, done as u32)?;
         Ok(done)
     }
 
-    pub(crate) fn fd_pwrite(
-        &mut self,
-        m: &mut Mem,
-        fd: u32,
-        iovs: u32,
-        n: u32,
-        offset: u64,
-        nw: u32,
-    ) -> Call {
+    pub(crate) fn fd_pwrite(&mut self, m: &mut Mem, fd: u32, iovs: u32, n: u32, offset: u64, nw: u32) -> Call {
         let iovs = m.iovs(iovs, n)?;
         let done = self.write_at(m, fd, &iovs, Some(offset))?;
         m.put_u32(nw, done as u32)?;
         Ok(done)
     }
 
-    pub(crate) fn fd_readdir(
-        &self,
-        m: &mut Mem,
-        fd: u32,
-        buf: u32,
-        len: u32,
-        cookie: u64,
-        used: u32,
-    ) -> Call {
+    pub(crate) fn fd_readdir(&self, m: &mut Mem, fd: u32, buf: u32, len: u32, cookie: u64, used: u32) -> Call {
         let ino = match self.fd(fd)? {
             Fd::Dir { ino, .. } => *ino,
             _ => return Err(Errno::Notdir.into()),
@@ -698,10 +626,7 @@ impl WasiCtx {
         // Entries are written back to back; the last one may be cut short,
         // which tells the guest to call again with a larger buffer.
         let mut out = Vec::new();
-        for (i, (name, child)) in listing
-            .enumerate()
-            .skip(usize::try_from(cookie).unwrap_or(usize::MAX))
-        {
+        for (i, (name, child)) in listing.enumerate().skip(usize::try_from(cookie).unwrap_or(usize::MAX)) {
             if out.len() >= len as usize {
                 break;
             }
@@ -753,9 +678,7 @@ impl WasiCtx {
             self.vfs.resolve(dir, path)?
         };
         let node = self.vfs.node(ino);
-        let want_write = rights & RIGHT_FD_WRITE != 0
-            || oflags & OFLAGS_TRUNC != 0
-            || fdflags & FDFLAGS_APPEND != 0;
+        let want_write = rights & RIGHT_FD_WRITE != 0 || oflags & OFLAGS_TRUNC != 0 || fdflags & FDFLAGS_APPEND != 0;
         let entry = match &node.kind {
             NodeKind::Dir(_) => {
                 if want_write && oflags & OFLAGS_TRUNC != 0 {
@@ -789,25 +712,14 @@ impl WasiCtx {
         Ok(0)
     }
 
-    pub(crate) fn path_filestat_get(
-        &self,
-        m: &mut Mem,
-        dirfd: u32,
-        path: (u32, u32),
-        out: u32,
-    ) -> Call {
+    pub(crate) fn path_filestat_get(&self, m: &mut Mem, dirfd: u32, path: (u32, u32), out: u32) -> Call {
         let dir = self.dir(dirfd)?;
         let ino = self.vfs.resolve(dir, m.str(path.0, path.1)?)?;
         m.put(out, &self.filestat(ino))?;
         Ok(0)
     }
 
-    pub(crate) fn path_filestat_set_times(
-        &self,
-        m: &mut Mem,
-        dirfd: u32,
-        path: (u32, u32),
-    ) -> Call {
+    pub(crate) fn path_filestat_set_times(&self, m: &mut Mem, dirfd: u32, path: (u32, u32)) -> Call {
         let dir = self.dir(dirfd)?;
         let ino = self.vfs.resolve(dir, m.str(path.0, path.1)?)?;
         if !self.vfs.node(ino).writable {
@@ -816,12 +728,7 @@ impl WasiCtx {
         Ok(0)
     }
 
-    pub(crate) fn path_create_directory(
-        &mut self,
-        m: &mut Mem,
-        dirfd: u32,
-        path: (u32, u32),
-    ) -> Call {
+    pub(crate) fn path_create_directory(&mut self, m: &mut Mem, dirfd: u32, path: (u32, u32)) -> Call {
         let dir = self.dir(dirfd)?;
         let (parent, name) = self.vfs.resolve_parent(dir, m.str(path.0, path.1)?)?;
         self.vfs
@@ -830,27 +737,14 @@ impl WasiCtx {
         Ok(0)
     }
 
-    pub(crate) fn path_remove(
-        &mut self,
-        m: &mut Mem,
-        dirfd: u32,
-        path: (u32, u32),
-        want_dir: bool,
-    ) -> Call {
+    pub(crate) fn path_remove(&mut self, m: &mut Mem, dirfd: u32, path: (u32, u32), want_dir: bool) -> Call {
         let dir = self.dir(dirfd)?;
         let (parent, name) = self.vfs.resolve_parent(dir, m.str(path.0, path.1)?)?;
         self.vfs.remove(parent, name, want_dir)?;
         Ok(0)
     }
 
-    pub(crate) fn path_rename(
-        &mut self,
-        m: &mut Mem,
-        fd: u32,
-        old: (u32, u32),
-        new_fd: u32,
-        new: (u32, u32),
-    ) -> Call {
+    pub(crate) fn path_rename(&mut self, m: &mut Mem, fd: u32, old: (u32, u32), new_fd: u32, new: (u32, u32)) -> Call {
         let (from_dir, to_dir) = (self.dir(fd)?, self.dir(new_fd)?);
         let (fp, fname) = self.vfs.resolve_parent(from_dir, m.str(old.0, old.1)?)?;
         let (tp, tname) = self.vfs.resolve_parent(to_dir, m.str(new.0, new.1)?)?;
@@ -870,13 +764,13 @@ impl WasiCtx {
         Err(Errno::Inval.into())
     }
 
-    /// Moves a finished run's outputs out of the context.
-    pub(crate) fn take_outputs(&mut self) -> (Vec<u8>, Vec<u8>, Vec<(String, Vec<u8>)>) {
-        let files = self.vfs.take_outputs();
-        (
-            std::mem::take(&mut self.stdout),
-            std::mem::take(&mut self.stderr),
-            files,
-        )
+    /// Moves a finished run's outputs out of the context into its result.
+    pub(crate) fn take_result(&mut self, outcome: Outcome) -> TaskResult {
+        TaskResult {
+            outcome,
+            stdout: std::mem::take(&mut self.stdout),
+            stderr: std::mem::take(&mut self.stderr),
+            files: self.vfs.take_outputs(),
+        }
     }
 }

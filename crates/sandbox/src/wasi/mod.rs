@@ -35,10 +35,7 @@ pub(crate) struct EndOfRun(pub(crate) End);
 
 /// Runs one call against guest memory, turns its result into an errno, and
 /// charges fuel for it.
-fn call(
-    caller: &mut Caller<'_, Host>,
-    f: impl FnOnce(&mut ctx::WasiCtx, &mut Mem) -> Call,
-) -> wasmtime::Result<i32> {
+fn call(caller: &mut Caller<'_, Host>, f: impl FnOnce(&mut ctx::WasiCtx, &mut Mem) -> Call) -> wasmtime::Result<i32> {
     let result = match caller.data().memory {
         Some(memory) => {
             let (data, host) = memory.data_and_store_mut(&mut *caller);
@@ -72,49 +69,29 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "args_get", |mut c: C, argv: i32, buf: i32| {
         call(&mut c, |w, m| w.args_get(m, argv as u32, buf as u32))
     })?;
-    l.func_wrap(
-        MODULE,
-        "args_sizes_get",
-        |mut c: C, argc: i32, size: i32| {
-            call(&mut c, |w, m| w.args_sizes_get(m, argc as u32, size as u32))
-        },
-    )?;
+    l.func_wrap(MODULE, "args_sizes_get", |mut c: C, argc: i32, size: i32| {
+        call(&mut c, |w, m| w.args_sizes_get(m, argc as u32, size as u32))
+    })?;
     l.func_wrap(MODULE, "environ_get", |mut c: C, _env: i32, _buf: i32| {
         call(&mut c, |_, _| Ok(0))
     })?;
-    l.func_wrap(
-        MODULE,
-        "environ_sizes_get",
-        |mut c: C, count: i32, size: i32| {
-            call(&mut c, |w, m| {
-                w.environ_sizes_get(m, count as u32, size as u32)
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "environ_sizes_get", |mut c: C, count: i32, size: i32| {
+        call(&mut c, |w, m| w.environ_sizes_get(m, count as u32, size as u32))
+    })?;
     l.func_wrap(MODULE, "clock_res_get", |mut c: C, id: i32, out: i32| {
         call(&mut c, |w, m| w.clock_res_get(m, id as u32, out as u32))
     })?;
     l.func_wrap(
         MODULE,
         "clock_time_get",
-        |mut c: C, id: i32, _precision: i64, out: i32| {
-            call(&mut c, |w, m| w.clock_time_get(m, id as u32, out as u32))
-        },
+        |mut c: C, id: i32, _precision: i64, out: i32| call(&mut c, |w, m| w.clock_time_get(m, id as u32, out as u32)),
     )?;
-    l.func_wrap(
-        MODULE,
-        "fd_advise",
-        |mut c: C, fd: i32, _o: i64, _l: i64, _a: i32| call(&mut c, |w, _| w.fd_sync(fd as u32)),
-    )?;
-    l.func_wrap(
-        MODULE,
-        "fd_allocate",
-        |mut c: C, fd: i32, offset: i64, len: i64| {
-            call(&mut c, |w, _| {
-                w.fd_allocate(fd as u32, offset as u64, len as u64)
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "fd_advise", |mut c: C, fd: i32, _o: i64, _l: i64, _a: i32| {
+        call(&mut c, |w, _| w.fd_sync(fd as u32))
+    })?;
+    l.func_wrap(MODULE, "fd_allocate", |mut c: C, fd: i32, offset: i64, len: i64| {
+        call(&mut c, |w, _| w.fd_allocate(fd as u32, offset as u64, len as u64))
+    })?;
     l.func_wrap(MODULE, "fd_close", |mut c: C, fd: i32| {
         call(&mut c, |w, _| w.fd_close(fd as u32))
     })?;
@@ -127,15 +104,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "fd_fdstat_get", |mut c: C, fd: i32, out: i32| {
         call(&mut c, |w, m| w.fd_fdstat_get(m, fd as u32, out as u32))
     })?;
-    l.func_wrap(
-        MODULE,
-        "fd_fdstat_set_flags",
-        |mut c: C, fd: i32, flags: i32| {
-            call(&mut c, |w, _| {
-                w.fd_fdstat_set_flags(fd as u32, flags as u16)
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "fd_fdstat_set_flags", |mut c: C, fd: i32, flags: i32| {
+        call(&mut c, |w, _| w.fd_fdstat_set_flags(fd as u32, flags as u16))
+    })?;
     l.func_wrap(
         MODULE,
         "fd_fdstat_set_rights",
@@ -144,35 +115,20 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "fd_filestat_get", |mut c: C, fd: i32, out: i32| {
         call(&mut c, |w, m| w.fd_filestat_get(m, fd as u32, out as u32))
     })?;
-    l.func_wrap(
-        MODULE,
-        "fd_filestat_set_size",
-        |mut c: C, fd: i32, size: i64| {
-            call(&mut c, |w, _| {
-                w.fd_filestat_set_size(fd as u32, size as u64)
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "fd_filestat_set_size", |mut c: C, fd: i32, size: i64| {
+        call(&mut c, |w, _| w.fd_filestat_set_size(fd as u32, size as u64))
+    })?;
     l.func_wrap(
         MODULE,
         "fd_filestat_set_times",
-        |mut c: C, fd: i32, _a: i64, _m: i64, _f: i32| {
-            call(&mut c, |w, _| w.fd_filestat_set_times(fd as u32))
-        },
+        |mut c: C, fd: i32, _a: i64, _m: i64, _f: i32| call(&mut c, |w, _| w.fd_filestat_set_times(fd as u32)),
     )?;
     l.func_wrap(
         MODULE,
         "fd_pread",
         |mut c: C, fd: i32, iovs: i32, n: i32, offset: i64, nread: i32| {
             call(&mut c, |w, m| {
-                w.fd_pread(
-                    m,
-                    fd as u32,
-                    iovs as u32,
-                    n as u32,
-                    offset as u64,
-                    nread as u32,
-                )
+                w.fd_pread(m, fd as u32, iovs as u32, n as u32, offset as u64, nread as u32)
             })
         },
     )?;
@@ -193,39 +149,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         "fd_pwrite",
         |mut c: C, fd: i32, iovs: i32, n: i32, offset: i64, nw: i32| {
             call(&mut c, |w, m| {
-                w.fd_pwrite(
-                    m,
-                    fd as u32,
-                    iovs as u32,
-                    n as u32,
-                    offset as u64,
-                    nw as u32,
-                )
+                w.fd_pwrite(m, fd as u32, iovs as u32, n as u32, offset as u64, nw as u32)
             })
         },
     )?;
-    l.func_wrap(
-        MODULE,
-        "fd_read",
-        |mut c: C, fd: i32, iovs: i32, n: i32, nread: i32| {
-            call(&mut c, |w, m| {
-                w.fd_read(m, fd as u32, iovs as u32, n as u32, nread as u32)
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "fd_read", |mut c: C, fd: i32, iovs: i32, n: i32, nread: i32| {
+        call(&mut c, |w, m| {
+            w.fd_read(m, fd as u32, iovs as u32, n as u32, nread as u32)
+        })
+    })?;
     l.func_wrap(
         MODULE,
         "fd_readdir",
         |mut c: C, fd: i32, buf: i32, len: i32, cookie: i64, used: i32| {
             call(&mut c, |w, m| {
-                w.fd_readdir(
-                    m,
-                    fd as u32,
-                    buf as u32,
-                    len as u32,
-                    cookie as u64,
-                    used as u32,
-                )
+                w.fd_readdir(m, fd as u32, buf as u32, len as u32, cookie as u64, used as u32)
             })
         },
     )?;
@@ -236,32 +174,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         MODULE,
         "fd_seek",
         |mut c: C, fd: i32, offset: i64, whence: i32, out: i32| {
-            call(&mut c, |w, m| {
-                w.fd_seek(m, fd as u32, offset, whence as u8, out as u32)
-            })
+            call(&mut c, |w, m| w.fd_seek(m, fd as u32, offset, whence as u8, out as u32))
         },
     )?;
     l.func_wrap(MODULE, "fd_tell", |mut c: C, fd: i32, out: i32| {
         call(&mut c, |w, m| w.fd_tell(m, fd as u32, out as u32))
     })?;
-    l.func_wrap(
-        MODULE,
-        "fd_write",
-        |mut c: C, fd: i32, iovs: i32, n: i32, nw: i32| {
-            call(&mut c, |w, m| {
-                w.fd_write(m, fd as u32, iovs as u32, n as u32, nw as u32)
-            })
-        },
-    )?;
-    l.func_wrap(
-        MODULE,
-        "path_create_directory",
-        |mut c: C, fd: i32, p: i32, pl: i32| {
-            call(&mut c, |w, m| {
-                w.path_create_directory(m, fd as u32, (p as u32, pl as u32))
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "fd_write", |mut c: C, fd: i32, iovs: i32, n: i32, nw: i32| {
+        call(&mut c, |w, m| {
+            w.fd_write(m, fd as u32, iovs as u32, n as u32, nw as u32)
+        })
+    })?;
+    l.func_wrap(MODULE, "path_create_directory", |mut c: C, fd: i32, p: i32, pl: i32| {
+        call(&mut c, |w, m| {
+            w.path_create_directory(m, fd as u32, (p as u32, pl as u32))
+        })
+    })?;
     l.func_wrap(
         MODULE,
         "path_filestat_get",
@@ -317,20 +245,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
         MODULE,
         "path_readlink",
         |mut c: C, fd: i32, p: i32, pl: i32, _buf: i32, _len: i32, _used: i32| {
-            call(&mut c, |w, m| {
-                w.path_readlink(m, fd as u32, (p as u32, pl as u32))
-            })
+            call(&mut c, |w, m| w.path_readlink(m, fd as u32, (p as u32, pl as u32)))
         },
     )?;
-    l.func_wrap(
-        MODULE,
-        "path_remove_directory",
-        |mut c: C, fd: i32, p: i32, pl: i32| {
-            call(&mut c, |w, m| {
-                w.path_remove(m, fd as u32, (p as u32, pl as u32), true)
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "path_remove_directory", |mut c: C, fd: i32, p: i32, pl: i32| {
+        call(&mut c, |w, m| w.path_remove(m, fd as u32, (p as u32, pl as u32), true))
+    })?;
     l.func_wrap(
         MODULE,
         "path_rename",
@@ -349,19 +269,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(
         MODULE,
         "path_symlink",
-        |mut c: C, _op: i32, _opl: i32, _fd: i32, _np: i32, _npl: i32| {
-            call(&mut c, |_, _| Err(Errno::Notsup.into()))
-        },
+        |mut c: C, _op: i32, _opl: i32, _fd: i32, _np: i32, _npl: i32| call(&mut c, |_, _| Err(Errno::Notsup.into())),
     )?;
-    l.func_wrap(
-        MODULE,
-        "path_unlink_file",
-        |mut c: C, fd: i32, p: i32, pl: i32| {
-            call(&mut c, |w, m| {
-                w.path_remove(m, fd as u32, (p as u32, pl as u32), false)
-            })
-        },
-    )?;
+    l.func_wrap(MODULE, "path_unlink_file", |mut c: C, fd: i32, p: i32, pl: i32| {
+        call(&mut c, |w, m| w.path_remove(m, fd as u32, (p as u32, pl as u32), false))
+    })?;
     l.func_wrap(
         MODULE,
         "poll_oneoff",
@@ -371,14 +283,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    l.func_wrap(
-        MODULE,
-        "proc_exit",
-        |mut c: C, code: i32| -> wasmtime::Result<()> {
-            c.data_mut().end = Some(End::Exit(code));
-            Err(wasmtime::Error::new(EndOfRun(End::Exit(code))))
-        },
-    )?;
+    l.func_wrap(MODULE, "proc_exit", |mut c: C, code: i32| -> wasmtime::Result<()> {
+        c.data_mut().end = Some(End::Exit(code));
+        Err(wasmtime::Error::new(EndOfRun(End::Exit(code))))
+    })?;
     l.func_wrap(MODULE, "proc_raise", |mut c: C, _sig: i32| {
         call(&mut c, |_, _| Err(Errno::Notsup.into()))
     })?;
@@ -388,11 +296,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     })?;
     // No sockets exist: preview 1 can only use sockets the host preopens, and
     // the sandbox preopens none.
-    l.func_wrap(
-        MODULE,
-        "sock_accept",
-        |mut c: C, _fd: i32, _flags: i32, _out: i32| call(&mut c, |_, _| Err(Errno::Notsup.into())),
-    )?;
+    l.func_wrap(MODULE, "sock_accept", |mut c: C, _fd: i32, _flags: i32, _out: i32| {
+        call(&mut c, |_, _| Err(Errno::Notsup.into()))
+    })?;
     l.func_wrap(
         MODULE,
         "sock_recv",
@@ -403,9 +309,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(
         MODULE,
         "sock_send",
-        |mut c: C, _fd: i32, _d: i32, _dl: i32, _f: i32, _o: i32| {
-            call(&mut c, |_, _| Err(Errno::Notsup.into()))
-        },
+        |mut c: C, _fd: i32, _d: i32, _dl: i32, _f: i32, _o: i32| call(&mut c, |_, _| Err(Errno::Notsup.into())),
     )?;
     l.func_wrap(MODULE, "sock_shutdown", |mut c: C, _fd: i32, _how: i32| {
         call(&mut c, |_, _| Err(Errno::Notsup.into()))

@@ -1,0 +1,192 @@
+//! The `sharegrid` binary, run as a user would: separate processes agree
+//! with each other and with the library; bad command lines get clear errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sharegrid"));
+    c.env_remove("SHAREGRID_HOME");
+    c
+}
+
+fn guest(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../guests/wasm")
+        .join(format!("{name}.wasm"))
+}
+
+fn run_json(home: &Path, args: &[&str]) -> (serde_json::Value, Output) {
+    let out = bin()
+        .arg("--home")
+        .arg(home)
+        .arg("run")
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    let v =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (v, out)
+}
+
+#[test]
+fn separate_processes_agree_on_hash_and_fuel() {
+    let home = tempfile::tempdir().unwrap();
+    let g = guest("mandelbrot");
+    let args = [g.to_str().unwrap(), "--", "2", "5"];
+    let (a, out) = run_json(home.path(), &args);
+    assert!(out.status.success());
+    assert_eq!(a["outcome"]["kind"], "completed");
+    assert_eq!(a["module_source"], "compiled");
+    // Second process: same answer, module loaded from the cache.
+    let (b, _) = run_json(home.path(), &args);
+    assert_eq!(b["module_source"], "disk_cache");
+    // Third process without the cache.
+    let (c, _) = run_json(home.path(), &[g.to_str().unwrap(), "--no-cache", "--", "2", "5"]);
+    for v in [&b, &c] {
+        assert_eq!(v["result_hash"], a["result_hash"]);
+        assert_eq!(v["fuel"], a["fuel"]);
+    }
+    assert_eq!(a["outputs"][0]["path"], "tile-2-5.ppm");
+}
+
+#[test]
+fn inputs_outputs_and_stdin_move_through_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("a.txt"), "alpha beta\n").unwrap();
+    std::fs::write(input.join("sub/b.txt"), "gamma\n").unwrap();
+    let out_dir = dir.path().join("results");
+    let out = bin()
+        .arg("--home")
+        .arg(dir.path().join("home"))
+        .args(["run", guest("wordcount").to_str().unwrap(), "--in"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = "1 2 11 a.txt\n1 1 6 sub/b.txt\n2 3 17 total (2 files)\n";
+    assert_eq!(String::from_utf8_lossy(&out.stdout), report);
+    assert_eq!(std::fs::read_to_string(out_dir.join("wordcount.txt")).unwrap(), report);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("outcome  completed with exit code 0"), "{summary}");
+    assert!(summary.contains("result   "), "{summary}");
+}
+
+#[test]
+fn outcomes_set_the_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    // Guest exit code passes through.
+    let out = bin()
+        .arg("--home")
+        .arg(dir.path())
+        .args(["run", guest("pi").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "pi without arguments prints usage and exits 2"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: pi SEED SAMPLES"));
+    // A limit: 124 and a one-line message naming it.
+    let out = bin()
+        .arg("--home")
+        .arg(dir.path())
+        .args([
+            "run",
+            guest("hashchain").to_str().unwrap(),
+            "--fuel",
+            "1M",
+            "--",
+            "1000000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outcome  out of fuel"));
+    // Not WebAssembly: an outcome too, with the reason.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, "hello").unwrap();
+    let (v, out) = run_json(dir.path(), &[junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(124));
+    assert_eq!(v["outcome"]["kind"], "invalid_module");
+    assert!(v["message"].as_str().unwrap().contains("magic"));
+}
+
+#[test]
+fn bad_command_lines_get_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run"], "MODULE"),
+        (&["run", "x.wasm", "--memory", "lots"], "not a size"),
+        (&["run", "x.wasm", "--timeout", "soon"], "not a duration"),
+        (&["run", "x.wasm", "--fuel", "many"], "not an amount of fuel"),
+        (&["run", "x.wasm", "--task-id", "abc"], "64 hex digits"),
+        (&["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, needle) in cases {
+        let out = bin().args(*args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("--home")
+        .arg(dir.path())
+        .args(["run", "/nonexistent/x.wasm"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read module /nonexistent/x.wasm"));
+    let out = bin()
+        .arg("--home")
+        .arg(dir.path())
+        .args(["run", guest("pi").to_str().unwrap(), "--in", "/nonexistent-dir"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir"));
+    let out = bin()
+        .arg("--home")
+        .arg(dir.path())
+        .args(["run", guest("pi").to_str().unwrap(), "--stack", "1TiB"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stack limit"));
+}
+
+#[test]
+fn wat_modules_run_directly() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("exit.wat");
+    std::fs::write(
+        &m,
+        r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+           (memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 3))))"#,
+    )
+    .unwrap();
+    let (v, out) = run_json(dir.path(), &[m.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(v["outcome"]["exit_code"], 3);
+}
+
+#[test]
+fn demo_and_bench_run() {
+    let out = bin().arg("demo").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 of 4 tasks reproduced bit for bit"));
+    let out = bin().args(["bench", "--rounds", "1", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["speed"].as_f64().unwrap() > 0.0);
+    assert!(v["fuel_per_round"].as_u64().unwrap() > 0);
+}

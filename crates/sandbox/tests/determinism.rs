@@ -1,0 +1,151 @@
+//! The same module, inputs and arguments give the same result hash and the
+//! same fuel: across repeated runs, fresh engines, cached and uncached
+//! modules. (Separate processes: see the CLI tests.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use sharegrid_core::{Determinism, TaskId};
+use sharegrid_sandbox::{Sandbox, SandboxConfig, Task};
+
+fn example_tasks() -> Vec<(&'static str, Task)> {
+    vec![
+        ("mandelbrot", task(&guest("mandelbrot"), &["3", "2"], &[])),
+        ("pi", task(&guest("pi"), &["7", "100000"], &[])),
+        (
+            "wordcount",
+            task(
+                &guest("wordcount"),
+                &[],
+                &[("a.txt", b"one two\nthree\n"), ("d/b.txt", b"x y z")],
+            ),
+        ),
+        ("hashchain", task(&guest("hashchain"), &["1000"], &[])),
+        ("probe", task(&guest("probe"), &[], &[("data.txt", b"hello input\n")])),
+    ]
+}
+
+#[test]
+fn repeated_runs_and_fresh_engines_agree_bit_for_bit() {
+    let first = sandbox();
+    let cache = tempfile::tempdir().unwrap();
+    for (name, t) in example_tasks() {
+        let a = first.run(&t).unwrap();
+        assert_completed(&a);
+        assert!(a.fuel.0 > 0, "{name}: no fuel used");
+        for _ in 0..2 {
+            let again = first.run(&t).unwrap();
+            assert_eq!(
+                (again.result_hash, again.fuel),
+                (a.result_hash, a.fuel),
+                "{name}: repeated run differs"
+            );
+        }
+        // A fresh sandbox: new engine, nothing shared, with a disk cache.
+        for _ in 0..2 {
+            let fresh = Sandbox::new(SandboxConfig {
+                cache_dir: Some(cache.path().into()),
+                ..Default::default()
+            })
+            .unwrap();
+            let b = fresh.run(&t).unwrap();
+            assert_eq!(
+                (b.result_hash, b.fuel),
+                (a.result_hash, a.fuel),
+                "{name}: fresh engine differs"
+            );
+            assert_eq!(b.result, a.result);
+        }
+    }
+}
+
+#[test]
+fn guests_compute_the_same_answers_as_native_builds() {
+    let sb = sandbox();
+    // Expected outputs come from the native builds (`guests/build.sh native`).
+    let r = sb.run(&task(&guest("hashchain"), &["1000"], &[])).unwrap();
+    assert_eq!(
+        stdout(&r),
+        "038b92067c05df48a7734a895f94aab65065601bb13ee85c245c65b95a5b4c53\n"
+    );
+    let r = sb.run(&task(&guest("pi"), &["7", "100000"], &[])).unwrap();
+    assert_eq!(stdout(&r), "inside 78612 of 100000\npi 3.144480000\n");
+    let r = sb.run(&task(&guest("mandelbrot"), &["3", "2"], &[])).unwrap();
+    assert_eq!(
+        stdout(&r),
+        "tile-3-2.ppm 100x75 at (300,150) checksum 3806b14f5458c37f\n"
+    );
+    let tile = &r.result.files[0];
+    assert_eq!(tile.path, "tile-3-2.ppm");
+    assert!(tile.data.starts_with(b"P6\n100 75\n255\n"));
+    assert_eq!(tile.data.len(), "P6\n100 75\n255\n".len() + 100 * 75 * 3);
+}
+
+#[test]
+fn clock_and_random_are_seeded_by_the_task_id_only() {
+    let sb = sandbox();
+    let mut t = task(&guest("probe"), &[], &[("data.txt", b"hello input\n")]);
+    let a = stdout(&sb.run(&t).unwrap());
+    assert!(a.contains("realtime: 946684800\n"), "{a}");
+    t.id = TaskId::from_bytes([9; 32]);
+    let b = stdout(&sb.run(&t).unwrap());
+    let random = |s: &str| s.lines().find(|l| l.starts_with("random:")).unwrap().to_string();
+    assert_ne!(
+        random(&a),
+        random(&b),
+        "a different task id must give a different random stream"
+    );
+    let rest = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with("random:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(rest(&a), rest(&b));
+    assert_eq!(b, stdout(&sb.run(&t).unwrap()), "same id, same stream");
+}
+
+#[test]
+fn the_clock_advances_so_busy_waits_end() {
+    // Reads the monotonic clock until it has moved 1 ms: terminates because
+    // every read advances the virtual clock.
+    let m = wat(r#"(module
+      (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $start i64)
+        (drop (call $now (i32.const 1) (i64.const 0) (i32.const 0)))
+        (local.set $start (i64.load (i32.const 0)))
+        (loop $spin
+          (drop (call $now (i32.const 1) (i64.const 0) (i32.const 0)))
+          (br_if $spin (i64.lt_u (i64.sub (i64.load (i32.const 0)) (local.get $start)) (i64.const 1000000))))))"#);
+    let r = sandbox().run(&Task::new(m)).unwrap();
+    assert_completed(&r);
+}
+
+/// 0.0 / 0.0 stored as raw bits: CPUs differ in the NaN they produce,
+/// `portable` mode must give the canonical one everywhere.
+#[test]
+fn portable_mode_canonicalizes_nans() {
+    let m = wasi_module(
+        r#"(f64.store (i32.const 64) (f64.div (f64.const 0) (f64.load (i32.const 200))))
+           (drop (call $w (i32.const 1) (i32.const 64) (i32.const 8)))"#,
+        "",
+    );
+    let sb = sandbox();
+    let mut t = Task::new(m);
+    t.mode = Determinism::Portable;
+    let portable = sb.run(&t).unwrap();
+    assert_eq!(portable.result.stdout, 0x7ff8_0000_0000_0000u64.to_le_bytes());
+    t.mode = Determinism::Native;
+    let native = sb.run(&t).unwrap();
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        native.result.stdout,
+        0xfff8_0000_0000_0000u64.to_le_bytes(),
+        "x86-64's default NaN"
+    );
+    // Fuel counts WebAssembly operators, so it is the same in both modes.
+    assert_eq!(native.fuel, portable.fuel);
+}

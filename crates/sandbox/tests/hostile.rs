@@ -1,0 +1,276 @@
+//! Hostile modules end in their typed outcome, within their limits, and
+//! leave the sandbox healthy for the next task.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use sharegrid_core::{Fuel, Outcome, TrapKind};
+use sharegrid_sandbox::{Sandbox, SandboxConfig, SandboxError, Task};
+
+const LOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+
+#[test]
+fn infinite_loop_runs_out_of_fuel_exactly() {
+    let mut t = Task::new(wat(LOOP));
+    t.limits.fuel = Fuel(50_000_000);
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::OutOfFuel);
+    assert_eq!(r.fuel, Fuel(50_000_000));
+    assert!(r.result.outcome.is_deterministic());
+}
+
+#[test]
+fn infinite_loop_with_ample_fuel_times_out() {
+    let mut t = Task::new(wat(LOOP));
+    t.limits.fuel = Fuel(u64::MAX / 2);
+    t.limits.timeout_ms = 200;
+    let started = Instant::now();
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::Timeout);
+    assert!(!r.result.outcome.is_deterministic());
+    // Liveness, not performance: the run must end, long before this.
+    assert!(started.elapsed().as_secs() < 30);
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    // Grows memory one page at a time forever.
+    let m = wat(r#"(module (memory (export "memory") 1)
+        (func (export "_start") (loop $l (drop (memory.grow (i32.const 1))) (br $l))))"#);
+    let mut t = Task::new(m);
+    t.limits.memory_bytes = 16 << 20;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::MemoryLimit);
+    // Deterministic: the same number of grows, the same fuel, every time.
+    assert_eq!(sandbox().run(&t).unwrap().fuel, r.fuel);
+}
+
+#[test]
+fn declared_memory_over_the_limit_fails_at_instantiation() {
+    let m = wat(r#"(module (memory (export "memory") 1000) (func (export "_start")))"#);
+    let mut t = Task::new(m);
+    t.limits.memory_bytes = 16 << 20;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::MemoryLimit);
+    assert_eq!(r.fuel, Fuel(0));
+}
+
+#[test]
+fn stdout_bomb_hits_the_output_limit() {
+    let m = wasi_module(
+        r#"(loop $l (drop (call $w (i32.const 1) (i32.const 64) (i32.const 4096))) (br $l))"#,
+        "",
+    );
+    let mut t = Task::new(m);
+    t.limits.output_bytes = 1 << 20;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::OutputLimit);
+    assert!(r.result.output_bytes() <= 1 << 20);
+    assert_eq!(r.result.stdout.len(), 256 * 4096, "every write that fit was kept");
+}
+
+/// Opens /out/big (path_open on fd 4) and then runs `body` with the new fd
+/// at address 300.
+fn out_file_module(body: &str) -> Vec<u8> {
+    wasi_module(
+        &format!(
+            r#"(drop (call $open (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 3)
+                 (i32.const 1) (i64.const 0x42) (i64.const 0) (i32.const 0) (i32.const 300)))
+               {body}"#
+        ),
+        r#"(import "wasi_snapshot_preview1" "path_open"
+             (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "fd_seek" (func $seek (param i32 i64 i32 i32) (result i32)))
+           (data (i32.const 100) "big")"#,
+    )
+}
+
+#[test]
+fn out_file_bomb_hits_the_output_limit() {
+    let m = out_file_module(
+        r#"(loop $l (drop (call $w (i32.load (i32.const 300)) (i32.const 1024) (i32.const 8192))) (br $l))"#,
+    );
+    let mut t = Task::new(m);
+    t.limits.output_bytes = 4 << 20;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::OutputLimit);
+    assert!(r.result.output_bytes() <= 4 << 20);
+}
+
+#[test]
+fn sparse_file_bomb_is_charged_for_its_size() {
+    // Seek to 1 TiB and write one byte: the file would be 1 TiB.
+    let m = out_file_module(
+        r#"(drop (call $seek (i32.load (i32.const 300)) (i64.const 0x10000000000) (i32.const 0) (i32.const 400)))
+           (drop (call $w (i32.load (i32.const 300)) (i32.const 1024) (i32.const 1)))"#,
+    );
+    let r = sandbox().run(&Task::new(m)).unwrap();
+    assert_eq!(r.result.outcome, Outcome::OutputLimit);
+}
+
+#[test]
+fn file_creation_bomb_hits_the_output_limit() {
+    // Creates /out/aaaa, /out/aaab, ... by bumping the name's last bytes.
+    let m = wasi_module(
+        r#"(loop $l
+             (i32.store (i32.const 100) (i32.add (i32.load (i32.const 100)) (i32.const 1)))
+             (drop (call $mkdir (i32.const 4) (i32.const 100) (i32.const 4)))
+             (br $l))"#,
+        r#"(import "wasi_snapshot_preview1" "path_create_directory" (func $mkdir (param i32 i32 i32) (result i32)))
+           (data (i32.const 100) "aaaa")"#,
+    );
+    let mut t = Task::new(m);
+    t.limits.output_bytes = 1 << 20;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::OutputLimit);
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack_limit() {
+    let m = wat(r#"(module (memory (export "memory") 1)
+        (func $f (param i64) (result i64) (i64.add (call $f (i64.add (local.get 0) (i64.const 1))) (i64.const 1)))
+        (func (export "_start") (drop (call $f (i64.const 0)))))"#);
+    let mut t = Task::new(m);
+    t.limits.stack_bytes = 256 << 10;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(
+        r.result.outcome,
+        Outcome::Trap {
+            trap: TrapKind::StackOverflow
+        }
+    );
+}
+
+#[test]
+fn traps_are_typed() {
+    let cases = [
+        ("(unreachable)", TrapKind::Unreachable),
+        (
+            "(drop (i32.div_u (i32.const 1) (i32.const 0)))",
+            TrapKind::IntegerDivisionByZero,
+        ),
+        ("(drop (i32.load (i32.const 70000)))", TrapKind::MemoryOutOfBounds),
+        (
+            "(drop (i32.trunc_f64_s (f64.const nan)))",
+            TrapKind::BadConversionToInteger,
+        ),
+    ];
+    let sb = sandbox();
+    for (body, kind) in cases {
+        let m = wat(&format!(
+            r#"(module (memory (export "memory") 1) (func (export "_start") {body}))"#
+        ));
+        assert_eq!(
+            sb.run(&Task::new(m)).unwrap().result.outcome,
+            Outcome::Trap { trap: kind },
+            "{body}"
+        );
+    }
+}
+
+fn invalid_reason(sb: &Sandbox, bytes: &[u8]) -> String {
+    match sb.run(&Task::new(bytes.to_vec())).unwrap().result.outcome {
+        Outcome::InvalidModule { reason } => reason,
+        other => panic!("expected invalid module, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_modules_are_rejected_with_the_reason() {
+    let sb = sandbox();
+    let r = invalid_reason(&sb, b"#!/bin/sh\necho this is not WebAssembly\n");
+    assert!(r.contains("magic"), "{r}");
+    let r = invalid_reason(&sb, b"\x7fELF\x02\x01\x01\0");
+    assert!(r.contains("magic"), "{r}");
+    // A type error, i32.add on an i64: `wat` assembles it without
+    // validating, so these are well-formed bytes of an invalid module.
+    let bad = wat(r#"(module (func (export "_start") (drop (i32.add (i64.const 1) (i32.const 2)))))"#);
+    let r = invalid_reason(&sb, &bad);
+    assert!(r.contains("type mismatch"), "{r}");
+    // Truncated: a valid module cut in half.
+    let good = guest("hashchain");
+    let r = invalid_reason(&sb, &good[..good.len() / 2]);
+    assert!(!r.is_empty());
+    // Imports something the sandbox does not provide.
+    let r = invalid_reason(
+        &sb,
+        &wat(r#"(module (import "env" "socket" (func)) (func (export "_start")))"#),
+    );
+    assert!(r.contains("env") && r.contains("socket"), "{r}");
+    // No entry point.
+    let r = invalid_reason(&sb, &wat(r#"(module (func (export "main")))"#));
+    assert!(r.contains("_start"), "{r}");
+    // Threads are off: shared memory does not validate.
+    let r = invalid_reason(&sb, &wat(r#"(module (memory 1 1 shared) (func (export "_start")))"#));
+    assert!(r.contains("thread"), "{r}");
+}
+
+#[test]
+fn a_100_mb_input_is_read_in_full() {
+    // 100 MiB of "word word\n" lines: known line, word and byte counts.
+    let line = b"word word\n";
+    let n = (100 << 20) / line.len();
+    let data = line.repeat(n);
+    let sb = sandbox();
+    let r = sb.run(&task(&guest("wordcount"), &[], &[("big.txt", &data)])).unwrap();
+    assert_completed(&r);
+    assert_eq!(
+        stdout(&r).lines().next().unwrap(),
+        format!("{n} {} {} big.txt", 2 * n, data.len())
+    );
+}
+
+#[test]
+fn oversized_inputs_and_bad_limits_are_refused_before_running() {
+    let sb = Sandbox::new(SandboxConfig {
+        max_input_bytes: 1000,
+        ..Default::default()
+    })
+    .unwrap();
+    let err = sb
+        .run(&task(&guest("wordcount"), &[], &[("big.txt", &[b'x'; 1001])]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SandboxError::InputTooLarge {
+                bytes: 1001,
+                limit: 1000
+            }
+        ),
+        "{err}"
+    );
+    let err = sb
+        .run(&task(&guest("wordcount"), &[], &[("../escape", b"x")]))
+        .unwrap_err();
+    assert!(err.to_string().contains("../escape"), "{err}");
+    let err = sb
+        .run(&task(&guest("wordcount"), &[], &[("a", b"x"), ("a/b", b"y")]))
+        .unwrap_err();
+    assert!(err.to_string().contains("both a file and a directory"), "{err}");
+    let mut t = Task::new(guest("hashchain"));
+    t.limits.stack_bytes = 1 << 40;
+    assert!(matches!(sb.run(&t).unwrap_err(), SandboxError::BadLimit(_)));
+}
+
+#[test]
+fn the_sandbox_stays_healthy_after_hostile_runs() {
+    let sb = sandbox();
+    let healthy = task(&guest("hashchain"), &["1000"], &[]);
+    let before = sb.run(&healthy).unwrap();
+    let mut hostile = vec![Task::new(wat(LOOP)), Task::new(b"not wasm".to_vec())];
+    hostile[0].limits.fuel = Fuel(1_000_000);
+    let mut bomb = Task::new(wat(r#"(module (memory (export "memory") 1)
+        (func (export "_start") (loop $l (drop (memory.grow (i32.const 1))) (br $l))))"#));
+    bomb.limits.memory_bytes = 8 << 20;
+    hostile.push(bomb);
+    for t in &hostile {
+        assert!(!sb.run(t).unwrap().result.outcome.is_success());
+    }
+    let after = sb.run(&healthy).unwrap();
+    assert_eq!((after.result_hash, after.fuel), (before.result_hash, before.fuel));
+}
