@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sharegrid_sandbox::{Sandbox, SandboxConfig};
+use sharegrid_sandbox::{Metering, Sandbox, SandboxConfig};
 
 /// The home directory to use.
 pub(crate) fn resolve(flag: Option<&Path>) -> PathBuf {
@@ -19,10 +19,12 @@ pub(crate) fn resolve(flag: Option<&Path>) -> PathBuf {
     base.join(".sharegrid")
 }
 
-/// A sandbox with its compiled-module cache under `home/cache`, or none.
-pub(crate) fn sandbox(home: &Path, use_cache: bool) -> anyhow::Result<Sandbox> {
+/// A sandbox with its compiled-module cache under `home/cache`, or none,
+/// counting fuel with `metering`.
+pub(crate) fn sandbox(home: &Path, use_cache: bool, metering: Metering) -> anyhow::Result<Sandbox> {
     let config = SandboxConfig {
         cache_dir: use_cache.then(|| home.join("cache")),
+        metering,
         ..SandboxConfig::default()
     };
     Ok(Sandbox::new(config)?)

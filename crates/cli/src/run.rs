@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use sharegrid_core::{ContentId, Determinism, Fuel, Limits, Outcome, TaskId};
-use sharegrid_sandbox::{ModuleSource, RunReport, Task, load_inputs, save_outputs};
+use sharegrid_sandbox::{Metering, ModuleSource, RunReport, Task, load_inputs, save_outputs};
 
 use crate::units::{parse_duration, parse_fuel, parse_size};
 
@@ -58,6 +58,10 @@ pub(crate) struct RunArgs {
     /// Task id (64 hex digits) seeding the clock and random stream; default: derived from module, args and stdin.
     #[arg(long, value_name = "HEX")]
     task_id: Option<TaskId>,
+    /// How to count fuel: `fuel` (the protocol's), or for benchmarks only
+    /// `instrumented` or `off`, whose counts are not comparable.
+    #[arg(long, default_value = "fuel", value_name = "HOW")]
+    metering: Metering,
     /// Do not use the compiled-module cache in the node home.
     #[arg(long)]
     no_cache: bool,
@@ -102,6 +106,7 @@ struct JsonOutput<'a> {
     stderr: String,
     outputs: Vec<JsonFile>,
     module_source: ModuleSource,
+    metering: Metering,
     prepare_ms: f64,
     run_ms: f64,
 }
@@ -116,7 +121,7 @@ struct JsonFile {
 pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let module = read_module(&a.module)?;
     let stdin = read_stdin(a.stdin.as_deref())?;
-    let sandbox = crate::home::sandbox(home, !a.no_cache)?;
+    let sandbox = crate::home::sandbox(home, !a.no_cache, a.metering)?;
     let inputs = match &a.input {
         Some(dir) => {
             let cfg = sandbox.config();
@@ -157,7 +162,7 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     if a.json {
-        print_json(&report, &saved)?;
+        print_json(&report, &saved, a.metering)?;
     } else {
         print_human(&report, &saved, a.out.as_deref())?;
     }
@@ -171,7 +176,7 @@ fn exit_code(o: &Outcome) -> ExitCode {
     }
 }
 
-fn print_json(r: &RunReport, saved: &[Option<PathBuf>]) -> anyhow::Result<()> {
+fn print_json(r: &RunReport, saved: &[Option<PathBuf>], metering: Metering) -> anyhow::Result<()> {
     let out = JsonOutput {
         task: r.task.to_string(),
         module: r.module.to_string(),
@@ -195,6 +200,7 @@ fn print_json(r: &RunReport, saved: &[Option<PathBuf>]) -> anyhow::Result<()> {
             })
             .collect(),
         module_source: r.module_source,
+        metering,
         prepare_ms: r.prepare_time.as_secs_f64() * 1e3,
         run_ms: r.run_time.as_secs_f64() * 1e3,
     };

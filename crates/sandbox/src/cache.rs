@@ -1,7 +1,8 @@
 //! The compiled-module cache on disk: a provider compiles each module once.
 //!
-//! Entries are keyed by the module's BLAKE3 hash and a fingerprint of the
-//! engine settings (wasmtime's precompile compatibility hash), so a module
+//! Entries are keyed by the module's BLAKE3 hash, a fingerprint of the
+//! engine settings (wasmtime's precompile compatibility hash) and the
+//! metering strategy, so a module
 //! compiled for `native` is never loaded for `portable`, nor across wasmtime
 //! versions. Each entry carries a BLAKE3 checksum of the compiled artifact,
 //! checked before the artifact is loaded; a corrupt or truncated entry is
@@ -17,6 +18,8 @@ use std::time::SystemTime;
 
 use sharegrid_core::ContentId;
 use wasmtime::{Engine, Module};
+
+use crate::metering::Metering;
 
 const MAGIC: &[u8; 8] = b"SGCWASM1";
 
@@ -65,14 +68,19 @@ impl ModuleCache {
         &self.dir
     }
 
-    fn path(&self, engine: &Engine, module: &ContentId) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}.cwasm", module.to_hex(), engine_fingerprint(engine)))
+    fn path(&self, engine: &Engine, metering: Metering, module: &ContentId) -> PathBuf {
+        let name = format!(
+            "{}-{}-{}.cwasm",
+            module.to_hex(),
+            engine_fingerprint(engine),
+            metering.tag()
+        );
+        self.dir.join(name)
     }
 
     /// The compiled module, if a valid entry exists.
-    pub(crate) fn load(&self, engine: &Engine, module: &ContentId) -> Option<Module> {
-        let path = self.path(engine, module);
+    pub(crate) fn load(&self, engine: &Engine, metering: Metering, module: &ContentId) -> Option<Module> {
+        let path = self.path(engine, metering, module);
         let bytes = fs::read(&path).ok()?;
         let artifact = match bytes.split_at_checked(MAGIC.len() + 32) {
             Some((head, artifact))
@@ -112,13 +120,13 @@ impl ModuleCache {
 
     /// Saves a compiled module. Written to a temporary file and renamed, so a
     /// crash never leaves a half-written entry under the real name.
-    pub(crate) fn store(&self, engine: &Engine, module_id: &ContentId, module: &Module) {
+    pub(crate) fn store(&self, engine: &Engine, metering: Metering, module_id: &ContentId, module: &Module) {
         let result = (|| -> std::io::Result<()> {
             let artifact = module.serialize().map_err(std::io::Error::other)?;
             if artifact.len() as u64 > self.max_bytes {
                 return Ok(());
             }
-            let path = self.path(engine, module_id);
+            let path = self.path(engine, metering, module_id);
             let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
             tmp.write_all(MAGIC)?;
             tmp.write_all(blake3::hash(&artifact).as_bytes())?;

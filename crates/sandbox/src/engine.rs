@@ -12,20 +12,27 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sharegrid_core::Determinism;
-use wasmtime::{Config, Engine, OptLevel, Strategy, WasmFeatures};
+use wasmtime::{Config, Engine, Inlining, OptLevel, Strategy, WasmFeatures};
+
+use crate::metering::Metering;
 
 /// How often the epoch advances; a timeout fires within one tick of its limit.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Builds the engine for `mode` with a wasm stack of `stack_bytes`.
-pub(crate) fn build_engine(mode: Determinism, stack_bytes: usize) -> wasmtime::Result<Engine> {
+/// Builds the engine for `mode` with a wasm stack of `stack_bytes`, metered
+/// by `metering`.
+pub(crate) fn build_engine(mode: Determinism, stack_bytes: usize, metering: Metering) -> wasmtime::Result<Engine> {
     let mut c = Config::new();
+    if metering == Metering::Instrumented {
+        // Inlining removes most of the cost of the per-block gas function.
+        c.compiler_inlining(Inlining::Yes);
+    }
     c.strategy(Strategy::Cranelift)
         .cranelift_opt_level(OptLevel::Speed)
         // `portable` canonicalizes NaN bit patterns so every architecture
         // agrees; `native` leaves them to the CPU (same-arch replicas only).
         .cranelift_nan_canonicalization(mode == Determinism::Portable)
-        .consume_fuel(true)
+        .consume_fuel(metering == Metering::WasmtimeFuel)
         .epoch_interruption(true)
         .max_wasm_stack(stack_bytes)
         // Proposals with non-deterministic or unbounded behaviour stay off.

@@ -20,6 +20,7 @@ mod cache;
 mod engine;
 mod error;
 mod hostdir;
+mod metering;
 mod run;
 mod vfs;
 pub mod wasi;
@@ -28,4 +29,5 @@ pub use benchmark::{BENCH_ITERATIONS, BenchReport, benchmark_kernel_wat, node_be
 pub use cache::ModuleCache;
 pub use error::SandboxError;
 pub use hostdir::{HostDirError, load_inputs, save_outputs};
+pub use metering::Metering;
 pub use run::{ModuleSource, RunReport, Sandbox, SandboxConfig, Task};

@@ -10,11 +10,12 @@ use serde::Serialize;
 use sharegrid_core::{
     ContentId, Determinism, Fuel, Limits, Outcome, ResultHash, TaskId, TaskResult, TrapKind, validate_out_path,
 };
-use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap, Val};
 
 use crate::cache::ModuleCache;
 use crate::engine::{Ticker, build_engine};
 use crate::error::SandboxError;
+use crate::metering::{GAS_GLOBAL, Meter, Metering, instrument};
 use crate::wasi::{self, ctx::End, ctx::WasiCtx};
 
 /// Largest table a task may grow, in elements.
@@ -114,6 +115,9 @@ pub struct SandboxConfig {
     pub max_input_files: usize,
     /// Largest total size of a task's arguments, in bytes.
     pub max_args_bytes: usize,
+    /// How fuel is counted. Only the default is the protocol's fuel; the
+    /// others are for benchmarks (see [`Metering`]).
+    pub metering: Metering,
 }
 
 impl Default for SandboxConfig {
@@ -125,6 +129,7 @@ impl Default for SandboxConfig {
             max_input_bytes: 1 << 30,
             max_input_files: 10_000,
             max_args_bytes: 1 << 20,
+            metering: Metering::WasmtimeFuel,
         }
     }
 }
@@ -134,6 +139,7 @@ pub(crate) struct Host {
     pub(crate) wasi: WasiCtx,
     pub(crate) memory: Option<Memory>,
     pub(crate) end: Option<End>,
+    pub(crate) meter: Meter,
     limiter: Limiter,
 }
 
@@ -241,7 +247,8 @@ impl Sandbox {
         if let Some(e) = engines.get(&(mode, stack)) {
             return Ok(e.clone());
         }
-        let engine = build_engine(mode, stack as usize).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        let engine = build_engine(mode, stack as usize, self.config.metering)
+            .map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         self.ticker.register(&engine);
@@ -269,16 +276,17 @@ impl Sandbox {
                 "not a WebAssembly binary (it does not start with the \\0asm magic bytes)".into(),
             ));
         }
-        let (module, source) = match self.disk.as_ref().and_then(|d| d.load(engine, &key.0)) {
+        let metering = self.config.metering;
+        let (module, source) = match self.disk.as_ref().and_then(|d| d.load(engine, metering, &key.0)) {
             Some(m) => (m, ModuleSource::DiskCache),
-            None => match Module::from_binary(engine, bytes) {
+            None => match self.compile(engine, bytes) {
                 Ok(m) => {
                     if let Some(d) = &self.disk {
-                        d.store(engine, &key.0, &m);
+                        d.store(engine, metering, &key.0, &m);
                     }
                     (m, ModuleSource::Compiled)
                 }
-                Err(e) => return Ok(Err(error_chain(&e))),
+                Err(reason) => return Ok(Err(reason)),
             },
         };
         if let Err(reason) = check_entry_point(&module) {
@@ -295,6 +303,17 @@ impl Sandbox {
             modules.1.push_back(key);
         }
         Ok(Ok((module, source)))
+    }
+
+    /// Compiles (instrumenting first when metering says so).
+    fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Module, String> {
+        if self.config.metering == Metering::Instrumented {
+            // Validate the original first, so errors name the module's own fault.
+            Module::validate(engine, bytes).map_err(|e| error_chain(&e))?;
+            let instrumented = instrument(bytes)?;
+            return Module::from_binary(engine, &instrumented).map_err(|e| error_chain(&e));
+        }
+        Module::from_binary(engine, bytes).map_err(|e| error_chain(&e))
     }
 
     fn check_task(&self, task: &Task) -> Result<(), SandboxError> {
@@ -414,6 +433,7 @@ impl Sandbox {
             ),
             memory: None,
             end: None,
+            meter: Meter::Off,
             limiter: Limiter {
                 memory_bytes: usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX),
                 hit: false,
@@ -421,10 +441,17 @@ impl Sandbox {
         };
         let mut store = Store::new(&entry.engine, host);
         store.limiter(|h| &mut h.limiter);
-        let fuel_limit = task.limits.fuel.0;
-        store
-            .set_fuel(fuel_limit)
-            .map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        // u64::MAX is instrumented gas's out-of-gas sentinel.
+        let fuel_limit = task.limits.fuel.0.min(u64::MAX - 1);
+        let engine_err = |e: wasmtime::Error| SandboxError::Engine(error_chain(&e));
+        store.data_mut().meter = match self.config.metering {
+            Metering::WasmtimeFuel => {
+                store.set_fuel(fuel_limit).map_err(engine_err)?;
+                Meter::Fuel
+            }
+            Metering::Instrumented => Meter::Global(None),
+            Metering::Off => Meter::Off,
+        };
         store.set_epoch_deadline(Ticker::ticks_for(task.limits.timeout()));
         store.epoch_deadline_trap();
 
@@ -437,6 +464,12 @@ impl Sandbox {
             },
             Ok(instance) => {
                 store.data_mut().memory = instance.get_memory(&mut store, "memory");
+                if let Meter::Global(None) = store.data().meter
+                    && let Some(g) = instance.get_global(&mut store, GAS_GLOBAL)
+                {
+                    g.set(&mut store, Val::I64(fuel_limit as i64)).map_err(engine_err)?;
+                    store.data_mut().meter = Meter::Global(Some(g));
+                }
                 match instance.get_typed_func::<(), ()>(&mut store, "_start") {
                     Err(e) => Outcome::InvalidModule { reason: error_chain(&e) },
                     Ok(start) => match start.call(&mut store, ()) {
@@ -449,8 +482,25 @@ impl Sandbox {
                 }
             }
         };
-        let fuel_left = store.get_fuel().unwrap_or(0);
-        let fuel = Fuel(fuel_limit.saturating_sub(fuel_left));
+        let meter = store.data().meter;
+        let left = meter.left(&mut store);
+        let fuel = match (meter, left) {
+            (Meter::Off, _) => Fuel(0),
+            (_, Some(left)) => Fuel(fuel_limit.saturating_sub(left)),
+            (_, None) => Fuel(fuel_limit),
+        };
+        // Instrumented gas runs out by setting its sentinel and executing
+        // `unreachable`.
+        let outcome = match (meter, left, outcome) {
+            (
+                Meter::Global(Some(_)),
+                None,
+                Outcome::Trap {
+                    trap: TrapKind::Unreachable,
+                },
+            ) => Outcome::OutOfFuel,
+            (_, _, outcome) => outcome,
+        };
         let result = store.data_mut().wasi.take_result(outcome);
         Ok(report(result, fuel, source, run_started.elapsed()))
     }

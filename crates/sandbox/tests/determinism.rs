@@ -149,3 +149,47 @@ fn portable_mode_canonicalizes_nans() {
     // Fuel counts WebAssembly operators, so it is the same in both modes.
     assert_eq!(native.fuel, portable.fuel);
 }
+
+/// The benchmark-only metering strategies change how work is counted, never
+/// what a task computes; instrumented gas is itself deterministic.
+#[test]
+fn other_meterings_compute_the_same_results() {
+    use sharegrid_sandbox::Metering;
+    let reference = sandbox();
+    for metering in [Metering::Instrumented, Metering::Off] {
+        let sb = Sandbox::new(SandboxConfig {
+            metering,
+            ..Default::default()
+        })
+        .unwrap();
+        for (name, t) in example_tasks() {
+            let want = reference.run(&t).unwrap();
+            let a = sb.run(&t).unwrap();
+            let b = sb.run(&t).unwrap();
+            assert_eq!(a.result_hash, want.result_hash, "{name} under {metering}");
+            assert_eq!(a.fuel, b.fuel, "{name} under {metering}: gas must repeat");
+            match metering {
+                Metering::Off => assert_eq!(a.fuel.0, 0),
+                _ => assert!(a.fuel.0 > 0),
+            }
+        }
+    }
+}
+
+#[test]
+fn instrumented_gas_runs_out_like_fuel() {
+    use sharegrid_core::{Fuel, Outcome};
+    use sharegrid_sandbox::Metering;
+    let sb = Sandbox::new(SandboxConfig {
+        metering: Metering::Instrumented,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = Task::new(wat(
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#,
+    ));
+    t.limits.fuel = Fuel(1_000_000);
+    let r = sb.run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::OutOfFuel);
+    assert_eq!(r.fuel, Fuel(1_000_000));
+}

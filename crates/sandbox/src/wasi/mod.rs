@@ -14,7 +14,7 @@
 pub(crate) mod abi;
 pub(crate) mod ctx;
 
-use wasmtime::{Caller, Linker, Trap};
+use wasmtime::{Caller, Linker};
 
 use crate::run::Host;
 use abi::{Errno, Mem};
@@ -52,12 +52,8 @@ fn call(caller: &mut Caller<'_, Host>, f: impl FnOnce(&mut ctx::WasiCtx, &mut Me
         }
     };
     let cost = HOST_CALL_FUEL.saturating_add(moved / BYTES_PER_FUEL);
-    let left = caller.get_fuel()?;
-    if left < cost {
-        caller.set_fuel(0)?;
-        return Err(wasmtime::Error::new(Trap::OutOfFuel));
-    }
-    caller.set_fuel(left - cost)?;
+    let meter = caller.data().meter;
+    meter.charge(&mut *caller, cost)?;
     Ok(errno as i32)
 }
 
