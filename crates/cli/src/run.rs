@@ -58,8 +58,9 @@ pub(crate) struct RunArgs {
     /// Task id (64 hex digits) seeding the clock and random stream; default: derived from module, args and stdin.
     #[arg(long, value_name = "HEX")]
     task_id: Option<TaskId>,
-    /// How to count fuel: `fuel` (the protocol's), or for benchmarks only
-    /// `instrumented` or `off`, whose counts are not comparable.
+    /// How to count fuel: `fuel` (the protocol's). For benchmarks only:
+    /// `instrumented` or `off`, whose counts are not comparable and which
+    /// enforce no timeout (`off` no fuel limit either).
     #[arg(long, default_value = "fuel", value_name = "HOW")]
     metering: Metering,
     /// Do not use the compiled-module cache in the node home.

@@ -9,8 +9,13 @@
 //!   in an exported global, and compiled with cross-function inlining so the
 //!   per-block charge call disappears. Any engine, including a browser's,
 //!   would compute the same count from the same instrumented bytes.
-//! - [`Metering::Off`]: no counting at all; the speed baseline. Fuel reads 0
-//!   and fuel limits are not enforced (the wall-clock timeout still is).
+//! - [`Metering::Off`]: no counting at all; the speed baseline. Fuel reads 0.
+//!
+//! The two benchmark strategies also run without epoch interruption, so
+//! they measure their own cost alone: under them **neither the fuel limit
+//! (for `Off`) nor the wall-clock timeout is enforced** — never run an
+//! untrusted module that way. Instrumented modules also start with no gas
+//! while their start function (if any) runs; C and Rust toolchains emit none.
 //!
 //! Results under different strategies are not comparable with each other:
 //! only `WasmtimeFuel` may be used between providers.
