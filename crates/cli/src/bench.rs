@@ -18,7 +18,7 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn main(home: &Path, a: BenchArgs) -> anyhow::Result<ExitCode> {
-    let sandbox = crate::home::sandbox(home, false, sharegrid_sandbox::Metering::WasmtimeFuel)?;
+    let sandbox = crate::home::sandbox(home, false, sharegrid_sandbox::Metering::Inline, true)?;
     if !a.json {
         eprintln!("running the standard kernel {} times...", a.rounds);
     }

@@ -20,11 +20,12 @@ pub(crate) fn resolve(flag: Option<&Path>) -> PathBuf {
 }
 
 /// A sandbox with its compiled-module cache under `home/cache`, or none,
-/// counting fuel with `metering`.
-pub(crate) fn sandbox(home: &Path, use_cache: bool, metering: Metering) -> anyhow::Result<Sandbox> {
+/// counting fuel with `metering`, enforcing wall-clock timeouts or not.
+pub(crate) fn sandbox(home: &Path, use_cache: bool, metering: Metering, timeouts: bool) -> anyhow::Result<Sandbox> {
     let config = SandboxConfig {
         cache_dir: use_cache.then(|| home.join("cache")),
         metering,
+        wall_clock_timeout: timeouts,
         ..SandboxConfig::default()
     };
     Ok(Sandbox::new(config)?)

@@ -58,11 +58,15 @@ pub(crate) struct RunArgs {
     /// Task id (64 hex digits) seeding the clock and random stream; default: derived from module, args and stdin.
     #[arg(long, value_name = "HEX")]
     task_id: Option<TaskId>,
-    /// How to count fuel: `fuel` (the protocol's). For benchmarks only:
-    /// `instrumented` or `off`, whose counts are not comparable and which
-    /// enforce no timeout (`off` no fuel limit either).
-    #[arg(long, default_value = "fuel", value_name = "HOW")]
+    /// How to count fuel: `inline` (the protocol's gas). For benchmarks only:
+    /// `fuel` (wasmtime's), `instrumented` (wasm-instrument) or `off`, whose
+    /// counts are not comparable (`off` enforces no fuel limit).
+    #[arg(long, default_value = "inline", value_name = "HOW")]
     metering: Metering,
+    /// Benchmarks only: do not enforce the wall-clock timeout, to measure
+    /// what enforcing it costs.
+    #[arg(long)]
+    no_timeout: bool,
     /// Do not use the compiled-module cache in the node home.
     #[arg(long)]
     no_cache: bool,
@@ -122,7 +126,7 @@ struct JsonFile {
 pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let module = read_module(&a.module)?;
     let stdin = read_stdin(a.stdin.as_deref())?;
-    let sandbox = crate::home::sandbox(home, !a.no_cache, a.metering)?;
+    let sandbox = crate::home::sandbox(home, !a.no_cache, a.metering, !a.no_timeout)?;
     let inputs = match &a.input {
         Some(dir) => {
             let cfg = sandbox.config();

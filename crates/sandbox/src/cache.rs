@@ -73,7 +73,7 @@ impl ModuleCache {
             "{}-{}-{}.cwasm",
             module.to_hex(),
             engine_fingerprint(engine),
-            metering.tag()
+            metering.cache_tag()
         );
         self.dir.join(name)
     }

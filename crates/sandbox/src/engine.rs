@@ -20,23 +20,30 @@ use crate::metering::Metering;
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Builds the engine for `mode` with a wasm stack of `stack_bytes`, metered
-/// by `metering`.
-pub(crate) fn build_engine(mode: Determinism, stack_bytes: usize, metering: Metering) -> wasmtime::Result<Engine> {
+/// by `metering`, with or without epoch interruption for timeouts.
+pub(crate) fn build_engine(
+    mode: Determinism,
+    stack_bytes: usize,
+    metering: Metering,
+    wall_clock_timeout: bool,
+) -> wasmtime::Result<Engine> {
     let mut c = Config::new();
     if metering == Metering::Instrumented {
         // Inlining removes most of the cost of the per-block gas function.
         c.compiler_inlining(Inlining::Yes);
     }
+    // Inline gas checks its own interrupt flag (see `gas.rs`), so it needs
+    // no epoch checks; every other strategy times out by epochs.
+    let epochs = wall_clock_timeout && metering != Metering::Inline;
     c.strategy(Strategy::Cranelift)
         .cranelift_opt_level(OptLevel::Speed)
         // `portable` canonicalizes NaN bit patterns so every architecture
         // agrees; `native` leaves them to the CPU (same-arch replicas only).
         .cranelift_nan_canonicalization(mode == Determinism::Portable)
         .consume_fuel(metering == Metering::WasmtimeFuel)
-        // The wall-clock timeout. Measured: with fuel on it costs nothing
-        // more (both checks sit at the same loop headers). The benchmark-only
-        // strategies run without it, so they show their own cost alone.
-        .epoch_interruption(metering == Metering::WasmtimeFuel)
+        // The wall-clock timeout. Measured: with wasmtime fuel on it costs
+        // nothing more (both checks sit at the same loop headers).
+        .epoch_interruption(epochs)
         .max_wasm_stack(stack_bytes)
         // Proposals with non-deterministic or unbounded behaviour stay off.
         // (set through the feature mask: some have no setter in a build
@@ -71,6 +78,11 @@ pub(crate) fn build_engine(mode: Determinism, stack_bytes: usize, metering: Mete
         )
         // Backtraces cost time on every trap and say nothing a result needs.
         .wasm_backtrace_max_frames(None);
+    if metering == Metering::Inline {
+        // The interrupt flag lives in a memory the rewriter adds; the
+        // module's own code was checked to use at most one memory.
+        c.wasm_features(WasmFeatures::MULTI_MEMORY, true);
+    }
     Engine::new(&c)
 }
 
@@ -79,16 +91,72 @@ pub(crate) fn build_engine(mode: Determinism, stack_bytes: usize, metering: Mete
 #[derive(Debug)]
 pub(crate) struct Ticker {
     engines: Arc<Mutex<Vec<Engine>>>,
+    watches: Arc<Mutex<Vec<Watch>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Where an inline-gas task's interrupt flag is, while the task runs: the
+/// address of the first word of its interrupt memory. `None` once the run
+/// is over; the runner clears it before the memory is freed, and the ticker
+/// writes only while holding the lock and seeing `Some`.
+#[derive(Debug, Default)]
+pub(crate) struct InterruptSlot {
+    flag: Mutex<Option<usize>>,
+    fired: AtomicBool,
+}
+
+impl InterruptSlot {
+    /// Arms the slot with the flag's address.
+    pub(crate) fn arm(&self, addr: usize) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = Some(addr);
+        }
+    }
+
+    /// Disarms the slot; after this returns the flag is never written.
+    pub(crate) fn disarm(&self) {
+        if let Ok(mut f) = self.flag.lock() {
+            *f = None;
+        }
+    }
+
+    /// Whether the deadline passed and the flag was raised.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    fn fire(&self) {
+        let Ok(f) = self.flag.lock() else { return };
+        if let Some(addr) = *f {
+            // SAFETY: `addr` is the base of a live, 4-byte-aligned (page
+            // aligned) linear memory of exactly one page that never grows or
+            // moves (min = max = 1 page, and no guest instruction can name
+            // it). It stays live while the slot is armed: the runner disarms
+            // (under this same lock) before the store owning the memory is
+            // dropped. The guest only reads the word; the race with those
+            // plain reads is benign (a delayed read just delays the trap).
+            #[allow(unsafe_code)]
+            let word = unsafe { std::sync::atomic::AtomicU32::from_ptr(addr as *mut u32) };
+            word.store(1, Ordering::SeqCst);
+            self.fired.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Watch {
+    deadline: std::time::Instant,
+    slot: Arc<InterruptSlot>,
 }
 
 impl Ticker {
     pub(crate) fn start() -> std::io::Result<Self> {
         let engines: Arc<Mutex<Vec<Engine>>> = Arc::default();
+        let watches: Arc<Mutex<Vec<Watch>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (engines, stop) = (engines.clone(), stop.clone());
+            let (engines, watches, stop) = (engines.clone(), watches.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("sandbox-epoch".into())
                 .spawn(move || {
@@ -99,11 +167,25 @@ impl Ticker {
                                 e.increment_epoch();
                             }
                         }
+                        if let Ok(mut list) = watches.lock() {
+                            let now = std::time::Instant::now();
+                            list.retain(|w| {
+                                if Arc::strong_count(&w.slot) == 1 {
+                                    return false; // the run is over
+                                }
+                                if now >= w.deadline {
+                                    w.slot.fire();
+                                    return false;
+                                }
+                                true
+                            });
+                        }
                     }
                 })?
         };
         Ok(Ticker {
             engines,
+            watches,
             stop,
             thread: Some(thread),
         })
@@ -112,6 +194,13 @@ impl Ticker {
     pub(crate) fn register(&self, engine: &Engine) {
         if let Ok(mut list) = self.engines.lock() {
             list.push(engine.clone());
+        }
+    }
+
+    /// Raises `slot`'s flag once `deadline` passes (within one tick).
+    pub(crate) fn watch(&self, deadline: std::time::Instant, slot: Arc<InterruptSlot>) {
+        if let Ok(mut list) = self.watches.lock() {
+            list.push(Watch { deadline, slot });
         }
     }
 

@@ -19,6 +19,7 @@ mod benchmark;
 mod cache;
 mod engine;
 mod error;
+mod gas;
 mod hostdir;
 mod metering;
 mod run;

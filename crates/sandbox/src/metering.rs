@@ -1,24 +1,34 @@
 //! How fuel is counted.
 //!
-//! [`Metering::WasmtimeFuel`] is the protocol's definition of fuel
-//! (`docs/fuel.md`): wasmtime's `consume_fuel`, with its default operator
-//! costs, plus the sandbox's charge for WASI calls. The other strategies exist
-//! so benchmarks can compare costs side by side in one build:
-//! - [`Metering::Instrumented`]: the module is rewritten by `wasm-instrument`
-//!   (mutable-global backend, one unit per instruction) to count its own gas
-//!   in an exported global, and compiled with cross-function inlining so the
-//!   per-block charge call disappears. Any engine, including a browser's,
-//!   would compute the same count from the same instrumented bytes.
-//! - [`Metering::Off`]: no counting at all; the speed baseline. Fuel reads 0.
+//! [`Metering::Inline`] is the protocol's definition of fuel
+//! (`docs/fuel.md`): the module counts its own gas after sharegrid's inline
+//! instrumentation (`gas.rs`) rewrote it, plus the sandbox's charge for WASI
+//! calls. The count is defined by WebAssembly alone, so any engine (a
+//! browser's included) reproduces it, and it costs next to nothing: the
+//! charge is inline, the counter lives in a local between calls, and running
+//! out is a trap, not a call. Its wall-clock timeout is an interrupt flag the
+//! same checks read, so it needs no epoch interruption either.
 //!
-//! The two benchmark strategies also run without epoch interruption, so
-//! they measure their own cost alone: under them **neither the fuel limit
-//! (for `Off`) nor the wall-clock timeout is enforced** — never run an
-//! untrusted module that way. Instrumented modules also start with no gas
-//! while their start function (if any) runs; C and Rust toolchains emit none.
+//! The other strategies exist so benchmarks can compare costs side by side
+//! in one build:
+//! - [`Metering::WasmtimeFuel`]: wasmtime's `consume_fuel` (default operator
+//!   costs), with epoch interruption for the timeout. Defined by wasmtime's
+//!   version alone.
+//! - [`Metering::Instrumented`]: `wasm-instrument` 0.4 (mutable-global
+//!   backend, one unit per instruction, charged per block through an
+//!   injected function), compiled with cross-function inlining.
+//! - [`Metering::Off`]: no counting at all; the speed baseline. Fuel reads 0
+//!   and **no fuel limit is enforced** — never run an untrusted module that
+//!   way.
 //!
-//! Results under different strategies are not comparable with each other:
-//! only `WasmtimeFuel` may be used between providers.
+//! The wall-clock timeout is a separate switch,
+//! [`SandboxConfig::wall_clock_timeout`](crate::SandboxConfig), so benchmarks
+//! can measure each cost alone. `wasm-instrument`'s gas starts at zero, so
+//! under it a module's start function (which C and Rust toolchains never
+//! emit) runs out at once; inline gas gives start functions [`START_GAS`].
+//!
+//! Counts under different strategies are not comparable with each other:
+//! only `Inline` may be used between providers.
 
 use std::fmt;
 use std::str::FromStr;
@@ -30,15 +40,25 @@ use wasmtime::{AsContextMut, Global, Trap, Val};
 
 /// Name of the exported global that holds the gas left in instrumented modules.
 pub(crate) const GAS_GLOBAL: &str = "sharegrid_gas_left";
+/// Name of the exported one-page memory whose first word is the interrupt
+/// flag of inline-gas modules.
+pub(crate) const INTERRUPT_MEMORY: &str = "sharegrid_interrupt";
+/// Gas an inline-gas module's start function may use (before the host can
+/// set the task's budget).
+pub(crate) const START_GAS: u64 = 1_000_000_000;
 
 /// A fuel-counting strategy (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metering {
-    /// wasmtime's built-in fuel: the protocol's definition.
+    /// Gas counted by the module itself after sharegrid's inline
+    /// instrumentation rewrote it (`gas.rs`): the protocol's definition.
     #[default]
+    Inline,
+    /// wasmtime's built-in fuel (benchmark comparison).
     WasmtimeFuel,
-    /// Gas counted by the module itself after `wasm-instrument` rewrote it.
+    /// Gas counted by the module itself after `wasm-instrument` rewrote it
+    /// (benchmark comparison).
     Instrumented,
     /// No metering (benchmark baseline only).
     Off,
@@ -49,7 +69,17 @@ impl Metering {
         match self {
             Metering::WasmtimeFuel => "fuel",
             Metering::Instrumented => "instrumented",
+            Metering::Inline => "inline",
             Metering::Off => "off",
+        }
+    }
+
+    /// Names this strategy in cache keys: bumped with any change to an
+    /// instrumentation, so no stale rewritten module is ever loaded.
+    pub(crate) fn cache_tag(self) -> &'static str {
+        match self {
+            Metering::Inline => "inline-v1",
+            other => other.tag(),
         }
     }
 }
@@ -66,8 +96,11 @@ impl FromStr for Metering {
         match s {
             "fuel" => Ok(Metering::WasmtimeFuel),
             "instrumented" => Ok(Metering::Instrumented),
+            "inline" => Ok(Metering::Inline),
             "off" => Ok(Metering::Off),
-            _ => Err(format!("unknown metering {s:?}: expected fuel, instrumented or off")),
+            _ => Err(format!(
+                "unknown metering {s:?}: expected fuel, instrumented, inline or off"
+            )),
         }
     }
 }
@@ -111,27 +144,28 @@ impl Meter {
                 store.set_fuel(left - cost)
             }
             Meter::Global(Some(g)) => {
-                let left = g.get(&mut store).i64().unwrap_or(0) as u64;
+                // Budgets stay below 2^63; a negative count (the -1
+                // sentinel, or inline gas that dipped below zero) is spent.
+                let left = g.get(&mut store).i64().unwrap_or(-1);
+                let cost = i64::try_from(cost).unwrap_or(i64::MAX);
                 if left < cost {
                     g.set(&mut store, Val::I64(-1))?;
                     return Err(wasmtime::Error::new(Trap::OutOfFuel));
                 }
-                g.set(&mut store, Val::I64((left - cost) as i64))
+                g.set(&mut store, Val::I64(left - cost))
             }
             Meter::Global(None) | Meter::Off => Ok(()),
         }
     }
 
     /// Fuel left, or `None` when the meter ran out (instrumented gas marks
-    /// that with the all-ones sentinel) or does not count.
+    /// that with a negative count: the -1 sentinel, or inline gas below zero)
+    /// or does not count.
     pub(crate) fn left(self, mut store: impl AsContextMut) -> Option<u64> {
         let mut store = store.as_context_mut();
         match self {
             Meter::Fuel => store.get_fuel().ok(),
-            Meter::Global(Some(g)) => match g.get(&mut store).i64()? as u64 {
-                u64::MAX => None,
-                left => Some(left),
-            },
+            Meter::Global(Some(g)) => u64::try_from(g.get(&mut store).i64()?).ok(),
             Meter::Global(None) | Meter::Off => None,
         }
     }

@@ -13,9 +13,10 @@ use sharegrid_core::{
 use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap, Val};
 
 use crate::cache::ModuleCache;
-use crate::engine::{Ticker, build_engine};
+use crate::engine::{InterruptSlot, Ticker, build_engine};
 use crate::error::SandboxError;
-use crate::metering::{GAS_GLOBAL, Meter, Metering, instrument};
+use crate::gas::instrument_inline;
+use crate::metering::{GAS_GLOBAL, INTERRUPT_MEMORY, Meter, Metering, START_GAS, instrument};
 use crate::wasi::{self, ctx::End, ctx::WasiCtx};
 
 /// Largest table a task may grow, in elements.
@@ -115,9 +116,12 @@ pub struct SandboxConfig {
     pub max_input_files: usize,
     /// Largest total size of a task's arguments, in bytes.
     pub max_args_bytes: usize,
-    /// How fuel is counted. Only the default is the protocol's fuel; the
-    /// others are for benchmarks (see [`Metering`]).
+    /// How fuel is counted. Only the default ([`Metering::Inline`]) is the
+    /// protocol's fuel; the others are for benchmarks.
     pub metering: Metering,
+    /// Enforce each task's wall-clock timeout (epoch interruption). On by
+    /// default; off only to measure what it costs.
+    pub wall_clock_timeout: bool,
 }
 
 impl Default for SandboxConfig {
@@ -129,7 +133,8 @@ impl Default for SandboxConfig {
             max_input_bytes: 1 << 30,
             max_input_files: 10_000,
             max_args_bytes: 1 << 20,
-            metering: Metering::WasmtimeFuel,
+            metering: Metering::Inline,
+            wall_clock_timeout: true,
         }
     }
 }
@@ -140,11 +145,15 @@ pub(crate) struct Host {
     pub(crate) memory: Option<Memory>,
     pub(crate) end: Option<End>,
     pub(crate) meter: Meter,
+    /// The armed interrupt flag of an inline-gas run.
+    interrupt: Option<Arc<InterruptSlot>>,
     limiter: Limiter,
 }
 
 struct Limiter {
     memory_bytes: usize,
+    /// Memories allowed: the module's one, plus inline gas's interrupt flag.
+    memories: usize,
     hit: bool,
 }
 
@@ -179,7 +188,7 @@ impl ResourceLimiter for Limiter {
     }
 
     fn memories(&self) -> usize {
-        1
+        self.memories
     }
 }
 
@@ -247,8 +256,13 @@ impl Sandbox {
         if let Some(e) = engines.get(&(mode, stack)) {
             return Ok(e.clone());
         }
-        let engine = build_engine(mode, stack as usize, self.config.metering)
-            .map_err(|e| SandboxError::Engine(error_chain(&e)))?;
+        let engine = build_engine(
+            mode,
+            stack as usize,
+            self.config.metering,
+            self.config.wall_clock_timeout,
+        )
+        .map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(error_chain(&e)))?;
         self.ticker.register(&engine);
@@ -311,6 +325,11 @@ impl Sandbox {
             // Validate the original first, so errors name the module's own fault.
             Module::validate(engine, bytes).map_err(|e| error_chain(&e))?;
             let instrumented = instrument(bytes)?;
+            return Module::from_binary(engine, &instrumented).map_err(|e| error_chain(&e));
+        }
+        if self.config.metering == Metering::Inline {
+            Module::validate(engine, bytes).map_err(|e| error_chain(&e))?;
+            let instrumented = instrument_inline(bytes)?;
             return Module::from_binary(engine, &instrumented).map_err(|e| error_chain(&e));
         }
         Module::from_binary(engine, bytes).map_err(|e| error_chain(&e))
@@ -434,22 +453,25 @@ impl Sandbox {
             memory: None,
             end: None,
             meter: Meter::Off,
+            interrupt: None,
             limiter: Limiter {
                 memory_bytes: usize::try_from(task.limits.memory_bytes).unwrap_or(usize::MAX),
+                memories: if self.config.metering == Metering::Inline { 2 } else { 1 },
                 hit: false,
             },
         };
         let mut store = Store::new(&entry.engine, host);
         store.limiter(|h| &mut h.limiter);
-        // u64::MAX is instrumented gas's out-of-gas sentinel.
-        let fuel_limit = task.limits.fuel.0.min(u64::MAX - 1);
+        // Instrumented gas budgets stay below 2^63: u64::MAX is the out-of-gas
+        // sentinel and inline gas relies on the top bit being clear.
+        let fuel_limit = task.limits.fuel.0.min(i64::MAX as u64);
         let engine_err = |e: wasmtime::Error| SandboxError::Engine(error_chain(&e));
         store.data_mut().meter = match self.config.metering {
             Metering::WasmtimeFuel => {
                 store.set_fuel(fuel_limit).map_err(engine_err)?;
                 Meter::Fuel
             }
-            Metering::Instrumented => Meter::Global(None),
+            Metering::Instrumented | Metering::Inline => Meter::Global(None),
             Metering::Off => Meter::Off,
         };
         store.set_epoch_deadline(Ticker::ticks_for(task.limits.timeout()));
@@ -464,45 +486,99 @@ impl Sandbox {
             },
             Ok(instance) => {
                 store.data_mut().memory = instance.get_memory(&mut store, "memory");
-                if let Meter::Global(None) = store.data().meter
-                    && let Some(g) = instance.get_global(&mut store, GAS_GLOBAL)
-                {
-                    g.set(&mut store, Val::I64(fuel_limit as i64)).map_err(engine_err)?;
-                    store.data_mut().meter = Meter::Global(Some(g));
-                }
-                match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                    Err(e) => Outcome::InvalidModule { reason: error_chain(&e) },
-                    Ok(start) => match start.call(&mut store, ()) {
-                        Ok(()) => Outcome::Completed { exit_code: 0 },
-                        Err(e) => classify(store.data(), &e).unwrap_or_else(|| {
-                            tracing::warn!(task = %task.id, error = %error_chain(&e), "unclassified error ended a task");
-                            Outcome::Trap { trap: TrapKind::Other }
-                        }),
+                match self.start_metering(&mut store, &instance, fuel_limit, task, run_started) {
+                    Err(e) => return Err(engine_err(e)),
+                    Ok(Some(early)) => early,
+                    Ok(None) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                        Err(e) => Outcome::InvalidModule { reason: error_chain(&e) },
+                        Ok(start) => match start.call(&mut store, ()) {
+                            Ok(()) => Outcome::Completed { exit_code: 0 },
+                            Err(e) => classify(store.data(), &e).unwrap_or_else(|| {
+                                tracing::warn!(task = %task.id, error = %error_chain(&e), "unclassified error ended a task");
+                                Outcome::Trap { trap: TrapKind::Other }
+                            }),
+                        },
                     },
                 }
             }
         };
+        // From here on the interrupt flag is never written: the memory it
+        // lives in may be freed.
+        let interrupted = match store.data_mut().interrupt.take() {
+            Some(slot) => {
+                slot.disarm();
+                slot.fired()
+            }
+            None => false,
+        };
         let meter = store.data().meter;
         let left = meter.left(&mut store);
         let fuel = match (meter, left) {
-            (Meter::Off, _) => Fuel(0),
+            // Nothing counted, or instantiation failed before the budget was set.
+            (Meter::Off | Meter::Global(None), _) => Fuel(0),
             (_, Some(left)) => Fuel(fuel_limit.saturating_sub(left)),
             (_, None) => Fuel(fuel_limit),
         };
-        // Instrumented gas runs out by setting its sentinel and executing
-        // `unreachable`.
-        let outcome = match (meter, left, outcome) {
-            (
-                Meter::Global(Some(_)),
-                None,
-                Outcome::Trap {
-                    trap: TrapKind::Unreachable,
-                },
-            ) => Outcome::OutOfFuel,
-            (_, _, outcome) => outcome,
+        // Instrumented gas runs out by leaving a negative count: either it
+        // trapped on the check, or (inline gas) the run ended between two
+        // checks after passing zero. Either way the count says out of fuel,
+        // deterministically. An inline-gas interrupt traps with `unreachable`.
+        let exhausted = matches!(meter, Meter::Global(Some(_))) && left.is_none();
+        let outcome = match outcome {
+            _ if exhausted => Outcome::OutOfFuel,
+            Outcome::Trap {
+                trap: TrapKind::Unreachable,
+            } if interrupted => Outcome::Timeout,
+            other => other,
         };
         let result = store.data_mut().wasi.take_result(outcome);
         Ok(report(result, fuel, source, run_started.elapsed()))
+    }
+}
+
+impl Sandbox {
+    /// Hands the task its fuel budget in an instrumented module's gas global
+    /// and, for inline gas, arms the interrupt flag for the timeout. Returns
+    /// an outcome when the run is already over (the start function used the
+    /// whole budget).
+    fn start_metering(
+        &self,
+        store: &mut Store<Host>,
+        instance: &wasmtime::Instance,
+        fuel_limit: u64,
+        task: &Task,
+        run_started: Instant,
+    ) -> wasmtime::Result<Option<Outcome>> {
+        let Meter::Global(None) = store.data().meter else {
+            return Ok(None);
+        };
+        let Some(g) = instance.get_global(&mut *store, GAS_GLOBAL) else {
+            return Ok(None);
+        };
+        store.data_mut().meter = Meter::Global(Some(g));
+        let budget = if self.config.metering == Metering::Inline {
+            // The global started at START_GAS for the start function.
+            let left = g.get(&mut *store).i64().unwrap_or(0) as u64;
+            let used = START_GAS.saturating_sub(left);
+            if used > fuel_limit {
+                g.set(&mut *store, Val::I64(-1))?;
+                return Ok(Some(Outcome::OutOfFuel));
+            }
+            fuel_limit - used
+        } else {
+            fuel_limit
+        };
+        g.set(&mut *store, Val::I64(budget as i64))?;
+        if self.config.metering == Metering::Inline
+            && self.config.wall_clock_timeout
+            && let Some(mem) = instance.get_memory(&mut *store, INTERRUPT_MEMORY)
+        {
+            let slot = Arc::new(InterruptSlot::default());
+            slot.arm(mem.data_ptr(&*store) as usize);
+            self.ticker.watch(run_started + task.limits.timeout(), slot.clone());
+            store.data_mut().interrupt = Some(slot);
+        }
+        Ok(None)
     }
 }
 

@@ -156,7 +156,7 @@ fn portable_mode_canonicalizes_nans() {
 fn other_meterings_compute_the_same_results() {
     use sharegrid_sandbox::Metering;
     let reference = sandbox();
-    for metering in [Metering::Instrumented, Metering::Off] {
+    for metering in [Metering::WasmtimeFuel, Metering::Instrumented, Metering::Off] {
         let sb = Sandbox::new(SandboxConfig {
             metering,
             ..Default::default()
@@ -192,4 +192,82 @@ fn instrumented_gas_runs_out_like_fuel() {
     let r = sb.run(&t).unwrap();
     assert_eq!(r.result.outcome, Outcome::OutOfFuel);
     assert_eq!(r.fuel, Fuel(1_000_000));
+}
+
+/// The worked example of `docs/fuel.md`: fuel is defined by the module's
+/// operators alone, so this count is the same on every engine and machine.
+#[test]
+fn gas_follows_the_documented_definition() {
+    let m = wat(r#"(module (memory (export "memory") 1)
+      (func (export "_start") (local $i i32)
+        (loop $l
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 10))))))"#);
+    let r = sandbox().run(&Task::new(m)).unwrap();
+    assert_completed(&r);
+    // entry segment: `loop` + 1 declared local = 2; the loop body (8
+    // operators up to `br_if`) 10 times = 80; `end` of the loop = 1; `end`
+    // of the function = 1.
+    assert_eq!(r.fuel.0, 84);
+    // A WASI call costs 100 plus 1 per 16 bytes moved: args_sizes_get
+    // moves nothing.
+    let m = wat(r#"(module
+      (import "wasi_snapshot_preview1" "args_sizes_get" (func $a (param i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (drop (call $a (i32.const 0) (i32.const 4)))))"#);
+    let r = sandbox().run(&Task::new(m)).unwrap();
+    assert_completed(&r);
+    // i32.const, i32.const, call, drop, end = 5, plus the call's 100.
+    assert_eq!(r.fuel.0, 105);
+}
+
+#[test]
+fn gas_that_passes_zero_between_checks_is_out_of_fuel() {
+    // Only function entry and loop heads check; the straight-line code after
+    // the block runs past a budget of 3, and the run still ends out of fuel.
+    let m = wat(r#"(module (memory (export "memory") 1)
+      (func (export "_start") (block) (drop (i32.add (i32.const 1) (i32.const 2)))
+        (drop (i32.add (i32.const 1) (i32.const 2))) (drop (i32.add (i32.const 1) (i32.const 2)))))"#);
+    let mut t = Task::new(m);
+    t.limits.fuel = sharegrid_core::Fuel(3);
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, sharegrid_core::Outcome::OutOfFuel);
+    assert_eq!(r.fuel.0, 3);
+    t.limits.fuel = sharegrid_core::Fuel(1_000);
+    assert_completed(&sandbox().run(&t).unwrap());
+}
+
+#[test]
+fn start_functions_run_and_are_metered() {
+    let m = wat(r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func $init (i32.store8 (i32.const 64) (i32.const 33)))
+      (start $init)
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 64)) (i32.store (i32.const 4) (i32.const 1))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#);
+    let r = sandbox().run(&Task::new(m)).unwrap();
+    assert_completed(&r);
+    assert_eq!(r.result.stdout, b"!");
+    // _start: 13 operators and fd_write's 100 (one byte moved rounds to
+    // nothing); $init: i32.const, i32.const, i32.store8, end = 4, counted too.
+    assert_eq!(r.fuel.0, 13 + 100 + 4);
+}
+
+#[test]
+fn wasmtime_fuel_strategy_still_times_out_by_epochs() {
+    use sharegrid_core::{Fuel, Outcome};
+    use sharegrid_sandbox::Metering;
+    let sb = Sandbox::new(SandboxConfig {
+        metering: Metering::WasmtimeFuel,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut t = Task::new(wat(
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#,
+    ));
+    t.limits.fuel = Fuel(u64::MAX / 2);
+    t.limits.timeout_ms = 100;
+    assert_eq!(sb.run(&t).unwrap().result.outcome, Outcome::Timeout);
 }
