@@ -16,7 +16,7 @@ use crate::error::SandboxError;
 use crate::run::{Sandbox, Task};
 
 /// Iterations of the kernel loop in one benchmark round.
-pub const BENCH_ITERATIONS: u64 = 20_000_000;
+pub const BENCH_ITERATIONS: u64 = 100_000_000;
 
 /// The standard kernel in WebAssembly text.
 pub fn benchmark_kernel_wat() -> String {

@@ -284,6 +284,9 @@ impl Reencode for Rewriter {
         while !reader.eof() {
             ops.push(reader.read()?);
         }
+        if ops.is_empty() {
+            return Err(ReError::UserError("a function body without `end`".into()));
+        }
         // Segment costs: cost[i] is charged before op i when a segment starts there.
         let mut starts = vec![0u64; ops.len()];
         let mut seg = 0usize;

@@ -9,6 +9,10 @@
 //! - The guest sees WASI preview 1 implemented in memory ([`wasi`]): `/in`
 //!   read-only, `/out` collected, deterministic clocks and randomness, no
 //!   environment, no sockets, no host files.
+//! - Work is counted as *gas*: each module is rewritten to count its own
+//!   operators (`gas.rs`, the protocol's fuel, `docs/fuel.md`), which also
+//!   carries the wall-clock timeout's interrupt check. [`Metering`] selects
+//!   other strategies for benchmarks.
 //! - [`ModuleCache`] keeps compiled modules on disk across runs and processes.
 //! - [`node_benchmark`] measures this machine's speed in gigafuel per second.
 //!

@@ -274,3 +274,38 @@ fn the_sandbox_stays_healthy_after_hostile_runs() {
     let after = sb.run(&healthy).unwrap();
     assert_eq!((after.result_hash, after.fuel), (before.result_hash, before.fuel));
 }
+
+#[test]
+fn many_iovecs_over_one_region_cannot_amplify_host_memory() {
+    // 1024 iovecs, each naming the whole 64 KiB memory: one call asks for
+    // 64 MiB of output. It is charged iovec by iovec and ends the run at the
+    // limit instead of being gathered first.
+    let m = wat(r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $i i32)
+        (loop $l
+          (i32.store (i32.mul (local.get $i) (i32.const 8)) (i32.const 0))
+          (i32.store (i32.add (i32.mul (local.get $i) (i32.const 8)) (i32.const 4)) (i32.const 65536))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 1024))))
+        (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1024) (i32.const 8200)))))"#);
+    let mut t = Task::new(m);
+    t.limits.output_bytes = 1 << 20;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::OutputLimit);
+    assert_eq!(r.result.stdout.len(), 16 * 65536, "the iovecs that fit were written");
+}
+
+#[test]
+fn structures_at_the_end_of_memory_fault_instead_of_wrapping() {
+    // poll_oneoff with its subscription array straddling the end of memory.
+    let m = wat(r#"(module
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $p (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (call $exit (call $p (i32.const 65520) (i32.const 0) (i32.const 1) (i32.const 100)))))"#);
+    let r = sandbox().run(&Task::new(m)).unwrap();
+    assert_eq!(r.result.outcome, Outcome::Completed { exit_code: 21 }, "EFAULT");
+}

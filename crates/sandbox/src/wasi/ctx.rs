@@ -243,6 +243,9 @@ impl WasiCtx {
         let mut advance = 0u64;
         for i in 0..n {
             let s = subs.checked_add(i * 48).ok_or(Errno::Fault)?;
+            // The whole 48-byte subscription is in memory, so the field
+            // offsets below cannot overflow.
+            m.slice(s, 48)?;
             let userdata = m.u64(s)?;
             let tag = m.u8(s + 8)?;
             let mut ev = [0u8; 32];
@@ -250,10 +253,17 @@ impl WasiCtx {
             ev[10] = tag;
             match tag {
                 EVENTTYPE_CLOCK => {
+                    let clock = m.u32(s + 16)?;
                     let timeout = m.u64(s + 24)?;
                     let flags = m.u16(s + 40)?;
                     let wait = if flags & SUBCLOCKFLAGS_ABSTIME != 0 {
-                        timeout.saturating_sub(self.clock_ns)
+                        // An absolute realtime deadline counts from the epoch.
+                        let now = if clock == CLOCK_REALTIME {
+                            EPOCH_NS + self.clock_ns
+                        } else {
+                            self.clock_ns
+                        };
+                        timeout.saturating_sub(now)
                     } else {
                         timeout
                     };
@@ -485,20 +495,21 @@ impl WasiCtx {
         Ok(done)
     }
 
-    /// Gathers the guest's iovecs into one buffer.
-    fn gather(m: &Mem, iovs: &[(u32, u32)]) -> Result<Vec<u8>, Errno> {
+    /// Checks every iovec lies in guest memory and returns the total length.
+    /// Nothing is copied yet: the data goes straight from guest memory to its
+    /// destination, one iovec at a time, each charged before it is stored, so
+    /// a guest naming the same large region in many iovecs cannot make the
+    /// host allocate more than its output budget.
+    fn check_iovs(m: &Mem, iovs: &[(u32, u32)]) -> Result<u64, Errno> {
         let mut total = 0u64;
-        for &(_, len) in iovs {
+        for &(ptr, len) in iovs {
+            m.slice(ptr, len)?;
             total += u64::from(len);
         }
         if total > u64::from(u32::MAX) {
             return Err(Errno::Inval);
         }
-        let mut out = Vec::with_capacity(total as usize);
-        for &(ptr, len) in iovs {
-            out.extend_from_slice(m.slice(ptr, len)?);
-        }
-        Ok(out)
+        Ok(total)
     }
 
     fn read_at(&mut self, m: &mut Mem, fd: u32, iovs: &[(u32, u32)], offset: Option<u64>) -> Result<u64, Fail> {
@@ -564,33 +575,39 @@ impl WasiCtx {
             Fd::Dir { .. } => return Err(Errno::Isdir.into()),
             Fd::Stdin => return Err(Errno::Badf.into()),
         };
-        let bytes = Self::gather(m, iovs)?;
-        let n = bytes.len() as u64;
+        let n = Self::check_iovs(m, iovs)?;
         match sink {
-            Sink::Stdout => {
-                self.charge_output(n)?;
-                self.stdout.extend_from_slice(&bytes);
-            }
-            Sink::Stderr => {
-                self.charge_output(n)?;
-                self.stderr.extend_from_slice(&bytes);
+            Sink::Stdout | Sink::Stderr => {
+                for &(ptr, len) in iovs {
+                    self.charge_output(u64::from(len))?;
+                    let out = if matches!(sink, Sink::Stdout) {
+                        &mut self.stdout
+                    } else {
+                        &mut self.stderr
+                    };
+                    out.extend_from_slice(m.slice(ptr, len)?);
+                }
             }
             Sink::File(ino, pos, write, append) => {
                 if !write {
                     return Err(Errno::Badf.into());
                 }
-                let at = match offset {
+                let start = match offset {
                     Some(o) => o,
                     None if append => self.vfs.file_len(ino)?,
                     None => pos,
                 };
-                self.vfs
-                    .write_at(ino, at, &bytes, &mut self.budget)
-                    .map_err(|e| self.vfs_err(e))?;
+                let mut at = start;
+                for &(ptr, len) in iovs {
+                    self.vfs
+                        .write_at(ino, at, m.slice(ptr, len)?, &mut self.budget)
+                        .map_err(|e| self.vfs_err(e))?;
+                    at += u64::from(len);
+                }
                 if offset.is_none()
                     && let Fd::File { pos, .. } = self.fd_mut(fd)?
                 {
-                    *pos = at + n;
+                    *pos = start + n;
                 }
             }
         }
