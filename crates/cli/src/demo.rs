@@ -3,13 +3,11 @@
 //! task runs on two independent sandboxes (two "providers") and both produce
 //! the same result hash and the same fuel, bit for bit.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use sharegrid_core::{ContentId, TaskId};
 use sharegrid_sandbox::{Sandbox, SandboxConfig, Task};
 
 use crate::guests;
@@ -18,15 +16,12 @@ use crate::guests;
 pub(crate) struct DemoArgs {}
 
 fn task(module: &[u8], args: &[&str], inputs: &[(&str, &str)]) -> Task {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let mut t = Task::new(module.to_vec());
-    t.id = TaskId::local(&ContentId::of(module), &args, b"");
-    t.args = args;
-    t.inputs = inputs
+    let args = args.iter().map(|s| s.to_string()).collect();
+    let inputs = inputs
         .iter()
         .map(|(p, d)| (p.to_string(), Arc::<[u8]>::from(d.as_bytes())))
-        .collect::<BTreeMap<_, _>>();
-    t
+        .collect();
+    Task::local(module.to_vec(), args, Vec::new(), inputs)
 }
 
 pub(crate) fn main(_home: &Path, _a: DemoArgs) -> anyhow::Result<ExitCode> {

@@ -7,12 +7,11 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use sharegrid_core::{ContentId, Determinism, Fuel, Limits, Outcome, TaskId};
+use sharegrid_core::{Determinism, Fuel, Limits, Outcome, TaskId};
 use sharegrid_sandbox::{Metering, ModuleSource, RunReport, Task, load_inputs, save_outputs};
 
 use crate::units::{parse_duration, parse_fuel, parse_size};
@@ -142,22 +141,16 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         stack_bytes: a.stack.unwrap_or(defaults.stack_bytes),
         timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(defaults.timeout_ms),
     };
-    let id = a
-        .task_id
-        .unwrap_or_else(|| TaskId::local(&ContentId::of(&module), &a.args, &stdin));
-    let task = Task {
-        id,
-        module: Arc::from(module),
-        args: a.args,
-        stdin: Arc::from(stdin),
-        inputs,
-        limits,
-        mode: if a.portable {
-            Determinism::Portable
-        } else {
-            Determinism::Native
-        },
+    let mut task = Task::local(module, a.args, stdin, inputs);
+    task.limits = limits;
+    task.mode = if a.portable {
+        Determinism::Portable
+    } else {
+        Determinism::Native
     };
+    if let Some(id) = a.task_id {
+        task.id = id;
+    }
     let report = sandbox.run(&task)?;
 
     let mut saved: Vec<Option<PathBuf>> = vec![None; report.result.files.len()];

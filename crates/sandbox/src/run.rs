@@ -48,14 +48,27 @@ impl Task {
     /// A task with no arguments, stdin or inputs, default limits and mode,
     /// and a task id derived from the module.
     pub fn new(module: impl Into<Arc<[u8]>>) -> Self {
+        Self::local(module, Vec::new(), Vec::new(), BTreeMap::new())
+    }
+
+    /// A task run locally (as `sharegrid run` does): default limits and
+    /// mode, and the task id [`TaskId::local`] derives from the module,
+    /// arguments and stdin.
+    pub fn local(
+        module: impl Into<Arc<[u8]>>,
+        args: Vec<String>,
+        stdin: impl Into<Arc<[u8]>>,
+        inputs: BTreeMap<String, Arc<[u8]>>,
+    ) -> Self {
         let module = module.into();
-        let id = TaskId::local(&ContentId::of(&module), &[], b"");
+        let stdin = stdin.into();
+        let id = TaskId::local(&ContentId::of(&module), &args, &stdin);
         Task {
             id,
             module,
-            args: Vec::new(),
-            stdin: Arc::from(&b""[..]),
-            inputs: BTreeMap::new(),
+            args,
+            stdin,
+            inputs,
             limits: Limits::default(),
             mode: Determinism::Native,
         }

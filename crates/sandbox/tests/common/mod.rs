@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sharegrid_core::{ContentId, Outcome, TaskId};
+use sharegrid_core::Outcome;
 use sharegrid_sandbox::{RunReport, Sandbox, SandboxConfig, Task};
 
 /// The committed `.wasm` of an example guest.
@@ -26,15 +26,12 @@ pub fn sandbox() -> Sandbox {
 /// A task for `module` with `args` and inputs, with its id derived as
 /// `sharegrid run` derives it.
 pub fn task(module: &[u8], args: &[&str], inputs: &[(&str, &[u8])]) -> Task {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let mut t = Task::new(module.to_vec());
-    t.id = TaskId::local(&ContentId::of(module), &args, b"");
-    t.args = args;
-    t.inputs = inputs
+    let args = args.iter().map(|s| s.to_string()).collect();
+    let inputs = inputs
         .iter()
         .map(|(p, d)| (p.to_string(), Arc::<[u8]>::from(*d)))
         .collect::<BTreeMap<_, _>>();
-    t
+    Task::local(module.to_vec(), args, Vec::new(), inputs)
 }
 
 pub fn stdout(r: &RunReport) -> String {
