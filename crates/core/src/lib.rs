@@ -1,16 +1,21 @@
 //! sharegrid-core: the vocabulary every other crate speaks.
 //!
-//! Ids, content hashes, fuel, task limits, determinism modes, task outcomes and
-//! the canonical result encoding whose BLAKE3 hash replicas compare. This crate
-//! is pure: no I/O, no async, no clock, no randomness. Anything here may end up
+//! Ids, content hashes, fuel, task limits, determinism modes, task outcomes,
+//! the canonical result encoding whose BLAKE3 hash replicas compare, token
+//! amounts, node keys and signatures, and the signed wire messages (offer,
+//! assignment, receipt). This crate is pure: no I/O, no async, no clock, no
+//! randomness (keys come from seeds the caller draws). Anything here may end up
 //! on the wire or in a signature, so changing an encoding is a protocol change.
 
+mod amount;
 mod hash;
 mod ids;
+mod keys;
 mod limits;
 mod outcome;
 mod result;
 mod units;
+mod wire;
 
 pub use hash::{ContentId, HashParseError, ResultHash};
 pub use ids::TaskId;
@@ -18,3 +23,9 @@ pub use limits::{Determinism, Limits};
 pub use outcome::{Outcome, TrapKind};
 pub use result::{OutFile, OutPathError, RESULT_ENCODING_MAGIC, TaskResult, validate_out_path};
 pub use units::{Fuel, GigafuelPerSec};
+
+pub use amount::{Amount, PricePerGfuel};
+pub use keys::{Domain, NodeId, NodeKey, Signature, SignatureError};
+pub use wire::{
+    Arch, Assignment, Offer, Receipt, Signed, SignedMessage, WIRE_VERSION, WireError, decode_capped, encode,
+};
