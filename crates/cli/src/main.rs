@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod guests;
 mod home;
+mod node_cmds;
 mod run;
 mod units;
 
@@ -32,6 +33,15 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Measure this machine's speed in gigafuel per second.
     Bench(bench::BenchArgs),
+    /// Create the node home: config.toml with documented defaults and an identity key.
+    Init {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The node configuration.
+    #[command(subcommand)]
+    Config(node_cmds::ConfigCommand),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +58,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::main(&home, args),
         Command::Run(args) => run::main(&home, *args),
         Command::Bench(args) => bench::main(&home, args),
+        Command::Init { json } => node_cmds::init(&home, json),
+        Command::Config(cmd) => node_cmds::config(&home, cmd),
     };
     match result {
         Ok(code) => code,

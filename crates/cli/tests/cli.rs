@@ -190,3 +190,65 @@ fn demo_and_bench_run() {
     assert!(v["speed"].as_f64().unwrap() > 0.0);
     assert!(v["fuel_per_round"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn init_creates_the_home_and_config_drives_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("node");
+    let out = bin()
+        .arg("--home")
+        .arg(&home)
+        .args(["init", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["new_identity"], true);
+    let id = v["node_id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 64);
+    // A second init keeps the identity.
+    let out = bin()
+        .arg("--home")
+        .arg(&home)
+        .args(["init", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["new_identity"].as_bool(), v["node_id"].as_str()),
+        (Some(false), Some(id.as_str()))
+    );
+    // Configuration, with an environment override, bounds the sandbox.
+    let out = bin()
+        .arg("--home")
+        .arg(&home)
+        .args(["config", "show"])
+        .env("SHAREGRID_SANDBOX__MAX_INPUT_BYTES", "10")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("max_input_bytes = 10"));
+    let input = dir.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("big.txt"), "more than ten bytes").unwrap();
+    let out = bin()
+        .arg("--home")
+        .arg(&home)
+        .args(["run", guest("wordcount").to_str().unwrap(), "--in"])
+        .arg(&input)
+        .env("SHAREGRID_SANDBOX__MAX_INPUT_BYTES", "10")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inputs exceed 10 bytes"));
+    // A typo in config.toml is named, with the file.
+    std::fs::write(home.join("config.toml"), "[sandbox]\nmax_input_byts = 1\n").unwrap();
+    let out = bin()
+        .arg("--home")
+        .arg(&home)
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.toml") && err.contains("max_input_byts"), "{err}");
+}

@@ -1,0 +1,204 @@
+//! The node's configuration: `config.toml` in the node home, every key
+//! optional with a documented default, overridable by environment variables
+//! `SHAREGRID_<SECTION>__<KEY>` (e.g. `SHAREGRID_SANDBOX__MAX_INPUT_BYTES`).
+//! Unknown keys are errors, so a typo never silently does nothing.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sharegrid_sandbox::SandboxConfig;
+
+/// Settings of the sandbox that runs tasks on this node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// Bound on the compiled-module disk cache, in bytes.
+    pub cache_max_bytes: u64,
+    /// Compiled modules kept in memory.
+    pub memory_cache_modules: usize,
+    /// Largest total of input files plus stdin a task may bring, in bytes.
+    pub max_input_bytes: u64,
+    /// Most input files a task may bring.
+    pub max_input_files: usize,
+    /// Largest total size of a task's arguments, in bytes.
+    pub max_args_bytes: usize,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        let d = SandboxConfig::default();
+        SandboxSettings {
+            cache_max_bytes: d.cache_max_bytes,
+            memory_cache_modules: d.memory_cache_modules,
+            max_input_bytes: d.max_input_bytes,
+            max_input_files: d.max_input_files,
+            max_args_bytes: d.max_args_bytes,
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// The sandbox configuration, with its module cache in `cache_dir`.
+    pub fn sandbox_config(&self, cache_dir: Option<PathBuf>) -> SandboxConfig {
+        SandboxConfig {
+            cache_dir,
+            cache_max_bytes: self.cache_max_bytes,
+            memory_cache_modules: self.memory_cache_modules,
+            max_input_bytes: self.max_input_bytes,
+            max_input_files: self.max_input_files,
+            max_args_bytes: self.max_args_bytes,
+            ..SandboxConfig::default()
+        }
+    }
+}
+
+/// Everything in `config.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `[sandbox]`.
+    pub sandbox: SandboxSettings,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The file (or an override) is not valid configuration.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation, naming the line and key.
+        message: String,
+    },
+    /// An environment override is malformed.
+    #[error("environment variable {var}: {message}")]
+    BadOverride {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The file written by `sharegrid init`: every default, with its meaning.
+pub(crate) fn default_file() -> String {
+    let d = SandboxSettings::default();
+    format!(
+        "# sharegrid node configuration.\n\
+         # Every key is optional; the values shown are the defaults. Any key can be\n\
+         # overridden by an environment variable SHAREGRID_<SECTION>__<KEY>,\n\
+         # e.g. SHAREGRID_SANDBOX__MAX_INPUT_BYTES=2147483648.\n\
+         \n\
+         [sandbox]\n\
+         # Bound on the disk cache of compiled modules (cache/), in bytes.\n\
+         cache_max_bytes = {}\n\
+         # Compiled modules kept in memory.\n\
+         memory_cache_modules = {}\n\
+         # Largest total of input files plus stdin a task may bring, in bytes.\n\
+         max_input_bytes = {}\n\
+         # Most input files a task may bring.\n\
+         max_input_files = {}\n\
+         # Largest total size of a task's arguments, in bytes.\n\
+         max_args_bytes = {}\n",
+        d.cache_max_bytes, d.memory_cache_modules, d.max_input_bytes, d.max_input_files, d.max_args_bytes
+    )
+}
+
+impl NodeConfig {
+    /// Loads `path` (defaults if it does not exist), then applies overrides
+    /// from `env` (pairs of variable name and value; pass `std::env::vars()`).
+    pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.into(),
+                    source,
+                });
+            }
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix("SHAREGRID_") else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            // A value is TOML if it parses as one (numbers, booleans,
+            // arrays), else a plain string.
+            let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value));
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            let toml::Value::Table(t) = entry else {
+                return Err(ConfigError::BadOverride {
+                    var,
+                    message: format!("[{section}] is not a section"),
+                });
+            };
+            t.insert(key, parsed);
+        }
+        NodeConfig::deserialize(toml::Value::Table(table)).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The configuration as TOML, for `sharegrid config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_round_trips_and_overrides_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, default_file()).unwrap();
+        assert_eq!(NodeConfig::load(&path, []).unwrap(), NodeConfig::default());
+        let env = [("SHAREGRID_SANDBOX__MAX_INPUT_FILES".to_string(), "7".to_string())];
+        assert_eq!(NodeConfig::load(&path, env).unwrap().sandbox.max_input_files, 7);
+        // Missing file: defaults.
+        assert_eq!(
+            NodeConfig::load(&dir.path().join("none.toml"), []).unwrap(),
+            NodeConfig::default()
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[sandbox]\nmax_input_byts = 5\n").unwrap();
+        let err = NodeConfig::load(&path, []).unwrap_err().to_string();
+        assert!(err.contains("config.toml") && err.contains("max_input_byts"), "{err}");
+        std::fs::write(&path, "[sandbox]\nmax_input_bytes = \"lots\"\n").unwrap();
+        let err = NodeConfig::load(&path, []).unwrap_err().to_string();
+        assert!(err.contains("max_input_bytes"), "{err}");
+        std::fs::write(&path, "[sandbox\n").unwrap();
+        assert!(NodeConfig::load(&path, []).is_err());
+        let env = [("SHAREGRID_SANDBOX__MAX_INPUT_FILES".to_string(), "-1".to_string())];
+        std::fs::write(&path, "").unwrap();
+        assert!(NodeConfig::load(&path, env).is_err());
+    }
+}

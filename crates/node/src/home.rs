@@ -1,0 +1,191 @@
+//! The node home (`~/.sharegrid` or `--home`): `config.toml`, `identity.key`
+//! (mode 0600), `cache/` (compiled modules); later `node.db` and `blobs/`.
+//!
+//! Never does: overwrite or regenerate an existing identity key (the node's
+//! identity, and later its funds, would be lost), or read a key that other
+//! users could read.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use sharegrid_core::{NodeId, NodeKey};
+
+use crate::config::{ConfigError, NodeConfig, default_file};
+
+/// Why the home or its identity could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// A file or directory could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// No identity yet.
+    #[error("{}: no identity key; run `sharegrid init` first", .0.display())]
+    NoIdentity(PathBuf),
+    /// The key file is not a key.
+    #[error("{}: not an identity key (expected 64 hex digits)", .0.display())]
+    BadIdentity(PathBuf),
+    /// The key file is readable by others.
+    #[error("{}: identity key is readable by group or others (mode {mode:o}); run `chmod 600` on it", path.display())]
+    ExposedIdentity {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The operating system gave no randomness for a new key.
+    #[error("no randomness for a new identity key: {0}")]
+    Random(String),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// What `init` did.
+#[derive(Debug)]
+pub struct InitReport {
+    /// The node's id.
+    pub id: NodeId,
+    /// Whether a new identity was generated (false: an existing one kept).
+    pub new_identity: bool,
+    /// Whether `config.toml` was written (false: an existing one kept).
+    pub new_config: bool,
+}
+
+/// A node home directory.
+#[derive(Debug, Clone)]
+pub struct NodeHome {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> HomeError + '_ {
+    move |source| HomeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl NodeHome {
+    /// The home at `root` (nothing is created until [`NodeHome::init`]).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        NodeHome { root: root.into() }
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// `identity.key`.
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join("identity.key")
+    }
+
+    /// `cache/`, compiled modules.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// Creates the home (mode 0700), a documented `config.toml` and a new
+    /// identity key, keeping whatever already exists.
+    pub fn init(&self) -> Result<InitReport, HomeError> {
+        fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(io(&self.root))?;
+        let config = self.config_path();
+        let new_config = !config.exists();
+        if new_config {
+            fs::write(&config, default_file()).map_err(io(&config))?;
+        }
+        let key_path = self.identity_path();
+        let new_identity = !key_path.exists();
+        if new_identity {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| HomeError::Random(e.to_string()))?;
+            // create_new: never replace a key that appeared meanwhile.
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_path)
+                .map_err(io(&key_path))?;
+            f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
+                .map_err(io(&key_path))?;
+            f.sync_all().map_err(io(&key_path))?;
+        }
+        let id = self.identity()?.id();
+        Ok(InitReport {
+            id,
+            new_identity,
+            new_config,
+        })
+    }
+
+    /// The node's key.
+    pub fn identity(&self) -> Result<NodeKey, HomeError> {
+        let path = self.identity_path();
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(HomeError::NoIdentity(path)),
+            Err(source) => return Err(HomeError::Io { path, source }),
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(HomeError::ExposedIdentity { path, mode });
+        }
+        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| HomeError::BadIdentity(path.clone()))?;
+        Ok(NodeKey::from_seed(seed))
+    }
+
+    /// The configuration, with environment overrides applied.
+    pub fn config(&self, env: impl IntoIterator<Item = (String, String)>) -> Result<NodeConfig, HomeError> {
+        Ok(NodeConfig::load(&self.config_path(), env)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_creates_a_private_home_and_keeps_the_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = NodeHome::new(dir.path().join("home"));
+        assert!(matches!(home.identity(), Err(HomeError::NoIdentity(_))));
+        let first = home.init().unwrap();
+        assert!(first.new_identity && first.new_config);
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&home.identity_path()), 0o600);
+        assert_eq!(mode(home.root()), 0o700);
+        let again = home.init().unwrap();
+        assert!(!again.new_identity && !again.new_config);
+        assert_eq!(again.id, first.id, "init never replaces an identity");
+        assert_eq!(home.config([]).unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn exposed_or_corrupt_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = NodeHome::new(dir.path());
+        home.init().unwrap();
+        let key = home.identity_path();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = home.identity().unwrap_err();
+        assert!(matches!(err, HomeError::ExposedIdentity { mode: 0o644, .. }), "{err}");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&key, "not hex").unwrap();
+        assert!(matches!(home.identity(), Err(HomeError::BadIdentity(_))));
+    }
+}

@@ -1,0 +1,10 @@
+//! sharegrid-node: the daemon side of sharegrid. For now, the node's home:
+//! its directory, identity key and configuration (`shared/DESIGN.md` §10).
+//! The provider agent, requestor engine and validator will live here too,
+//! wiring the pure crates to I/O.
+
+mod config;
+mod home;
+
+pub use config::{ConfigError, NodeConfig, SandboxSettings};
+pub use home::{HomeError, InitReport, NodeHome};
