@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sharegrid_sandbox::SandboxConfig;
 
+use crate::policy::ProviderPolicy;
+
 /// Settings of the sandbox that runs tasks on this node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,6 +60,8 @@ impl SandboxSettings {
 pub struct NodeConfig {
     /// `[sandbox]`.
     pub sandbox: SandboxSettings,
+    /// `[provider]`.
+    pub provider: ProviderPolicy,
 }
 
 /// Why the configuration could not be loaded.
@@ -108,8 +112,33 @@ pub(crate) fn default_file() -> String {
          # Most input files a task may bring.\n\
          max_input_files = {}\n\
          # Largest total size of a task's arguments, in bytes.\n\
-         max_args_bytes = {}\n",
-        d.cache_max_bytes, d.memory_cache_modules, d.max_input_bytes, d.max_input_files, d.max_args_bytes
+         max_args_bytes = {}\n\
+         \n\
+         [provider]\n\
+         # Provide compute to the network (the provider agent arrives with the network).\n\
+         enabled = false\n\
+         # Tasks at once; 0 = as many as the CPU share allows (one per core given).\n\
+         slots = 0\n\
+         # Largest memory limit a task may ask for, in bytes.\n\
+         memory_per_task = {}\n\
+         # Lowest price accepted, in token units per gigafuel (a decimal string).\n\
+         price_floor = \"0\"\n\
+         # Share of this machine's cores given to tasks, in percent.\n\
+         cpu_share_percent = 100\n\
+         # Local-time windows in which new work is accepted, e.g. [\"22:00-07:00\"]; empty = always.\n\
+         active_hours = []\n\
+         # Accept new work only while the machine is otherwise idle...\n\
+         idle_only = false\n\
+         # ...that is, while other programs use at most this much CPU, in percent.\n\
+         idle_threshold_percent = 25\n\
+         # Determinism modes accepted.\n\
+         modes = [\"native\", \"portable\"]\n",
+        d.cache_max_bytes,
+        d.memory_cache_modules,
+        d.max_input_bytes,
+        d.max_input_files,
+        d.max_args_bytes,
+        ProviderPolicy::default().memory_per_task
     )
 }
 

@@ -1,10 +1,13 @@
-//! sharegrid-node: the daemon side of sharegrid. For now, the node's home:
-//! its directory, identity key and configuration (`shared/DESIGN.md` §10).
+//! sharegrid-node: the daemon side of sharegrid. For now, the node's home
+//! (its directory, identity key and configuration, `shared/DESIGN.md` §10)
+//! and the provider's admission policy as a pure decision function.
 //! The provider agent, requestor engine and validator will live here too,
 //! wiring the pure crates to I/O.
 
 mod config;
 mod home;
+mod policy;
 
 pub use config::{ConfigError, NodeConfig, SandboxSettings};
 pub use home::{HomeError, InitReport, NodeHome};
+pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};
