@@ -1,0 +1,180 @@
+//! The libp2p behaviour and swarm construction.
+
+use std::time::Duration;
+
+use libp2p::identity::{self, Keypair};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, kad, mdns, noise, ping, tcp, yamux};
+use sharegrid_core::{NodeId, NodeKey};
+
+use crate::protocol::{
+    MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest,
+    TaskResponse,
+};
+
+/// Network settings of a node.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/4001` (tests: `/ip4/127.0.0.1/tcp/0`).
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers, each an address ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network by mDNS (on for `sharegrid node`, off in tests).
+    pub mdns: bool,
+    /// How long an idle connection stays open.
+    pub idle_timeout: Duration,
+    /// How long a task request may wait for its response.
+    pub request_timeout: Duration,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mdns: false,
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The transport could not be built.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A behaviour could not be built (mDNS socket, gossipsub settings).
+    #[error("behaviour: {0}")]
+    Behaviour(String),
+    /// A listen address could not be used.
+    #[error("cannot listen on {addr}: {message}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        message: String,
+    },
+    /// A bootstrap address lacks its `/p2p/<peer id>`.
+    #[error("bootstrap address {0} must end in /p2p/<peer id>")]
+    Bootstrap(Multiaddr),
+}
+
+/// Everything a sharegrid node speaks.
+#[allow(missing_debug_implementations)] // libp2p's behaviours implement no Debug
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Peers exchange their addresses and protocols.
+    pub identify: identify::Behaviour,
+    /// Liveness.
+    pub ping: ping::Behaviour,
+    /// Peer discovery from bootstrap peers.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Local-network discovery (switchable).
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Broadcast: offers.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Point to point: task assignment.
+    pub task: request_response::cbor::Behaviour<TaskRequest, TaskResponse>,
+}
+
+/// The libp2p keypair of a node key (the same ed25519 key).
+pub fn keypair(key: &NodeKey) -> Keypair {
+    // A 32-byte seed is always a valid ed25519 secret key.
+    Keypair::ed25519_from_bytes(key.seed()).unwrap_or_else(|_| unreachable!("32-byte ed25519 seed"))
+}
+
+/// The libp2p peer id of a node id, if it is a valid ed25519 key.
+pub fn peer_id(id: &NodeId) -> Option<PeerId> {
+    let pk = identity::ed25519::PublicKey::try_from_bytes(id.as_bytes()).ok()?;
+    Some(PeerId::from_public_key(&identity::PublicKey::from(pk)))
+}
+
+fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
+    let me = key.public().to_peer_id();
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        // Offers are small; the envelope adds little.
+        .max_transmit_size(MAX_OFFER_BYTES + 1024)
+        // With few peers the mesh is under-filled; flood publishing still
+        // delivers (measured, shared/FACTS.md).
+        .flood_publish(true)
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|e| NetError::Behaviour(e.to_string()))?;
+    let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+        .map_err(|e| NetError::Behaviour(e.to_string()))?;
+    gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(OFFERS_TOPIC))
+        .map_err(|e| NetError::Behaviour(e.to_string()))?;
+    let mdns = if cfg.mdns {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), me).map_err(|e| NetError::Behaviour(e.to_string()))?)
+    } else {
+        None
+    };
+    let codec = request_response::cbor::codec::Codec::<TaskRequest, TaskResponse>::default()
+        .set_request_size_maximum(MAX_TASK_REQUEST_BYTES)
+        .set_response_size_maximum(MAX_TASK_RESPONSE_BYTES);
+    let task = request_response::cbor::Behaviour::with_codec(
+        codec,
+        [(StreamProtocol::new(TASK_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.request_timeout),
+    );
+    let kad = kad::Behaviour::with_config(
+        me,
+        kad::store::MemoryStore::new(me),
+        kad::Config::new(StreamProtocol::new("/sharegrid/kad/1")),
+    );
+    Ok(Behaviour {
+        identify: identify::Behaviour::new(identify::Config::new("/sharegrid/id/1".into(), key.public())),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        kad,
+        mdns: Toggle::from(mdns),
+        gossipsub,
+        task,
+    })
+}
+
+/// A swarm for `key` with `cfg`: listening, bootstrap peers added to
+/// Kademlia and dialed. Must be called inside a tokio runtime.
+pub fn build_swarm(key: &NodeKey, cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    let keypair = keypair(key);
+    let mut built = None;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_behaviour(|key| match behaviour(key, cfg) {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                built = Some(e.to_string());
+                Err(std::io::Error::other("behaviour").into())
+            }
+        })
+        .map_err(|e| NetError::Behaviour(built.take().unwrap_or_else(|| e.to_string())))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
+        .build();
+    for addr in &cfg.listen {
+        swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
+            addr: addr.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    for addr in &cfg.bootstrap {
+        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(NetError::Bootstrap(addr.clone()));
+        };
+        swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    Ok(swarm)
+}

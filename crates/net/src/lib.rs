@@ -1,0 +1,26 @@
+//! sharegrid-net: the rust-libp2p shell.
+//!
+//! - [`build_swarm`] makes a swarm from a node key: TCP, Noise, Yamux,
+//!   identify, ping, Kademlia (bootstrap peers from config), mDNS (a switch,
+//!   off in tests), gossipsub (`offers`), request-response (`task`).
+//! - [`OfferBook`] is the decision logic for gossiped offers, pure and
+//!   tested without sockets: size cap, signature, the gossip source being the
+//!   signer, expiry, staleness.
+//!
+//! Never does: decide anything about money or results itself. It moves
+//! signed messages and hands them to the node's logic.
+
+mod behaviour;
+mod offers;
+mod protocol;
+
+pub use behaviour::{Behaviour, BehaviourEvent, NetConfig, NetError, build_swarm, keypair, peer_id};
+pub use offers::{OfferBook, OfferRejection};
+pub use protocol::{
+    MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest,
+    TaskResponse,
+};
+
+/// Re-exported so users of this crate need no direct libp2p dependency for
+/// the common types.
+pub use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, request_response, swarm::SwarmEvent};

@@ -1,0 +1,167 @@
+//! Two real swarms on 127.0.0.1: a provider's signed offer reaches the
+//! requestor by gossip and passes its offer book; a signed assignment goes
+//! out over the task protocol and a signed receipt comes back; a forged
+//! assignment is refused with the reason. mDNS stays off.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use sharegrid_core::{
+    Amount, Arch, Assignment, ContentId, Determinism, Fuel, GigafuelPerSec, Limits, NodeKey, Offer, Outcome,
+    PricePerGfuel, Receipt, ResultHash, Signed, TaskId, WIRE_VERSION, encode,
+};
+use sharegrid_net::{
+    BehaviourEvent, NetConfig, OFFERS_TOPIC, OfferBook, SwarmEvent, TaskRequest, TaskResponse, build_swarm, gossipsub,
+    peer_id, request_response,
+};
+
+fn offer(key: &NodeKey) -> Offer {
+    Offer {
+        version: WIRE_VERSION,
+        provider: key.id(),
+        arch: Arch::host(),
+        cores: 2,
+        memory_bytes: 1 << 30,
+        free_slots: 2,
+        speed: GigafuelPerSec(10.0),
+        price: PricePerGfuel(Amount(7)),
+        modes: vec![Determinism::Native],
+        software: "sharegrid test".into(),
+        seq: 1,
+        expires_at_ms: u64::MAX,
+    }
+}
+
+fn assignment(requestor: &NodeKey, provider: &NodeKey) -> Assignment {
+    Assignment {
+        version: WIRE_VERSION,
+        task: TaskId::from_bytes([9; 32]),
+        requestor: requestor.id(),
+        provider: provider.id(),
+        module: ContentId::of(b"module"),
+        args: vec!["1".into()],
+        stdin: ContentId::of(b""),
+        inputs: vec![],
+        limits: Limits::default(),
+        mode: Determinism::Native,
+        price: PricePerGfuel(Amount(7)),
+        expires_at_ms: u64::MAX,
+    }
+}
+
+/// The provider's side of the test: open the assignment, answer with a
+/// receipt (the real agent runs the sandbox here) or the refusal reason.
+fn answer(provider: &NodeKey, request: &TaskRequest) -> TaskResponse {
+    match request.assignment.open::<Assignment>(64 * 1024) {
+        Err(e) => TaskResponse::Refused { reason: e.to_string() },
+        Ok(a) => {
+            let fuel = Fuel(2_000_000_000);
+            let receipt = Receipt {
+                version: WIRE_VERSION,
+                task: a.task,
+                provider: provider.id(),
+                assignment: request.assignment.id(),
+                outcome: Outcome::Completed { exit_code: 0 },
+                result: ResultHash::from_bytes([3; 32]),
+                fuel,
+                price: a.price,
+                charge: a.price.cost(fuel).unwrap(),
+            };
+            TaskResponse::Receipt(Signed::sign(provider, &receipt).unwrap())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_gossip_and_tasks_round_trip_on_loopback() {
+    let provider_key = NodeKey::from_seed([1; 32]);
+    let requestor_key = NodeKey::from_seed([2; 32]);
+    let cfg = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        ..NetConfig::default()
+    };
+    let mut provider = build_swarm(&provider_key, &cfg).unwrap();
+    let mut requestor = build_swarm(&requestor_key, &cfg).unwrap();
+    let provider_peer = peer_id(&provider_key.id()).unwrap();
+    assert_eq!(*provider.local_peer_id(), provider_peer);
+
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = provider.select_next_some().await {
+            break address;
+        }
+    };
+    requestor.dial(addr).unwrap();
+
+    let mut book = OfferBook::new(100);
+    let mut published = false;
+    let mut sent_good = false;
+    let mut receipt: Option<Receipt> = None;
+    let mut refusal: Option<String> = None;
+    let run = async {
+        loop {
+            tokio::select! {
+                ev = provider.select_next_some() => match ev {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) if !published => {
+                        let bytes = encode(&Signed::sign(&provider_key, &offer(&provider_key)).unwrap()).unwrap();
+                        provider
+                            .behaviour_mut()
+                            .gossipsub
+                            .publish(gossipsub::IdentTopic::new(OFFERS_TOPIC), bytes)
+                            .unwrap();
+                        published = true;
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Task(request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. }, ..
+                    })) => {
+                        let response = answer(&provider_key, &request);
+                        provider.behaviour_mut().task.send_response(channel, response).unwrap();
+                    }
+                    _ => {}
+                },
+                ev = requestor.select_next_some() => match ev {
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                        let offer = book.accept(&message.data, message.source, 0).unwrap();
+                        assert_eq!(offer.provider, provider_key.id());
+                        // A good assignment, and one whose signature is forged.
+                        let good = Signed::sign(&requestor_key, &assignment(&requestor_key, &provider_key)).unwrap();
+                        let mut forged = good.clone();
+                        forged.signature = Signed::sign(&provider_key, &offer).unwrap().signature;
+                        let task = &mut requestor.behaviour_mut().task;
+                        task.send_request(&provider_peer, TaskRequest { assignment: good });
+                        task.send_request(&provider_peer, TaskRequest { assignment: forged });
+                        sent_good = true;
+                    }
+                    SwarmEvent::Behaviour(BehaviourEvent::Task(request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. }, ..
+                    })) => {
+                        match response {
+                            TaskResponse::Receipt(signed) => receipt = Some(signed.open(64 * 1024).unwrap()),
+                            TaskResponse::Refused { reason } => refusal = Some(reason),
+                        }
+                        if receipt.is_some() && refusal.is_some() {
+                            return;
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("loopback exchange timed out");
+    assert!(sent_good);
+    let r = receipt.unwrap();
+    assert_eq!(r.provider, provider_key.id());
+    assert_eq!(
+        r.assignment,
+        Signed::sign(&requestor_key, &assignment(&requestor_key, &provider_key))
+            .unwrap()
+            .id()
+    );
+    assert_eq!(r.charge, Amount(14));
+    assert_eq!(refusal.unwrap(), "bad signature on assignment");
+    assert_eq!(book.live(0).len(), 1);
+}
