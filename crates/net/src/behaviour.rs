@@ -10,8 +10,8 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, kad,
 use sharegrid_core::{NodeId, NodeKey};
 
 use crate::protocol::{
-    MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest,
-    TaskResponse,
+    BLOB_PROTOCOL, BlobRequest, BlobResponse, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_OFFER_BYTES,
+    MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest, TaskResponse,
 };
 
 /// Network settings of a node.
@@ -79,6 +79,8 @@ pub struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     /// Point to point: task assignment.
     pub task: request_response::cbor::Behaviour<TaskRequest, TaskResponse>,
+    /// Point to point: content-addressed blobs in chunks.
+    pub blob: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
 }
 
 /// The libp2p keypair of a node key (the same ed25519 key).
@@ -123,6 +125,14 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
         [(StreamProtocol::new(TASK_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(cfg.request_timeout),
     );
+    let blob_codec = request_response::cbor::codec::Codec::<BlobRequest, BlobResponse>::default()
+        .set_request_size_maximum(MAX_BLOB_REQUEST_BYTES)
+        .set_response_size_maximum(MAX_BLOB_RESPONSE_BYTES);
+    let blob = request_response::cbor::Behaviour::with_codec(
+        blob_codec,
+        [(StreamProtocol::new(BLOB_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.request_timeout),
+    );
     let kad = kad::Behaviour::with_config(
         me,
         kad::store::MemoryStore::new(me),
@@ -135,6 +145,7 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
         mdns: Toggle::from(mdns),
         gossipsub,
         task,
+        blob,
     })
 }
 

@@ -2,7 +2,9 @@
 //!
 //! - [`build_swarm`] makes a swarm from a node key: TCP, Noise, Yamux,
 //!   identify, ping, Kademlia (bootstrap peers from config), mDNS (a switch,
-//!   off in tests), gossipsub (`offers`), request-response (`task`).
+//!   off in tests), gossipsub (`offers`), request-response (`task`, `blob`).
+//! - [`BlobFetch`] fetches a content-addressed blob in chunks and releases
+//!   the bytes only once they hash to the id asked for; [`serve`] answers.
 //! - [`OfferBook`] is the decision logic for gossiped offers, pure and
 //!   tested without sockets: size cap, signature, the gossip source being the
 //!   signer, expiry, staleness.
@@ -11,12 +13,15 @@
 //! signed messages and hands them to the node's logic.
 
 mod behaviour;
+mod blobs;
 mod offers;
 mod protocol;
 
 pub use behaviour::{Behaviour, BehaviourEvent, NetConfig, NetError, build_swarm, keypair, peer_id};
+pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
 pub use offers::{OfferBook, OfferRejection};
 pub use protocol::{
+    BLOB_PROTOCOL, BlobRequest, BlobResponse, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_CHUNK_BYTES,
     MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest,
     TaskResponse,
 };

@@ -1,7 +1,7 @@
 //! Protocol names, message caps and the request-response messages.
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::Signed;
+use sharegrid_core::{ContentId, Signed};
 
 /// Gossipsub topic for provider offers.
 pub const OFFERS_TOPIC: &str = "sharegrid/offers/1";
@@ -33,4 +33,65 @@ pub enum TaskResponse {
         /// One line, for the requestor's why-no-match report.
         reason: String,
     },
+}
+
+/// Request-response protocol for content-addressed blobs.
+pub const BLOB_PROTOCOL: &str = "/sharegrid/blob/1";
+/// Largest chunk a blob response carries, in bytes.
+pub const MAX_CHUNK_BYTES: u32 = 1 << 20;
+/// Largest blob request, in bytes.
+pub const MAX_BLOB_REQUEST_BYTES: u64 = 256;
+/// Largest blob response: one chunk plus framing.
+pub const MAX_BLOB_RESPONSE_BYTES: u64 = MAX_CHUNK_BYTES as u64 + 1024;
+
+/// Asks for bytes `offset..offset+len` of the blob `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRequest {
+    /// The blob.
+    pub id: ContentId,
+    /// First byte wanted.
+    pub offset: u64,
+    /// Bytes wanted (at most [`MAX_CHUNK_BYTES`]).
+    pub len: u32,
+}
+
+/// A chunk of a blob, or why there is none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobResponse {
+    /// Bytes from the requested offset, and the blob's total size.
+    Chunk {
+        /// The bytes.
+        #[serde(with = "serde_bytes_vec")]
+        data: Vec<u8>,
+        /// The whole blob's size.
+        total: u64,
+    },
+    /// This peer does not have the blob.
+    NotFound,
+}
+
+/// Serde for `Vec<u8>` as a CBOR byte string (not an array of integers).
+mod serde_bytes_vec {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }

@@ -165,3 +165,83 @@ async fn offers_gossip_and_tasks_round_trip_on_loopback() {
     assert_eq!(refusal.unwrap(), "bad signature on assignment");
     assert_eq!(book.live(0).len(), 1);
 }
+
+/// A 2.5 MiB blob crosses in chunks over the blob protocol and is verified;
+/// an unknown blob is answered NotFound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_cross_in_verified_chunks() {
+    use sharegrid_net::{BlobFetch, BlobResponse, FetchError, FetchStep, serve};
+    let holder_key = NodeKey::from_seed([5; 32]);
+    let fetcher_key = NodeKey::from_seed([6; 32]);
+    let cfg = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        ..NetConfig::default()
+    };
+    let mut holder = build_swarm(&holder_key, &cfg).unwrap();
+    let mut fetcher = build_swarm(&fetcher_key, &cfg).unwrap();
+    let holder_peer = peer_id(&holder_key.id()).unwrap();
+    let blob: Vec<u8> = (0..(5 << 19)).map(|i: u32| (i % 253) as u8).collect();
+    let id = ContentId::of(&blob);
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = holder.select_next_some().await {
+            break address;
+        }
+    };
+    fetcher.dial(addr).unwrap();
+    let mut fetch = BlobFetch::new(id, 16 << 20);
+    let mut unknown = BlobFetch::new(ContentId::of(b"nobody has this"), 16 << 20);
+    let mut unknown_req = None;
+    let mut chunks = 0;
+    let (mut got, mut missing) = (None, None);
+    let run = async {
+        loop {
+            tokio::select! {
+                ev = holder.select_next_some() => {
+                    if let SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. }, ..
+                    })) = ev {
+                        let held = (request.id == id).then_some(blob.as_slice());
+                        holder.behaviour_mut().blob.send_response(channel, serve(held, &request)).unwrap();
+                    }
+                }
+                ev = fetcher.select_next_some() => {
+                    if let SwarmEvent::ConnectionEstablished { peer_id, .. } = &ev
+                        && *peer_id == holder_peer
+                        && unknown_req.is_none()
+                    {
+                        fetcher.behaviour_mut().blob.send_request(&holder_peer, fetch.first());
+                        unknown_req = Some(fetcher.behaviour_mut().blob.send_request(&holder_peer, unknown.first()));
+                    }
+                    if let SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::OutboundFailure { error, .. })) = &ev {
+                        panic!("blob request failed: {error}");
+                    }
+                    if let SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
+                        message: request_response::Message::Response { request_id, response }, ..
+                    })) = ev {
+                        if Some(request_id) == unknown_req {
+                            missing = Some(unknown.on_response(response));
+                        } else {
+                            chunks += 1;
+                            assert!(matches!(response, BlobResponse::Chunk { .. }));
+                            match fetch.on_response(response).unwrap() {
+                                FetchStep::Next(req) => {
+                                    fetcher.behaviour_mut().blob.send_request(&holder_peer, req);
+                                }
+                                FetchStep::Done(bytes) => got = Some(bytes),
+                            }
+                        }
+                        if got.is_some() && missing.is_some() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("blob exchange timed out");
+    assert_eq!(got.unwrap(), blob);
+    assert_eq!(chunks, 3, "2.5 MiB in 1 MiB chunks");
+    assert!(matches!(missing.unwrap(), Err(FetchError::NotFound(_))));
+}
