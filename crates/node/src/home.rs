@@ -97,6 +97,11 @@ impl NodeHome {
         self.root.join("cache")
     }
 
+    /// `blobs/`, content-addressed modules, inputs and outputs.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
     /// Creates the home (mode 0700), a documented `config.toml` and a new
     /// identity key, keeping whatever already exists.
     pub fn init(&self) -> Result<InitReport, HomeError> {

@@ -4,10 +4,12 @@
 //! The provider agent, requestor engine and validator will live here too,
 //! wiring the pure crates to I/O.
 
+mod blobs;
 mod config;
 mod home;
 mod policy;
 
+pub use blobs::{BlobError, BlobStore};
 pub use config::{ConfigError, NodeConfig, SandboxSettings};
 pub use home::{HomeError, InitReport, NodeHome};
 pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};

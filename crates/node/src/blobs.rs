@@ -1,0 +1,130 @@
+//! The node's blob store: content-addressed files under `blobs/`, named by
+//! their BLAKE3 hash. Written to a temporary file and renamed, so a crash
+//! never leaves a partial blob under a real name; verified on every read, so
+//! a corrupted file is never served or run (it is deleted instead).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sharegrid_core::ContentId;
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Reading or writing failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// Larger than the store accepts.
+    #[error("blob of {len} bytes exceeds the store's {max}-byte limit")]
+    TooLarge {
+        /// Its size.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+}
+
+/// Content-addressed blobs in a directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+    max_blob_bytes: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl BlobStore {
+    /// Opens (creating) the store in `dir`; blobs over `max_blob_bytes` are refused.
+    pub fn open(dir: impl Into<PathBuf>, max_blob_bytes: u64) -> Result<Self, BlobError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(BlobStore { dir, max_blob_bytes })
+    }
+
+    fn path(&self, id: &ContentId) -> PathBuf {
+        self.dir.join(id.to_hex())
+    }
+
+    /// Stores `bytes`, returning their id. Storing a blob twice is harmless.
+    pub fn put(&self, bytes: &[u8]) -> Result<ContentId, BlobError> {
+        if bytes.len() as u64 > self.max_blob_bytes {
+            return Err(BlobError::TooLarge {
+                len: bytes.len() as u64,
+                max: self.max_blob_bytes,
+            });
+        }
+        let id = ContentId::of(bytes);
+        let path = self.path(&id);
+        if path.exists() {
+            return Ok(id);
+        }
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io(&self.dir))?;
+        tmp.write_all(bytes).map_err(io(&path))?;
+        tmp.as_file().sync_all().map_err(io(&path))?;
+        tmp.persist(&path).map_err(|e| BlobError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(id)
+    }
+
+    /// The blob's bytes, if held and intact. A file whose bytes do not match
+    /// its name is deleted and reported as absent.
+    pub fn get(&self, id: &ContentId) -> Result<Option<Vec<u8>>, BlobError> {
+        let path = self.path(id);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(BlobError::Io { path, source }),
+        };
+        if ContentId::of(&bytes) != *id {
+            tracing::warn!(path = %path.display(), "corrupt blob deleted");
+            let _ = fs::remove_file(&path);
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Whether the blob is held (not verified: use [`BlobStore::get`] to read).
+    pub fn has(&self, id: &ContentId) -> bool {
+        self.path(id).exists()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_stored_by_hash_and_verified_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("blobs"), 1000).unwrap();
+        let id = store.put(b"hello").unwrap();
+        assert_eq!(id, ContentId::of(b"hello"));
+        assert_eq!(store.put(b"hello").unwrap(), id);
+        assert_eq!(store.get(&id).unwrap().unwrap(), b"hello");
+        assert!(store.has(&id));
+        assert_eq!(store.get(&ContentId::of(b"other")).unwrap(), None);
+        assert!(matches!(
+            store.put(&[0u8; 1001]),
+            Err(BlobError::TooLarge { len: 1001, max: 1000 })
+        ));
+        // Corruption on disk: never served, removed.
+        fs::write(dir.path().join("blobs").join(id.to_hex()), b"jello").unwrap();
+        assert_eq!(store.get(&id).unwrap(), None);
+        assert!(!store.has(&id));
+        // No temporary files left behind.
+        assert_eq!(fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
+    }
+}
