@@ -3,6 +3,8 @@
 //! - [`build_swarm`] makes a swarm from a node key: TCP, Noise, Yamux,
 //!   identify, ping, Kademlia (bootstrap peers from config), mDNS (a switch,
 //!   off in tests), gossipsub (`offers`), request-response (`task`, `blob`).
+//! - [`PeerScores`] decides, in one place, what each kind of bad input from
+//!   a peer means: ignore, back off or ban.
 //! - [`BlobFetch`] fetches a content-addressed blob in chunks and releases
 //!   the bytes only once they hash to the id asked for; [`serve`] answers.
 //! - [`OfferBook`] is the decision logic for gossiped offers, pure and
@@ -15,11 +17,13 @@
 mod behaviour;
 mod blobs;
 mod offers;
+mod peers;
 mod protocol;
 
 pub use behaviour::{Behaviour, BehaviourEvent, NetConfig, NetError, build_swarm, keypair, peer_id};
 pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
 pub use offers::{OfferBook, OfferRejection};
+pub use peers::{Misbehaviour, PeerAction, PeerScores};
 pub use protocol::{
     BLOB_PROTOCOL, BlobRequest, BlobResponse, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_CHUNK_BYTES,
     MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest,

@@ -570,9 +570,13 @@ impl Sandbox {
         };
         store.data_mut().meter = Meter::Global(Some(g));
         let budget = if self.config.metering == Metering::Inline {
-            // The global started at START_GAS for the start function.
-            let left = g.get(&mut *store).i64().unwrap_or(0) as u64;
-            let used = START_GAS.saturating_sub(left);
+            // The global started at START_GAS for the start function; a
+            // negative count means the start function overran its budget
+            // between two checks.
+            let left = g.get(&mut *store).i64().unwrap_or(-1);
+            let used = u64::try_from(left)
+                .map(|l| START_GAS.saturating_sub(l))
+                .unwrap_or(u64::MAX);
             if used > fuel_limit {
                 g.set(&mut *store, Val::I64(-1))?;
                 return Ok(Some(Outcome::OutOfFuel));
