@@ -8,8 +8,10 @@ mod blobs;
 mod config;
 mod home;
 mod policy;
+mod provider;
 
 pub use blobs::{BlobError, BlobStore};
 pub use config::{ConfigError, NodeConfig, SandboxSettings};
 pub use home::{HomeError, InitReport, NodeHome};
 pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};
+pub use provider::{ExecuteError, MAX_ASSIGNMENT_BYTES, Prepared, Provider};

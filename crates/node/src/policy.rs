@@ -140,6 +140,12 @@ pub struct MachineState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Refusal {
+    /// Not a valid signed assignment.
+    #[error("invalid assignment: {why}")]
+    Invalid {
+        /// What was wrong with it.
+        why: String,
+    },
     /// Not providing at all.
     #[error("this node does not provide compute")]
     NotProviding,

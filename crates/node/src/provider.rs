@@ -1,0 +1,124 @@
+//! The provider's handling of one assignment, split where the network
+//! comes in: [`Provider::prepare`] checks the signed assignment and the
+//! owner's policy and lists the blobs to fetch from the requestor;
+//! [`Provider::execute`] runs the task in the sandbox from the blob store and
+//! signs the receipt. The daemon's event loop moves the bytes in between;
+//! tests drive both halves directly or over loopback.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sharegrid_core::{Assignment, ContentId, NodeKey, Receipt, Signed, WIRE_VERSION};
+use sharegrid_sandbox::{Sandbox, SandboxError, Task};
+
+use crate::blobs::{BlobError, BlobStore};
+use crate::policy::{MachineState, ProviderPolicy, Refusal};
+
+/// Largest signed assignment a provider reads.
+pub const MAX_ASSIGNMENT_BYTES: usize = 256 * 1024;
+
+/// An assignment that passed the checks, with the blobs still missing.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The signed assignment (its body hash goes into the receipt).
+    pub signed: Signed,
+    /// The assignment.
+    pub assignment: Assignment,
+    /// Blobs to fetch from the requestor before running.
+    pub missing: Vec<ContentId>,
+}
+
+/// Why an accepted assignment could not produce a receipt.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// A blob the run needs is not in the store.
+    #[error("blob {0} is missing")]
+    MissingBlob(ContentId),
+    /// The blob store failed.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// The sandbox refused the task description.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// The receipt could not be encoded.
+    #[error("cannot sign the receipt: {0}")]
+    Sign(String),
+    /// The charge overflowed.
+    #[error("charge overflows at the agreed price")]
+    Overflow,
+}
+
+/// One provider: its key, policy, sandbox and blob store.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    key: Arc<NodeKey>,
+    policy: ProviderPolicy,
+    sandbox: Arc<Sandbox>,
+    blobs: BlobStore,
+}
+
+impl Provider {
+    /// A provider.
+    pub fn new(key: Arc<NodeKey>, policy: ProviderPolicy, sandbox: Arc<Sandbox>, blobs: BlobStore) -> Self {
+        Provider {
+            key,
+            policy,
+            sandbox,
+            blobs,
+        }
+    }
+
+    /// Checks a signed assignment (size, signature, version, signer) and the
+    /// owner's policy against `machine`; lists the blobs not yet held.
+    pub fn prepare(&self, signed: &Signed, machine: &MachineState) -> Result<Prepared, Refusal> {
+        let assignment: Assignment = signed
+            .open(MAX_ASSIGNMENT_BYTES)
+            .map_err(|e| Refusal::Invalid { why: e.to_string() })?;
+        self.policy.admit(&assignment, machine)?;
+        let mut needed = vec![assignment.module, assignment.stdin];
+        needed.extend(assignment.inputs.iter().map(|(_, id)| *id));
+        needed.sort();
+        needed.dedup();
+        let missing = needed.into_iter().filter(|id| !self.blobs.has(id)).collect();
+        Ok(Prepared {
+            signed: signed.clone(),
+            assignment,
+            missing,
+        })
+    }
+
+    /// Runs a prepared assignment (blocking: call it off the async runtime)
+    /// and signs the receipt.
+    pub fn execute(&self, p: &Prepared) -> Result<Signed, ExecuteError> {
+        let a = &p.assignment;
+        let load = |id: &ContentId| -> Result<Arc<[u8]>, ExecuteError> {
+            Ok(Arc::from(self.blobs.get(id)?.ok_or(ExecuteError::MissingBlob(*id))?))
+        };
+        let mut inputs = BTreeMap::new();
+        for (path, id) in &a.inputs {
+            inputs.insert(path.clone(), load(id)?);
+        }
+        let task = Task {
+            id: a.task,
+            module: load(&a.module)?,
+            args: a.args.clone(),
+            stdin: load(&a.stdin)?,
+            inputs,
+            limits: a.limits,
+            mode: a.mode,
+        };
+        let report = self.sandbox.run(&task)?;
+        let receipt = Receipt {
+            version: WIRE_VERSION,
+            task: a.task,
+            provider: self.key.id(),
+            assignment: p.signed.id(),
+            outcome: report.result.outcome.clone(),
+            result: report.result_hash,
+            fuel: report.fuel,
+            price: a.price,
+            charge: a.price.cost(report.fuel).ok_or(ExecuteError::Overflow)?,
+        };
+        Signed::sign(&self.key, &receipt).map_err(|e| ExecuteError::Sign(e.to_string()))
+    }
+}
