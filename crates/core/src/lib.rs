@@ -8,6 +8,7 @@
 //! on the wire or in a signature, so changing an encoding is a protocol change.
 
 mod amount;
+pub mod bytes_serde;
 mod hash;
 mod ids;
 mod keys;

@@ -61,37 +61,11 @@ pub enum BlobResponse {
     /// Bytes from the requested offset, and the blob's total size.
     Chunk {
         /// The bytes.
-        #[serde(with = "serde_bytes_vec")]
+        #[serde(with = "sharegrid_core::bytes_serde")]
         data: Vec<u8>,
         /// The whole blob's size.
         total: u64,
     },
     /// This peer does not have the blob.
     NotFound,
-}
-
-/// Serde for `Vec<u8>` as a CBOR byte string (not an array of integers).
-mod serde_bytes_vec {
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(V)
-    }
 }
