@@ -12,6 +12,11 @@ fn bin() -> Command {
     c
 }
 
+/// Runs `sharegrid --home HOME ARGS...` to completion.
+fn sharegrid(home: &Path, args: &[&str]) -> Output {
+    bin().arg("--home").arg(home).args(args).output().unwrap()
+}
+
 fn guest(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../guests/wasm")
@@ -83,12 +88,7 @@ fn inputs_outputs_and_stdin_move_through_directories() {
 fn outcomes_set_the_exit_status() {
     let dir = tempfile::tempdir().unwrap();
     // Guest exit code passes through.
-    let out = bin()
-        .arg("--home")
-        .arg(dir.path())
-        .args(["run", guest("pi").to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = sharegrid(dir.path(), &["run", guest("pi").to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -96,19 +96,17 @@ fn outcomes_set_the_exit_status() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: pi SEED SAMPLES"));
     // A limit: 124 and a one-line message naming it.
-    let out = bin()
-        .arg("--home")
-        .arg(dir.path())
-        .args([
+    let out = sharegrid(
+        dir.path(),
+        &[
             "run",
             guest("hashchain").to_str().unwrap(),
             "--fuel",
             "1M",
             "--",
             "1000000",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(out.status.code(), Some(124));
     assert!(String::from_utf8_lossy(&out.stderr).contains("outcome  out of fuel"));
     // Not WebAssembly: an outcome too, with the reason.
@@ -138,28 +136,16 @@ fn bad_command_lines_get_clear_errors() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = bin()
-        .arg("--home")
-        .arg(dir.path())
-        .args(["run", "/nonexistent/x.wasm"])
-        .output()
-        .unwrap();
+    let out = sharegrid(dir.path(), &["run", "/nonexistent/x.wasm"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read module /nonexistent/x.wasm"));
-    let out = bin()
-        .arg("--home")
-        .arg(dir.path())
-        .args(["run", guest("pi").to_str().unwrap(), "--in", "/nonexistent-dir"])
-        .output()
-        .unwrap();
+    let out = sharegrid(
+        dir.path(),
+        &["run", guest("pi").to_str().unwrap(), "--in", "/nonexistent-dir"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir"));
-    let out = bin()
-        .arg("--home")
-        .arg(dir.path())
-        .args(["run", guest("pi").to_str().unwrap(), "--stack", "1TiB"])
-        .output()
-        .unwrap();
+    let out = sharegrid(dir.path(), &["run", guest("pi").to_str().unwrap(), "--stack", "1TiB"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stack limit"));
 }
@@ -195,24 +181,14 @@ fn demo_and_bench_run() {
 fn init_creates_the_home_and_config_drives_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("node");
-    let out = bin()
-        .arg("--home")
-        .arg(&home)
-        .args(["init", "--json"])
-        .output()
-        .unwrap();
+    let out = sharegrid(&home, &["init", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["new_identity"], true);
     let id = v["node_id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 64);
     // A second init keeps the identity.
-    let out = bin()
-        .arg("--home")
-        .arg(&home)
-        .args(["init", "--json"])
-        .output()
-        .unwrap();
+    let out = sharegrid(&home, &["init", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (v["new_identity"].as_bool(), v["node_id"].as_str()),
@@ -242,12 +218,7 @@ fn init_creates_the_home_and_config_drives_the_sandbox() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("inputs exceed 10 bytes"));
     // A typo in config.toml is named, with the file.
     std::fs::write(home.join("config.toml"), "[sandbox]\nmax_input_byts = 1\n").unwrap();
-    let out = bin()
-        .arg("--home")
-        .arg(&home)
-        .args(["config", "show"])
-        .output()
-        .unwrap();
+    let out = sharegrid(&home, &["config", "show"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config.toml") && err.contains("max_input_byts"), "{err}");

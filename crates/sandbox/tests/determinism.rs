@@ -185,9 +185,7 @@ fn instrumented_gas_runs_out_like_fuel() {
         ..Default::default()
     })
     .unwrap();
-    let mut t = Task::new(wat(
-        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#,
-    ));
+    let mut t = Task::new(wat(LOOP));
     t.limits.fuel = Fuel(1_000_000);
     let r = sb.run(&t).unwrap();
     assert_eq!(r.result.outcome, Outcome::OutOfFuel);
@@ -264,9 +262,7 @@ fn wasmtime_fuel_strategy_still_times_out_by_epochs() {
         ..Default::default()
     })
     .unwrap();
-    let mut t = Task::new(wat(
-        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#,
-    ));
+    let mut t = Task::new(wat(LOOP));
     t.limits.fuel = Fuel(u64::MAX / 2);
     t.limits.timeout_ms = 100;
     assert_eq!(sb.run(&t).unwrap().result.outcome, Outcome::Timeout);

@@ -11,8 +11,6 @@ use common::*;
 use sharegrid_core::{Fuel, Outcome, TrapKind};
 use sharegrid_sandbox::{Sandbox, SandboxConfig, SandboxError, Task};
 
-const LOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
-
 #[test]
 fn infinite_loop_runs_out_of_fuel_exactly() {
     let mut t = Task::new(wat(LOOP));

@@ -14,6 +14,9 @@ pub fn guest(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// A module that loops forever.
+pub const LOOP: &str = r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#;
+
 /// Assembles inline WAT.
 pub fn wat(src: &str) -> Vec<u8> {
     wat::parse_str(src).unwrap_or_else(|e| panic!("test WAT does not assemble: {e}"))
