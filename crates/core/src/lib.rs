@@ -22,7 +22,7 @@ pub use hash::{ContentId, HashParseError, ResultHash};
 pub use ids::TaskId;
 pub use limits::{Determinism, Limits};
 pub use outcome::{Outcome, TrapKind};
-pub use result::{OutFile, OutPathError, RESULT_ENCODING_MAGIC, TaskResult, validate_out_path};
+pub use result::{DecodeError, OutFile, OutPathError, RESULT_ENCODING_MAGIC, TaskResult, validate_out_path};
 pub use units::{Fuel, GigafuelPerSec};
 
 pub use amount::{Amount, PricePerGfuel};

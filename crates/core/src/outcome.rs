@@ -48,6 +48,23 @@ impl TrapKind {
         }
     }
 
+    /// The kind a code stands for.
+    pub const fn from_code(code: u8) -> Option<TrapKind> {
+        Some(match code {
+            1 => TrapKind::StackOverflow,
+            2 => TrapKind::MemoryOutOfBounds,
+            3 => TrapKind::TableOutOfBounds,
+            4 => TrapKind::IndirectCallToNull,
+            5 => TrapKind::BadSignature,
+            6 => TrapKind::IntegerOverflow,
+            7 => TrapKind::IntegerDivisionByZero,
+            8 => TrapKind::BadConversionToInteger,
+            9 => TrapKind::Unreachable,
+            255 => TrapKind::Other,
+            _ => return None,
+        })
+    }
+
     fn describe(self) -> &'static str {
         match self {
             TrapKind::StackOverflow => "call stack exhausted (stack limit)",

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hash::ResultHash;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, TrapKind};
 
 /// The first bytes of every encoded result; names the encoding version.
 pub const RESULT_ENCODING_MAGIC: &[u8; 20] = b"sharegrid-result-v1\0";
@@ -124,6 +124,57 @@ impl TaskResult {
         out
     }
 
+    /// Decodes a canonical encoding, as fetched from a provider. The
+    /// encoding does not carry an invalid module's explanation (it is not
+    /// part of the result), so that outcome decodes with an empty reason.
+    /// Refuses trailing bytes, unknown codes, invalid or unsorted paths, so
+    /// that `decode(b)?.encode() == b` always holds.
+    pub fn decode(bytes: &[u8]) -> Result<TaskResult, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.take(RESULT_ENCODING_MAGIC.len())? != RESULT_ENCODING_MAGIC {
+            return Err(DecodeError("not a sharegrid-result-v1 encoding"));
+        }
+        let outcome = match r.take(1)?[0] {
+            0 => Outcome::Completed {
+                exit_code: i32::from_le_bytes(r.array()?),
+            },
+            1 => Outcome::OutOfFuel,
+            2 => Outcome::MemoryLimit,
+            3 => Outcome::OutputLimit,
+            4 => Outcome::Timeout,
+            5 => Outcome::Trap {
+                trap: TrapKind::from_code(r.take(1)?[0]).ok_or(DecodeError("unknown trap code"))?,
+            },
+            6 => Outcome::InvalidModule { reason: String::new() },
+            _ => return Err(DecodeError("unknown outcome code")),
+        };
+        let stdout = r.bytes()?.to_vec();
+        let stderr = r.bytes()?.to_vec();
+        let n = u64::from_le_bytes(r.array()?);
+        let mut files: Vec<OutFile> = Vec::new();
+        for _ in 0..n {
+            let path = std::str::from_utf8(r.bytes()?).map_err(|_| DecodeError("file path is not UTF-8"))?;
+            validate_out_path(path).map_err(|_| DecodeError("invalid file path"))?;
+            if files.last().is_some_and(|f| f.path.as_bytes() >= path.as_bytes()) {
+                return Err(DecodeError("file paths not in strictly increasing order"));
+            }
+            let data = r.bytes()?.to_vec();
+            files.push(OutFile {
+                path: path.to_string(),
+                data,
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(DecodeError("trailing bytes after the result"));
+        }
+        Ok(TaskResult {
+            outcome,
+            stdout,
+            stderr,
+            files,
+        })
+    }
+
     /// BLAKE3 of the canonical encoding.
     pub fn hash(&self) -> ResultHash {
         let mut h = blake3::Hasher::new();
@@ -131,6 +182,33 @@ impl TaskResult {
             h.update(b);
         });
         ResultHash::from_bytes(*h.finalize().as_bytes())
+    }
+}
+
+/// Why bytes are not a canonical result encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed result encoding: {0}")]
+pub struct DecodeError(&'static str);
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = u64::from_le_bytes(self.array()?);
+        self.take(usize::try_from(n).map_err(|_| DecodeError("length overflows"))?)
     }
 }
 
@@ -232,6 +310,49 @@ mod tests {
             let a = mk(o1, s1, e1, f1);
             let b = mk(o2, s2, e2, f2);
             prop_assert_eq!(a == b, a.encode() == b.encode());
+            // And decoding inverts it.
+            prop_assert_eq!(TaskResult::decode(&a.encode()).unwrap(), a);
         }
+
+        // Arbitrary bytes never panic the decoder, and whatever it accepts
+        // re-encodes to exactly those bytes.
+        #[test]
+        fn decoding_is_strict(tail in proptest::collection::vec(any::<u8>(), 0..64), cut in 0usize..80) {
+            let mut bytes = TaskResult::empty(Outcome::OutOfFuel).encode();
+            bytes.extend_from_slice(&tail);
+            bytes.truncate(cut.max(RESULT_ENCODING_MAGIC.len()));
+            if let Ok(r) = TaskResult::decode(&bytes) {
+                prop_assert_eq!(r.encode(), bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn decode_refuses_what_is_not_canonical() {
+        let good = TaskResult {
+            outcome: Outcome::Trap {
+                trap: TrapKind::IntegerOverflow,
+            },
+            stdout: b"out".to_vec(),
+            stderr: vec![],
+            files: vec![file("a", b"1"), file("b/c", b"2")],
+        };
+        let bytes = good.encode();
+        assert_eq!(TaskResult::decode(&bytes).unwrap(), good);
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(TaskResult::decode(&extra).is_err());
+        assert!(TaskResult::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert!(TaskResult::decode(b"sharegrid-result-v2\0").is_err());
+        let unsorted = TaskResult {
+            files: vec![file("b", b""), file("a", b"")],
+            ..good.clone()
+        };
+        // encode() sorts, so build the unsorted bytes by swapping names.
+        let mut swapped = unsorted.encode();
+        let at = swapped.len() - 2 * (8 + 1 + 8);
+        swapped[at + 8] = b'b';
+        swapped[at + 8 + 1 + 8 + 8] = b'a';
+        assert!(TaskResult::decode(&swapped).is_err());
     }
 }

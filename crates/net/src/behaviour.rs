@@ -9,6 +9,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, kad, mdns, noise, ping, tcp, yamux};
 use sharegrid_core::{NodeId, NodeKey};
 
+use crate::codec::CappedCbor;
 use crate::protocol::{
     BLOB_PROTOCOL, BlobRequest, BlobResponse, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_OFFER_BYTES,
     MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest, TaskResponse,
@@ -25,8 +26,16 @@ pub struct NetConfig {
     pub mdns: bool,
     /// How long an idle connection stays open.
     pub idle_timeout: Duration,
-    /// How long a task request may wait for its response.
+    /// How long a blob request may wait for its response.
     pub request_timeout: Duration,
+    /// How long a task request may wait for its receipt: the provider
+    /// answers after running the task, so this bounds fetch + run.
+    pub task_timeout: Duration,
+    /// A connected peer that answers no ping for this long is gone. Pings go
+    /// out every quarter of it; the node closes connections to peers silent
+    /// for longer (libp2p's ping alone forgives a first failure and waits
+    /// out a stream-upgrade timeout, so it cannot keep this bound).
+    pub departure_timeout: Duration,
 }
 
 impl Default for NetConfig {
@@ -37,6 +46,8 @@ impl Default for NetConfig {
             mdns: false,
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
+            task_timeout: Duration::from_secs(30 * 60),
+            departure_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -78,9 +89,9 @@ pub struct Behaviour {
     /// Broadcast: offers.
     pub gossipsub: gossipsub::Behaviour,
     /// Point to point: task assignment.
-    pub task: request_response::cbor::Behaviour<TaskRequest, TaskResponse>,
+    pub task: request_response::Behaviour<CappedCbor<TaskRequest, TaskResponse>>,
     /// Point to point: content-addressed blobs in chunks.
-    pub blob: request_response::cbor::Behaviour<BlobRequest, BlobResponse>,
+    pub blob: request_response::Behaviour<CappedCbor<BlobRequest, BlobResponse>>,
 }
 
 /// The libp2p keypair of a node key (the same ed25519 key).
@@ -105,6 +116,9 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
         // delivers (measured, shared/FACTS.md).
         .flood_publish(true)
         .heartbeat_interval(Duration::from_millis(500))
+        // The node checks each offer and tells gossipsub whether to forward
+        // it, so invalid offers stop at the first honest node.
+        .validate_messages()
         .build()
         .map_err(|e| NetError::Behaviour(e.to_string()))?;
     let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
@@ -117,19 +131,15 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
     } else {
         None
     };
-    let codec = request_response::cbor::codec::Codec::<TaskRequest, TaskResponse>::default()
-        .set_request_size_maximum(MAX_TASK_REQUEST_BYTES)
-        .set_response_size_maximum(MAX_TASK_RESPONSE_BYTES);
-    let task = request_response::cbor::Behaviour::with_codec(
-        codec,
+    let task = request_response::Behaviour::with_codec(
+        CappedCbor::new(MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES),
         [(StreamProtocol::new(TASK_PROTOCOL), ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(cfg.request_timeout),
+        request_response::Config::default()
+            .with_request_timeout(cfg.task_timeout)
+            .with_max_concurrent_streams(1024),
     );
-    let blob_codec = request_response::cbor::codec::Codec::<BlobRequest, BlobResponse>::default()
-        .set_request_size_maximum(MAX_BLOB_REQUEST_BYTES)
-        .set_response_size_maximum(MAX_BLOB_RESPONSE_BYTES);
-    let blob = request_response::cbor::Behaviour::with_codec(
-        blob_codec,
+    let blob = request_response::Behaviour::with_codec(
+        CappedCbor::new(MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES),
         [(StreamProtocol::new(BLOB_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(cfg.request_timeout),
     );
@@ -140,7 +150,11 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
     );
     Ok(Behaviour {
         identify: identify::Behaviour::new(identify::Config::new("/sharegrid/id/1".into(), key.public())),
-        ping: ping::Behaviour::new(ping::Config::new()),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(cfg.departure_timeout / 4)
+                .with_timeout(cfg.departure_timeout / 2),
+        ),
         kad,
         mdns: Toggle::from(mdns),
         gossipsub,

@@ -16,12 +16,14 @@
 
 mod behaviour;
 mod blobs;
+mod codec;
 mod offers;
 mod peers;
 mod protocol;
 
 pub use behaviour::{Behaviour, BehaviourEvent, NetConfig, NetError, build_swarm, keypair, peer_id};
 pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
+pub use codec::{CappedCbor, Incoming, wire_error};
 pub use offers::{OfferBook, OfferRejection};
 pub use peers::{Misbehaviour, PeerAction, PeerScores};
 pub use protocol::{
@@ -32,4 +34,4 @@ pub use protocol::{
 
 /// Re-exported so users of this crate need no direct libp2p dependency for
 /// the common types.
-pub use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, request_response, swarm::SwarmEvent};
+pub use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, ping, request_response, swarm::SwarmEvent};

@@ -24,6 +24,27 @@ pub enum Misbehaviour {
 }
 
 impl Misbehaviour {
+    /// A short name, for logs and status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Misbehaviour::Oversized => "oversized",
+            Misbehaviour::Malformed => "malformed",
+            Misbehaviour::BadSignature => "bad_signature",
+            Misbehaviour::BadBlob => "bad_blob",
+            Misbehaviour::InvalidModule => "invalid_module",
+        }
+    }
+
+    /// The kind of a refused wire message.
+    pub fn of_wire(e: &sharegrid_core::WireError) -> Misbehaviour {
+        use sharegrid_core::WireError;
+        match e {
+            WireError::TooLarge { .. } => Misbehaviour::Oversized,
+            WireError::BadSignature { .. } | WireError::WrongSigner { .. } => Misbehaviour::BadSignature,
+            WireError::Malformed(_) | WireError::Version { .. } | WireError::Encode(_) => Misbehaviour::Malformed,
+        }
+    }
+
     /// How much this counts against the peer. Forgery and corrupted data are
     /// deliberate; an invalid module may be a requestor's honest mistake.
     pub fn weight(self) -> u32 {
@@ -88,6 +109,19 @@ impl PeerScores {
             s if s >= self.backoff_at => PeerAction::Backoff,
             _ => PeerAction::Ignore,
         }
+    }
+
+    /// Every count: (peer, kind, times), worst peers first.
+    pub fn report(&self) -> Vec<(PeerId, Misbehaviour, u32)> {
+        let mut peers: Vec<_> = self.scores.iter().collect();
+        peers.sort_by_key(|(_, (s, _))| std::cmp::Reverse(*s));
+        let mut out = Vec::new();
+        for (p, (_, kinds)) in peers {
+            let mut k: Vec<_> = kinds.iter().collect();
+            k.sort_by_key(|(m, _)| m.as_str());
+            out.extend(k.into_iter().map(|(m, n)| (*p, *m, *n)));
+        }
+        out
     }
 
     /// How many times `peer` did `what`.

@@ -113,7 +113,7 @@ async fn offers_gossip_and_tasks_round_trip_on_loopback() {
                         published = true;
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Task(request_response::Event::Message {
-                        message: request_response::Message::Request { request, channel, .. }, ..
+                        message: request_response::Message::Request { request: sharegrid_net::Incoming::Request(request), channel, .. }, ..
                     })) => {
                         let response = answer(&provider_key, &request);
                         provider.behaviour_mut().task.send_response(channel, response).unwrap();
@@ -129,8 +129,8 @@ async fn offers_gossip_and_tasks_round_trip_on_loopback() {
                         let mut forged = good.clone();
                         forged.signature = Signed::sign(&provider_key, &offer).unwrap().signature;
                         let task = &mut requestor.behaviour_mut().task;
-                        task.send_request(&provider_peer, TaskRequest { assignment: good });
-                        task.send_request(&provider_peer, TaskRequest { assignment: forged });
+                        task.send_request(&provider_peer, TaskRequest { assignment: good }.into());
+                        task.send_request(&provider_peer, TaskRequest { assignment: forged }.into());
                         sent_good = true;
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Task(request_response::Event::Message {
@@ -198,7 +198,7 @@ async fn blobs_cross_in_verified_chunks() {
             tokio::select! {
                 ev = holder.select_next_some() => {
                     if let SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
-                        message: request_response::Message::Request { request, channel, .. }, ..
+                        message: request_response::Message::Request { request: sharegrid_net::Incoming::Request(request), channel, .. }, ..
                     })) = ev {
                         let held = (request.id == id).then_some(blob.as_slice());
                         holder.behaviour_mut().blob.send_response(channel, serve(held, &request)).unwrap();
@@ -209,8 +209,8 @@ async fn blobs_cross_in_verified_chunks() {
                         && *peer_id == holder_peer
                         && unknown_req.is_none()
                     {
-                        fetcher.behaviour_mut().blob.send_request(&holder_peer, fetch.first());
-                        unknown_req = Some(fetcher.behaviour_mut().blob.send_request(&holder_peer, unknown.first()));
+                        fetcher.behaviour_mut().blob.send_request(&holder_peer, fetch.first().into());
+                        unknown_req = Some(fetcher.behaviour_mut().blob.send_request(&holder_peer, unknown.first().into()));
                     }
                     if let SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::OutboundFailure { error, .. })) = &ev {
                         panic!("blob request failed: {error}");
@@ -225,7 +225,7 @@ async fn blobs_cross_in_verified_chunks() {
                             assert!(matches!(response, BlobResponse::Chunk { .. }));
                             match fetch.on_response(response).unwrap() {
                                 FetchStep::Next(req) => {
-                                    fetcher.behaviour_mut().blob.send_request(&holder_peer, req);
+                                    fetcher.behaviour_mut().blob.send_request(&holder_peer, req.into());
                                 }
                                 FetchStep::Done(bytes) => got = Some(bytes),
                             }

@@ -96,6 +96,60 @@ impl BlobStore {
         Ok(Some(bytes))
     }
 
+    /// Bytes `offset..offset+len` of a held blob and its total size, for
+    /// serving a chunk. Not verified (the fetching side verifies the whole);
+    /// a read from the start (a new fetch) first checks the whole file, so a
+    /// corrupted blob is deleted rather than served.
+    pub fn read_chunk(&self, id: &ContentId, offset: u64, len: u32) -> Result<Option<(Vec<u8>, u64)>, BlobError> {
+        use std::io::{Read, Seek, SeekFrom};
+        if offset == 0 {
+            let Some(bytes) = self.get(id)? else { return Ok(None) };
+            let end = (len as usize).min(bytes.len());
+            let total = bytes.len() as u64;
+            return Ok(Some((bytes[..end].to_vec(), total)));
+        }
+        let path = self.path(id);
+        let mut f = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(BlobError::Io { path, source }),
+        };
+        let total = f.metadata().map_err(io(&path))?.len();
+        let start = offset.min(total);
+        let n = (total - start).min(u64::from(len));
+        f.seek(SeekFrom::Start(start)).map_err(io(&path))?;
+        let mut buf = vec![0; n as usize];
+        f.read_exact(&mut buf).map_err(io(&path))?;
+        Ok(Some((buf, total)))
+    }
+
+    /// Deletes a blob (absent is fine).
+    pub fn remove(&self, id: &ContentId) -> Result<(), BlobError> {
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BlobError::Io { path, source: e }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes blobs last written more than `age` ago; returns how many.
+    pub fn remove_older_than(&self, age: std::time::Duration) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|el| el > age);
+            if old && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Whether the blob is held (not verified: use [`BlobStore::get`] to read).
     pub fn has(&self, id: &ContentId) -> bool {
         self.path(id).exists()
@@ -126,5 +180,30 @@ mod tests {
         assert!(!store.has(&id));
         // No temporary files left behind.
         assert_eq!(fs::read_dir(dir.path().join("blobs")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn chunks_are_served_and_blobs_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 1 << 20).unwrap();
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let id = store.put(&data).unwrap();
+        assert_eq!(
+            store.read_chunk(&id, 0, 100).unwrap().unwrap(),
+            (data[..100].to_vec(), 1000)
+        );
+        assert_eq!(
+            store.read_chunk(&id, 950, 100).unwrap().unwrap(),
+            (data[950..].to_vec(), 1000)
+        );
+        assert_eq!(store.read_chunk(&id, 5000, 100).unwrap().unwrap(), (vec![], 1000));
+        // A corrupted file is caught at the start of a fetch.
+        fs::write(dir.path().join(id.to_hex()), b"x").unwrap();
+        assert_eq!(store.read_chunk(&id, 0, 100).unwrap(), None);
+        let id = store.put(b"keep").unwrap();
+        assert_eq!(store.remove_older_than(std::time::Duration::from_secs(3600)), 0);
+        store.remove(&id).unwrap();
+        store.remove(&id).unwrap();
+        assert!(!store.has(&id));
     }
 }

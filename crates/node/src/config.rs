@@ -5,10 +5,66 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use sharegrid_net::{Multiaddr, NetConfig};
 use sharegrid_sandbox::SandboxConfig;
 
 use crate::policy::ProviderPolicy;
+
+/// `[network]` in `config.toml`: how the node joins the network.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// Addresses to listen on (multiaddrs).
+    pub listen: Vec<String>,
+    /// Peers to join through, each `/ip4/…/tcp/…/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network by mDNS.
+    pub mdns: bool,
+    /// A peer that stops answering is considered gone after this many seconds.
+    pub departure_timeout_secs: u64,
+    /// An idle connection is closed after this many seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            listen: vec!["/ip4/0.0.0.0/tcp/4001".into()],
+            bootstrap: Vec::new(),
+            mdns: true,
+            departure_timeout_secs: 20,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+impl NetworkSettings {
+    /// The network configuration, or which address is malformed.
+    pub fn net_config(&self) -> Result<NetConfig, String> {
+        let parse = |key: &str, list: &[String]| -> Result<Vec<Multiaddr>, String> {
+            list.iter()
+                .map(|a| {
+                    a.parse::<Multiaddr>()
+                        .map_err(|e| format!("[network] {key}: {a:?} is not a multiaddr ({e})"))
+                })
+                .collect()
+        };
+        if self.departure_timeout_secs < 2 {
+            return Err("[network] departure_timeout_secs must be at least 2".into());
+        }
+        Ok(NetConfig {
+            listen: parse("listen", &self.listen)?,
+            bootstrap: parse("bootstrap", &self.bootstrap)?,
+            mdns: self.mdns,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            departure_timeout: Duration::from_secs(self.departure_timeout_secs),
+            ..NetConfig::default()
+        })
+    }
+}
 
 /// Settings of the sandbox that runs tasks on this node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,6 +118,8 @@ pub struct NodeConfig {
     pub sandbox: SandboxSettings,
     /// `[provider]`.
     pub provider: ProviderPolicy,
+    /// `[network]`.
+    pub network: NetworkSettings,
 }
 
 /// Why the configuration could not be loaded.
@@ -132,7 +190,26 @@ pub(crate) fn default_file() -> String {
          # ...that is, while other programs use at most this much CPU, in percent.\n\
          idle_threshold_percent = 25\n\
          # Determinism modes accepted.\n\
-         modes = [\"native\", \"portable\"]\n",
+         modes = [\"native\", \"portable\"]\n\
+         # Seconds between re-publications of this provider's offer (it is also\n\
+         # re-published when free slots change); an offer lives three intervals.\n\
+         offer_interval_secs = 30\n\
+         # Seconds a task's outputs stay available for the requestor to fetch.\n\
+         output_retention_secs = 3600\n\
+         # On shutdown, seconds to let running tasks finish before refusing them.\n\
+         shutdown_grace_secs = 60\n\
+         \n\
+         [network]\n\
+         # Addresses to listen on.\n\
+         listen = [\"/ip4/0.0.0.0/tcp/4001\"]\n\
+         # Peers to join through, e.g. [\"/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...\"].\n\
+         bootstrap = []\n\
+         # Find peers on the local network by mDNS.\n\
+         mdns = true\n\
+         # A peer that stops answering is considered gone after this many seconds.\n\
+         departure_timeout_secs = 20\n\
+         # An idle connection is closed after this many seconds.\n\
+         idle_timeout_secs = 120\n",
         d.cache_max_bytes,
         d.memory_cache_modules,
         d.max_input_bytes,

@@ -6,12 +6,19 @@
 
 mod blobs;
 mod config;
+mod daemon;
 mod home;
+mod machine;
 mod policy;
 mod provider;
 
 pub use blobs::{BlobError, BlobStore};
-pub use config::{ConfigError, NodeConfig, SandboxSettings};
+pub use config::{ConfigError, NetworkSettings, NodeConfig, SandboxSettings};
+pub use daemon::{
+    AgentOptions, AgentStatus, AssignError, Assigned, FetchFailure, MAX_OFFERS, MAX_RECEIPT_BYTES, MisbehaviourCount,
+    NodeEvent, NodeHandle, NodeOptions, NodeStatus, start,
+};
 pub use home::{HomeError, InitReport, NodeHome};
+pub use machine::{FixedProbe, HostProbe, MachineInfo, SystemProbe, local_minute_of_day};
 pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};
-pub use provider::{ExecuteError, MAX_ASSIGNMENT_BYTES, Prepared, Provider};
+pub use provider::{ExecuteError, Executed, MAX_ASSIGNMENT_BYTES, Prepared, Provider};

@@ -100,6 +100,13 @@ pub struct ProviderPolicy {
     pub idle_threshold_percent: u8,
     /// Determinism modes accepted.
     pub modes: Vec<Determinism>,
+    /// Seconds between re-publications of the offer (also re-published when
+    /// free slots change); an offer lives three intervals.
+    pub offer_interval_secs: u64,
+    /// Seconds a task's outputs stay available for the requestor to fetch.
+    pub output_retention_secs: u64,
+    /// On shutdown, seconds running tasks get to finish before being refused.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ProviderPolicy {
@@ -114,6 +121,9 @@ impl Default for ProviderPolicy {
             idle_only: false,
             idle_threshold_percent: 25,
             modes: vec![Determinism::Native, Determinism::Portable],
+            offer_interval_secs: 30,
+            output_retention_secs: 3600,
+            shutdown_grace_secs: 60,
         }
     }
 }

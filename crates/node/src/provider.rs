@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sharegrid_core::{Assignment, ContentId, NodeKey, Receipt, Signed, WIRE_VERSION};
-use sharegrid_sandbox::{Sandbox, SandboxError, Task};
+use sharegrid_sandbox::{RunReport, Sandbox, SandboxError, Task};
 
 use crate::blobs::{BlobError, BlobStore};
 use crate::policy::{MachineState, ProviderPolicy, Refusal};
@@ -26,6 +26,16 @@ pub struct Prepared {
     pub assignment: Assignment,
     /// Blobs to fetch from the requestor before running.
     pub missing: Vec<ContentId>,
+}
+
+/// A task run: the signed receipt and the sandbox's report (with the
+/// outputs, to keep for the requestor).
+#[derive(Debug)]
+pub struct Executed {
+    /// The signed [`Receipt`].
+    pub receipt: Signed,
+    /// What the sandbox reported.
+    pub report: RunReport,
 }
 
 /// Why an accepted assignment could not produce a receipt.
@@ -68,12 +78,28 @@ impl Provider {
         }
     }
 
+    /// The owner's policy.
+    pub fn policy(&self) -> &ProviderPolicy {
+        &self.policy
+    }
+
     /// Checks a signed assignment (size, signature, version, signer) and the
     /// owner's policy against `machine`; lists the blobs not yet held.
     pub fn prepare(&self, signed: &Signed, machine: &MachineState) -> Result<Prepared, Refusal> {
         let assignment: Assignment = signed
             .open(MAX_ASSIGNMENT_BYTES)
             .map_err(|e| Refusal::Invalid { why: e.to_string() })?;
+        self.prepare_opened(signed, assignment, machine)
+    }
+
+    /// [`Provider::prepare`] for an assignment already opened (verified) by
+    /// the caller, which wants the [`sharegrid_core::WireError`] itself.
+    pub fn prepare_opened(
+        &self,
+        signed: &Signed,
+        assignment: Assignment,
+        machine: &MachineState,
+    ) -> Result<Prepared, Refusal> {
         self.policy.admit(&assignment, machine)?;
         let mut needed = vec![assignment.module, assignment.stdin];
         needed.extend(assignment.inputs.iter().map(|(_, id)| *id));
@@ -89,7 +115,7 @@ impl Provider {
 
     /// Runs a prepared assignment (blocking: call it off the async runtime)
     /// and signs the receipt.
-    pub fn execute(&self, p: &Prepared) -> Result<Signed, ExecuteError> {
+    pub fn execute(&self, p: &Prepared) -> Result<Executed, ExecuteError> {
         let a = &p.assignment;
         let load = |id: &ContentId| -> Result<Arc<[u8]>, ExecuteError> {
             Ok(Arc::from(self.blobs.get(id)?.ok_or(ExecuteError::MissingBlob(*id))?))
@@ -119,6 +145,10 @@ impl Provider {
             price: a.price,
             charge: a.price.cost(report.fuel).ok_or(ExecuteError::Overflow)?,
         };
-        Signed::sign(&self.key, &receipt).map_err(|e| ExecuteError::Sign(e.to_string()))
+        let signed = Signed::sign(&self.key, &receipt).map_err(|e| ExecuteError::Sign(e.to_string()))?;
+        Ok(Executed {
+            receipt: signed,
+            report,
+        })
     }
 }

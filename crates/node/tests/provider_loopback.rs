@@ -98,7 +98,7 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
             tokio::select! {
                 ev = p_swarm.select_next_some() => match ev {
                     SwarmEvent::Behaviour(BehaviourEvent::Task(request_response::Event::Message {
-                        peer, message: request_response::Message::Request { request, channel, .. }, ..
+                        peer, message: request_response::Message::Request { request: sharegrid_net::Incoming::Request(request), channel, .. }, ..
                     })) => match provider.prepare(&request.assignment, &machine) {
                         Err(refusal) => {
                             let reason = refusal.to_string();
@@ -108,7 +108,7 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
                             assert_eq!(prepared.missing.len(), 3, "module, stdin and input are fetched");
                             for id in &prepared.missing {
                                 let f = BlobFetch::new(*id, 1 << 30);
-                                let req = p_swarm.behaviour_mut().blob.send_request(&peer, f.first());
+                                let req = p_swarm.behaviour_mut().blob.send_request(&peer, f.first().into());
                                 fetches.insert(req, f);
                             }
                             waiting = Some((prepared, channel));
@@ -120,7 +120,7 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
                         let mut f = fetches.remove(&request_id).unwrap();
                         match f.on_response(response).unwrap() {
                             FetchStep::Next(req) => {
-                                let id = p_swarm.behaviour_mut().blob.send_request(&peer, req);
+                                let id = p_swarm.behaviour_mut().blob.send_request(&peer, req.into());
                                 fetches.insert(id, f);
                             }
                             FetchStep::Done(bytes) => {
@@ -138,16 +138,16 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
                     _ => {}
                 },
                 Some((signed, channel)) = done_rx.recv() => {
-                    p_swarm.behaviour_mut().task.send_response(channel, TaskResponse::Receipt(signed)).unwrap();
+                    p_swarm.behaviour_mut().task.send_response(channel, TaskResponse::Receipt(signed.receipt)).unwrap();
                 }
                 ev = r_swarm.select_next_some() => match ev {
                     SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == provider_peer && !sent => {
-                        r_swarm.behaviour_mut().task.send_request(&provider_peer, TaskRequest { assignment: good.clone() });
-                        r_swarm.behaviour_mut().task.send_request(&provider_peer, TaskRequest { assignment: cheap.clone() });
+                        r_swarm.behaviour_mut().task.send_request(&provider_peer, TaskRequest { assignment: good.clone() }.into());
+                        r_swarm.behaviour_mut().task.send_request(&provider_peer, TaskRequest { assignment: cheap.clone() }.into());
                         sent = true;
                     }
                     SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
-                        message: request_response::Message::Request { request, channel, .. }, ..
+                        message: request_response::Message::Request { request: sharegrid_net::Incoming::Request(request), channel, .. }, ..
                     })) => {
                         let held = theirs.get(&request.id).unwrap();
                         r_swarm.behaviour_mut().blob.send_response(channel, serve(held.as_deref(), &request)).unwrap();

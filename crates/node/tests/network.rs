@@ -1,0 +1,588 @@
+//! Several real nodes on 127.0.0.1 in one process, each a full daemon
+//! (swarm, event loop, provider agent, real sandbox, blob stores on disk):
+//! offers spread, tasks cross with their blobs and come back as verified
+//! receipts equal to local runs, policy refusals name their reason, a
+//! provider that vanishes mid-task is seen gone within the configured
+//! departure timeout, and bad input is rejected, counted, and changes
+//! nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sharegrid_core::{
+    Amount, Arch, Assignment, ContentId, Determinism, Fuel, GigafuelPerSec, Limits, NodeKey, Offer, PricePerGfuel,
+    Signed, TaskId, WIRE_VERSION, encode,
+};
+use sharegrid_net::{
+    BehaviourEvent, Multiaddr, NetConfig, OFFERS_TOPIC, SwarmEvent, TaskRequest, build_swarm, gossipsub,
+    request_response,
+};
+use sharegrid_node::{
+    AgentOptions, AssignError, Assigned, BlobStore, FixedProbe, HoursWindow, MachineInfo, NodeEvent, NodeHandle,
+    NodeOptions, Provider, ProviderPolicy, start,
+};
+use sharegrid_sandbox::{Sandbox, SandboxConfig, Task};
+
+const DEPARTURE: Duration = Duration::from_secs(2);
+
+fn sandbox() -> Arc<Sandbox> {
+    static S: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    S.get_or_init(|| Arc::new(Sandbox::new(SandboxConfig::default()).unwrap()))
+        .clone()
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../../guests/wasm/{name}.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn spin_module() -> Vec<u8> {
+    wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#).unwrap()
+}
+
+struct Node {
+    handle: NodeHandle,
+    key: Arc<NodeKey>,
+    blobs: BlobStore,
+    probe: Arc<FixedProbe>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    async fn addr(&self) -> Multiaddr {
+        let a = self.handle.listen_addrs().await[0].clone();
+        a.with_p2p(self.handle.peer_id()).unwrap()
+    }
+}
+
+fn net() -> NetConfig {
+    NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        departure_timeout: DEPARTURE,
+        ..NetConfig::default()
+    }
+}
+
+async fn node(seed: u8, policy: Option<ProviderPolicy>) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(NodeKey::from_seed([seed; 32]));
+    let blobs = BlobStore::open(dir.path().join("blobs"), 1 << 30).unwrap();
+    let outputs = BlobStore::open(dir.path().join("outputs"), 1 << 30).unwrap();
+    let probe = Arc::new(FixedProbe::default());
+    probe.minute.store(12 * 60, Ordering::Relaxed);
+    let agent = policy.map(|policy| AgentOptions {
+        provider: Provider::new(key.clone(), policy, sandbox(), blobs.clone()),
+        machine: MachineInfo {
+            arch: Arch::host(),
+            cores: 2,
+            memory_bytes: 8 << 30,
+        },
+        speed: GigafuelPerSec(10.0),
+        probe: probe.clone(),
+        max_fetch_bytes: 1 << 30,
+    });
+    let handle = start(NodeOptions {
+        key: key.clone(),
+        net: net(),
+        blobs: blobs.clone(),
+        outputs,
+        agent,
+    })
+    .await
+    .unwrap();
+    Node {
+        handle,
+        key,
+        blobs,
+        probe,
+        _dir: dir,
+    }
+}
+
+fn providing(price_floor: u128) -> ProviderPolicy {
+    ProviderPolicy {
+        enabled: true,
+        price_floor: Amount(price_floor),
+        offer_interval_secs: 1,
+        ..ProviderPolicy::default()
+    }
+}
+
+async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An assignment of `module` (put in `requestor`'s blob store) to `provider`.
+fn assignment(
+    requestor: &Node,
+    provider: sharegrid_core::NodeId,
+    module: &[u8],
+    args: &[&str],
+    price: u128,
+) -> Assignment {
+    let module_id = requestor.blobs.put(module).unwrap();
+    let stdin = requestor.blobs.put(b"").unwrap();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    Assignment {
+        version: WIRE_VERSION,
+        task: TaskId::local(&module_id, &args, b""),
+        requestor: requestor.key.id(),
+        provider,
+        module: module_id,
+        args,
+        stdin,
+        inputs: vec![],
+        limits: Limits::default(),
+        mode: Determinism::Native,
+        price: PricePerGfuel(Amount(price)),
+        expires_at_ms: u64::MAX,
+    }
+}
+
+fn refused(r: Result<Assigned, AssignError>) -> String {
+    match r.unwrap() {
+        Assigned::Refused(reason) => reason,
+        Assigned::Receipt { receipt, .. } => panic!("expected a refusal, got a receipt for {}", receipt.task),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run() {
+    let p1 = node(1, Some(providing(5))).await;
+    let p2 = node(2, Some(providing(7))).await;
+    let r = node(3, None).await;
+    r.handle.dial(p1.addr().await).await.unwrap();
+    r.handle.dial(p2.addr().await).await.unwrap();
+
+    let offers: Vec<Offer> = eventually("both offers", async || {
+        let o = r.handle.offers().await;
+        (o.len() == 2).then_some(o)
+    })
+    .await;
+    let by_p2 = offers.iter().find(|o| o.provider == p2.key.id()).unwrap();
+    assert_eq!(by_p2.price, PricePerGfuel(Amount(7)));
+    assert_eq!((by_p2.cores, by_p2.free_slots, by_p2.arch), (2, 2, Arch::host()));
+
+    // wordcount over an input of several blob chunks.
+    let mut a = assignment(&r, p1.key.id(), &guest("wordcount"), &[], 5);
+    let text = b"alpha beta gamma\ndelta\n".repeat(100_000);
+    a.inputs = vec![("words.txt".into(), r.blobs.put(&text).unwrap())];
+    let (receipt, signed) = match r.handle.assign(&a).await.unwrap() {
+        Assigned::Receipt { receipt, signed } => (receipt, signed),
+        Assigned::Refused(why) => panic!("refused: {why}"),
+    };
+    // The signature verifies independently of the node's own check.
+    assert_eq!(signed.open::<sharegrid_core::Receipt>(4096).unwrap(), *receipt);
+
+    let local = sandbox()
+        .run(&Task {
+            id: a.task,
+            module: guest("wordcount").into(),
+            args: vec![],
+            stdin: Arc::from(&b""[..]),
+            inputs: BTreeMap::from([("words.txt".to_string(), Arc::from(text.as_slice()))]),
+            limits: a.limits,
+            mode: a.mode,
+        })
+        .unwrap();
+    assert_eq!(receipt.result, local.result_hash);
+    assert_eq!(receipt.fuel, local.fuel);
+    assert_eq!(receipt.charge, PricePerGfuel(Amount(5)).cost(local.fuel).unwrap());
+
+    // The outputs are kept for the requestor and arrive verified.
+    let result = r.handle.fetch_result(&receipt, 1 << 30).await.unwrap();
+    assert_eq!(result, local.result);
+    assert!(
+        String::from_utf8_lossy(&result.stdout).contains("400000"),
+        "{:?}",
+        result.stdout
+    );
+    // Once fetched, the provider lets them go.
+    eventually("outputs released", async || {
+        (p1.handle.status().await.unwrap().provider.unwrap().outputs_retained == 0).then_some(())
+    })
+    .await;
+
+    // A second task, to the other provider, needs no new input fetch and works too.
+    let b = assignment(&r, p2.key.id(), &guest("pi"), &["7", "1000"], 9);
+    assert!(matches!(r.handle.assign(&b).await.unwrap(), Assigned::Receipt { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_refuses_with_a_specific_reason() {
+    let policy = ProviderPolicy {
+        slots: 1,
+        memory_per_task: 512 << 20,
+        active_hours: vec!["09:00-17:00".parse::<HoursWindow>().unwrap()],
+        idle_only: true,
+        idle_threshold_percent: 30,
+        ..providing(10)
+    };
+    let p = node(4, Some(policy)).await;
+    let r = node(5, None).await;
+    r.handle.dial(p.addr().await).await.unwrap();
+    let pi = guest("pi");
+
+    let cheap = assignment(&r, p.key.id(), &pi, &["1", "10"], 9);
+    let why = refused(r.handle.assign(&cheap).await);
+    assert!(why.contains("below this provider's floor of 10"), "{why}");
+
+    let mut big = assignment(&r, p.key.id(), &pi, &["1", "10"], 10);
+    big.limits.memory_bytes = 1 << 30;
+    let why = refused(r.handle.assign(&big).await);
+    assert!(
+        why.contains("asks for 1073741824 bytes of memory; this provider allows 536870912"),
+        "{why}"
+    );
+
+    p.probe.load.store(80, Ordering::Relaxed);
+    let ok = assignment(&r, p.key.id(), &pi, &["1", "10"], 10);
+    assert!(refused(r.handle.assign(&ok).await).contains("not idle: host load 80% is above 30%"));
+    p.probe.load.store(0, Ordering::Relaxed);
+
+    p.probe.minute.store(20 * 60, Ordering::Relaxed);
+    assert!(refused(r.handle.assign(&ok).await).contains("outside active hours (09:00-17:00)"));
+    p.probe.minute.store(12 * 60, Ordering::Relaxed);
+
+    // One slot: a long task holds it, a second is refused as busy.
+    let mut long = assignment(&r, p.key.id(), &spin_module(), &[], 10);
+    long.limits.fuel = Fuel(20_000_000_000);
+    let h = r.handle.clone();
+    let first = tokio::spawn(async move { h.assign(&long).await });
+    eventually("the slot taken", async || {
+        (p.handle.status().await.unwrap().provider.unwrap().busy == 1).then_some(())
+    })
+    .await;
+    assert!(refused(r.handle.assign(&ok).await).contains("busy: all 1 slots are in use"));
+    match first.await.unwrap().unwrap() {
+        Assigned::Receipt { receipt, .. } => assert_eq!(receipt.outcome, sharegrid_core::Outcome::OutOfFuel),
+        Assigned::Refused(why) => panic!("{why}"),
+    }
+    // And with the slot free again the same assignment runs.
+    assert!(matches!(r.handle.assign(&ok).await.unwrap(), Assigned::Receipt { .. }));
+}
+
+/// A provider frozen mid-task (its whole runtime blocked: the process is
+/// alive, its sockets open, nothing answers) is seen gone by its peers
+/// within the departure timeout, and the task waiting on it fails.
+#[test]
+fn a_provider_that_stops_answering_mid_task_is_seen_gone_within_the_departure_timeout() {
+    let (up_tx, up_rx) = std::sync::mpsc::sync_channel(1);
+    let (freeze_tx, freeze_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let provider_thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let p = node(6, Some(providing(0))).await;
+            up_tx.send((p.addr().await, p.handle.clone())).unwrap();
+            tokio::task::spawn_blocking(move || freeze_rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            // Block the runtime's only thread: the swarm is no longer polled.
+            std::thread::sleep(4 * DEPARTURE);
+            drop(p);
+        });
+        rt.shutdown_background();
+    });
+    let (p_addr, p_handle) = up_rx.recv().unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = node(7, None).await;
+        let mut events = r.handle.subscribe();
+        r.handle.dial(p_addr).await.unwrap();
+        eventually("the offer", async || {
+            (!r.handle.offers().await.is_empty()).then_some(())
+        })
+        .await;
+        let mut long = assignment(&r, p_handle.id(), &spin_module(), &[], 0);
+        long.limits.fuel = Fuel(40_000_000_000);
+        let h = r.handle.clone();
+        let pending = tokio::spawn(async move { h.assign(&long).await });
+        eventually("the task running", async || {
+            (p_handle.status().await?.provider?.busy == 1).then_some(())
+        })
+        .await;
+
+        let frozen_at = Instant::now();
+        freeze_tx.send(()).unwrap();
+        let err = pending.await.unwrap().unwrap_err();
+        let seen_after = frozen_at.elapsed();
+        assert!(
+            matches!(&err, AssignError::PeerGone(why) if why.contains("ping")),
+            "{err} after {seen_after:?}"
+        );
+        // Gone within the departure timeout of the last answered ping, plus
+        // the liveness check's period and scheduling slack on a loaded machine.
+        assert!(seen_after < DEPARTURE + Duration::from_millis(1500), "{seen_after:?}");
+        let gone = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let NodeEvent::PeerGone { peer, why } = events.recv().await.unwrap()
+                    && peer == p_handle.peer_id()
+                {
+                    return why;
+                }
+            }
+        })
+        .await
+        .expect("a PeerGone event");
+        assert!(gone.contains("no answer to ping"), "{gone}");
+        assert!(
+            r.handle.offers().await.is_empty(),
+            "a departed provider's offer is dropped"
+        );
+    });
+    provider_thread.join().unwrap();
+}
+
+/// An attacker speaking the real protocols with a raw swarm.
+struct Attacker {
+    swarm: sharegrid_net::Swarm<sharegrid_net::Behaviour>,
+    key: NodeKey,
+    /// Blob bytes it serves, by the id asked for (may be lies).
+    serves: std::collections::HashMap<ContentId, Vec<u8>>,
+}
+
+impl Attacker {
+    async fn new(seed: u8, target: Multiaddr) -> Attacker {
+        let key = NodeKey::from_seed([seed; 32]);
+        let mut swarm = build_swarm(&key, &net()).unwrap();
+        swarm.dial(target).unwrap();
+        loop {
+            if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+                break;
+            }
+        }
+        Attacker {
+            swarm,
+            key,
+            serves: Default::default(),
+        }
+    }
+
+    /// Sends `request` to `to` and drives the swarm (serving blob requests)
+    /// until the answer: `Ok(response)` or `Err(failure)`.
+    async fn ask(
+        &mut self,
+        to: sharegrid_net::PeerId,
+        request: TaskRequest,
+    ) -> Result<sharegrid_net::TaskResponse, String> {
+        use request_response::{Event, Message};
+        let id = self.swarm.behaviour_mut().task.send_request(&to, request.into());
+        loop {
+            match self.swarm.select_next_some().await {
+                SwarmEvent::Behaviour(BehaviourEvent::Task(Event::Message {
+                    message: Message::Response { request_id, response },
+                    ..
+                })) if request_id == id => return Ok(response),
+                SwarmEvent::Behaviour(BehaviourEvent::Task(Event::OutboundFailure { request_id, error, .. }))
+                    if request_id == id =>
+                {
+                    return Err(error.to_string());
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Blob(Event::Message {
+                    message:
+                        Message::Request {
+                            request: sharegrid_net::Incoming::Request(request),
+                            channel,
+                            ..
+                        },
+                    ..
+                })) => {
+                    let data = self.serves.get(&request.id).map(|d| d.as_slice());
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .blob
+                        .send_response(channel, sharegrid_net::serve(data, &request));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn signed(&self, a: &Assignment) -> Signed {
+        Signed::sign(&self.key, a).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
+    let p = node(8, Some(providing(0))).await;
+    let p_peer = p.handle.peer_id();
+    let mut events = p.handle.subscribe();
+    let mut evil = Attacker::new(9, p.addr().await).await;
+    let evil_peer = *evil.swarm.local_peer_id();
+    let template = Assignment {
+        version: WIRE_VERSION,
+        task: TaskId::from_bytes([1; 32]),
+        requestor: evil.key.id(),
+        provider: p.key.id(),
+        module: ContentId::of(b"m"),
+        args: vec![],
+        stdin: ContentId::of(b""),
+        inputs: vec![],
+        limits: Limits::default(),
+        mode: Determinism::Native,
+        price: PricePerGfuel(Amount(0)),
+        expires_at_ms: u64::MAX,
+    };
+    let refusal = |r: Result<sharegrid_net::TaskResponse, String>| match r {
+        Ok(sharegrid_net::TaskResponse::Refused { reason }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+
+    // 1. A module that fails validation, served correctly.
+    let junk = b"\0asm\x01\0\0\0\x99garbage".to_vec();
+    let a = Assignment {
+        module: ContentId::of(&junk),
+        ..template.clone()
+    };
+    evil.serves.insert(ContentId::of(&junk), junk);
+    evil.serves.insert(ContentId::of(b""), vec![]);
+    let why = refusal(
+        evil.ask(
+            p_peer,
+            TaskRequest {
+                assignment: evil.signed(&a),
+            },
+        )
+        .await,
+    );
+    assert!(why.contains("invalid module"), "{why}");
+
+    // 2. A blob whose bytes do not match its hash.
+    let module = guest("pi");
+    let b = Assignment {
+        module: ContentId::of(&module),
+        task: TaskId::from_bytes([2; 32]),
+        ..template.clone()
+    };
+    evil.serves.insert(ContentId::of(&module), b"not the module".to_vec());
+    let why = refusal(
+        evil.ask(
+            p_peer,
+            TaskRequest {
+                assignment: evil.signed(&b),
+            },
+        )
+        .await,
+    );
+    assert!(why.contains("do not hash to"), "{why}");
+    assert!(!p.blobs.has(&ContentId::of(&module)), "the lie was not stored");
+
+    // 3. An assignment with a forged signature (and one relayed from someone else).
+    let mut forged = evil.signed(&b);
+    forged.signature = Signed::sign(&evil.key, &template).unwrap().signature;
+    let why = refusal(evil.ask(p_peer, TaskRequest { assignment: forged }).await);
+    assert!(why.contains("bad signature on assignment"), "{why}");
+
+    // 4. Malformed CBOR inside the envelope.
+    let mut malformed = evil.signed(&b);
+    malformed.body = vec![0xff, 0x00, 0x13];
+    let why = refusal(evil.ask(p_peer, TaskRequest { assignment: malformed }).await);
+    assert!(why.contains("malformed") || why.contains("signature"), "{why}");
+
+    // 5. An oversized message: refused before decoding.
+    let mut huge = evil.signed(&b);
+    huge.body = vec![0; 300 * 1024];
+    let why = refusal(evil.ask(p_peer, TaskRequest { assignment: huge }).await);
+    assert!(why.contains("exceeds the 262144-byte cap"), "{why}");
+
+    // 6. Gossip: garbage and an offer signed by someone else.
+    let topic = gossipsub::IdentTopic::new(OFFERS_TOPIC);
+    let other = NodeKey::from_seed([99; 32]);
+    let foreign = Offer {
+        version: WIRE_VERSION,
+        provider: other.id(),
+        arch: Arch::host(),
+        cores: 64,
+        memory_bytes: 1 << 40,
+        free_slots: 64,
+        speed: GigafuelPerSec(1000.0),
+        price: PricePerGfuel(Amount(0)),
+        modes: vec![Determinism::Native],
+        software: "evil".into(),
+        seq: 1,
+        expires_at_ms: u64::MAX,
+    };
+    let foreign = encode(&Signed::sign(&other, &foreign).unwrap()).unwrap();
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sent < 2 {
+        let msg = if sent == 0 {
+            vec![0xa1, 0xff, 0x00]
+        } else {
+            foreign.clone()
+        };
+        if evil.swarm.behaviour_mut().gossipsub.publish(topic.clone(), msg).is_ok() {
+            sent += 1;
+        } else {
+            // Not subscribed yet: let the swarm run a little.
+            let _ = tokio::time::timeout(Duration::from_millis(100), evil.swarm.select_next_some()).await;
+        }
+        assert!(Instant::now() < deadline, "gossip never got through");
+    }
+    // Drive the attacker's swarm while the provider takes in the gossip.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            evil.swarm.select_next_some().await;
+        }
+    })
+    .await;
+
+    // Every kind was counted against the attacker, with a logged reason.
+    let mut seen = std::collections::HashSet::new();
+    while let Ok(ev) = events.try_recv() {
+        if let NodeEvent::Misbehaved { peer, what, why, .. } = ev {
+            assert_eq!(peer, evil_peer);
+            assert!(!why.is_empty());
+            seen.insert(what.as_str());
+        }
+    }
+    let status = p.handle.status().await.unwrap();
+    let counted: std::collections::HashSet<&str> = status
+        .misbehaviour
+        .iter()
+        .filter(|m| m.peer == evil_peer.to_string())
+        .map(|m| m.kind)
+        .collect();
+    for kind in ["invalid_module", "bad_blob", "bad_signature", "malformed", "oversized"] {
+        assert!(counted.contains(kind), "{kind} not counted: {:?}", status.misbehaviour);
+        assert!(seen.contains(kind), "{kind} not reported as an event");
+    }
+    assert_eq!(
+        status.provider.as_ref().unwrap().busy,
+        0,
+        "no bad assignment holds a slot"
+    );
+    assert_eq!(status.provider.unwrap().tasks_run, 0);
+
+    // The node keeps serving honest peers.
+    let r = node(10, None).await;
+    r.handle.dial(p.addr().await).await.unwrap();
+    let ok = assignment(&r, p.key.id(), &module, &["3", "100"], 0);
+    assert!(matches!(r.handle.assign(&ok).await.unwrap(), Assigned::Receipt { .. }));
+    assert!(
+        r.handle.offers().await.iter().all(|o| o.provider != other.id()),
+        "the forged offer was not kept (nor forwarded)"
+    );
+}
