@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod guests;
 mod home;
+mod network;
 mod node_cmds;
 mod run;
 mod units;
@@ -42,17 +43,28 @@ enum Command {
     /// The node configuration.
     #[command(subcommand)]
     Config(node_cmds::ConfigCommand),
+    /// Run the node: join the network, provide compute if configured, serve local commands.
+    Node(network::NodeArgs),
+    /// List the live offers the running node has seen.
+    Offers(network::ListArgs),
+    /// The running node's state: peers, offers, provider slots, rejected input.
+    Status(network::ListArgs),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon reports what it does; one-shot commands only warnings.
+    let default_filter = match cli.command {
+        Command::Node(_) => "warn,sharegrid_node=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHAREGRID_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let cli = Cli::parse();
     let home = home::resolve(cli.home.as_deref());
     let result = match cli.command {
         Command::Demo(args) => demo::main(&home, args),
@@ -60,6 +72,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::main(&home, args),
         Command::Init { json } => node_cmds::init(&home, json),
         Command::Config(cmd) => node_cmds::config(&home, cmd),
+        Command::Node(args) => network::node(&home, args),
+        Command::Offers(args) => network::offers(&home, args),
+        Command::Status(args) => network::status(&home, args),
     };
     match result {
         Ok(code) => code,

@@ -72,6 +72,14 @@ pub(crate) struct RunArgs {
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     json: bool,
+    /// Run on this provider (its node id) through the running node, instead
+    /// of locally. The receipt's signature and charge are checked and the
+    /// outputs fetched and verified against its result hash.
+    #[arg(long, value_name = "NODE_ID")]
+    on: Option<sharegrid_core::NodeId>,
+    /// With --on: the price per gigafuel to agree (default: the provider's offer).
+    #[arg(long, value_name = "AMOUNT", requires = "on")]
+    price: Option<sharegrid_core::Amount>,
 }
 
 fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -123,6 +131,9 @@ struct JsonFile {
 }
 
 pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(provider) = a.on {
+        return remote(home, provider, a);
+    }
     let module = read_module(&a.module)?;
     let stdin = read_stdin(a.stdin.as_deref())?;
     let sandbox = crate::home::sandbox(home, !a.no_cache, a.metering, !a.no_timeout)?;
@@ -133,21 +144,9 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => Default::default(),
     };
-    let defaults = Limits::default();
-    let limits = Limits {
-        fuel: a.fuel.unwrap_or(defaults.fuel),
-        memory_bytes: a.memory.unwrap_or(defaults.memory_bytes),
-        output_bytes: a.output_limit.unwrap_or(defaults.output_bytes),
-        stack_bytes: a.stack.unwrap_or(defaults.stack_bytes),
-        timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(defaults.timeout_ms),
-    };
-    let mut task = Task::local(module, a.args, stdin, inputs);
-    task.limits = limits;
-    task.mode = if a.portable {
-        Determinism::Portable
-    } else {
-        Determinism::Native
-    };
+    let mut task = Task::local(module, a.args.clone(), stdin, inputs);
+    task.limits = limits(&a);
+    task.mode = mode(&a);
     if let Some(id) = a.task_id {
         task.id = id;
     }
@@ -165,6 +164,108 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         print_human(&report, &saved, a.out.as_deref())?;
     }
     Ok(exit_code(&report.result.outcome))
+}
+
+fn limits(a: &RunArgs) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        fuel: a.fuel.unwrap_or(defaults.fuel),
+        memory_bytes: a.memory.unwrap_or(defaults.memory_bytes),
+        output_bytes: a.output_limit.unwrap_or(defaults.output_bytes),
+        stack_bytes: a.stack.unwrap_or(defaults.stack_bytes),
+        timeout_ms: a.timeout.map(|d| d.as_millis() as u64).unwrap_or(defaults.timeout_ms),
+    }
+}
+
+fn mode(a: &RunArgs) -> Determinism {
+    if a.portable {
+        Determinism::Portable
+    } else {
+        Determinism::Native
+    }
+}
+
+/// `run --on`: the task goes to a provider through the running node.
+fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::Result<ExitCode> {
+    if a.metering != Metering::Inline || a.no_timeout || a.no_cache {
+        anyhow::bail!("--metering, --no-timeout and --no-cache apply to local runs only, not with --on");
+    }
+    let h = sharegrid_node::NodeHome::new(home);
+    let mut api = sharegrid_node::ApiClient::connect(&h.api_socket())?;
+    let settings = h.config(std::env::vars())?.sandbox;
+    let module = read_module(&a.module)?;
+    let stdin = read_stdin(a.stdin.as_deref())?;
+    let inputs = match &a.input {
+        Some(dir) => load_inputs(dir, settings.max_input_bytes, settings.max_input_files)?,
+        None => Default::default(),
+    };
+    // The node serves the blobs from the home's store.
+    let blobs = sharegrid_node::BlobStore::open(h.blobs_dir(), settings.max_input_bytes.max(module.len() as u64))?;
+    let module_id = blobs.put(&module)?;
+    let stdin_id = blobs.put(&stdin)?;
+    let mut input_ids = Vec::new();
+    for (path, bytes) in &inputs {
+        input_ids.push((path.clone(), blobs.put(bytes)?));
+    }
+    let task = a.task_id.unwrap_or_else(|| TaskId::local(&module_id, &a.args, &stdin));
+    let run: sharegrid_node::RemoteRun =
+        api.call(&sharegrid_node::ApiRequest::Run(Box::new(sharegrid_node::RemoteTask {
+            provider,
+            task,
+            module: module_id,
+            args: a.args.clone(),
+            stdin: stdin_id,
+            inputs: input_ids,
+            limits: limits(&a),
+            mode: mode(&a),
+            price: a.price,
+        })))?;
+    let bytes = blobs
+        .get(&run.result)?
+        .context("the node reported a result it does not hold")?;
+    let result = sharegrid_core::TaskResult::decode(&bytes)?;
+    let r = &run.receipt;
+    let mut saved: Vec<Option<PathBuf>> = vec![None; result.files.len()];
+    if let Some(dir) = &a.out {
+        saved = save_outputs(dir, &result.files)?.into_iter().map(Some).collect();
+    }
+    if a.json {
+        let out = serde_json::json!({
+            "task": r.task.to_string(),
+            "provider": r.provider.to_string(),
+            "module": module_id.to_string(),
+            "mode": mode(&a),
+            "outcome": &r.outcome,
+            "message": r.outcome.to_string(),
+            "fuel": r.fuel.0,
+            "result_hash": r.result.to_string(),
+            "price": r.price.0,
+            "charge": r.charge,
+            "stdout": String::from_utf8_lossy(&result.stdout),
+            "stderr": String::from_utf8_lossy(&result.stderr),
+            "outputs": result.files.iter().zip(&saved).map(|(f, s)| JsonFile {
+                path: f.path.clone(),
+                bytes: f.data.len(),
+                saved_to: s.clone(),
+            }).collect::<Vec<_>>(),
+        });
+        println!("{out}");
+    } else {
+        std::io::stdout().write_all(&result.stdout)?;
+        std::io::stdout().flush()?;
+        let mut e = std::io::stderr().lock();
+        e.write_all(&result.stderr)?;
+        writeln!(e, "provider {}", r.provider)?;
+        writeln!(e, "outcome  {}", r.outcome)?;
+        writeln!(e, "fuel     {} ({})", r.fuel.0, r.fuel)?;
+        writeln!(e, "result   {} (verified)", r.result)?;
+        writeln!(e, "charge   {} at {}/Gfuel", r.charge, r.price.0)?;
+        for (f, s) in result.files.iter().zip(&saved) {
+            let at = s.as_ref().map_or(f.path.clone(), |p| p.display().to_string());
+            writeln!(e, "output   {at} ({})", bytesize::ByteSize(f.data.len() as u64))?;
+        }
+    }
+    Ok(exit_code(&r.outcome))
 }
 
 fn exit_code(o: &Outcome) -> ExitCode {

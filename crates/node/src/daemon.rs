@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sharegrid_core::{
     Assignment, ContentId, GigafuelPerSec, NodeId, NodeKey, Offer, Outcome, Receipt, Signed, TaskId, TaskResult,
     WIRE_VERSION, encode,
@@ -171,7 +171,7 @@ pub enum FetchFailure {
 }
 
 /// The provider side of [`NodeStatus`].
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AgentStatus {
     /// Task slots.
     pub slots: u32,
@@ -188,18 +188,18 @@ pub struct AgentStatus {
 }
 
 /// One line of the misbehaviour table.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MisbehaviourCount {
     /// The peer.
     pub peer: String,
     /// What kind.
-    pub kind: &'static str,
+    pub kind: String,
     /// How many times.
     pub count: u32,
 }
 
 /// A snapshot of the node.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeStatus {
     /// Node id (public key).
     pub id: NodeId,
@@ -716,7 +716,7 @@ impl Daemon {
                 .into_iter()
                 .map(|(p, k, n)| MisbehaviourCount {
                     peer: p.to_string(),
-                    kind: k.as_str(),
+                    kind: k.as_str().to_string(),
                     count: n,
                 })
                 .collect(),

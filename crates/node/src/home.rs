@@ -1,5 +1,7 @@
 //! The node home (`~/.sharegrid` or `--home`): `config.toml`, `identity.key`
-//! (mode 0600), `cache/` (compiled modules); later `node.db` and `blobs/`.
+//! (mode 0600), `cache/` (compiled modules), `blobs/` (modules and inputs),
+//! `outputs/` (results kept for requestors), `benchmark.json` (the cached
+//! node benchmark) and, while a node runs, `api.sock`.
 //!
 //! Never does: overwrite or regenerate an existing identity key (the node's
 //! identity, and later its funds, would be lost), or read a key that other
@@ -100,6 +102,21 @@ impl NodeHome {
     /// `blobs/`, content-addressed modules, inputs and outputs.
     pub fn blobs_dir(&self) -> PathBuf {
         self.root.join("blobs")
+    }
+
+    /// `outputs/`, results of tasks this provider ran, kept for their requestors.
+    pub fn outputs_dir(&self) -> PathBuf {
+        self.root.join("outputs")
+    }
+
+    /// `api.sock`, the running node's control socket.
+    pub fn api_socket(&self) -> PathBuf {
+        self.root.join("api.sock")
+    }
+
+    /// `benchmark.json`, the cached node benchmark.
+    pub fn benchmark_path(&self) -> PathBuf {
+        self.root.join("benchmark.json")
     }
 
     /// Creates the home (mode 0700), a documented `config.toml` and a new

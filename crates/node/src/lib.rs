@@ -4,14 +4,17 @@
 //! The provider agent, requestor engine and validator will live here too,
 //! wiring the pure crates to I/O.
 
+mod api;
 mod blobs;
 mod config;
 mod daemon;
 mod home;
+mod launch;
 mod machine;
 mod policy;
 mod provider;
 
+pub use api::{ApiClient, ApiError, ApiRequest, RemoteRun, RemoteTask};
 pub use blobs::{BlobError, BlobStore};
 pub use config::{ConfigError, NetworkSettings, NodeConfig, SandboxSettings};
 pub use daemon::{
@@ -19,6 +22,7 @@ pub use daemon::{
     NodeEvent, NodeHandle, NodeOptions, NodeStatus, start,
 };
 pub use home::{HomeError, InitReport, NodeHome};
+pub use launch::{CachedBenchmark, Launched, benchmark, launch};
 pub use machine::{FixedProbe, HostProbe, MachineInfo, SystemProbe, local_minute_of_day};
 pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};
 pub use provider::{ExecuteError, Executed, MAX_ASSIGNMENT_BYTES, Prepared, Provider};

@@ -563,7 +563,7 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
         .misbehaviour
         .iter()
         .filter(|m| m.peer == evil_peer.to_string())
-        .map(|m| m.kind)
+        .map(|m| m.kind.as_str())
         .collect();
     for kind in ["invalid_module", "bad_blob", "bad_signature", "malformed", "oversized"] {
         assert!(counted.contains(kind), "{kind} not counted: {:?}", status.misbehaviour);

@@ -1,0 +1,176 @@
+//! Two separate `sharegrid node` processes on 127.0.0.1, one providing: the
+//! requestor's node finds the provider's offer, `sharegrid run --on` sends a
+//! task across, and what comes back equals a local run byte for byte. Both
+//! stop cleanly on Ctrl-C (SIGINT).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sharegrid"));
+    c.env_remove("SHAREGRID_HOME");
+    c.env("SHAREGRID_NETWORK__LISTEN", r#"["/ip4/127.0.0.1/tcp/0"]"#);
+    c.env("SHAREGRID_NETWORK__MDNS", "false");
+    c
+}
+
+fn guest(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../guests/wasm")
+        .join(format!("{name}.wasm"))
+}
+
+/// A node process, killed if the test fails before stopping it.
+struct NodeProc {
+    child: Child,
+    id: String,
+    addr: String,
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_node(home: &Path, env: &[(&str, &str)]) -> NodeProc {
+    let mut cmd = bin();
+    cmd.arg("--home").arg(home).arg("node");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut id, mut addr) = (String::new(), String::new());
+    while addr.is_empty() {
+        let line = lines.next().expect("node exited before listening").unwrap();
+        if let Some(v) = line.strip_prefix("node") {
+            id = v.trim().to_string();
+        }
+        if let Some(v) = line.strip_prefix("listening") {
+            addr = v.trim().to_string();
+        }
+    }
+    // Keep draining stdout so the node never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    NodeProc { child, id, addr }
+}
+
+fn json(home: &Path, args: &[&str]) -> serde_json::Value {
+    let out = bin().arg("--home").arg(home).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "sharegrid {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stop(mut node: NodeProc) {
+    let pid = node.child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            assert!(status.success(), "node exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "node did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_task_crosses_between_two_node_processes() {
+    let (a_home, b_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let provider = start_node(
+        a_home.path(),
+        &[
+            ("SHAREGRID_PROVIDER__ENABLED", "true"),
+            ("SHAREGRID_PROVIDER__OFFER_INTERVAL_SECS", "1"),
+        ],
+    );
+    let bootstrap = format!(r#"["{}"]"#, provider.addr);
+    let requestor = start_node(b_home.path(), &[("SHAREGRID_NETWORK__BOOTSTRAP", &bootstrap)]);
+
+    // A second node on the same home is refused.
+    let again = bin().arg("--home").arg(a_home.path()).arg("node").output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let offer = loop {
+        let offers = json(b_home.path(), &["offers", "--json"]);
+        if let Some(o) = offers.as_array().unwrap().iter().find(|o| o["provider"] == provider.id) {
+            break o.clone();
+        }
+        assert!(Instant::now() < deadline, "the provider's offer never arrived");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(offer["speed"].as_f64().unwrap() > 0.0, "{offer}");
+    assert!(offer["free_slots"].as_u64().unwrap() >= 1);
+
+    // The same task remotely and locally: same result, same fuel, same file.
+    let g = guest("mandelbrot");
+    let (remote_out, local_out) = (b_home.path().join("remote"), b_home.path().join("local"));
+    let remote = json(
+        b_home.path(),
+        &[
+            "run",
+            g.to_str().unwrap(),
+            "--on",
+            &provider.id,
+            "--json",
+            "--out",
+            remote_out.to_str().unwrap(),
+            "--",
+            "1",
+            "2",
+        ],
+    );
+    let local = json(
+        b_home.path(),
+        &[
+            "run",
+            g.to_str().unwrap(),
+            "--json",
+            "--out",
+            local_out.to_str().unwrap(),
+            "--",
+            "1",
+            "2",
+        ],
+    );
+    assert_eq!(remote["provider"], provider.id);
+    assert_eq!(remote["result_hash"], local["result_hash"]);
+    assert_eq!(remote["fuel"], local["fuel"]);
+    let tile = "tile-1-2.ppm";
+    assert_eq!(
+        std::fs::read(remote_out.join(tile)).unwrap(),
+        std::fs::read(local_out.join(tile)).unwrap()
+    );
+
+    let status = json(a_home.path(), &["status", "--json"]);
+    assert_eq!(status["provider"]["tasks_run"], 1);
+    assert_eq!(status["peers"], 1);
+
+    stop(requestor);
+    stop(provider);
+    assert!(
+        !a_home.path().join("api.sock").exists(),
+        "the socket is removed on exit"
+    );
+    // Without a node, commands say so.
+    let out = bin()
+        .arg("--home")
+        .arg(a_home.path())
+        .args(["offers"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node is running"));
+}

@@ -1,0 +1,242 @@
+//! The local control API of a running node: a Unix socket in the node home
+//! (`api.sock`, mode 0600, in a 0700 directory — the file system decides
+//! who may control the node, so there is no token to leak), one JSON
+//! request per line, one JSON answer per line: `{"ok": …}` or
+//! `{"error": "…"}`. The CLI's `offers`, `status` and `run --on` use it.
+//!
+//! Large data never crosses the socket: the CLI puts a task's module and
+//! inputs into the home's blob store and sends their ids; the node leaves
+//! the fetched result there under its hash.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sharegrid_core::{
+    Amount, Assignment, ContentId, Determinism, Limits, NodeId, PricePerGfuel, Receipt, TaskId, WIRE_VERSION,
+};
+use sharegrid_net::peer_id;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+use crate::blobs::BlobStore;
+use crate::daemon::{Assigned, NodeHandle};
+
+/// Longest request line read, in bytes.
+const MAX_REQUEST_BYTES: u64 = 1 << 20;
+/// Largest result fetched for `run`.
+const MAX_RESULT_BYTES: u64 = 1 << 30;
+
+/// A request to the node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ApiRequest {
+    /// The node's [`crate::NodeStatus`].
+    Status,
+    /// Live offers.
+    Offers,
+    /// Run one task on a chosen provider.
+    Run(Box<RemoteTask>),
+}
+
+/// One task for one provider; blobs are already in the home's blob store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoteTask {
+    /// The provider.
+    pub provider: NodeId,
+    /// The task id.
+    pub task: TaskId,
+    /// Module blob.
+    pub module: ContentId,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Stdin blob.
+    pub stdin: ContentId,
+    /// Input blobs by path.
+    pub inputs: Vec<(String, ContentId)>,
+    /// Limits.
+    pub limits: Limits,
+    /// Mode.
+    pub mode: Determinism,
+    /// Price per gigafuel; default: the provider's offered price.
+    pub price: Option<Amount>,
+}
+
+/// The answer to [`ApiRequest::Run`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoteRun {
+    /// The provider's receipt (signature checked).
+    pub receipt: Receipt,
+    /// The result's encoding, verified, in the home's blob store under this id.
+    pub result: ContentId,
+}
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No node is listening.
+    #[error("no node is running with home {0} (start one with `sharegrid node`)")]
+    NotRunning(PathBuf),
+    /// The connection failed.
+    #[error("talking to the node: {0}")]
+    Io(#[from] std::io::Error),
+    /// The node answered with an error.
+    #[error("{0}")]
+    Node(String),
+    /// The answer was not understood.
+    #[error("unexpected answer from the node: {0}")]
+    Protocol(String),
+}
+
+/// A connection to a running node's API.
+#[derive(Debug)]
+pub struct ApiClient {
+    stream: BufReader<UnixStream>,
+}
+
+impl ApiClient {
+    /// Connects to the node whose socket is `path`.
+    pub fn connect(path: &Path) -> Result<Self, ApiError> {
+        let stream = UnixStream::connect(path)
+            .map_err(|_| ApiError::NotRunning(path.parent().map(Path::to_path_buf).unwrap_or_default()))?;
+        Ok(ApiClient {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// Sends `req` and decodes the answer as `T`.
+    pub fn call<T: DeserializeOwned>(&mut self, req: &ApiRequest) -> Result<T, ApiError> {
+        let mut line = serde_json::to_vec(req).map_err(|e| ApiError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        self.stream.get_mut().write_all(&line)?;
+        let mut answer = String::new();
+        if self.stream.read_line(&mut answer)? == 0 {
+            return Err(ApiError::Protocol("the node closed the connection".into()));
+        }
+        let mut v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| ApiError::Protocol(e.to_string()))?;
+        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+            return Err(ApiError::Node(e.to_string()));
+        }
+        serde_json::from_value(v["ok"].take()).map_err(|e| ApiError::Protocol(e.to_string()))
+    }
+}
+
+/// Binds the API socket at `path`, refusing if a live node already holds
+/// it (a stale socket from a killed node is replaced).
+pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("a node is already running with this home ({})", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobStore) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (node, blobs) = (node.clone(), blobs.clone());
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
+            loop {
+                // Each line may be up to the cap (plus what is already buffered).
+                reader.get_mut().set_limit(MAX_REQUEST_BYTES);
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if line.last() != Some(&b'\n') => {
+                        let _ = write.write_all(b"{\"error\":\"request line too long\"}\n").await;
+                        return;
+                    }
+                    Ok(_) => {}
+                }
+                let answer = match serde_json::from_slice::<ApiRequest>(&line) {
+                    Ok(req) => match handle(&node, &blobs, req).await {
+                        Ok(v) => serde_json::json!({ "ok": v }),
+                        Err(e) => serde_json::json!({ "error": e }),
+                    },
+                    Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
+                };
+                let mut out = answer.to_string();
+                out.push('\n');
+                if write.write_all(out.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn handle(node: &NodeHandle, blobs: &BlobStore, req: ApiRequest) -> Result<serde_json::Value, String> {
+    let v = match req {
+        ApiRequest::Status => serde_json::to_value(node.status().await.ok_or("node stopped")?),
+        ApiRequest::Offers => serde_json::to_value(node.offers().await),
+        ApiRequest::Run(t) => serde_json::to_value(run(node, blobs, *t).await?),
+    };
+    v.map_err(|e| format!("cannot encode the answer: {e}"))
+}
+
+async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<RemoteRun, String> {
+    let price = match t.price {
+        Some(p) => PricePerGfuel(p),
+        None => node
+            .offers()
+            .await
+            .iter()
+            .find(|o| o.provider == t.provider)
+            .map(|o| o.price)
+            .ok_or_else(|| {
+                format!(
+                    "no live offer from {}: cannot tell its price (pass --price)",
+                    t.provider
+                )
+            })?,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let a = Assignment {
+        version: WIRE_VERSION,
+        task: t.task,
+        requestor: node.id(),
+        provider: t.provider,
+        module: t.module,
+        args: t.args,
+        stdin: t.stdin,
+        inputs: t.inputs,
+        limits: t.limits,
+        mode: t.mode,
+        price,
+        expires_at_ms: (now + Duration::from_secs(600)).as_millis() as u64,
+    };
+    let receipt = match node.assign(&a).await.map_err(|e| e.to_string())? {
+        Assigned::Refused(reason) => return Err(format!("provider refused: {reason}")),
+        Assigned::Receipt { receipt, .. } => *receipt,
+    };
+    let id = ContentId::from_bytes(*receipt.result.as_bytes());
+    let peer = peer_id(&receipt.provider).ok_or("invalid provider id")?;
+    let bytes = node
+        .fetch_blob(peer, id, MAX_RESULT_BYTES)
+        .await
+        .map_err(|e| format!("fetching the result: {e}"))?;
+    let store = blobs.clone();
+    tokio::task::spawn_blocking(move || store.put(&bytes))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(RemoteRun { receipt, result: id })
+}
