@@ -201,5 +201,9 @@ pub fn build_swarm(key: &NodeKey, cfg: &NetConfig) -> Result<Swarm<Behaviour>, N
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
         }
     }
+    if !cfg.bootstrap.is_empty() {
+        // Ask the bootstrap peers for the peers near us, to join the wider network.
+        let _ = swarm.behaviour_mut().kad.bootstrap();
+    }
     Ok(swarm)
 }

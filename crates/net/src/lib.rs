@@ -3,6 +3,10 @@
 //! - [`build_swarm`] makes a swarm from a node key: TCP, Noise, Yamux,
 //!   identify, ping, Kademlia (bootstrap peers from config), mDNS (a switch,
 //!   off in tests), gossipsub (`offers`), request-response (`task`, `blob`).
+//! - [`CappedCbor`] is the request-response codec: a size cap per message,
+//!   checked while reading; a request that is over it or malformed arrives
+//!   as [`Incoming::Refused`] with the reason, so the node can count it and
+//!   answer (libp2p would drop a failed read silently).
 //! - [`PeerScores`] decides, in one place, what each kind of bad input from
 //!   a peer means: ignore, back off or ban.
 //! - [`BlobFetch`] fetches a content-addressed blob in chunks and releases

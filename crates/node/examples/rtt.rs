@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use sharegrid_core::{Amount, Arch, Assignment, Determinism, GigafuelPerSec, Limits, NodeKey, PricePerGfuel, TaskId};
 use sharegrid_net::NetConfig;
-use sharegrid_node::{AgentOptions, Assigned, BlobStore, FixedProbe, MachineInfo, NodeOptions, Provider, ProviderPolicy};
+use sharegrid_node::{
+    AgentOptions, Assigned, BlobStore, FixedProbe, MachineInfo, NodeOptions, Provider, ProviderPolicy,
+};
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -67,7 +69,10 @@ async fn main() {
     })
     .await
     .unwrap();
-    let addr = provider.listen_addrs().await[0].clone().with_p2p(provider.peer_id()).unwrap();
+    let addr = provider.listen_addrs().await[0]
+        .clone()
+        .with_p2p(provider.peer_id())
+        .unwrap();
     requestor.dial(addr).await.unwrap();
 
     let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
@@ -89,10 +94,16 @@ async fn main() {
     };
     // Warm up: connection, blob fetch of the module, compilation.
     for i in 0..20 {
-        assert!(matches!(requestor.assign(&assignment(i)).await.unwrap(), Assigned::Receipt { .. }));
+        assert!(matches!(
+            requestor.assign(&assignment(i)).await.unwrap(),
+            Assigned::Receipt { .. }
+        ));
     }
     let series = |name: &'static str| (name, Vec::with_capacity(n));
-    let (mut plain, mut fetched) = (series("assign -> receipt"), series("assign -> receipt -> result fetched"));
+    let (mut plain, mut fetched) = (
+        series("assign -> receipt"),
+        series("assign -> receipt -> result fetched"),
+    );
     for i in 0..n as u64 {
         let t = Instant::now();
         let Assigned::Receipt { receipt, .. } = requestor.assign(&assignment(1000 + i)).await.unwrap() else {

@@ -571,30 +571,36 @@ impl Daemon {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut liveness = tokio::time::interval((self.departure_timeout / 8).max(Duration::from_millis(50)));
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stopping: Option<(Instant, oneshot::Sender<()>)> = None;
+        // Set once shutdown begins: the deadline for running tasks.
+        let mut stopping: Option<Instant> = None;
+        let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut handles_alive = true;
         loop {
             tokio::select! {
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
-                cmd = commands.recv(), if stopping.is_none() => match cmd {
+                cmd = commands.recv(), if handles_alive => match cmd {
                     Some(Command::Shutdown(done)) => {
-                        let grace = self.begin_shutdown();
-                        stopping = Some((Instant::now() + grace, done));
+                        waiters.push(done);
+                        if stopping.is_none() {
+                            stopping = Some(Instant::now() + self.begin_shutdown());
+                        }
                     }
                     Some(cmd) => self.on_command(cmd),
                     // Every handle dropped: nobody can use the node any more.
                     None => {
-                        let (done, _) = oneshot::channel();
-                        let grace = self.begin_shutdown();
-                        stopping = Some((Instant::now() + grace, done));
+                        handles_alive = false;
+                        if stopping.is_none() {
+                            stopping = Some(Instant::now() + self.begin_shutdown());
+                        }
                     }
                 },
                 Some(msg) = internal.recv() => self.on_internal(msg),
                 _ = tick.tick() => self.on_tick(),
                 _ = liveness.tick() => self.check_liveness(),
             }
-            if let Some((deadline, _)) = &stopping {
+            if let Some(deadline) = stopping {
                 let idle = self.agent.as_ref().is_none_or(|a| a.jobs.is_empty());
-                if idle || Instant::now() >= *deadline {
+                if idle || Instant::now() >= deadline {
                     break;
                 }
             }
@@ -621,7 +627,7 @@ impl Daemon {
             }
         }
         tracing::info!("node stopped");
-        if let Some((_, done)) = stopping {
+        for done in waiters {
             let _ = done.send(());
         }
     }

@@ -1,8 +1,10 @@
-//! sharegrid-node: the daemon side of sharegrid. For now, the node's home
-//! (its directory, identity key and configuration, `shared/DESIGN.md` §10)
-//! and the provider's admission policy as a pure decision function.
-//! The provider agent, requestor engine and validator will live here too,
-//! wiring the pure crates to I/O.
+//! sharegrid-node: the daemon side of sharegrid (`shared/DESIGN.md` §1, §4,
+//! §10). The node's home (directory, identity key, configuration); the
+//! provider's admission policy as a pure decision; the provider's handling
+//! of one assignment; the event loop that owns the libp2p swarm and wires
+//! these to the network ([`start`] → [`NodeHandle`]); the local control
+//! socket; and [`launch`], which builds a running node from its home.
+//! The requestor engine and validator will live here too.
 
 mod api;
 mod blobs;

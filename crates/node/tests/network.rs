@@ -586,3 +586,33 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
         "the forged offer was not kept (nor forwarded)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_running_work_and_refuses_new_work() {
+    let p = node(11, Some(providing(0))).await;
+    let r = node(12, None).await;
+    r.handle.dial(p.addr().await).await.unwrap();
+    let mut long = assignment(&r, p.key.id(), &spin_module(), &[], 0);
+    long.limits.fuel = Fuel(8_000_000_000);
+    let h = r.handle.clone();
+    let running = tokio::spawn(async move { h.assign(&long).await });
+    eventually("the task running", async || {
+        (p.handle.status().await.unwrap().provider.unwrap().busy == 1).then_some(())
+    })
+    .await;
+    let ph = p.handle.clone();
+    let stopping = tokio::spawn(async move { ph.shutdown().await });
+    eventually("shutdown begun", async || {
+        (!p.handle.status().await?.provider?.accepting).then_some(())
+    })
+    .await;
+    let late = assignment(&r, p.key.id(), &guest("pi"), &["1", "10"], 0);
+    assert!(refused(r.handle.assign(&late).await).contains("shutting down"));
+    // The running task still completes and its receipt arrives.
+    match running.await.unwrap().unwrap() {
+        Assigned::Receipt { receipt, .. } => assert_eq!(receipt.outcome, sharegrid_core::Outcome::OutOfFuel),
+        Assigned::Refused(why) => panic!("{why}"),
+    }
+    stopping.await.unwrap();
+    assert!(p.handle.status().await.is_none(), "the node has stopped");
+}
