@@ -1,0 +1,926 @@
+//! The scheduler of one job.
+//!
+//! Choice: among qualifying providers with a free slot (bounded by the
+//! provider's cores, the slots it reported free, and the job's per-provider
+//! cap), the one with the earliest estimated finish — task fuel ÷ benchmark
+//! speed, divided by its reputation weight — kept in an ordered set so a
+//! decision costs O(log providers). Near the end of a job idle providers
+//! take speculative copies of stragglers they would finish sooner. (Holding
+//! slow providers back at the tail was tried and measured worse: 1.05× ideal
+//! against 1.025× with speculation alone, bench/RESULTS.md.)
+//!
+//! Verification: a task is accepted when `q` votes agree on (result hash,
+//! fuel). Replicas run on distinct providers, of one architecture class in
+//! `native` mode. On disagreement more replicas are dispatched, up to the
+//! job's cap; without a quorum the task fails with every vote kept as
+//! evidence. A credible provider (see [`crate::reputation`]) may be accepted
+//! alone when the job allows it, except for a seeded random share of spot
+//! checks.
+//!
+//! Money: the worst-case cost of everything in flight (fuel limit × price)
+//! plus what receipts charged never exceeds the budget.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use sharegrid_core::{Amount, Arch, Fuel, NodeId, PricePerGfuel, ResultHash, TaskId};
+
+use crate::matching::{Constraints, NoMatch, ProviderOffer};
+use crate::reputation::{Credibility, Reputation};
+
+/// A job's scheduling and verification settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobPolicy {
+    /// Replicas dispatched per task (`r`).
+    pub replication: u32,
+    /// Agreeing votes needed to accept (`q`, at most `r`).
+    pub quorum: u32,
+    /// Most replicas per task, counting those added after disagreement.
+    pub max_replicas: u32,
+    /// What a provider must offer.
+    pub constraints: Constraints,
+    /// Total the job may spend.
+    pub budget: Amount,
+    /// Milliseconds since the epoch by which the job must be done.
+    pub deadline_ms: Option<u64>,
+    /// Most tasks in flight on one provider.
+    pub max_in_flight_per_provider: u32,
+    /// Accept credible providers alone (None: always a quorum).
+    pub credibility: Option<Credibility>,
+    /// Fail the job if no provider qualifies for this long.
+    pub no_match_grace_ms: u64,
+    /// Failed attempts (refusals, timeouts, departures) before a task fails.
+    pub max_failures_per_task: u32,
+    /// Copy stragglers to idle providers near the end.
+    pub speculate: bool,
+    /// Seed for spot-check draws.
+    pub seed: u64,
+}
+
+impl JobPolicy {
+    /// Defaults for `r`, `q` and the given constraints and budget.
+    pub fn new(replication: u32, quorum: u32, constraints: Constraints, budget: Amount) -> Self {
+        JobPolicy {
+            replication,
+            quorum,
+            max_replicas: replication + 2,
+            constraints,
+            budget,
+            deadline_ms: None,
+            max_in_flight_per_provider: 64,
+            credibility: None,
+            no_match_grace_ms: 10_000,
+            max_failures_per_task: 8,
+            speculate: true,
+            seed: 0,
+        }
+    }
+}
+
+/// One task of the job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// Its id.
+    pub id: TaskId,
+    /// Its fuel limit (the worst case billed and waited for).
+    pub fuel_limit: Fuel,
+    /// Its wall-clock limit on the provider, milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// A provider's answer for a task: what it computed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vote {
+    /// Who.
+    pub provider: NodeId,
+    /// Result hash.
+    pub result: ResultHash,
+    /// Fuel used.
+    pub fuel: Fuel,
+}
+
+/// What happened, told to the scheduler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A live offer (new or updated).
+    Offer(ProviderOffer),
+    /// A provider left (its connections closed or it stopped answering).
+    Gone(NodeId),
+    /// A verified receipt for a dispatched task.
+    Receipt {
+        /// The task.
+        task: TaskId,
+        /// Its vote.
+        vote: Vote,
+        /// The receipt's charge.
+        charge: Amount,
+        /// False for an outcome replicas need not reproduce (a timeout).
+        deterministic: bool,
+    },
+    /// An attempt produced no receipt: refused, unreachable, gone.
+    Failed {
+        /// The task.
+        task: TaskId,
+        /// The provider.
+        provider: NodeId,
+        /// Why.
+        why: String,
+    },
+}
+
+/// What the scheduler decided.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Action {
+    /// Send this task to this provider at this price; give up after `timeout_ms`.
+    Dispatch {
+        /// The task.
+        task: TaskId,
+        /// The provider.
+        provider: NodeId,
+        /// The price to agree (the provider's asking price).
+        price: PricePerGfuel,
+        /// How long to wait for its receipt.
+        timeout_ms: u64,
+    },
+    /// A quorum agreed.
+    Accepted {
+        /// The task.
+        task: TaskId,
+        /// The agreed result.
+        result: ResultHash,
+        /// The agreed fuel.
+        fuel: Fuel,
+        /// Providers that agreed.
+        agreeing: Vec<NodeId>,
+        /// Votes that disagreed: evidence.
+        dissenting: Vec<Vote>,
+    },
+    /// A task could not be completed.
+    TaskFailed {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: String,
+        /// Votes received: evidence.
+        votes: Vec<Vote>,
+    },
+    /// Every task is accepted or failed.
+    JobDone,
+    /// The job cannot go on (no provider, deadline, budget).
+    JobFailed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Counts for a progress display.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Tasks in the job.
+    pub total: usize,
+    /// Accepted.
+    pub accepted: usize,
+    /// Failed.
+    pub failed: usize,
+    /// With at least one replica in flight.
+    pub running: usize,
+    /// Providers with work in flight.
+    pub providers_in_use: usize,
+    /// Charged so far.
+    pub spent: Amount,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    Accepted,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Running {
+    provider: usize,
+    deadline_ms: u64,
+    started_ms: u64,
+}
+
+#[derive(Debug)]
+struct TaskState {
+    spec: TaskSpec,
+    worst: Amount,
+    votes: Vec<Vote>,
+    running: Vec<Running>,
+    /// Providers that failed this task, not to be tried again for it.
+    excluded: Vec<usize>,
+    failures: u32,
+    /// Replicas wanted before any vote (r, or 1 when a credible provider took it).
+    target: u32,
+    arch: Option<Arch>,
+    state: State,
+    queued: bool,
+    /// Since when no qualifying provider could take a replica it needs.
+    stuck_since: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Prov {
+    offer: ProviderOffer,
+    usable: bool,
+    gone: bool,
+    cap: u32,
+    in_flight: u32,
+    blocked_until: u64,
+    free_key: Option<u64>,
+    /// Counted in `Scheduler::live`: qualifies and has not left.
+    live: bool,
+}
+
+/// The scheduler of one job. See the module docs.
+#[derive(Debug)]
+pub struct Scheduler {
+    policy: JobPolicy,
+    tasks: Vec<TaskState>,
+    index: HashMap<TaskId, usize>,
+    provs: Vec<Prov>,
+    prov_ix: HashMap<NodeId, usize>,
+    free: BTreeSet<(u64, usize)>,
+    queue: VecDeque<usize>,
+    open: BTreeSet<usize>,
+    reputation: Reputation,
+    rng: u64,
+    out: Vec<Action>,
+    committed: Amount,
+    spent: Amount,
+    started_ms: u64,
+    no_usable_since: Option<u64>,
+    finished: bool,
+    accepted: usize,
+    failed: usize,
+    /// Attempt deadlines, earliest first (entries may be stale: checked on pop).
+    deadlines: BinaryHeap<Reverse<(u64, usize, usize)>>,
+    /// Providers that qualify and have not left.
+    live: usize,
+    /// Providers blocked for a moment after a failed attempt.
+    blocked: Vec<usize>,
+    now: u64,
+}
+
+fn add(a: Amount, b: Amount) -> Amount {
+    Amount(a.0.saturating_add(b.0))
+}
+
+fn sub(a: Amount, b: Amount) -> Amount {
+    Amount(a.0.saturating_sub(b.0))
+}
+
+impl Scheduler {
+    /// A scheduler for `tasks` under `policy`, remembering `reputation`, starting at `now_ms`.
+    pub fn new(policy: JobPolicy, tasks: Vec<TaskSpec>, reputation: Reputation, now_ms: u64) -> Self {
+        let mut s = Scheduler {
+            rng: policy.seed ^ 0x9e37_79b9_7f4a_7c15,
+            policy,
+            tasks: Vec::with_capacity(tasks.len()),
+            index: HashMap::with_capacity(tasks.len()),
+            provs: Vec::new(),
+            prov_ix: HashMap::new(),
+            free: BTreeSet::new(),
+            queue: VecDeque::new(),
+            open: BTreeSet::new(),
+            reputation,
+            out: Vec::new(),
+            committed: Amount(0),
+            spent: Amount(0),
+            started_ms: now_ms,
+            no_usable_since: Some(now_ms),
+            finished: false,
+            accepted: 0,
+            failed: 0,
+            deadlines: BinaryHeap::new(),
+            live: 0,
+            blocked: Vec::new(),
+            now: now_ms,
+        };
+        for spec in tasks {
+            if s.index.contains_key(&spec.id) {
+                continue;
+            }
+            let i = s.tasks.len();
+            s.index.insert(spec.id, i);
+            s.tasks.push(TaskState {
+                worst: Amount(0),
+                votes: Vec::new(),
+                running: Vec::new(),
+                excluded: Vec::new(),
+                failures: 0,
+                target: s.policy.replication.max(1),
+                arch: None,
+                state: State::Open,
+                queued: true,
+                stuck_since: None,
+                spec,
+            });
+            s.queue.push_back(i);
+            s.open.insert(i);
+        }
+        s
+    }
+
+    /// Marks a task accepted before the job (re)starts: a restarted
+    /// requestor never runs an accepted task again.
+    pub fn preaccept(&mut self, task: &TaskId) {
+        if let Some(&i) = self.index.get(task)
+            && self.tasks[i].state == State::Open
+        {
+            self.tasks[i].state = State::Accepted;
+            self.open.remove(&i);
+            self.accepted += 1;
+        }
+    }
+
+    /// Provider records, updated by every verdict.
+    pub fn reputation(&self) -> &Reputation {
+        &self.reputation
+    }
+
+    /// Counts for display.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            total: self.tasks.len(),
+            accepted: self.accepted,
+            failed: self.failed,
+            running: self.open.iter().filter(|i| !self.tasks[**i].running.is_empty()).count(),
+            providers_in_use: self.provs.iter().filter(|p| p.in_flight > 0).count(),
+            spent: self.spent,
+        }
+    }
+
+    /// The why-no-match report over every offer seen.
+    pub fn no_match(&self) -> NoMatch {
+        NoMatch::of(
+            &self.policy.constraints,
+            self.provs.iter().filter(|p| !p.gone).map(|p| &p.offer),
+        )
+    }
+
+    /// Whether the job has ended (done or failed).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn next_random(&mut self) -> f64 {
+        // splitmix64: a fixed algorithm, so a seed replays the same spot
+        // checks whatever version of a random-number crate is around.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    }
+
+    fn refresh(&mut self, p: usize, now: u64) {
+        let pr = &mut self.provs[p];
+        if let Some(k) = pr.free_key.take() {
+            self.free.remove(&(k, p));
+        }
+        let live = pr.usable && !pr.gone;
+        if live != pr.live {
+            pr.live = live;
+            if live {
+                self.live += 1;
+            } else {
+                self.live -= 1;
+            }
+        }
+        if pr.usable && !pr.gone && pr.in_flight < pr.cap && pr.blocked_until <= now {
+            let weight = self.reputation.get(&pr.offer.id).weight();
+            let key = (1e12 / (pr.offer.speed.0.max(1e-9) * weight)).min(u64::MAX as f64 / 2.0) as u64;
+            pr.free_key = Some(key);
+            self.free.insert((key, p));
+        }
+    }
+
+    fn enqueue(&mut self, t: usize) {
+        let task = &mut self.tasks[t];
+        if task.state == State::Open && !task.queued {
+            task.queued = true;
+            self.queue.push_back(t);
+        }
+    }
+
+    /// Takes in an event at `now_ms`.
+    pub fn on_event(&mut self, ev: Event, now_ms: u64) {
+        self.now = now_ms;
+        match ev {
+            Event::Offer(o) => self.on_offer(o, now_ms),
+            Event::Gone(id) => {
+                let Some(&p) = self.prov_ix.get(&id) else { return };
+                self.provs[p].gone = true;
+
+                let tasks: Vec<usize> = self.open.iter().copied().collect();
+                for t in tasks {
+                    if self.tasks[t].running.iter().any(|r| r.provider == p) {
+                        self.attempt_failed(t, p, "provider left", now_ms);
+                    }
+                }
+                self.refresh(p, now_ms);
+            }
+            Event::Receipt {
+                task,
+                vote,
+                charge,
+                deterministic,
+            } => self.on_receipt(task, vote, charge, deterministic, now_ms),
+            Event::Failed { task, provider, why } => {
+                let (Some(&t), Some(&p)) = (self.index.get(&task), self.prov_ix.get(&provider)) else {
+                    return;
+                };
+                // A refusal or an unreachable peer: try others for a moment.
+                if self.provs[p].blocked_until == 0 {
+                    self.blocked.push(p);
+                }
+                self.provs[p].blocked_until = now_ms + 1_000;
+                self.attempt_failed(t, p, &why, now_ms);
+            }
+        }
+    }
+
+    fn on_offer(&mut self, o: ProviderOffer, now: u64) {
+        let usable = self.policy.constraints.check(&o).is_ok();
+        let p = match self.prov_ix.get(&o.id) {
+            Some(&p) => p,
+            None => {
+                let p = self.provs.len();
+                self.prov_ix.insert(o.id, p);
+                self.provs.push(Prov {
+                    offer: o.clone(),
+                    usable,
+                    gone: false,
+                    cap: 0,
+                    in_flight: 0,
+                    blocked_until: 0,
+                    free_key: None,
+                    live: false,
+                });
+                p
+            }
+        };
+        let pr = &mut self.provs[p];
+        // Slots it has free now, plus ours it already counts as busy.
+        pr.cap = o
+            .cores
+            .min(pr.in_flight + o.free_slots)
+            .min(self.policy.max_in_flight_per_provider);
+        pr.offer = o;
+        pr.usable = usable;
+        pr.gone = false;
+        if usable {
+            self.no_usable_since = None;
+        }
+        self.refresh(p, now);
+    }
+
+    fn release(&mut self, t: usize, p: usize, now: u64) -> bool {
+        let task = &mut self.tasks[t];
+        let Some(pos) = task.running.iter().position(|r| r.provider == p) else {
+            return false;
+        };
+        task.running.swap_remove(pos);
+        self.committed = sub(self.committed, task.worst);
+        self.provs[p].in_flight = self.provs[p].in_flight.saturating_sub(1);
+        self.refresh(p, now);
+        true
+    }
+
+    fn attempt_failed(&mut self, t: usize, p: usize, why: &str, now: u64) {
+        if !self.release(t, p, now) {
+            return;
+        }
+        let id = self.provs[p].offer.id;
+        self.reputation.entry(id).failed += 1;
+        let task = &mut self.tasks[t];
+        if task.state != State::Open {
+            return;
+        }
+        task.excluded.push(p);
+        task.failures += 1;
+        if task.failures >= self.policy.max_failures_per_task {
+            let reason = format!("{} attempts failed; the last: {why}", task.failures);
+            self.fail_task(t, reason);
+        } else {
+            self.enqueue(t);
+        }
+    }
+
+    fn fail_task(&mut self, t: usize, reason: String) {
+        let task = &mut self.tasks[t];
+        task.state = State::Failed;
+        self.open.remove(&t);
+        self.failed += 1;
+        let votes = task.votes.clone();
+        let id = task.spec.id;
+        let running: Vec<usize> = task.running.drain(..).map(|r| r.provider).collect();
+        for p in running {
+            self.committed = sub(self.committed, self.tasks[t].worst);
+            self.provs[p].in_flight = self.provs[p].in_flight.saturating_sub(1);
+            self.refresh(p, self.now);
+        }
+        self.out.push(Action::TaskFailed {
+            task: id,
+            reason,
+            votes,
+        });
+    }
+
+    fn credible(&self, id: &NodeId) -> bool {
+        self.policy
+            .credibility
+            .is_some_and(|c| self.reputation.get(id).credibility(c.saboteur_fraction) >= c.threshold)
+    }
+
+    fn on_receipt(&mut self, task: TaskId, vote: Vote, charge: Amount, deterministic: bool, now: u64) {
+        let (Some(&t), Some(&p)) = (self.index.get(&task), self.prov_ix.get(&vote.provider)) else {
+            return;
+        };
+        // Only answers to attempts in flight count: an unsolicited or
+        // duplicate receipt, or one for an attempt already given up, is ignored.
+        if !self.release(t, p, now) {
+            return;
+        }
+        self.spent = add(self.spent, charge);
+        match self.tasks[t].state {
+            State::Failed => return,
+            State::Accepted => {
+                // A late replica (a speculative copy): still checked.
+                let agrees = self.agreed_of(t) == Some((vote.result, vote.fuel));
+                let rec = self.reputation.entry(vote.provider);
+                if agrees {
+                    rec.agreed += 1;
+                } else {
+                    rec.disagreed += 1;
+                }
+                return;
+            }
+            State::Open => {}
+        }
+        if !deterministic {
+            // A timeout is no evidence either way: retry elsewhere.
+            let task = &mut self.tasks[t];
+            task.excluded.push(p);
+            task.failures += 1;
+            self.enqueue(t);
+            return;
+        }
+        let alone = self.tasks[t].target == 1 && self.credible(&vote.provider);
+        self.tasks[t].votes.push(vote);
+        let need = if alone { 1 } else { self.policy.quorum.max(1) };
+        if let Some((result, fuel, n)) = self.best_group(t)
+            && n >= need
+        {
+            self.accept(t, result, fuel);
+            return;
+        }
+        if self.tasks[t].target == 1 {
+            // The lone vote was not enough after all: go to a quorum.
+            self.tasks[t].target = self.policy.replication.max(self.policy.quorum);
+        }
+        self.enqueue(t);
+    }
+
+    fn agreed_of(&self, t: usize) -> Option<(ResultHash, Fuel)> {
+        self.best_group(t).map(|(r, f, _)| (r, f))
+    }
+
+    fn best_group(&self, t: usize) -> Option<(ResultHash, Fuel, u32)> {
+        let votes = &self.tasks[t].votes;
+        let mut best: Option<(ResultHash, Fuel, u32)> = None;
+        for v in votes {
+            let n = votes
+                .iter()
+                .filter(|w| w.result == v.result && w.fuel == v.fuel)
+                .count() as u32;
+            if best.is_none_or(|b| n > b.2) {
+                best = Some((v.result, v.fuel, n));
+            }
+        }
+        best
+    }
+
+    fn accept(&mut self, t: usize, result: ResultHash, fuel: Fuel) {
+        let task = &mut self.tasks[t];
+        task.state = State::Accepted;
+        self.open.remove(&t);
+        self.accepted += 1;
+        let (agree, dissent): (Vec<Vote>, Vec<Vote>) = task
+            .votes
+            .iter()
+            .cloned()
+            .partition(|v| v.result == result && v.fuel == fuel);
+        for v in &agree {
+            self.reputation.entry(v.provider).agreed += 1;
+        }
+        for v in &dissent {
+            self.reputation.entry(v.provider).disagreed += 1;
+        }
+        self.out.push(Action::Accepted {
+            task: task.spec.id,
+            result,
+            fuel,
+            agreeing: agree.into_iter().map(|v| v.provider).collect(),
+            dissenting: dissent,
+        });
+    }
+
+    /// Replicas task `t` still needs dispatched.
+    fn need(&self, t: usize) -> u32 {
+        let task = &self.tasks[t];
+        if task.state != State::Open {
+            return 0;
+        }
+        let running = task.running.len() as u32;
+        let votes = task.votes.len() as u32;
+        let best = self.best_group(t).map_or(0, |b| b.2);
+        let q = self.policy.quorum.max(1);
+        let initial = task.target.saturating_sub(votes + running);
+        let quorum_gap = if votes > 0 { q.saturating_sub(best + running) } else { 0 };
+        let want = initial.max(quorum_gap);
+        let room = self
+            .policy
+            .max_replicas
+            .max(task.target)
+            .saturating_sub(votes + running);
+        want.min(room)
+    }
+
+    /// Whether task `t` can never reach a quorum: every replica allowed has
+    /// answered and none is running.
+    fn hopeless(&self, t: usize) -> bool {
+        let task = &self.tasks[t];
+        let votes = task.votes.len() as u32;
+        task.state == State::Open
+            && task.running.is_empty()
+            && votes >= self.policy.max_replicas.max(task.target)
+            && self.best_group(t).map_or(0, |b| b.2) < self.policy.quorum.max(1)
+    }
+
+    fn holders(&self, t: usize) -> impl Iterator<Item = usize> + '_ {
+        let task = &self.tasks[t];
+        task.running
+            .iter()
+            .map(|r| r.provider)
+            .chain(task.votes.iter().filter_map(|v| self.prov_ix.get(&v.provider).copied()))
+    }
+
+    /// The best free provider for task `t`, if it should take it now.
+    fn choose(&self, t: usize) -> Option<usize> {
+        let task = &self.tasks[t];
+        let holders: Vec<usize> = self.holders(t).collect();
+        let native = self.policy.constraints.mode == sharegrid_core::Determinism::Native;
+        for &(_, p) in &self.free {
+            if holders.contains(&p) || task.excluded.contains(&p) {
+                continue;
+            }
+            let pr = &self.provs[p];
+            if native && task.arch.is_some_and(|a| a != pr.offer.arch) {
+                continue;
+            }
+            return Some(p);
+        }
+        None
+    }
+
+    fn dispatch(&mut self, t: usize, p: usize, now: u64) -> bool {
+        let pr = &self.provs[p];
+        let price = pr.offer.price;
+        let Some(worst) = price.cost(self.tasks[t].spec.fuel_limit) else {
+            return false;
+        };
+        if add(add(self.spent, self.committed), worst).0 > self.policy.budget.0 {
+            return false;
+        }
+        let spec = &self.tasks[t].spec;
+        let compute_ms = spec.fuel_limit.0 as f64 / (pr.offer.speed.0.max(1e-9) * 1e9) * 1000.0;
+        let timeout_ms = ((compute_ms * 2.0) as u64 + 10_000).min(spec.timeout_ms.saturating_add(30_000));
+        let id = spec.id;
+        let provider = pr.offer.id;
+        let arch = pr.offer.arch;
+        let task = &mut self.tasks[t];
+        task.worst = worst;
+        task.arch.get_or_insert(arch);
+        if task.votes.is_empty() && task.running.is_empty() && self.policy.credibility.is_some() {
+            // A credible provider may carry the task alone, unless this one is spot-checked.
+            let spot = self.policy.credibility.map_or(0.0, |c| c.spot_check_rate);
+            if self.credible(&provider) && self.next_random() >= spot {
+                self.tasks[t].target = 1;
+            }
+        }
+        let task = &mut self.tasks[t];
+        task.running.push(Running {
+            provider: p,
+            deadline_ms: now + timeout_ms,
+            started_ms: now,
+        });
+        self.deadlines.push(Reverse((now + timeout_ms, t, p)));
+        self.committed = add(self.committed, worst);
+        self.provs[p].in_flight += 1;
+        self.refresh(p, now);
+        self.out.push(Action::Dispatch {
+            task: id,
+            provider,
+            price,
+            timeout_ms,
+        });
+        true
+    }
+
+    fn expire(&mut self, now: u64) {
+        while let Some(Reverse((deadline, t, p))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            let live = self.tasks[t]
+                .running
+                .iter()
+                .any(|r| r.provider == p && r.deadline_ms == deadline);
+            if live {
+                self.attempt_failed(t, p, "no receipt before the timeout", now);
+            }
+        }
+        // Providers blocked after a failure become free again.
+        let mut i = 0;
+        while i < self.blocked.len() {
+            let p = self.blocked[i];
+            if self.provs[p].blocked_until <= now {
+                self.blocked.swap_remove(i);
+                self.provs[p].blocked_until = 0;
+                self.refresh(p, now);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Decides what to do at `now_ms`: dispatches, verdicts, the job's end.
+    pub fn poll(&mut self, now_ms: u64) -> Vec<Action> {
+        self.now = now_ms;
+        if self.finished {
+            return std::mem::take(&mut self.out);
+        }
+        self.expire(now_ms);
+        if let Some(d) = self.policy.deadline_ms
+            && now_ms >= d
+            && !self.open.is_empty()
+        {
+            return self.end(format!(
+                "deadline passed with {} of {} tasks accepted",
+                self.accepted,
+                self.tasks.len()
+            ));
+        }
+        let usable = self.provs.iter().any(|p| p.usable && !p.gone);
+        if !usable && !self.open.is_empty() {
+            let since = *self.no_usable_since.get_or_insert(now_ms);
+            if now_ms.saturating_sub(since.max(self.started_ms)) >= self.policy.no_match_grace_ms {
+                return self.end(format!("no provider qualifies: {}", self.no_match()));
+            }
+        } else {
+            self.no_usable_since = None;
+        }
+        self.dispatch_pending(now_ms);
+        if self.policy.speculate {
+            self.speculate(now_ms);
+        }
+        // Budget: nothing running, work left, and nothing could be sent.
+        if !self.open.is_empty()
+            && self.open.iter().all(|&t| self.tasks[t].running.is_empty())
+            && self.out.iter().all(|a| !matches!(a, Action::Dispatch { .. }))
+            && usable
+        {
+            let cheapest = self
+                .provs
+                .iter()
+                .filter(|p| p.usable && !p.gone)
+                .filter_map(|p| {
+                    let t = *self.open.iter().next()?;
+                    p.offer.price.cost(self.tasks[t].spec.fuel_limit)
+                })
+                .min();
+            if let Some(c) = cheapest
+                && add(self.spent, c).0 > self.policy.budget.0
+            {
+                return self.end(format!(
+                    "budget exhausted: {} spent of {}, the next task could cost up to {}",
+                    self.spent, self.policy.budget, c
+                ));
+            }
+        }
+        if self.open.is_empty() {
+            self.finished = true;
+            self.out.push(Action::JobDone);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn end(&mut self, reason: String) -> Vec<Action> {
+        self.finished = true;
+        self.out.push(Action::JobFailed { reason });
+        std::mem::take(&mut self.out)
+    }
+
+    fn dispatch_pending(&mut self, now: u64) {
+        let mut stuck = 0;
+        while stuck < self.queue.len() && !self.free.is_empty() {
+            let Some(t) = self.queue.pop_front() else { break };
+            self.tasks[t].queued = false;
+            if self.hopeless(t) {
+                let n = self.tasks[t].votes.len();
+                self.fail_task(t, format!("no quorum: {n} receipts disagree"));
+                continue;
+            }
+            let need = self.need(t);
+            if need == 0 {
+                continue;
+            }
+            match self.choose(t) {
+                Some(p) if self.dispatch(t, p, now) => {
+                    stuck = 0;
+                    if need > 1 {
+                        self.tasks[t].queued = true;
+                        self.queue.push_front(t);
+                    }
+                }
+                _ => {
+                    stuck += 1;
+                    if self.out_of_providers(t, now) {
+                        continue;
+                    }
+                    self.tasks[t].queued = true;
+                    self.queue.push_back(t);
+                }
+            }
+        }
+        // Tasks that can never reach a quorum end even when no provider is free.
+        let hopeless: Vec<usize> = self.open.iter().copied().filter(|&t| self.hopeless(t)).collect();
+        for t in hopeless {
+            let n = self.tasks[t].votes.len();
+            self.fail_task(t, format!("no quorum: {n} receipts disagree"));
+        }
+    }
+
+    /// Whether task `t` has been unable, for the grace period, to find any
+    /// qualifying provider it has not already used; if so it fails.
+    fn out_of_providers(&mut self, t: usize, now: u64) -> bool {
+        let task = &self.tasks[t];
+        let mut used: Vec<usize> = self.holders(t).chain(task.excluded.iter().copied()).collect();
+        used.sort_unstable();
+        used.dedup();
+        let used_live = used.iter().filter(|&&p| self.provs[p].live).count();
+        if self.live > used_live || !task.running.is_empty() {
+            self.tasks[t].stuck_since = None;
+            return false;
+        }
+        let since = *self.tasks[t].stuck_since.get_or_insert(now);
+        if now.saturating_sub(since) < self.policy.no_match_grace_ms {
+            return false;
+        }
+        let reason = format!(
+            "needs {} more distinct providers for a quorum of {}, but all {} qualifying providers were used",
+            self.need(t),
+            self.policy.quorum,
+            self.live
+        );
+        self.fail_task(t, reason);
+        true
+    }
+
+    /// Near the end: copy a straggler to a free provider that would finish
+    /// it sooner than its current holder is expected to.
+    fn speculate(&mut self, now: u64) {
+        if self.free.is_empty() || self.queue.iter().any(|&t| self.need(t) > 0) {
+            return;
+        }
+        if self.open.len() > self.free.len() {
+            return;
+        }
+        let candidates: Vec<usize> = self.open.iter().copied().collect();
+        for t in candidates {
+            if self.free.is_empty() {
+                break;
+            }
+            let task = &self.tasks[t];
+            if task.running.len() != 1 || !task.votes.is_empty() {
+                continue;
+            }
+            let r = &task.running[0];
+            let holder = &self.provs[r.provider];
+            let fuel = task.spec.fuel_limit.0 as f64 / 1e9;
+            let expected_end = r.started_ms as f64 + fuel / holder.offer.speed.0.max(1e-9) * 1000.0;
+            let Some(p) = self.choose(t) else { continue };
+            let would_end = now as f64 + fuel / self.provs[p].offer.speed.0.max(1e-9) * 1000.0;
+            if would_end < expected_end {
+                self.dispatch(t, p, now);
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Properties of the scheduler over random providers (speeds, slots, prices,
+//! faults, departures) and jobs (r, q, sizes), each run to its end in the
+//! simulator: every task ends accepted or failed with a reason; nothing is
+//! accepted without a quorum; replicas never share a provider; no wrong
+//! result is ever accepted when q ≥ 2; money stays within the budget.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{HashMap, HashSet};
+
+use proptest::prelude::*;
+use sharegrid_core::{Amount, Determinism, Fuel, GigafuelPerSec, TaskId};
+use sharegrid_sched::matching::price;
+use sharegrid_sched::sim::{SimProvider, simulate};
+use sharegrid_sched::{Action, Constraints, JobPolicy};
+
+fn constraints(ceiling: u128) -> Constraints {
+    Constraints {
+        price_ceiling: price(ceiling),
+        arch: None,
+        min_memory: 0,
+        min_speed: GigafuelPerSec(0.0),
+        mode: Determinism::Native,
+    }
+}
+
+fn tasks(n: usize, fuel: u64) -> Vec<(TaskId, Fuel)> {
+    (0..n)
+        .map(|i| {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            (TaskId::from_bytes(b), Fuel(fuel + (i as u64 % 7) * fuel / 10))
+        })
+        .collect()
+}
+
+fn provider() -> impl Strategy<Value = SimProvider> {
+    (
+        1u32..=8,
+        1u32..=4,
+        1u128..=20,
+        prop::bool::weighted(0.2),
+        prop::option::weighted(0.25, 0u64..20_000),
+    )
+        .prop_map(|(speed, cores, price, faulty, leaves_at_ms)| SimProvider {
+            speed: f64::from(speed),
+            cores,
+            price,
+            faulty,
+            leaves_at_ms,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_task_ends_with_a_quorum_or_a_reason(
+        providers in prop::collection::vec(provider(), 0..10),
+        n in 1usize..40,
+        r in 1u32..=3,
+        q_off in 0u32..3,
+        ceiling in 1u128..=20,
+        seed in any::<u64>(),
+    ) {
+        let q = (r - q_off.min(r - 1)).max(1);
+        let mut policy = JobPolicy::new(r, q, constraints(ceiling), Amount(u128::MAX / 4));
+        policy.seed = seed;
+        policy.no_match_grace_ms = 5_000;
+        let tasks = tasks(n, 4_000_000_000);
+        let rep = simulate(policy, &tasks, &providers, 2, 10_000_000);
+
+        let last = rep.actions.last().expect("the job ends");
+        prop_assert!(matches!(last, Action::JobDone | Action::JobFailed { .. }), "{last:?}");
+        let mut ended: HashMap<TaskId, &Action> = HashMap::new();
+        let mut replicas: HashSet<(TaskId, sharegrid_core::NodeId)> = HashSet::new();
+        for a in &rep.actions {
+            match a {
+                Action::Dispatch { task, provider, .. } => {
+                    prop_assert!(replicas.insert((*task, *provider)), "two replicas of {task:?} on one provider");
+                    prop_assert!(!ended.contains_key(task), "dispatched after its end");
+                }
+                Action::Accepted { task, agreeing, .. } => {
+                    prop_assert!(agreeing.len() as u32 >= q, "accepted with {} of {q}", agreeing.len());
+                    let distinct: HashSet<_> = agreeing.iter().collect();
+                    prop_assert_eq!(distinct.len(), agreeing.len());
+                    prop_assert!(ended.insert(*task, a).is_none(), "ended twice");
+                }
+                Action::TaskFailed { task, reason, .. } => {
+                    prop_assert!(!reason.is_empty());
+                    prop_assert!(ended.insert(*task, a).is_none(), "ended twice");
+                }
+                _ => {}
+            }
+        }
+        if matches!(last, Action::JobDone) {
+            prop_assert_eq!(ended.len(), n, "every task accepted or failed");
+        } else if let Action::JobFailed { reason } = last {
+            prop_assert!(!reason.is_empty());
+        }
+        if q >= 2 {
+            prop_assert_eq!(rep.wrong_accepted, 0);
+        }
+    }
+}
+
+#[test]
+fn an_impossible_job_fails_fast_with_the_reasons() {
+    let providers: Vec<SimProvider> = (0..3)
+        .map(|_| SimProvider {
+            speed: 4.0,
+            cores: 2,
+            price: 50,
+            faulty: false,
+            leaves_at_ms: None,
+        })
+        .collect();
+    let policy = JobPolicy::new(2, 2, constraints(10), Amount(1 << 60));
+    let rep = simulate(policy, &tasks(5, 1_000_000_000), &providers, 1, 1_000_000);
+    match rep.actions.last().unwrap() {
+        Action::JobFailed { reason } => {
+            assert_eq!(
+                reason,
+                "no provider qualifies: 3 providers: 3 over price ceiling 10/Gfuel"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(rep.makespan_ms <= 10_000, "fails within the grace period");
+}
+
+#[test]
+fn a_faulty_provider_never_wins_and_is_outvoted() {
+    let mut providers: Vec<SimProvider> = (0..3)
+        .map(|_| SimProvider {
+            speed: 4.0,
+            cores: 2,
+            price: 1,
+            faulty: false,
+            leaves_at_ms: None,
+        })
+        .collect();
+    providers[0].faulty = true;
+    providers[0].speed = 8.0; // the fastest, so it gets work first
+    let policy = JobPolicy::new(2, 2, constraints(10), Amount(1 << 60));
+    let rep = simulate(policy, &tasks(20, 1_000_000_000), &providers, 1, 10_000_000);
+    assert!(matches!(rep.actions.last().unwrap(), Action::JobDone));
+    assert_eq!(rep.wrong_accepted, 0);
+    let liar = rep.ids[0];
+    let dissent: usize = rep
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Accepted { dissenting, .. } => Some(dissenting.iter().filter(|v| v.provider == liar).count()),
+            _ => None,
+        })
+        .sum();
+    assert!(dissent >= 1, "the liar's receipts are kept as evidence");
+}
+
+#[test]
+fn too_few_distinct_providers_for_the_quorum_fails_the_task_with_a_reason() {
+    let providers = vec![SimProvider {
+        speed: 1.0,
+        cores: 1,
+        price: 1,
+        faulty: false,
+        leaves_at_ms: None,
+    }];
+    let policy = JobPolicy::new(2, 2, constraints(1), Amount(1 << 60));
+    let rep = simulate(policy, &tasks(1, 1_000_000_000), &providers, 2, 10_000_000);
+    let failed = rep.actions.iter().find_map(|a| match a {
+        Action::TaskFailed { reason, votes, .. } => Some((reason.clone(), votes.len())),
+        _ => None,
+    });
+    let (reason, votes) = failed.expect("the task fails");
+    assert!(reason.contains("distinct providers"), "{reason}");
+    assert_eq!(votes, 1, "the one receipt is kept");
+    assert!(matches!(rep.actions.last().unwrap(), Action::JobDone));
+}
+
+#[test]
+fn the_budget_is_never_exceeded() {
+    let providers = vec![SimProvider {
+        speed: 4.0,
+        cores: 2,
+        price: 10,
+        faulty: false,
+        leaves_at_ms: None,
+    }];
+    // Each task's worst case is 1 Gfuel × 10 = 10 units; 35 units pay for 3.
+    let policy = JobPolicy::new(1, 1, constraints(10), Amount(35));
+    let rep = simulate(policy, &tasks(10, 1_000_000_000), &providers, 1, 10_000_000);
+    let accepted = rep
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Accepted { .. }))
+        .count();
+    assert!(accepted <= 3, "{accepted}");
+    match rep.actions.last().unwrap() {
+        Action::JobFailed { reason } => assert!(reason.starts_with("budget exhausted"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
