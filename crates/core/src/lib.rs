@@ -11,6 +11,7 @@ mod amount;
 pub mod bytes_serde;
 mod hash;
 mod ids;
+pub mod job;
 mod keys;
 mod limits;
 mod outcome;

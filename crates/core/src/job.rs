@@ -1,0 +1,486 @@
+//! The job file (`docs/job-file.md`): a TOML description of many tasks — one
+//! module, arguments with `{name}` placeholders filled from a parameter
+//! sweep, inputs, limits, replication and quorum, money and time bounds,
+//! provider constraints. [`JobFile::parse`] checks everything and says
+//! where a mistake is (file, line, field); [`JobFile::expand`] turns the
+//! sweep into one argument list per task.
+//!
+//! Parsing only: reading the module and input files named here is the
+//! caller's job (paths are relative to the job file).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::amount::{Amount, PricePerGfuel};
+use crate::limits::{Determinism, Limits};
+use crate::units::{Fuel, GigafuelPerSec};
+use crate::wire::Arch;
+
+/// Most tasks one job may expand to.
+pub const MAX_TASKS: usize = 1_000_000;
+
+/// A parsed, checked job file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobFile {
+    /// A name for listings.
+    pub name: String,
+    /// The module: a path relative to the job file…
+    pub module: Option<String>,
+    /// …or the hash of a module already in the blob store.
+    pub module_hash: Option<String>,
+    /// Arguments, with `{param}` placeholders.
+    pub args: Vec<String>,
+    /// A file whose bytes are every task's stdin.
+    pub stdin: Option<String>,
+    /// Input files: path under `/in` → file relative to the job file.
+    pub inputs: BTreeMap<String, String>,
+    /// Each task's limits.
+    pub limits: Limits,
+    /// Determinism mode.
+    pub mode: Determinism,
+    /// Replicas per task (`r`).
+    pub replication: u32,
+    /// Agreeing results needed (`q`).
+    pub quorum: u32,
+    /// Highest price per gigafuel.
+    pub price_ceiling: PricePerGfuel,
+    /// Total the job may spend.
+    pub budget: Amount,
+    /// Seconds from submission by which the job must be done.
+    pub deadline_secs: Option<u64>,
+    /// Only this architecture.
+    pub arch: Option<Arch>,
+    /// Memory a provider must give a task (default: the memory limit).
+    pub min_memory: u64,
+    /// Lowest provider benchmark speed.
+    pub min_speed: GigafuelPerSec,
+    /// Accept results alone from providers with this credibility (None: never).
+    pub credibility: Option<f64>,
+    /// The sweep: parameter → values, in file order of names (sorted).
+    pub sweep: BTreeMap<String, Vec<String>>,
+}
+
+/// A mistake in a job file: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct JobFileError {
+    /// The file.
+    pub file: String,
+    /// The line, when known.
+    pub line: Option<usize>,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    job: RawJob,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    name: Option<String>,
+    module: Option<String>,
+    module_hash: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    stdin: Option<String>,
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+    #[serde(default)]
+    limits: RawLimits,
+    mode: Option<Determinism>,
+    replication: Option<u32>,
+    quorum: Option<u32>,
+    price_ceiling: Option<toml::Value>,
+    budget: Option<toml::Value>,
+    deadline: Option<String>,
+    #[serde(default)]
+    constraints: RawConstraints,
+    credibility: Option<f64>,
+    #[serde(default)]
+    sweep: BTreeMap<String, toml::Spanned<RawSweep>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    fuel: Option<toml::Value>,
+    memory: Option<toml::Value>,
+    output: Option<toml::Value>,
+    stack: Option<toml::Value>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConstraints {
+    arch: Option<Arch>,
+    min_memory: Option<toml::Value>,
+    min_speed: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSweep {
+    List(Vec<toml::Value>),
+    Range { range: [i64; 2], step: Option<i64> },
+}
+
+/// Parses `12345`, `"500M"`, `"20G"` (decimal suffixes k, M, G, T).
+pub fn parse_fuel(v: &str) -> Option<Fuel> {
+    let t = v.trim();
+    let (num, mult) = match t.char_indices().last()? {
+        (i, 'k' | 'K') => (&t[..i], 1_000u64),
+        (i, 'M') => (&t[..i], 1_000_000),
+        (i, 'G') => (&t[..i], 1_000_000_000),
+        (i, 'T') => (&t[..i], 1_000_000_000_000),
+        _ => (t, 1),
+    };
+    num.trim().replace('_', "").parse::<u64>().ok()?.checked_mul(mult).map(Fuel)
+}
+
+/// Parses `4096`, `"64KiB"`, `"256MiB"`, `"1GiB"`, `"1GB"`.
+pub fn parse_size(v: &str) -> Option<u64> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(t.len());
+    let n: u64 = t[..split].replace('_', "").parse().ok()?;
+    let mult: u64 = match t[split..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Parses `"500ms"`, `"30s"`, `"10m"`, `"2h"`, `"1d"` into milliseconds.
+pub fn parse_duration_ms(v: &str) -> Option<u64> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split].parse().ok()?;
+    let mult = match t[split..].trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|&ms| ms > 0)
+}
+
+fn value_str(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl JobFile {
+    /// Parses and checks `text`, read from `file` (used in errors).
+    pub fn parse(file: &str, text: &str) -> Result<JobFile, JobFileError> {
+        let line_of = |offset: usize| Some(text[..offset.min(text.len())].lines().count().max(1));
+        let err = |line: Option<usize>, message: String| JobFileError {
+            file: file.to_string(),
+            line,
+            message,
+        };
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let line = e.span().and_then(|s| line_of(s.start + 1));
+            err(line, e.message().trim().to_string())
+        })?;
+        // Semantic errors name the field; the line is the field's when found.
+        let field_line = |key: &str| {
+            text.lines()
+                .position(|l| {
+                    let l = l.trim_start();
+                    l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
+                })
+                .map(|i| i + 1)
+        };
+        let bad = |key: &str, msg: String| err(field_line(key), format!("job.{key}: {msg}"));
+        let j = raw.job;
+
+        let (module, module_hash) = match (j.module, j.module_hash) {
+            (Some(m), None) => (Some(m), None),
+            (None, Some(h)) => {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad("module_hash", format!("{h:?} is not 64 hex digits")));
+                }
+                (None, Some(h))
+            }
+            (Some(_), Some(_)) => return Err(bad("module", "give `module` or `module_hash`, not both".into())),
+            (None, None) => return Err(err(None, "job.module: missing (a .wasm path or module_hash)".into())),
+        };
+
+        let d = Limits::default();
+        let size = |key: &str, v: &Option<toml::Value>, dflt: u64| -> Result<u64, JobFileError> {
+            match v {
+                None => Ok(dflt),
+                Some(v) => parse_size(&value_str(v))
+                    .ok_or_else(|| bad(key, format!("{v} is not a size (examples: 4096, \"64MiB\", \"1GiB\")"))),
+            }
+        };
+        let fuel = match &j.limits.fuel {
+            None => d.fuel,
+            Some(v) => parse_fuel(&value_str(v))
+                .ok_or_else(|| bad("fuel", format!("{v} is not an amount of fuel (examples: \"500M\", \"20G\")")))?,
+        };
+        let limits = Limits {
+            fuel,
+            memory_bytes: size("memory", &j.limits.memory, d.memory_bytes)?,
+            output_bytes: size("output", &j.limits.output, d.output_bytes)?,
+            stack_bytes: size("stack", &j.limits.stack, d.stack_bytes)?,
+            timeout_ms: match &j.limits.timeout {
+                None => d.timeout_ms,
+                Some(t) => parse_duration_ms(t)
+                    .ok_or_else(|| bad("timeout", format!("{t:?} is not a duration (examples: \"30s\", \"10m\")")))?,
+            },
+        };
+        if limits.fuel.0 == 0 || limits.memory_bytes == 0 {
+            return Err(bad("fuel", "fuel and memory limits must be above zero".into()));
+        }
+        if limits.stack_bytes == 0 || limits.stack_bytes > Limits::MAX_STACK_BYTES {
+            return Err(bad("stack", format!("must be between 1 byte and {} bytes", Limits::MAX_STACK_BYTES)));
+        }
+
+        let replication = j.replication.unwrap_or(2);
+        let quorum = j.quorum.unwrap_or(replication);
+        if replication == 0 || replication > 16 {
+            return Err(bad("replication", format!("{replication} is not between 1 and 16")));
+        }
+        if quorum == 0 || quorum > replication {
+            return Err(bad(
+                "quorum",
+                format!("{quorum} must be between 1 and the replication ({replication})"),
+            ));
+        }
+        let amount = |key: &str, v: &Option<toml::Value>| -> Result<Option<Amount>, JobFileError> {
+            v.as_ref()
+                .map(|v| {
+                    value_str(v)
+                        .parse::<Amount>()
+                        .map_err(|e| bad(key, format!("{v} is not an amount of tokens: {e}")))
+                })
+                .transpose()
+        };
+        let price_ceiling = PricePerGfuel(amount("price_ceiling", &j.price_ceiling)?.unwrap_or(Amount(u128::MAX)));
+        let budget = amount("budget", &j.budget)?.unwrap_or(Amount(u128::MAX));
+        let deadline_secs = j
+            .deadline
+            .as_ref()
+            .map(|t| {
+                parse_duration_ms(t)
+                    .map(|ms| ms.div_ceil(1000))
+                    .ok_or_else(|| bad("deadline", format!("{t:?} is not a duration (examples: \"10m\", \"2h\")")))
+            })
+            .transpose()?;
+        if let Some(c) = j.credibility
+            && !(0.0..1.0).contains(&c)
+        {
+            return Err(bad("credibility", format!("{c} must be in [0, 1)")));
+        }
+        let min_memory = size("min_memory", &j.constraints.min_memory, limits.memory_bytes)?;
+
+        let mut sweep = BTreeMap::new();
+        for (name, spanned) in j.sweep {
+            let line = line_of(spanned.span().start + 1);
+            let values: Vec<String> = match spanned.into_inner() {
+                RawSweep::List(v) if v.is_empty() => {
+                    return Err(err(line, format!("job.sweep.{name}: an empty list sweeps nothing")));
+                }
+                RawSweep::List(v) => v.iter().map(value_str).collect(),
+                RawSweep::Range { range: [a, b], step } => {
+                    let step = step.unwrap_or(1);
+                    if step <= 0 || b <= a {
+                        return Err(err(
+                            line,
+                            format!("job.sweep.{name}: range [{a}, {b}] with step {step} is empty"),
+                        ));
+                    }
+                    let n = (b - a + step - 1) / step;
+                    if n as u128 > MAX_TASKS as u128 {
+                        return Err(err(line, format!("job.sweep.{name}: {n} values is too many")));
+                    }
+                    (0..n).map(|i| (a + i * step).to_string()).collect()
+                }
+            };
+            sweep.insert(name, values);
+        }
+        let total: u128 = sweep.values().map(|v| v.len() as u128).product();
+        if total > MAX_TASKS as u128 {
+            return Err(err(
+                None,
+                format!("job.sweep: expands to {total} tasks, over the limit of {MAX_TASKS}"),
+            ));
+        }
+        // Every placeholder must name a swept parameter, and every parameter be used.
+        let used = placeholders(&j.args).map_err(|m| bad("args", m))?;
+        for p in &used {
+            if !sweep.contains_key(p) {
+                return Err(bad("args", format!("{{{p}}} is not a parameter of job.sweep")));
+            }
+        }
+        for p in sweep.keys() {
+            if !used.contains(p) {
+                return Err(err(
+                    None,
+                    format!("job.sweep.{p}: not used in job.args (write {{{p}}} where it goes)"),
+                ));
+            }
+        }
+        for path in j.inputs.keys() {
+            if let Err(e) = crate::result::validate_out_path(path) {
+                return Err(bad("inputs", format!("{path:?}: {e}")));
+            }
+        }
+        Ok(JobFile {
+            name: j.name.unwrap_or_else(|| file.rsplit('/').next().unwrap_or(file).to_string()),
+            module,
+            module_hash,
+            args: j.args,
+            stdin: j.stdin,
+            inputs: j.inputs,
+            limits,
+            mode: j.mode.unwrap_or(Determinism::Native),
+            replication,
+            quorum,
+            price_ceiling,
+            budget,
+            deadline_secs,
+            arch: j.constraints.arch,
+            min_memory,
+            min_speed: GigafuelPerSec(j.constraints.min_speed.unwrap_or(0.0)),
+            credibility: j.credibility,
+            sweep,
+        })
+    }
+
+    /// The argument list of every task: the sweep's cartesian product, in
+    /// order (the last parameter, by name, varies fastest).
+    pub fn expand(&self) -> Vec<Vec<String>> {
+        let names: Vec<&String> = self.sweep.keys().collect();
+        let mut points: Vec<BTreeMap<&str, &str>> = vec![BTreeMap::new()];
+        for name in &names {
+            let mut next = Vec::with_capacity(points.len() * self.sweep[*name].len());
+            for p in &points {
+                for v in &self.sweep[*name] {
+                    let mut q = p.clone();
+                    q.insert(name.as_str(), v.as_str());
+                    next.push(q);
+                }
+            }
+            points = next;
+        }
+        points
+            .iter()
+            .map(|p| self.args.iter().map(|a| substitute(a, p)).collect())
+            .collect()
+    }
+}
+
+fn placeholders(args: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for a in args {
+        let mut rest = a.as_str();
+        while let Some(i) = rest.find('{') {
+            let Some(j) = rest[i..].find('}') else {
+                return Err(format!("{a:?} has an unclosed '{{'"));
+            };
+            let name = &rest[i + 1..i + j];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("{a:?}: {{{name}}} is not a parameter name"));
+            }
+            out.push(name.to_string());
+            rest = &rest[i + j + 1..];
+        }
+    }
+    Ok(out)
+}
+
+fn substitute(arg: &str, point: &BTreeMap<&str, &str>) -> String {
+    let mut s = arg.to_string();
+    for (k, v) in point {
+        s = s.replace(&format!("{{{k}}}"), v);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[job]
+name = "tiles"
+module = "mandelbrot.wasm"
+args = ["{col}", "{row}", "8", "4"]
+replication = 2
+price_ceiling = 10
+budget = "1000000"
+deadline = "10m"
+
+[job.limits]
+fuel = "20G"
+memory = "64MiB"
+timeout = "60s"
+
+[job.sweep]
+col = { range = [0, 8] }
+row = [0, 1, 2, 3]
+
+[job.constraints]
+arch = "x86_64"
+"#;
+
+    #[test]
+    fn a_job_file_parses_and_expands() {
+        let j = JobFile::parse("tiles.toml", GOOD).unwrap();
+        assert_eq!((j.replication, j.quorum), (2, 2));
+        assert_eq!(j.limits.fuel, Fuel(20_000_000_000));
+        assert_eq!(j.limits.memory_bytes, 64 << 20);
+        assert_eq!(j.deadline_secs, Some(600));
+        assert_eq!(j.price_ceiling, PricePerGfuel(Amount(10)));
+        let tasks = j.expand();
+        assert_eq!(tasks.len(), 32);
+        assert_eq!(tasks[0], ["0", "0", "8", "4"]);
+        assert_eq!(tasks[1], ["0", "1", "8", "4"]);
+        assert_eq!(tasks[31], ["7", "3", "8", "4"]);
+    }
+
+    #[test]
+    fn mistakes_name_the_file_line_and_field() {
+        let e = |text: &str| JobFile::parse("j.toml", text).unwrap_err().to_string();
+        let q = e(&GOOD.replace("replication = 2", "replication = 2\nquorum = 3"));
+        assert_eq!(q, "j.toml:7: job.quorum: 3 must be between 1 and the replication (2)");
+        let f = e(&GOOD.replace("\"20G\"", "\"lots\""));
+        assert!(f.starts_with("j.toml:12: job.fuel: \"lots\" is not an amount of fuel"), "{f}");
+        let t = e(&GOOD.replace("replication = 2", "replicaton = 2"));
+        assert!(t.starts_with("j.toml:6:") && t.contains("replicaton"), "{t}");
+        let p = e(&GOOD.replace("\"{row}\"", "\"{rows}\""));
+        assert!(p.contains("job.args: {rows} is not a parameter of job.sweep"), "{p}");
+        let r = e(&GOOD.replace("[0, 8]", "[8, 0]"));
+        assert!(r.starts_with("j.toml:17: job.sweep.col: range [8, 0]"), "{r}");
+        let m = e("[job]\nargs = []\n");
+        assert_eq!(m, "j.toml: job.module: missing (a .wasm path or module_hash)");
+        assert!(e("[job\n").starts_with("j.toml:1:"));
+    }
+
+    #[test]
+    fn units_parse() {
+        assert_eq!(parse_fuel("500M"), Some(Fuel(500_000_000)));
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_duration_ms("2h"), Some(7_200_000));
+        assert_eq!(parse_duration_ms("0s"), None);
+    }
+}
