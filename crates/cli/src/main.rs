@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod guests;
 mod home;
+mod jobs;
 mod network;
 mod node_cmds;
 mod run;
@@ -49,6 +50,14 @@ enum Command {
     Offers(network::ListArgs),
     /// The running node's state: peers, offers, provider slots, rejected input.
     Status(network::ListArgs),
+    /// Submit a job file to the running node and follow it.
+    Submit(jobs::SubmitArgs),
+    /// List the node's jobs.
+    Jobs(network::ListArgs),
+    /// One job: status, per-task detail, why no provider matches.
+    Job(jobs::JobArgs),
+    /// Write a job's accepted outputs to a directory.
+    Results(jobs::ResultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +84,10 @@ fn main() -> ExitCode {
         Command::Node(args) => network::node(&home, args),
         Command::Offers(args) => network::offers(&home, args),
         Command::Status(args) => network::status(&home, args),
+        Command::Submit(args) => jobs::submit(&home, args),
+        Command::Jobs(args) => jobs::jobs(&home, args.json),
+        Command::Job(args) => jobs::job(&home, args),
+        Command::Results(args) => jobs::results(&home, args),
     };
     match result {
         Ok(code) => code,

@@ -16,7 +16,7 @@ pub(crate) struct NodeArgs {}
 pub(crate) struct ListArgs {
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 pub(crate) fn node(home: &Path, _a: NodeArgs) -> anyhow::Result<ExitCode> {

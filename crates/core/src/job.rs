@@ -140,7 +140,12 @@ pub fn parse_fuel(v: &str) -> Option<Fuel> {
         (i, 'T') => (&t[..i], 1_000_000_000_000),
         _ => (t, 1),
     };
-    num.trim().replace('_', "").parse::<u64>().ok()?.checked_mul(mult).map(Fuel)
+    num.trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .map(Fuel)
 }
 
 /// Parses `4096`, `"64KiB"`, `"256MiB"`, `"1GiB"`, `"1GB"`.
@@ -232,8 +237,12 @@ impl JobFile {
         };
         let fuel = match &j.limits.fuel {
             None => d.fuel,
-            Some(v) => parse_fuel(&value_str(v))
-                .ok_or_else(|| bad("fuel", format!("{v} is not an amount of fuel (examples: \"500M\", \"20G\")")))?,
+            Some(v) => parse_fuel(&value_str(v)).ok_or_else(|| {
+                bad(
+                    "fuel",
+                    format!("{v} is not an amount of fuel (examples: \"500M\", \"20G\")"),
+                )
+            })?,
         };
         let limits = Limits {
             fuel,
@@ -242,15 +251,22 @@ impl JobFile {
             stack_bytes: size("stack", &j.limits.stack, d.stack_bytes)?,
             timeout_ms: match &j.limits.timeout {
                 None => d.timeout_ms,
-                Some(t) => parse_duration_ms(t)
-                    .ok_or_else(|| bad("timeout", format!("{t:?} is not a duration (examples: \"30s\", \"10m\")")))?,
+                Some(t) => parse_duration_ms(t).ok_or_else(|| {
+                    bad(
+                        "timeout",
+                        format!("{t:?} is not a duration (examples: \"30s\", \"10m\")"),
+                    )
+                })?,
             },
         };
         if limits.fuel.0 == 0 || limits.memory_bytes == 0 {
             return Err(bad("fuel", "fuel and memory limits must be above zero".into()));
         }
         if limits.stack_bytes == 0 || limits.stack_bytes > Limits::MAX_STACK_BYTES {
-            return Err(bad("stack", format!("must be between 1 byte and {} bytes", Limits::MAX_STACK_BYTES)));
+            return Err(bad(
+                "stack",
+                format!("must be between 1 byte and {} bytes", Limits::MAX_STACK_BYTES),
+            ));
         }
 
         let replication = j.replication.unwrap_or(2);
@@ -279,9 +295,12 @@ impl JobFile {
             .deadline
             .as_ref()
             .map(|t| {
-                parse_duration_ms(t)
-                    .map(|ms| ms.div_ceil(1000))
-                    .ok_or_else(|| bad("deadline", format!("{t:?} is not a duration (examples: \"10m\", \"2h\")")))
+                parse_duration_ms(t).map(|ms| ms.div_ceil(1000)).ok_or_else(|| {
+                    bad(
+                        "deadline",
+                        format!("{t:?} is not a duration (examples: \"10m\", \"2h\")"),
+                    )
+                })
             })
             .transpose()?;
         if let Some(c) = j.credibility
@@ -344,7 +363,9 @@ impl JobFile {
             }
         }
         Ok(JobFile {
-            name: j.name.unwrap_or_else(|| file.rsplit('/').next().unwrap_or(file).to_string()),
+            name: j
+                .name
+                .unwrap_or_else(|| file.rsplit('/').next().unwrap_or(file).to_string()),
             module,
             module_hash,
             args: j.args,
@@ -463,7 +484,10 @@ arch = "x86_64"
         let q = e(&GOOD.replace("replication = 2", "replication = 2\nquorum = 3"));
         assert_eq!(q, "j.toml:7: job.quorum: 3 must be between 1 and the replication (2)");
         let f = e(&GOOD.replace("\"20G\"", "\"lots\""));
-        assert!(f.starts_with("j.toml:12: job.fuel: \"lots\" is not an amount of fuel"), "{f}");
+        assert!(
+            f.starts_with("j.toml:12: job.fuel: \"lots\" is not an amount of fuel"),
+            "{f}"
+        );
         let t = e(&GOOD.replace("replication = 2", "replicaton = 2"));
         assert!(t.starts_with("j.toml:6:") && t.contains("replicaton"), "{t}");
         let p = e(&GOOD.replace("\"{row}\"", "\"{rows}\""));

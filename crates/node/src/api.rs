@@ -25,6 +25,8 @@ use tokio::net::UnixListener;
 
 use crate::blobs::BlobStore;
 use crate::daemon::{Assigned, NodeHandle};
+use crate::jobstore::{JobRow, JobSubmission, TaskRow};
+use crate::requestor::{LiveJob, Requestor};
 
 /// Longest request line read, in bytes.
 const MAX_REQUEST_BYTES: u64 = 1 << 20;
@@ -41,6 +43,26 @@ pub enum ApiRequest {
     Offers,
     /// Run one task on a chosen provider.
     Run(Box<RemoteTask>),
+    /// Submit a job (its blobs already in the home's store) → its id.
+    Submit(Box<JobSubmission>),
+    /// Every job.
+    Jobs,
+    /// One job (id or unique prefix): row, live state, tasks.
+    Job {
+        /// Id or prefix.
+        id: String,
+    },
+}
+
+/// The answer to [`ApiRequest::Job`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job.
+    pub job: JobRow,
+    /// Live counts, while it runs.
+    pub live: Option<LiveJob>,
+    /// Its tasks.
+    pub tasks: Vec<TaskRow>,
 }
 
 /// One task for one provider; blobs are already in the home's blob store.
@@ -143,12 +165,12 @@ pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves the API on `listener` until the task is dropped.
-pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobStore) {
+pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobStore, requestor: Requestor) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (node, blobs) = (node.clone(), blobs.clone());
+        let (node, blobs, requestor) = (node.clone(), blobs.clone(), requestor.clone());
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
@@ -165,7 +187,7 @@ pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobS
                     Ok(_) => {}
                 }
                 let answer = match serde_json::from_slice::<ApiRequest>(&line) {
-                    Ok(req) => match handle(&node, &blobs, req).await {
+                    Ok(req) => match handle(&node, &blobs, &requestor, req).await {
                         Ok(v) => serde_json::json!({ "ok": v }),
                         Err(e) => serde_json::json!({ "error": e }),
                     },
@@ -181,8 +203,28 @@ pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobS
     }
 }
 
-async fn handle(node: &NodeHandle, blobs: &BlobStore, req: ApiRequest) -> Result<serde_json::Value, String> {
+async fn handle(
+    node: &NodeHandle,
+    blobs: &BlobStore,
+    requestor: &Requestor,
+    req: ApiRequest,
+) -> Result<serde_json::Value, String> {
+    let store = requestor.store();
     let v = match req {
+        ApiRequest::Submit(sub) => serde_json::to_value(requestor.submit(*sub).map_err(|e| e.to_string())?),
+        ApiRequest::Jobs => serde_json::to_value(store.jobs().map_err(|e| e.to_string())?),
+        ApiRequest::Job { id } => {
+            let job = store
+                .job(&id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no job {id:?} (or the prefix is ambiguous): see `sharegrid jobs`"))?;
+            let tasks = store.tasks(&job.id).map_err(|e| e.to_string())?;
+            serde_json::to_value(JobView {
+                live: requestor.live(&job.id),
+                job,
+                tasks,
+            })
+        }
         ApiRequest::Status => serde_json::to_value(node.status().await.ok_or("node stopped")?),
         ApiRequest::Offers => serde_json::to_value(node.offers().await),
         ApiRequest::Run(t) => serde_json::to_value(run(node, blobs, *t).await?),

@@ -13,8 +13,10 @@ use crate::api;
 use crate::blobs::BlobStore;
 use crate::daemon::{AgentOptions, NodeHandle, NodeOptions, start};
 use crate::home::NodeHome;
+use crate::jobstore::JobStore;
 use crate::machine::{MachineInfo, SystemProbe};
 use crate::provider::Provider;
+use crate::requestor::Requestor;
 
 /// The benchmark as cached in `benchmark.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -113,7 +115,13 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         agent,
     })
     .await?;
-    let api = tokio::spawn(api::serve(listener, handle.clone(), blobs));
+    let store = JobStore::open(&home.root().join("node.db"))?;
+    let requestor = Requestor::new(handle.clone(), blobs.clone(), store);
+    let resumed = requestor.resume_all()?;
+    if resumed > 0 {
+        tracing::info!(resumed, "unfinished jobs resumed");
+    }
+    let api = tokio::spawn(api::serve(listener, handle.clone(), blobs, requestor));
     Ok(Launched {
         handle,
         machine,

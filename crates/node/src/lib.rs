@@ -11,12 +11,14 @@ mod blobs;
 mod config;
 mod daemon;
 mod home;
+mod jobstore;
 mod launch;
 mod machine;
 mod policy;
 mod provider;
+mod requestor;
 
-pub use api::{ApiClient, ApiError, ApiRequest, RemoteRun, RemoteTask};
+pub use api::{ApiClient, ApiError, ApiRequest, JobView, RemoteRun, RemoteTask};
 pub use blobs::{BlobError, BlobStore};
 pub use config::{ConfigError, NetworkSettings, NodeConfig, SandboxSettings};
 pub use daemon::{
@@ -24,7 +26,9 @@ pub use daemon::{
     NodeEvent, NodeHandle, NodeOptions, NodeStatus, start,
 };
 pub use home::{HomeError, InitReport, NodeHome};
+pub use jobstore::{JobId, JobRow, JobStore, JobSubmission, KeptReceipt, State, StoreError, TaskRow, task_id};
 pub use launch::{CachedBenchmark, Launched, benchmark, launch};
 pub use machine::{FixedProbe, HostProbe, MachineInfo, SystemProbe, local_minute_of_day};
 pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};
 pub use provider::{ExecuteError, Executed, MAX_ASSIGNMENT_BYTES, Prepared, Provider};
+pub use requestor::{LiveJob, Requestor, SubmitError};

@@ -65,6 +65,8 @@ pub struct Provider {
     policy: ProviderPolicy,
     sandbox: Arc<Sandbox>,
     blobs: BlobStore,
+    emulated_speed: Option<f64>,
+    faulty: bool,
 }
 
 impl Provider {
@@ -75,7 +77,23 @@ impl Provider {
             policy,
             sandbox,
             blobs,
+            emulated_speed: None,
+            faulty: false,
         }
+    }
+
+    /// Emulates a slower machine: each run takes at least fuel ÷ `speed`
+    /// of wall time. For the demo's and the tests' networks on one host.
+    pub fn emulating_speed(mut self, speed: sharegrid_core::GigafuelPerSec) -> Self {
+        self.emulated_speed = Some(speed.0);
+        self
+    }
+
+    /// Test-only: a provider that lies, returning a wrong result (its
+    /// stdout altered) with a receipt that is otherwise valid and signed.
+    pub fn faulty(mut self) -> Self {
+        self.faulty = true;
+        self
     }
 
     /// The owner's policy.
@@ -133,7 +151,18 @@ impl Provider {
             limits: a.limits,
             mode: a.mode,
         };
-        let report = self.sandbox.run(&task)?;
+        let started = std::time::Instant::now();
+        let mut report = self.sandbox.run(&task)?;
+        if self.faulty {
+            report.result.stdout.extend_from_slice(b"\n(a lie)\n");
+            report.result_hash = report.result.hash();
+        }
+        if let Some(speed) = self.emulated_speed {
+            let want = std::time::Duration::from_secs_f64(report.fuel.0 as f64 / (speed.max(1e-3) * 1e9));
+            if let Some(rest) = want.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
         let receipt = Receipt {
             version: WIRE_VERSION,
             task: a.task,

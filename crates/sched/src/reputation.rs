@@ -39,6 +39,13 @@ impl Record {
         (0.5 + 0.5 * (self.agreed as f64 + 1.0) / (n + 1.0)).min(1.0)
     }
 
+    /// Whether this provider is not to be given work: more than one result
+    /// in twenty disagreed with a quorum (one caught lie with no clean
+    /// record behind it is enough).
+    pub fn shunned(&self) -> bool {
+        self.disagreed > 0 && self.disagreed * 20 > self.agreed
+    }
+
     /// Sarmenta credibility for an assumed saboteur fraction `f` in (0, 1).
     pub fn credibility(&self, f: f64) -> f64 {
         if self.disagreed > 0 || self.agreed == 0 {

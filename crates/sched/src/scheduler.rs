@@ -383,7 +383,9 @@ impl Scheduler {
         if let Some(k) = pr.free_key.take() {
             self.free.remove(&(k, p));
         }
-        let live = pr.usable && !pr.gone;
+        let record = self.reputation.get(&pr.offer.id);
+        // Live: may still get work from this job (qualifies, here, not shunned).
+        let live = pr.usable && !pr.gone && !record.shunned();
         if live != pr.live {
             pr.live = live;
             if live {
@@ -392,8 +394,8 @@ impl Scheduler {
                 self.live -= 1;
             }
         }
-        if pr.usable && !pr.gone && pr.in_flight < pr.cap && pr.blocked_until <= now {
-            let weight = self.reputation.get(&pr.offer.id).weight();
+        if live && pr.in_flight < pr.cap && pr.blocked_until <= now {
+            let weight = record.weight();
             let key = (1e12 / (pr.offer.speed.0.max(1e-9) * weight)).min(u64::MAX as f64 / 2.0) as u64;
             pr.free_key = Some(key);
             self.free.insert((key, p));
@@ -552,12 +554,18 @@ impl Scheduler {
             State::Failed => return,
             State::Accepted => {
                 // A late replica (a speculative copy): still checked.
-                let agrees = self.agreed_of(t) == Some((vote.result, vote.fuel));
-                let rec = self.reputation.entry(vote.provider);
-                if agrees {
-                    rec.agreed += 1;
-                } else {
-                    rec.disagreed += 1;
+                // Judged only against a real quorum: against a single
+                // accepted vote (q = 1) a disagreement shows that one of the
+                // two lied, not which.
+                let Some((r, f, n)) = self.best_group(t) else { return };
+                if n >= 2 || (r, f) == (vote.result, vote.fuel) {
+                    let rec = self.reputation.entry(vote.provider);
+                    if (r, f) == (vote.result, vote.fuel) {
+                        rec.agreed += 1;
+                    } else {
+                        rec.disagreed += 1;
+                    }
+                    self.refresh(p, now);
                 }
                 return;
             }
@@ -585,10 +593,6 @@ impl Scheduler {
             self.tasks[t].target = self.policy.replication.max(self.policy.quorum);
         }
         self.enqueue(t);
-    }
-
-    fn agreed_of(&self, t: usize) -> Option<(ResultHash, Fuel)> {
-        self.best_group(t).map(|(r, f, _)| (r, f))
     }
 
     fn best_group(&self, t: usize) -> Option<(ResultHash, Fuel, u32)> {
@@ -621,9 +625,13 @@ impl Scheduler {
         }
         for v in &dissent {
             self.reputation.entry(v.provider).disagreed += 1;
+            if let Some(&p) = self.prov_ix.get(&v.provider) {
+                // A shunned provider leaves the free set.
+                self.refresh(p, self.now);
+            }
         }
         self.out.push(Action::Accepted {
-            task: task.spec.id,
+            task: self.tasks[t].spec.id,
             result,
             fuel,
             agreeing: agree.into_iter().map(|v| v.provider).collect(),
@@ -778,7 +786,7 @@ impl Scheduler {
                 self.tasks.len()
             ));
         }
-        let usable = self.provs.iter().any(|p| p.usable && !p.gone);
+        let usable = self.live > 0;
         if !usable && !self.open.is_empty() {
             let since = *self.no_usable_since.get_or_insert(now_ms);
             if now_ms.saturating_sub(since.max(self.started_ms)) >= self.policy.no_match_grace_ms {
@@ -895,7 +903,8 @@ impl Scheduler {
     }
 
     /// Near the end: copy a straggler to a free provider that would finish
-    /// it sooner than its current holder is expected to.
+    /// it sooner than its slowest running replica is expected to (within
+    /// the job's replica cap; the quorum then forms from whichever answer).
     fn speculate(&mut self, now: u64) {
         if self.free.is_empty() || self.queue.iter().any(|&t| self.need(t) > 0) {
             return;
@@ -909,13 +918,17 @@ impl Scheduler {
                 break;
             }
             let task = &self.tasks[t];
-            if task.running.len() != 1 || !task.votes.is_empty() {
+            let replicas = (task.running.len() + task.votes.len()) as u32;
+            if task.running.is_empty() || replicas >= self.policy.max_replicas.max(task.target) {
                 continue;
             }
-            let r = &task.running[0];
-            let holder = &self.provs[r.provider];
+            // The replica expected to answer last is the straggler.
             let fuel = task.spec.fuel_limit.0 as f64 / 1e9;
-            let expected_end = r.started_ms as f64 + fuel / holder.offer.speed.0.max(1e-9) * 1000.0;
+            let expected_end = task
+                .running
+                .iter()
+                .map(|r| r.started_ms as f64 + fuel / self.provs[r.provider].offer.speed.0.max(1e-9) * 1000.0)
+                .fold(0.0, f64::max);
             let Some(p) = self.choose(t) else { continue };
             let would_end = now as f64 + fuel / self.provs[p].offer.speed.0.max(1e-9) * 1000.0;
             if would_end < expected_end {

@@ -71,7 +71,11 @@ proptest! {
         let rep = simulate(policy, &tasks, &providers, 2, 10_000_000);
 
         let last = rep.actions.last().expect("the job ends");
-        prop_assert!(matches!(last, Action::JobDone | Action::JobFailed { .. }), "{last:?}");
+        prop_assert!(
+            matches!(last, Action::JobDone | Action::JobFailed { .. }),
+            "{last:?}\nproviders {providers:?} n {n} r {r} q {q} ceiling {ceiling} seed {seed}\n{:#?}",
+            rep.actions
+        );
         let mut ended: HashMap<TaskId, &Action> = HashMap::new();
         let mut replicas: HashSet<(TaskId, sharegrid_core::NodeId)> = HashSet::new();
         for a in &rep.actions {

@@ -1,0 +1,324 @@
+//! `sharegrid submit`, `jobs`, `job`, `results`: jobs through the running
+//! node, which schedules, verifies and persists them (crates/node/src/requestor.rs).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sharegrid_core::job::JobFile;
+use sharegrid_core::{Amount, ContentId, GigafuelPerSec, Offer, PricePerGfuel, TaskResult};
+use sharegrid_node::{ApiClient, ApiRequest, BlobStore, JobRow, JobSubmission, JobView, NodeHome, State};
+use sharegrid_sched::{Constraints, ProviderOffer};
+
+#[derive(Args, Debug)]
+pub(crate) struct SubmitArgs {
+    /// The job file (TOML; see docs/job-file.md).
+    job: PathBuf,
+    /// Return once the job is accepted by the node, without waiting.
+    #[arg(long)]
+    detach: bool,
+    /// Print JSON (the job id, then the final state).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct JobArgs {
+    /// Job id (or a unique prefix).
+    id: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct ResultsArgs {
+    /// Job id (or a unique prefix).
+    id: String,
+    /// Directory to write each accepted task's outputs into, as DIR/<task index>/.
+    dir: PathBuf,
+}
+
+fn client(home: &Path) -> anyhow::Result<ApiClient> {
+    Ok(ApiClient::connect(&NodeHome::new(home).api_socket())?)
+}
+
+/// Reads a job file and everything it names into the home's blob store.
+pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let job = JobFile::parse(&path.display().to_string(), &text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let h = NodeHome::new(home);
+    let max = h.config(std::env::vars())?.sandbox.max_input_bytes;
+    let blobs = BlobStore::open(h.blobs_dir(), max)?;
+    let read = |rel: &str, what: &str| -> anyhow::Result<Vec<u8>> {
+        let p = base.join(rel);
+        std::fs::read(&p).with_context(|| format!("{}: job.{what}: cannot read {}", path.display(), p.display()))
+    };
+    let module = match (&job.module, &job.module_hash) {
+        (Some(m), _) => {
+            let bytes = read(m, "module")?;
+            let bytes = if m.ends_with(".wat") {
+                wat::parse_bytes(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: job.module: {e}", path.display()))?
+                    .into_owned()
+            } else {
+                bytes
+            };
+            blobs.put(&bytes)?
+        }
+        (None, Some(h)) => {
+            let id: ContentId = h.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::ensure!(
+                blobs.has(&id),
+                "{}: job.module_hash: {id} is not in this node's blob store",
+                path.display()
+            );
+            id
+        }
+        (None, None) => unreachable!("JobFile::parse requires a module"),
+    };
+    let stdin = match &job.stdin {
+        Some(f) => blobs.put(&read(f, "stdin")?)?,
+        None => blobs.put(b"")?,
+    };
+    let mut inputs = Vec::new();
+    for (at, file) in &job.inputs {
+        inputs.push((at.clone(), blobs.put(&read(file, "inputs")?)?));
+    }
+    Ok(JobSubmission {
+        name: job.name.clone(),
+        module,
+        stdin,
+        inputs,
+        limits: job.limits,
+        mode: job.mode,
+        replication: job.replication,
+        quorum: job.quorum,
+        price_ceiling: job.price_ceiling.0,
+        budget: job.budget,
+        deadline_secs: job.deadline_secs,
+        arch: job.arch,
+        min_memory: job.min_memory,
+        min_speed: job.min_speed.0,
+        credibility: job.credibility,
+        tasks: job.expand(),
+    })
+}
+
+/// The estimate printed before a job starts: worst cases from the fuel
+/// limit (the real fuel is known only after running).
+fn estimate(sub: &JobSubmission, offers: &[Offer]) -> String {
+    let c = Constraints {
+        price_ceiling: PricePerGfuel(sub.price_ceiling),
+        arch: sub.arch,
+        min_memory: sub.min_memory,
+        min_speed: GigafuelPerSec(sub.min_speed),
+        mode: sub.mode,
+    };
+    let ok: Vec<&Offer> = offers
+        .iter()
+        .filter(|o| c.check(&ProviderOffer::from(*o)).is_ok())
+        .collect();
+    let replicas = sub.tasks.len() as u128 * u128::from(sub.replication);
+    let worst_fuel = sub.limits.fuel.0 as u128 * replicas;
+    let n = sub.tasks.len();
+    if ok.is_empty() {
+        return format!("{n} tasks × r={}: no qualifying provider seen yet", sub.replication);
+    }
+    let max_price = ok.iter().map(|o| o.price.0.0).max().unwrap_or(0);
+    let worst_cost = Amount(worst_fuel.div_ceil(1_000_000_000).saturating_mul(max_price)).min(sub.budget);
+    let speed: f64 = ok.iter().map(|o| o.speed.0 * f64::from(o.cores)).sum();
+    let secs = worst_fuel as f64 / 1e9 / speed.max(1e-9);
+    format!(
+        "{n} tasks × r={} on {} qualifying providers ({speed:.1} Gfuel/s in all); at most {} tokens and {} if every task used its whole fuel limit",
+        sub.replication,
+        ok.len(),
+        worst_cost,
+        humantime::format_duration(Duration::from_secs(secs.ceil() as u64))
+    )
+}
+
+pub(crate) fn submit(home: &Path, a: SubmitArgs) -> anyhow::Result<ExitCode> {
+    let sub = prepare(home, &a.job)?;
+    let mut api = client(home)?;
+    let offers: Vec<Offer> = api.call(&ApiRequest::Offers)?;
+    if !a.json {
+        eprintln!("estimate  {}", estimate(&sub, &offers));
+    }
+    let id: String = api.call(&ApiRequest::Submit(Box::new(sub)))?;
+    if a.detach {
+        if a.json {
+            println!("{}", serde_json::json!({ "id": id }));
+        } else {
+            println!("{id}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !a.json {
+        eprintln!("job       {id} (Ctrl-C leaves it running in the node: `sharegrid job {id}`)");
+    }
+    let view = follow(
+        &mut api,
+        &id,
+        !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string(&view)?);
+    } else {
+        print_summary(&view);
+    }
+    Ok(if view.job.state == State::Done && view.job.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Polls the job until it ends, drawing a progress line on stderr.
+pub(crate) fn follow(api: &mut ApiClient, id: &str, draw: bool) -> anyhow::Result<JobView> {
+    loop {
+        let v: JobView = api.call(&ApiRequest::Job { id: id.to_string() })?;
+        if draw {
+            let (done, failed, total) = (v.job.accepted, v.job.failed, v.job.total);
+            let width = 30;
+            let filled = ((done + failed) * width).checked_div(total).unwrap_or(width);
+            let (running, providers) = v
+                .live
+                .as_ref()
+                .map_or((0, 0), |l| (l.progress.running, l.progress.providers_in_use));
+            let mut line = format!(
+                "\r[{}{}] {done}/{total} done, {running} running, {failed} failed, {providers} providers",
+                "#".repeat(filled),
+                "-".repeat(width - filled)
+            );
+            if let Some(w) = v.live.as_ref().and_then(|l| l.why_no_match.as_ref())
+                && running == 0
+            {
+                line.push_str(&format!(" — waiting: {w}"));
+            }
+            let mut e = std::io::stderr().lock();
+            write!(e, "{line:<120}")?;
+            e.flush()?;
+        }
+        if v.job.state != State::Running {
+            if draw {
+                eprintln!();
+            }
+            return Ok(v);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn print_summary(v: &JobView) {
+    let j = &v.job;
+    let state = match j.state {
+        State::Done => "done",
+        State::Failed => "failed",
+        State::Running => "running",
+    };
+    println!("job       {} ({})", j.id, j.name);
+    println!(
+        "state     {state}{}",
+        j.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+    );
+    println!(
+        "tasks     {} accepted, {} failed, {} in all",
+        j.accepted, j.failed, j.total
+    );
+    let fuel: u64 = v.tasks.iter().filter_map(|t| t.fuel).map(|f| f.0).sum();
+    println!("fuel      {} (accepted results)", sharegrid_core::Fuel(fuel));
+    if let (Some(end), start) = (j.finished_ms, j.created_ms) {
+        println!("time      {:.1} s", end.saturating_sub(start) as f64 / 1e3);
+    }
+    for t in v.tasks.iter().filter(|t| t.state == State::Failed) {
+        println!(
+            "failed    task {} {:?}: {}",
+            t.index,
+            t.args,
+            t.reason.as_deref().unwrap_or("?")
+        );
+    }
+}
+
+pub(crate) fn jobs(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let rows: Vec<JobRow> = client(home)?.call(&ApiRequest::Jobs)?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no jobs yet (sharegrid submit JOB.toml)");
+    }
+    println!(
+        "{:<17} {:<20} {:<8} {:>8} {:>8} {:>8}",
+        "ID", "NAME", "STATE", "TASKS", "DONE", "FAILED"
+    );
+    for j in rows {
+        let state = match j.state {
+            State::Done => "done",
+            State::Failed => "failed",
+            State::Running => "running",
+        };
+        println!(
+            "{:<17} {:<20} {:<8} {:>8} {:>8} {:>8}",
+            j.id, j.name, state, j.total, j.accepted, j.failed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn job(home: &Path, a: JobArgs) -> anyhow::Result<ExitCode> {
+    let v: JobView = client(home)?.call(&ApiRequest::Job { id: a.id })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_summary(&v);
+    if let Some(l) = &v.live {
+        println!(
+            "now       {} running on {} providers",
+            l.progress.running, l.progress.providers_in_use
+        );
+        if let Some(w) = &l.why_no_match {
+            println!("matching  {w}");
+        }
+    }
+    for t in &v.tasks {
+        let state = match t.state {
+            State::Done => format!("accepted {}", t.result.map(|r| r.short()).unwrap_or_default()),
+            State::Failed => format!("failed: {}", t.reason.as_deref().unwrap_or("?")),
+            State::Running => "pending".into(),
+        };
+        println!("  {:>5} {:<30} {state}", t.index, t.args.join(" "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn results(home: &Path, a: ResultsArgs) -> anyhow::Result<ExitCode> {
+    let v: JobView = client(home)?.call(&ApiRequest::Job { id: a.id })?;
+    let h = NodeHome::new(home);
+    let blobs = BlobStore::open(h.blobs_dir(), u64::MAX)?;
+    let mut n = 0;
+    for t in &v.tasks {
+        let Some(id) = t.result else { continue };
+        let bytes = blobs
+            .get(&id)?
+            .with_context(|| format!("result {id} of task {} is missing", t.index))?;
+        let r = TaskResult::decode(&bytes)?;
+        let dir = a.dir.join(t.index.to_string());
+        sharegrid_sandbox::save_outputs(&dir, &r.files)?;
+        std::fs::write(dir.join("stdout"), &r.stdout)?;
+        n += 1;
+    }
+    println!(
+        "{n} of {} tasks' outputs written under {}",
+        v.tasks.len(),
+        a.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

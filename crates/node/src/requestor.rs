@@ -1,0 +1,387 @@
+//! The requestor engine: runs jobs on the network. For each job a task
+//! drives a [`Scheduler`] with what the node hears (offers, departures,
+//! receipts, refusals) and carries out its decisions (assign, fetch the
+//! accepted result, record verdicts), persisting every step in the
+//! [`JobStore`] so that a restarted node resumes its jobs without re-running
+//! an accepted task.
+//!
+//! Never does: accept a result the scheduler did not accept, or mark a task
+//! accepted before its result's bytes are in the blob store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sharegrid_core::{Assignment, ContentId, NodeId, PricePerGfuel, TaskId, WIRE_VERSION};
+use sharegrid_net::{PeerId, peer_id};
+use sharegrid_sched::{
+    Action, Constraints, Credibility, Event, JobPolicy, Progress, ProviderOffer, Scheduler, TaskSpec, Vote,
+};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::blobs::BlobStore;
+use crate::daemon::{Assigned, NodeEvent, NodeHandle};
+use crate::jobstore::{JobId, JobStore, JobSubmission, State, StoreError};
+
+/// Largest result fetched.
+const MAX_RESULT_BYTES: u64 = 1 << 30;
+
+/// What a running job looks like now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LiveJob {
+    /// Counts.
+    pub progress: Progress,
+    /// Why no provider can take the job's work, while that is so.
+    pub why_no_match: Option<String>,
+}
+
+/// Why a job could not be submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A blob the job needs is not in the store.
+    #[error("blob {0} is not in the node's blob store")]
+    MissingBlob(ContentId),
+    /// The job has no tasks.
+    #[error("the job has no tasks")]
+    Empty,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Requestor {
+    node: NodeHandle,
+    blobs: BlobStore,
+    store: JobStore,
+    live: Arc<Mutex<HashMap<JobId, LiveJob>>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Requestor {
+    /// An engine over a running node, its blob store and job store.
+    pub fn new(node: NodeHandle, blobs: BlobStore, store: JobStore) -> Self {
+        Requestor {
+            node,
+            blobs,
+            store,
+            live: Arc::default(),
+        }
+    }
+
+    /// The job store.
+    pub fn store(&self) -> &JobStore {
+        &self.store
+    }
+
+    /// Records a job and starts it; returns its id.
+    pub fn submit(&self, sub: JobSubmission) -> Result<JobId, SubmitError> {
+        if sub.tasks.is_empty() {
+            return Err(SubmitError::Empty);
+        }
+        for id in std::iter::once(&sub.module)
+            .chain(std::iter::once(&sub.stdin))
+            .chain(sub.inputs.iter().map(|(_, id)| id))
+        {
+            if !self.blobs.has(id) {
+                return Err(SubmitError::MissingBlob(*id));
+            }
+        }
+        let now = now_ms();
+        let mut h = blake3::Hasher::new_derive_key("sharegrid job id v1");
+        h.update(self.node.id().as_bytes());
+        h.update(&now.to_le_bytes());
+        h.update(&getrandom_u64().to_le_bytes());
+        let id: JobId = hex::encode(&h.finalize().as_bytes()[..8]);
+        self.store.create(&id, &sub, now)?;
+        self.spawn(id.clone(), sub, now);
+        Ok(id)
+    }
+
+    /// Resumes every unfinished job in the store (call once at start).
+    pub fn resume_all(&self) -> Result<usize, StoreError> {
+        let jobs = self.store.unfinished()?;
+        for (id, created) in &jobs {
+            if let Some(sub) = self.store.submission(id)? {
+                tracing::info!(job = %id, "resuming job");
+                self.spawn(id.clone(), sub, *created);
+            }
+        }
+        Ok(jobs.len())
+    }
+
+    /// A running job's live state.
+    pub fn live(&self, id: &str) -> Option<LiveJob> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    fn spawn(&self, id: JobId, sub: JobSubmission, created_ms: u64) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.run(&id, sub, created_ms).await {
+                tracing::error!(job = %id, error = %e, "job stopped on a store error; it resumes on restart");
+            }
+            me.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        });
+    }
+
+    async fn run(&self, id: &str, sub: JobSubmission, created_ms: u64) -> Result<(), StoreError> {
+        let rows = self.store.tasks(id)?;
+        let specs: Vec<TaskSpec> = rows
+            .iter()
+            .map(|t| TaskSpec {
+                id: t.id,
+                fuel_limit: sub.limits.fuel,
+                timeout_ms: sub.limits.timeout_ms,
+            })
+            .collect();
+        let args: HashMap<TaskId, Vec<String>> = rows.iter().map(|t| (t.id, t.args.clone())).collect();
+        let mut policy = JobPolicy::new(
+            sub.replication,
+            sub.quorum,
+            Constraints {
+                price_ceiling: PricePerGfuel(sub.price_ceiling),
+                arch: sub.arch,
+                min_memory: sub.min_memory,
+                min_speed: sharegrid_core::GigafuelPerSec(sub.min_speed),
+                mode: sub.mode,
+            },
+            sub.budget,
+        );
+        policy.deadline_ms = sub.deadline_secs.map(|s| created_ms + s * 1000);
+        policy.credibility = sub.credibility.map(|threshold| Credibility {
+            threshold,
+            ..Credibility::default()
+        });
+        policy.seed = u64::from_le_bytes(blake3::hash(id.as_bytes()).as_bytes()[..8].try_into().unwrap_or([0; 8]));
+        let mut sched = Scheduler::new(policy, specs, self.store.reputation()?, now_ms());
+        for t in &rows {
+            match t.state {
+                State::Done => sched.preaccept(&t.id),
+                State::Failed => sched.preaccept(&t.id), // ended: not re-run either
+                State::Running => {}
+            }
+        }
+        let mut events = self.node.subscribe();
+        let mut peers: HashMap<PeerId, NodeId> = HashMap::new();
+        let mut offers_known = false;
+        let (tx, mut rx) = mpsc::channel::<Outcome>(4096);
+        let mut fetching = 0usize;
+        let mut ended: Option<(State, Option<String>)> = None;
+        let mut last_live = std::time::Instant::now() - Duration::from_secs(1);
+        loop {
+            if !offers_known {
+                for o in self.node.offers().await {
+                    if let Some(p) = peer_id(&o.provider) {
+                        peers.insert(p, o.provider);
+                    }
+                    sched.on_event(Event::Offer(ProviderOffer::from(&o)), now_ms());
+                }
+                offers_known = true;
+            }
+            for action in sched.poll(now_ms()) {
+                match action {
+                    Action::Dispatch {
+                        task, provider, price, ..
+                    } => {
+                        let a = Assignment {
+                            version: WIRE_VERSION,
+                            task,
+                            requestor: self.node.id(),
+                            provider,
+                            module: sub.module,
+                            args: args.get(&task).cloned().unwrap_or_default(),
+                            stdin: sub.stdin,
+                            inputs: sub.inputs.clone(),
+                            limits: sub.limits,
+                            mode: sub.mode,
+                            price,
+                            expires_at_ms: now_ms() + 600_000,
+                        };
+                        let (node, tx) = (self.node.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            let r = node.assign(&a).await;
+                            let _ = tx.send(Outcome::Answer(task, provider, Box::new(r))).await;
+                        });
+                    }
+                    Action::Accepted {
+                        task,
+                        result,
+                        fuel,
+                        agreeing,
+                        dissenting,
+                    } => {
+                        fetching += 1;
+                        let (me, tx, job) = (self.clone(), tx.clone(), id.to_string());
+                        let rep = sched.reputation().clone();
+                        tokio::spawn(async move {
+                            let r = me
+                                .keep_result(&job, task, result, fuel, &agreeing, &dissenting, &rep)
+                                .await;
+                            let _ = tx.send(Outcome::Kept(task, r)).await;
+                        });
+                    }
+                    Action::TaskFailed { task, reason, votes } => {
+                        tracing::warn!(job = %id, %task, "task failed: {reason} ({} receipts kept)", votes.len());
+                        self.store.fail_task(id, &task, &reason)?;
+                    }
+                    Action::JobDone => ended = Some((State::Done, None)),
+                    Action::JobFailed { reason } => {
+                        tracing::warn!(job = %id, "job failed: {reason}");
+                        ended = Some((State::Failed, Some(reason)));
+                    }
+                }
+            }
+            if last_live.elapsed() >= Duration::from_millis(200) || ended.is_some() {
+                last_live = std::time::Instant::now();
+                let progress = sched.progress();
+                let live = LiveJob {
+                    why_no_match: (progress.providers_in_use == 0).then(|| sched.no_match().to_string()),
+                    progress,
+                };
+                self.live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id.to_string(), live);
+            }
+            if let Some((state, reason)) = &ended
+                && fetching == 0
+            {
+                self.store.finish(id, *state, reason.as_deref(), now_ms())?;
+                return Ok(());
+            }
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(NodeEvent::OfferSeen(pid)) => {
+                        if let Some(o) = self.node.offers().await.into_iter().find(|o| o.provider == pid) {
+                            if let Some(p) = peer_id(&o.provider) {
+                                peers.insert(p, o.provider);
+                            }
+                            sched.on_event(Event::Offer(ProviderOffer::from(&o)), now_ms());
+                        }
+                    }
+                    Ok(NodeEvent::PeerGone { peer, .. }) => {
+                        if let Some(p) = peers.get(&peer) {
+                            sched.on_event(Event::Gone(*p), now_ms());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => offers_known = false,
+                    // The node stopped: the job stays recorded as running and resumes.
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                Some(out) = rx.recv() => match out {
+                    Outcome::Answer(task, provider, r) => self.on_answer(id, &mut sched, task, provider, *r)?,
+                    Outcome::Kept(task, r) => {
+                        fetching -= 1;
+                        if let Err(why) = r {
+                            tracing::warn!(job = %id, %task, "{why}");
+                            self.store.fail_task(id, &task, &why)?;
+                        }
+                    }
+                },
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            if self.node.status().await.is_none() {
+                return Ok(()); // the node stopped
+            }
+        }
+    }
+
+    fn on_answer(
+        &self,
+        job: &str,
+        sched: &mut Scheduler,
+        task: TaskId,
+        provider: NodeId,
+        r: Result<Assigned, crate::daemon::AssignError>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        match r {
+            Ok(Assigned::Receipt { receipt, signed }) => {
+                self.store.receipt(job, &receipt, &signed)?;
+                sched.on_event(
+                    Event::Receipt {
+                        task,
+                        vote: Vote {
+                            provider,
+                            result: receipt.result,
+                            fuel: receipt.fuel,
+                        },
+                        charge: receipt.charge,
+                        deterministic: receipt.outcome.is_deterministic(),
+                    },
+                    now,
+                );
+            }
+            Ok(Assigned::Refused(why)) => sched.on_event(Event::Failed { task, provider, why }, now),
+            Err(e) => sched.on_event(
+                Event::Failed {
+                    task,
+                    provider,
+                    why: e.to_string(),
+                },
+                now,
+            ),
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn keep_result(
+        &self,
+        job: &str,
+        task: TaskId,
+        result: sharegrid_core::ResultHash,
+        fuel: sharegrid_core::Fuel,
+        agreeing: &[NodeId],
+        dissenting: &[Vote],
+        rep: &sharegrid_sched::Reputation,
+    ) -> Result<(), String> {
+        let id = ContentId::from_bytes(*result.as_bytes());
+        let mut last = String::from("no provider to fetch from");
+        if !self.blobs.has(&id) {
+            let mut got = false;
+            for p in agreeing {
+                let Some(peer) = peer_id(p) else { continue };
+                match self.node.fetch_blob(peer, id, MAX_RESULT_BYTES).await {
+                    Ok(bytes) => {
+                        let blobs = self.blobs.clone();
+                        tokio::task::spawn_blocking(move || blobs.put(&bytes))
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .map_err(|e| e.to_string())?;
+                        got = true;
+                        break;
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if !got {
+                return Err(format!("accepted result {id} could not be fetched: {last}"));
+            }
+        }
+        let dissent: Vec<NodeId> = dissenting.iter().map(|v| v.provider).collect();
+        self.store
+            .accept(job, &task, &id, fuel, &dissent, rep)
+            .map_err(|e| e.to_string())
+    }
+}
+
+enum Outcome {
+    Answer(TaskId, NodeId, Box<Result<Assigned, crate::daemon::AssignError>>),
+    Kept(TaskId, Result<(), String>),
+}
+
+fn getrandom_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
+}
