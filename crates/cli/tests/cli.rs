@@ -167,9 +167,23 @@ fn wat_modules_run_directly() {
 
 #[test]
 fn demo_and_bench_run() {
-    let out = bin().arg("demo").output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("m.png");
+    let out = bin()
+        .args([
+            "demo", "--width", "320", "--height", "240", "--cols", "4", "--rows", "3", "--out",
+        ])
+        .arg(&png)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("4 of 4 tasks reproduced bit for bit"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("12 accepted of 12, each by 2 agreeing providers"),
+        "{report}"
+    );
+    assert!(report.contains("none accepted"), "{report}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
     let out = bin().args(["bench", "--rounds", "1", "--json"]).output().unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

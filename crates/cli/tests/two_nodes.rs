@@ -159,6 +159,46 @@ fn a_task_crosses_between_two_node_processes() {
     assert_eq!(status["provider"]["tasks_run"], 1);
     assert_eq!(status["peers"], 1);
 
+    // A job file, submitted from the command line: 4 tiles, r = 1 (one provider).
+    let job = b_home.path().join("tiles.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "[job]\nname = \"tiles\"\nmodule = {:?}\nargs = [\"{{c}}\", \"0\", \"4\", \"1\", \"64\", \"16\"]\n\
+             replication = 1\n[job.limits]\nfuel = \"2G\"\n[job.sweep]\nc = {{ range = [0, 4] }}\n",
+            g.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let done = json(b_home.path(), &["submit", job.to_str().unwrap(), "--json"]);
+    assert_eq!(done["job"]["state"], "done", "{done}");
+    assert_eq!(done["job"]["accepted"], 4);
+    let id = done["job"]["id"].as_str().unwrap().to_string();
+    let listed = json(b_home.path(), &["jobs", "--json"]);
+    assert_eq!(listed[0]["id"], id);
+    let results = b_home.path().join("results");
+    let out = bin()
+        .arg("--home")
+        .arg(b_home.path())
+        .args(["results", &id[..6], results.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for c in 0..4 {
+        assert!(results.join(c.to_string()).join(format!("tile-{c}-0.ppm")).exists());
+    }
+    // A malformed job file is refused with its line, and nothing is submitted.
+    std::fs::write(&job, "[job]\nmodule = \"x.wasm\"\nreplication = 0\n").unwrap();
+    let bad = bin()
+        .arg("--home")
+        .arg(b_home.path())
+        .args(["submit", job.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tiles.toml:3: job.replication"));
+    assert_eq!(json(b_home.path(), &["jobs", "--json"]).as_array().unwrap().len(), 1);
+
     stop(requestor);
     stop(provider);
     assert!(
