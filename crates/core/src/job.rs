@@ -500,6 +500,17 @@ arch = "x86_64"
     }
 
     #[test]
+    fn the_example_job_files_parse() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+        for (name, tasks) in [("mandelbrot.toml", 48), ("pi.toml", 10)] {
+            let path = format!("{dir}/{name}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let j = JobFile::parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(j.expand().len(), tasks, "{name}");
+        }
+    }
+
+    #[test]
     fn units_parse() {
         assert_eq!(parse_fuel("500M"), Some(Fuel(500_000_000)));
         assert_eq!(parse_size("1GiB"), Some(1 << 30));

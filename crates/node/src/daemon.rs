@@ -262,6 +262,11 @@ impl NodeHandle {
         self.peer
     }
 
+    /// Whether the node is still running (cheap: no round trip).
+    pub fn is_running(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
     /// Events from now on (a slow listener misses old ones, never blocks the node).
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
@@ -454,7 +459,9 @@ struct Agent {
     accepting: bool,
     seq: u64,
     published: Option<(Instant, u32)>,
-    retained: HashMap<ContentId, (PeerId, Instant)>,
+    /// Outputs kept: requestor, until when, and how many tasks produced
+    /// them (equal outputs share one blob; it goes when the last is fetched).
+    retained: HashMap<ContentId, (PeerId, Instant, u32)>,
     tasks_run: u64,
     internal: mpsc::Sender<Internal>,
 }
@@ -743,7 +750,7 @@ impl Daemon {
         let expired: Vec<ContentId> = agent
             .retained
             .iter()
-            .filter(|(_, (_, until))| *until <= now)
+            .filter(|(_, (_, until, _))| *until <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -1113,11 +1120,15 @@ impl Daemon {
                 // Outputs go once their requestor has all of them.
                 if let Some(agent) = &mut self.agent
                     && complete
-                    && agent.retained.get(&id).is_some_and(|(p, _)| *p == peer)
+                    && let Some((p, _, count)) = agent.retained.get_mut(&id)
+                    && *p == peer
                 {
-                    agent.retained.remove(&id);
-                    let outputs = self.outputs.clone();
-                    tokio::task::spawn_blocking(move || outputs.remove(&id));
+                    *count -= 1;
+                    if *count == 0 {
+                        agent.retained.remove(&id);
+                        let outputs = self.outputs.clone();
+                        tokio::task::spawn_blocking(move || outputs.remove(&id));
+                    }
                 }
             }
             Internal::BlobStored { job, result } => match result {
@@ -1145,7 +1156,8 @@ impl Daemon {
                         }
                         let retention = Duration::from_secs(agent.provider.policy().output_retention_secs);
                         let id = ContentId::from_bytes(*ex.report.result_hash.as_bytes());
-                        agent.retained.insert(id, (j.peer, Instant::now() + retention));
+                        let entry = agent.retained.entry(id).or_insert((j.peer, Instant::now(), 0));
+                        *entry = (j.peer, Instant::now() + retention, entry.2 + 1);
                         agent.tasks_run += 1;
                         let _ = self
                             .swarm

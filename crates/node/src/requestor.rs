@@ -289,8 +289,8 @@ impl Requestor {
                 },
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
-            if self.node.status().await.is_none() {
-                return Ok(()); // the node stopped
+            if !self.node.is_running() {
+                return Ok(()); // the node stopped: the job resumes with it
             }
         }
     }

@@ -321,7 +321,14 @@ async fn a_restarted_requestor_resumes_without_rerunning_accepted_tasks() {
     let r2 = requestor(dir.path(), &[&a, &b]).await;
     assert_eq!(r2.engine.resume_all().unwrap(), 1);
     let job = wait_done(&r2.store, &id).await;
-    assert_eq!((job.state, job.accepted), (State::Done, 16));
+    let failures: Vec<_> = r2
+        .store
+        .tasks(&id)
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| t.reason)
+        .collect();
+    assert_eq!((job.state, job.accepted), (State::Done, 16), "{failures:?}");
     check_against_local(&r2, &id, &sub);
     let mut rerun = Vec::new();
     for rx in [&mut ran.0, &mut ran.1] {

@@ -211,7 +211,9 @@ struct TaskState {
     worst: Amount,
     votes: Vec<Vote>,
     running: Vec<Running>,
-    /// Providers that failed this task, not to be tried again for it.
+    /// Providers that failed this task, once per failure. A provider that
+    /// failed it twice is not tried again for it; once may be a passing
+    /// refusal (busy with another requestor's work).
     excluded: Vec<usize>,
     failures: u32,
     /// Replicas wanted before any vote (r, or 1 when a credible provider took it).
@@ -264,6 +266,11 @@ pub struct Scheduler {
     /// Providers blocked for a moment after a failed attempt.
     blocked: Vec<usize>,
     now: u64,
+}
+
+/// Whether provider `p` failed task `task` often enough not to be tried again.
+fn excluded(task: &TaskState, p: usize) -> bool {
+    task.excluded.iter().filter(|&&x| x == p).count() >= 2
 }
 
 fn add(a: Amount, b: Amount) -> Amount {
@@ -685,7 +692,7 @@ impl Scheduler {
         let holders: Vec<usize> = self.holders(t).collect();
         let native = self.policy.constraints.mode == sharegrid_core::Determinism::Native;
         for &(_, p) in &self.free {
-            if holders.contains(&p) || task.excluded.contains(&p) {
+            if holders.contains(&p) || excluded(task, p) {
                 continue;
             }
             let pr = &self.provs[p];
@@ -880,7 +887,8 @@ impl Scheduler {
     /// qualifying provider it has not already used; if so it fails.
     fn out_of_providers(&mut self, t: usize, now: u64) -> bool {
         let task = &self.tasks[t];
-        let mut used: Vec<usize> = self.holders(t).chain(task.excluded.iter().copied()).collect();
+        let failed_out = task.excluded.iter().copied().filter(|&p| excluded(task, p));
+        let mut used: Vec<usize> = self.holders(t).chain(failed_out).collect();
         used.sort_unstable();
         used.dedup();
         let used_live = used.iter().filter(|&&p| self.provs[p].live).count();
