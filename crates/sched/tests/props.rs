@@ -206,3 +206,79 @@ fn the_budget_is_never_exceeded() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Credibility: a provider with a long clean record is accepted alone,
+/// except for the spot-checked share, which gets a second replica.
+#[test]
+fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
+    use sharegrid_core::{Arch, NodeKey, ResultHash};
+    use sharegrid_sched::{Credibility, Event, ProviderOffer, Reputation, Scheduler, TaskSpec, Vote};
+    let offer = |seed: u8| ProviderOffer {
+        id: NodeKey::from_seed([seed; 32]).id(),
+        arch: Arch::X86_64,
+        cores: 1000,
+        memory_bytes: 1 << 40,
+        free_slots: 1000,
+        speed: GigafuelPerSec(if seed == 1 { 8.0 } else { 1.0 }),
+        price: price(1),
+        modes: vec![Determinism::Native],
+    };
+    let (veteran, newcomer) = (offer(1), offer(2));
+    let mut rep = Reputation::default();
+    rep.entry(veteran.id).agreed = 100_000;
+    let mut policy = JobPolicy::new(2, 2, constraints(10), Amount(1 << 100));
+    policy.credibility = Some(Credibility {
+        threshold: 0.999,
+        spot_check_rate: 0.2,
+        saboteur_fraction: 0.1,
+    });
+    policy.seed = 7;
+    policy.max_in_flight_per_provider = 1000;
+    let specs: Vec<TaskSpec> = tasks(500, 1_000_000_000)
+        .into_iter()
+        .map(|(id, fuel_limit)| TaskSpec {
+            id,
+            fuel_limit,
+            timeout_ms: 60_000,
+        })
+        .collect();
+    let mut s = Scheduler::new(policy, specs.clone(), rep, 0);
+    s.on_event(Event::Offer(veteran.clone()), 0);
+    s.on_event(Event::Offer(newcomer.clone()), 0);
+    let mut replicas: HashMap<TaskId, usize> = HashMap::new();
+    for a in s.poll(1) {
+        if let Action::Dispatch { task, .. } = a {
+            *replicas.entry(task).or_default() += 1;
+        }
+    }
+    let alone = replicas.values().filter(|&&n| n == 1).count();
+    // About 80% alone (the seed fixes the draw); the rest spot-checked.
+    assert!((350..=450).contains(&alone), "{alone} of 500 alone");
+    assert!(replicas.values().all(|&n| n == 1 || n == 2));
+    // The veteran's lone answers are accepted by themselves.
+    let mut accepted_alone = 0;
+    for spec in &specs {
+        if replicas[&spec.id] == 1 {
+            s.on_event(
+                Event::Receipt {
+                    task: spec.id,
+                    vote: Vote {
+                        provider: veteran.id,
+                        result: ResultHash::from_bytes(*spec.id.as_bytes()),
+                        fuel: Fuel(1),
+                    },
+                    charge: Amount(1),
+                    deterministic: true,
+                },
+                2,
+            );
+        }
+    }
+    for a in s.poll(3) {
+        if let Action::Accepted { agreeing, .. } = a {
+            assert_eq!(agreeing, vec![veteran.id]);
+            accepted_alone += 1;
+        }
+    }
+    assert_eq!(accepted_alone, alone);
+}
