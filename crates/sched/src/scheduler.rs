@@ -3,7 +3,8 @@
 //! Choice: among qualifying providers with a free slot (bounded by the
 //! provider's cores, the slots it reported free, and the job's per-provider
 //! cap), the one with the earliest estimated finish — task fuel ÷ benchmark
-//! speed, divided by its reputation weight — kept in an ordered set so a
+//! speed, divided by its reputation weight, stretched by up to 2× as its
+//! price nears the job's ceiling — kept in an ordered set so a
 //! decision costs O(log providers). Near the end of a job idle providers
 //! take speculative copies of stragglers they would finish sooner. (Holding
 //! slow providers back at the tail was tried and measured worse: 1.05× ideal
@@ -402,8 +403,18 @@ impl Scheduler {
             }
         }
         if live && pr.in_flight < pr.cap && pr.blocked_until <= now {
+            // Estimated time per task, stretched by a poor record and by a
+            // price near the job's ceiling (at the ceiling: counted as half
+            // as fast as a free provider of the same speed).
             let weight = record.weight();
-            let key = (1e12 / (pr.offer.speed.0.max(1e-9) * weight)).min(u64::MAX as f64 / 2.0) as u64;
+            let ceiling = self.policy.constraints.price_ceiling.0.0;
+            let price_share = if ceiling == 0 || ceiling >= u128::MAX / 2 {
+                0.0
+            } else {
+                pr.offer.price.0.0 as f64 / ceiling as f64
+            };
+            let key =
+                (1e12 * (1.0 + price_share) / (pr.offer.speed.0.max(1e-9) * weight)).min(u64::MAX as f64 / 2.0) as u64;
             pr.free_key = Some(key);
             self.free.insert((key, p));
         }

@@ -282,3 +282,45 @@ fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
     }
     assert_eq!(accepted_alone, alone);
 }
+
+/// Between equally fast providers the cheaper one gets the work first; a
+/// faster one is worth a higher price.
+#[test]
+fn price_and_speed_are_weighed_together() {
+    use sharegrid_core::{Arch, NodeKey};
+    use sharegrid_sched::{Event, ProviderOffer, Reputation, Scheduler, TaskSpec};
+    let offer = |seed: u8, speed: f64, p: u128| ProviderOffer {
+        id: NodeKey::from_seed([seed; 32]).id(),
+        arch: Arch::X86_64,
+        cores: 1,
+        memory_bytes: 1 << 40,
+        free_slots: 1,
+        speed: GigafuelPerSec(speed),
+        price: price(p),
+        modes: vec![Determinism::Native],
+    };
+    let first = |offers: &[ProviderOffer]| {
+        let spec = vec![TaskSpec {
+            id: tasks(1, 1)[0].0,
+            fuel_limit: Fuel(1_000_000_000),
+            timeout_ms: 60_000,
+        }];
+        let mut s = Scheduler::new(
+            JobPolicy::new(1, 1, constraints(10), Amount(1 << 100)),
+            spec,
+            Reputation::default(),
+            0,
+        );
+        for o in offers {
+            s.on_event(Event::Offer(o.clone()), 0);
+        }
+        s.poll(1).into_iter().find_map(|a| match a {
+            Action::Dispatch { provider, .. } => Some(provider),
+            _ => None,
+        })
+    };
+    let (cheap, dear) = (offer(1, 4.0, 1), offer(2, 4.0, 9));
+    assert_eq!(first(&[dear.clone(), cheap.clone()]), Some(cheap.id));
+    let fast_dear = offer(3, 8.0, 9);
+    assert_eq!(first(&[fast_dear.clone(), cheap]), Some(fast_dear.id));
+}
