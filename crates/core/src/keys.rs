@@ -23,6 +23,8 @@ pub enum Domain {
     Assignment,
     /// A provider's receipt for a task.
     Receipt,
+    /// A ledger transaction.
+    Transaction,
 }
 
 impl Domain {
@@ -31,6 +33,7 @@ impl Domain {
             Domain::Offer => b"sharegrid/offer/1",
             Domain::Assignment => b"sharegrid/assignment/1",
             Domain::Receipt => b"sharegrid/receipt/1",
+            Domain::Transaction => b"sharegrid/tx/1",
         }
     }
 

@@ -1,0 +1,362 @@
+//! The ledger's state and the one function that changes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sharegrid_core::{Amount, Assignment, ContentId, NodeId, Receipt, Signed, TaskId};
+
+use crate::tx::{Op, Paid, Rejection, Tx};
+
+/// Largest transaction accepted, in bytes (a settlement batch).
+pub const MAX_TX_BYTES: usize = 1 << 20;
+/// Largest assignment or receipt inside a proof.
+const MAX_PROOF_BYTES: usize = 256 * 1024;
+
+/// One account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Tokens held.
+    pub balance: Amount,
+    /// The next transaction's nonce.
+    pub nonce: u64,
+}
+
+/// A job's locked budget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escrow {
+    /// Who locked it (and gets the rest back).
+    pub requestor: NodeId,
+    /// Still locked.
+    pub left: Amount,
+    /// The job's tasks.
+    pub tasks: BTreeSet<TaskId>,
+    /// Tasks paid.
+    pub paid: BTreeSet<TaskId>,
+    /// From here providers may claim.
+    pub claim_height: u64,
+    /// From here anyone may close it.
+    pub close_height: u64,
+}
+
+/// Network parameters, fixed at genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    /// Receives fees.
+    pub treasury: NodeId,
+    /// Network fee on each payment for work, in basis points (1/10,000).
+    pub network_fee_bps: u32,
+    /// Lowest transaction fee.
+    pub min_fee: Amount,
+}
+
+/// The first state: parameters and initial balances.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// Parameters.
+    pub params: Params,
+    /// Initial balances.
+    pub balances: Vec<(NodeId, Amount)>,
+}
+
+/// The whole ledger state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    /// Parameters.
+    pub params: Params,
+    /// Accounts by key.
+    pub accounts: BTreeMap<NodeId, Account>,
+    /// Open escrows by job.
+    pub escrows: BTreeMap<ContentId, Escrow>,
+}
+
+fn add(a: Amount, b: Amount) -> Result<Amount, Rejection> {
+    a.0.checked_add(b.0).map(Amount).ok_or(Rejection::Overflow)
+}
+
+impl State {
+    /// The state a genesis describes.
+    pub fn genesis(g: &Genesis) -> Result<State, String> {
+        if g.params.network_fee_bps > 10_000 {
+            return Err("network_fee_bps must be at most 10000".into());
+        }
+        let mut accounts = BTreeMap::new();
+        let mut supply: u128 = 0;
+        for (id, amount) in &g.balances {
+            if accounts
+                .insert(
+                    *id,
+                    Account {
+                        balance: *amount,
+                        nonce: 0,
+                    },
+                )
+                .is_some()
+            {
+                return Err(format!("account {id} appears twice"));
+            }
+            supply = supply.checked_add(amount.0).ok_or("total supply overflows")?;
+        }
+        Ok(State {
+            params: g.params.clone(),
+            accounts,
+            escrows: BTreeMap::new(),
+        })
+    }
+
+    /// A commitment to the whole state: BLAKE3 of its canonical CBOR (maps
+    /// are ordered), so two nodes compare state in one hash.
+    pub fn root(&self) -> ContentId {
+        let bytes = cbor4ii::serde::to_vec(Vec::new(), self).unwrap_or_default();
+        ContentId::of(&bytes)
+    }
+
+    /// Every token: balances plus what escrows hold.
+    pub fn supply(&self) -> u128 {
+        let held: u128 = self.accounts.values().map(|a| a.balance.0).sum();
+        let locked: u128 = self.escrows.values().map(|e| e.left.0).sum();
+        held + locked
+    }
+
+    /// The balance of `id`.
+    pub fn balance(&self, id: &NodeId) -> Amount {
+        self.accounts.get(id).map_or(Amount(0), |a| a.balance)
+    }
+
+    /// Applies `signed` in the block at `height`, or says why not and
+    /// changes nothing. Every check runs before the first change.
+    pub fn apply(&mut self, signed: &Signed, height: u64) -> Result<(), Rejection> {
+        let tx: Tx = signed.open(MAX_TX_BYTES)?;
+        if height > tx.expires_at_height {
+            return Err(Rejection::Expired {
+                expired_at: tx.expires_at_height,
+                height,
+            });
+        }
+        let account = self.accounts.get(&tx.signer).copied().unwrap_or_default();
+        if tx.nonce != account.nonce {
+            return Err(Rejection::Nonce {
+                got: tx.nonce,
+                want: account.nonce,
+            });
+        }
+        if tx.fee < self.params.min_fee {
+            return Err(Rejection::Malformed(format!(
+                "fee {} is below the minimum {}",
+                tx.fee, self.params.min_fee
+            )));
+        }
+        // What the signer pays from its balance, and the payments from escrow.
+        let (spend, payouts) = self.plan(&tx, height)?;
+        let need = add(tx.fee, spend)?;
+        if account.balance < need {
+            return Err(Rejection::InsufficientFunds {
+                need,
+                has: account.balance,
+            });
+        }
+        // Commit: nothing below can fail.
+        let treasury = self.params.treasury;
+        let signer = self.accounts.entry(tx.signer).or_default();
+        signer.balance = Amount(signer.balance.0 - need.0);
+        signer.nonce += 1;
+        self.credit(treasury, tx.fee);
+        match tx.op {
+            Op::Transfer { to, amount } => self.credit(to, amount),
+            Op::OpenEscrow {
+                job,
+                budget,
+                tasks,
+                claim_height,
+                close_height,
+            } => {
+                self.escrows.insert(
+                    job,
+                    Escrow {
+                        requestor: tx.signer,
+                        left: budget,
+                        tasks: tasks.into_iter().collect(),
+                        paid: BTreeSet::new(),
+                        claim_height,
+                        close_height,
+                    },
+                );
+            }
+            Op::Settle { job, last, .. } => {
+                self.pay(&job, &payouts);
+                if last {
+                    self.close(&job);
+                }
+            }
+            Op::Claim { job, .. } => self.pay(&job, &payouts),
+            Op::CloseExpired { job } => self.close(&job),
+        }
+        Ok(())
+    }
+
+    fn credit(&mut self, to: NodeId, amount: Amount) {
+        if amount.0 == 0 {
+            return;
+        }
+        let a = self.accounts.entry(to).or_default();
+        // Cannot overflow: the total supply fits (checked at genesis and conserved).
+        a.balance = Amount(a.balance.0.saturating_add(amount.0));
+    }
+
+    fn pay(&mut self, job: &ContentId, payouts: &[(TaskId, NodeId, Amount, Amount)]) {
+        let treasury = self.params.treasury;
+        for (task, provider, charge, fee) in payouts {
+            if let Some(e) = self.escrows.get_mut(job) {
+                e.left = Amount(e.left.0 - charge.0 - fee.0);
+                e.paid.insert(*task);
+            }
+            self.credit(*provider, *charge);
+            self.credit(treasury, *fee);
+        }
+    }
+
+    fn close(&mut self, job: &ContentId) {
+        if let Some(e) = self.escrows.remove(job) {
+            self.credit(e.requestor, e.left);
+        }
+    }
+
+    /// Checks the operation; returns what the signer spends beyond the fee
+    /// and the payments (task, provider, charge, network fee) from escrow.
+    #[allow(clippy::type_complexity)]
+    fn plan(&self, tx: &Tx, height: u64) -> Result<(Amount, Vec<(TaskId, NodeId, Amount, Amount)>), Rejection> {
+        match &tx.op {
+            Op::Transfer { amount, .. } => Ok((*amount, vec![])),
+            Op::OpenEscrow {
+                job,
+                budget,
+                tasks,
+                claim_height,
+                close_height,
+            } => {
+                if self.escrows.contains_key(job) {
+                    return Err(Rejection::EscrowExists(*job));
+                }
+                if tasks.is_empty() {
+                    return Err(Rejection::Malformed("an escrow needs at least one task".into()));
+                }
+                if claim_height > close_height || *claim_height < height {
+                    return Err(Rejection::Malformed(
+                        "claim height must be ahead, and not after the close height".into(),
+                    ));
+                }
+                Ok((*budget, vec![]))
+            }
+            Op::Settle { job, paid, .. } => {
+                let e = self.escrow(job)?;
+                if e.requestor != tx.signer {
+                    return Err(Rejection::NotOwner {
+                        job: *job,
+                        owner: e.requestor.to_string(),
+                        signer: tx.signer.to_string(),
+                    });
+                }
+                Ok((Amount(0), self.payouts(e, paid)?))
+            }
+            Op::Claim { job, paid } => {
+                let e = self.escrow(job)?;
+                if height < e.claim_height {
+                    return Err(Rejection::TooEarly {
+                        from: e.claim_height,
+                        height,
+                    });
+                }
+                let payouts = self.payouts(e, std::slice::from_ref(paid))?;
+                if payouts.iter().any(|(_, p, _, _)| *p != tx.signer) {
+                    return Err(Rejection::BadProof("a provider claims only its own receipts".into()));
+                }
+                Ok((Amount(0), payouts))
+            }
+            Op::CloseExpired { job } => {
+                let e = self.escrow(job)?;
+                if height < e.close_height {
+                    return Err(Rejection::TooEarly {
+                        from: e.close_height,
+                        height,
+                    });
+                }
+                Ok((Amount(0), vec![]))
+            }
+        }
+    }
+
+    fn escrow(&self, job: &ContentId) -> Result<&Escrow, Rejection> {
+        self.escrows.get(job).ok_or(Rejection::NoEscrow(*job))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn payouts(&self, e: &Escrow, paid: &[Paid]) -> Result<Vec<(TaskId, NodeId, Amount, Amount)>, Rejection> {
+        let mut out = Vec::with_capacity(paid.len());
+        let mut seen = BTreeSet::new();
+        let mut total: u128 = 0;
+        for p in paid {
+            let (task, provider, charge) = check_proof(e, p)?;
+            if e.paid.contains(&task) || !seen.insert(task) {
+                return Err(Rejection::AlreadyPaid(task));
+            }
+            let fee = Amount(
+                charge
+                    .0
+                    .checked_mul(u128::from(self.params.network_fee_bps))
+                    .ok_or(Rejection::Overflow)?
+                    / 10_000,
+            );
+            total = total
+                .checked_add(charge.0)
+                .and_then(|t| t.checked_add(fee.0))
+                .ok_or(Rejection::Overflow)?;
+            out.push((task, provider, charge, fee));
+        }
+        if total > e.left.0 {
+            return Err(Rejection::EscrowExhausted {
+                need: Amount(total),
+                left: e.left,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Checks that a pair proves one task's work for this escrow; returns the
+/// task, the provider and the charge.
+fn check_proof(e: &Escrow, p: &Paid) -> Result<(TaskId, NodeId, Amount), Rejection> {
+    let bad = |why: &str| Rejection::BadProof(why.to_string());
+    let a: Assignment = p
+        .assignment
+        .open(MAX_PROOF_BYTES)
+        .map_err(|err| Rejection::BadProof(format!("assignment: {err}")))?;
+    let r: Receipt = p
+        .receipt
+        .open(MAX_PROOF_BYTES)
+        .map_err(|err| Rejection::BadProof(format!("receipt: {err}")))?;
+    if a.requestor != e.requestor {
+        return Err(bad("the assignment is not signed by the job's requestor"));
+    }
+    if r.provider != a.provider {
+        return Err(bad("the receipt is not from the provider assigned"));
+    }
+    if r.assignment != p.assignment.id() || r.task != a.task {
+        return Err(bad("the receipt answers another assignment"));
+    }
+    if !e.tasks.contains(&a.task) {
+        return Err(Rejection::TaskNotInJob(a.task));
+    }
+    if r.price > a.price {
+        return Err(Rejection::OverPrice {
+            price: r.price.0,
+            agreed: a.price.0,
+            charged: r.charge,
+        });
+    }
+    if r.fuel > a.limits.fuel {
+        return Err(bad("the receipt's fuel exceeds the task's limit"));
+    }
+    if r.price.cost(r.fuel) != Some(r.charge) {
+        return Err(bad("the charge is not fuel × price"));
+    }
+    Ok((a.task, a.provider, r.charge))
+}

@@ -1,0 +1,180 @@
+//! Transactions and why one is rejected.
+
+use serde::{Deserialize, Serialize};
+use sharegrid_core::{Amount, ContentId, Domain, NodeId, Signed, SignedMessage, TaskId, WireError};
+
+/// Version of [`Tx`].
+pub const TX_VERSION: u16 = 1;
+
+/// A transaction, signed by `signer`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tx {
+    /// [`TX_VERSION`].
+    pub version: u16,
+    /// Who signs and pays the fee.
+    pub signer: NodeId,
+    /// The signer's next nonce.
+    pub nonce: u64,
+    /// Paid to the treasury.
+    pub fee: Amount,
+    /// Not valid in blocks above this height.
+    pub expires_at_height: u64,
+    /// What it does.
+    pub op: Op,
+}
+
+impl SignedMessage for Tx {
+    const DOMAIN: Domain = Domain::Transaction;
+    const KIND: &'static str = "transaction";
+    fn signer(&self) -> NodeId {
+        self.signer
+    }
+    fn version(&self) -> u16 {
+        self.version
+    }
+}
+
+/// A pair proving one task's work: the requestor's signed assignment and
+/// the provider's signed receipt for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Paid {
+    /// The signed assignment.
+    pub assignment: Signed,
+    /// The signed receipt.
+    pub receipt: Signed,
+}
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Move tokens.
+    Transfer {
+        /// To whom.
+        to: NodeId,
+        /// How much.
+        amount: Amount,
+    },
+    /// Lock a job's budget.
+    OpenEscrow {
+        /// The job's id.
+        job: ContentId,
+        /// Amount locked.
+        budget: Amount,
+        /// The job's tasks: only these are paid.
+        tasks: Vec<TaskId>,
+        /// From this height providers may claim themselves.
+        claim_height: u64,
+        /// From this height anyone may close it, refunding the rest.
+        close_height: u64,
+    },
+    /// Pay accepted tasks (a batch); `last` closes the escrow and refunds the rest.
+    Settle {
+        /// The job.
+        job: ContentId,
+        /// The tasks paid.
+        paid: Vec<Paid>,
+        /// Whether this batch is the last.
+        last: bool,
+    },
+    /// A provider claims its pay when the requestor has not settled.
+    Claim {
+        /// The job.
+        job: ContentId,
+        /// The provider's proof.
+        paid: Paid,
+    },
+    /// Return an expired escrow's rest to its requestor.
+    CloseExpired {
+        /// The job.
+        job: ContentId,
+    },
+}
+
+/// Why a transaction was rejected. Each leaves the state unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not a validly signed transaction.
+    #[error("invalid transaction: {0}")]
+    Invalid(#[from] WireError),
+    /// Wrong nonce: a replay, or out of order.
+    #[error("wrong nonce {got}: the account's next is {want}")]
+    Nonce {
+        /// In the transaction.
+        got: u64,
+        /// Expected.
+        want: u64,
+    },
+    /// Past its expiry height.
+    #[error("expired at height {expired_at} (block {height})")]
+    Expired {
+        /// Its expiry.
+        expired_at: u64,
+        /// The block's height.
+        height: u64,
+    },
+    /// Not enough tokens.
+    #[error("insufficient funds: needs {need}, has {has}")]
+    InsufficientFunds {
+        /// Needed (fee included).
+        need: Amount,
+        /// Balance.
+        has: Amount,
+    },
+    /// No such open escrow.
+    #[error("no open escrow for job {0}")]
+    NoEscrow(ContentId),
+    /// An escrow for this job exists already.
+    #[error("an escrow for job {0} exists already")]
+    EscrowExists(ContentId),
+    /// Someone else's escrow.
+    #[error("escrow {job} belongs to {owner}, not {signer}")]
+    NotOwner {
+        /// The job.
+        job: ContentId,
+        /// Its requestor.
+        owner: String,
+        /// The signer.
+        signer: String,
+    },
+    /// A receipt for a task the job does not list.
+    #[error("task {0} is not in the job")]
+    TaskNotInJob(TaskId),
+    /// A task paid already.
+    #[error("task {0} is paid already")]
+    AlreadyPaid(TaskId),
+    /// A pair that does not prove the work (names the mismatch).
+    #[error("bad proof of work: {0}")]
+    BadProof(String),
+    /// A receipt charging more than the agreed price.
+    #[error("receipt charges {charged} at price {price}/Gfuel; the assignment agreed {agreed}/Gfuel")]
+    OverPrice {
+        /// The receipt's price.
+        price: Amount,
+        /// The assignment's price.
+        agreed: Amount,
+        /// The receipt's charge.
+        charged: Amount,
+    },
+    /// More than the escrow holds.
+    #[error("payments of {need} exceed the {left} left in escrow")]
+    EscrowExhausted {
+        /// Needed.
+        need: Amount,
+        /// Left.
+        left: Amount,
+    },
+    /// Too early for this.
+    #[error("not before height {from} (block {height})")]
+    TooEarly {
+        /// From when.
+        from: u64,
+        /// The block's height.
+        height: u64,
+    },
+    /// Amounts that overflow.
+    #[error("amount overflows")]
+    Overflow,
+    /// Something malformed in the operation itself.
+    #[error("{0}")]
+    Malformed(String),
+}

@@ -1,0 +1,419 @@
+//! The ledger state machine under random sequences of valid and invalid
+//! transactions: supply is conserved exactly, a rejected transaction changes
+//! nothing, replay gives the same root; and each kind of bad transaction is
+//! rejected for its own reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use proptest::prelude::*;
+use sharegrid_core::{
+    Amount, Assignment, ContentId, Determinism, Fuel, Limits, NodeKey, Outcome, PricePerGfuel, Receipt, ResultHash,
+    Signed, TaskId, WIRE_VERSION,
+};
+use sharegrid_ledger::{Genesis, Op, Paid, Params, Rejection, State, TX_VERSION, Tx};
+
+fn key(i: u8) -> NodeKey {
+    NodeKey::from_seed([i + 1; 32])
+}
+const TREASURY: u8 = 9;
+
+fn genesis(balances: &[u128]) -> State {
+    State::genesis(&Genesis {
+        params: Params {
+            treasury: key(TREASURY).id(),
+            network_fee_bps: 250,
+            min_fee: Amount(1),
+        },
+        balances: balances
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (key(i as u8).id(), Amount(*b)))
+            .collect(),
+    })
+    .unwrap()
+}
+
+fn tx(signer: &NodeKey, nonce: u64, op: Op) -> Signed {
+    Signed::sign(
+        signer,
+        &Tx {
+            version: TX_VERSION,
+            signer: signer.id(),
+            nonce,
+            fee: Amount(1),
+            expires_at_height: 1_000,
+            op,
+        },
+    )
+    .unwrap()
+}
+
+fn task(i: u8) -> TaskId {
+    TaskId::from_bytes([i; 32])
+}
+
+/// A proof that `provider` did task `t` for `requestor`; `price_bump` makes
+/// the receipt charge above the agreed price.
+fn proof(requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bump: u128) -> Paid {
+    let a = Assignment {
+        version: WIRE_VERSION,
+        task: t,
+        requestor: requestor.id(),
+        provider: provider.id(),
+        module: ContentId::of(b"m"),
+        args: vec![],
+        stdin: ContentId::of(b""),
+        inputs: vec![],
+        limits: Limits::default(),
+        mode: Determinism::Native,
+        price: PricePerGfuel(Amount(10)),
+        expires_at_ms: u64::MAX,
+    };
+    let sa = Signed::sign(requestor, &a).unwrap();
+    let price = PricePerGfuel(Amount(10 + price_bump));
+    let r = Receipt {
+        version: WIRE_VERSION,
+        task: t,
+        provider: provider.id(),
+        assignment: sa.id(),
+        outcome: Outcome::Completed { exit_code: 0 },
+        result: ResultHash::from_bytes([7; 32]),
+        fuel: Fuel(fuel),
+        price,
+        charge: price.cost(Fuel(fuel)).unwrap(),
+    };
+    Paid {
+        assignment: sa,
+        receipt: Signed::sign(provider, &r).unwrap(),
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Transfer {
+        from: u8,
+        to: u8,
+        amount: u128,
+        nonce_off: u8,
+        forge: bool,
+    },
+    Open {
+        job: u8,
+        budget: u128,
+        tasks: u8,
+    },
+    Settle {
+        job: u8,
+        by: u8,
+        tasks: Vec<(u8, u8, u64, u128)>,
+        last: bool,
+    },
+    Claim {
+        job: u8,
+        provider: u8,
+        t: u8,
+        fuel: u64,
+    },
+    Close {
+        job: u8,
+        by: u8,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (
+            0u8..4,
+            0u8..5,
+            0u128..2_000,
+            prop::sample::select(vec![0u8, 0, 0, 1]),
+            prop::bool::weighted(0.1)
+        )
+            .prop_map(|(from, to, amount, nonce_off, forge)| Step::Transfer {
+                from,
+                to,
+                amount,
+                nonce_off,
+                forge
+            }),
+        (0u8..3, 0u128..3_000, 1u8..6).prop_map(|(job, budget, tasks)| Step::Open { job, budget, tasks }),
+        (
+            0u8..3,
+            0u8..2,
+            prop::collection::vec(
+                (
+                    0u8..8,
+                    1u8..4,
+                    0u64..100_000_000_000,
+                    prop::sample::select(vec![0u128, 0, 0, 1])
+                ),
+                0..4
+            ),
+            any::<bool>()
+        )
+            .prop_map(|(job, by, tasks, last)| Step::Settle { job, by, tasks, last }),
+        (0u8..3, 1u8..4, 0u8..8, 0u64..50_000_000_000).prop_map(|(job, provider, t, fuel)| Step::Claim {
+            job,
+            provider,
+            t,
+            fuel
+        }),
+        (0u8..3, 0u8..4).prop_map(|(job, by)| Step::Close { job, by }),
+    ]
+}
+
+fn job_id(j: u8) -> ContentId {
+    ContentId::of(&[j])
+}
+
+/// Runs steps from genesis; returns the state and the verdicts.
+fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>) {
+    let mut s = genesis(balances);
+    let supply = s.supply();
+    let mut verdicts = Vec::new();
+    for (h, st) in steps.iter().enumerate() {
+        let height = h as u64 + 1;
+        let nonce = |s: &State, k: &NodeKey| s.accounts.get(&k.id()).map_or(0, |a| a.nonce);
+        let signed = match st {
+            Step::Transfer {
+                from,
+                to,
+                amount,
+                nonce_off,
+                forge,
+            } => {
+                let k = key(*from);
+                let mut t = tx(
+                    &k,
+                    nonce(&s, &k) + u64::from(*nonce_off),
+                    Op::Transfer {
+                        to: key(*to).id(),
+                        amount: Amount(*amount),
+                    },
+                );
+                if *forge {
+                    // Signed by someone else than the signer it names.
+                    let other = key((*from + 1) % 4);
+                    t.signature = tx(&other, 0, Op::CloseExpired { job: job_id(0) }).signature;
+                }
+                t
+            }
+            Step::Open { job, budget, tasks } => {
+                let k = key(0);
+                let op = Op::OpenEscrow {
+                    job: job_id(*job),
+                    budget: Amount(*budget),
+                    tasks: (0..*tasks).map(task).collect(),
+                    claim_height: height + 5,
+                    close_height: height + 10,
+                };
+                tx(&k, nonce(&s, &k), op)
+            }
+            Step::Settle { job, by, tasks, last } => {
+                let k = key(*by);
+                let paid = tasks
+                    .iter()
+                    .map(|(t, p, fuel, bump)| proof(&key(0), &key(*p), task(*t), *fuel, *bump))
+                    .collect();
+                tx(
+                    &k,
+                    nonce(&s, &k),
+                    Op::Settle {
+                        job: job_id(*job),
+                        paid,
+                        last: *last,
+                    },
+                )
+            }
+            Step::Claim { job, provider, t, fuel } => {
+                let k = key(*provider);
+                let paid = proof(&key(0), &k, task(*t), *fuel, 0);
+                tx(
+                    &k,
+                    nonce(&s, &k),
+                    Op::Claim {
+                        job: job_id(*job),
+                        paid,
+                    },
+                )
+            }
+            Step::Close { job, by } => {
+                let k = key(*by);
+                tx(&k, nonce(&s, &k), Op::CloseExpired { job: job_id(*job) })
+            }
+        };
+        let before = s.clone();
+        let ok = s.apply(&signed, height).is_ok();
+        if !ok {
+            assert_eq!(s, before, "a rejected transaction changed the state");
+        }
+        assert_eq!(s.supply(), supply, "supply changed after {st:?}");
+        verdicts.push(ok);
+    }
+    (s, verdicts)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    #[test]
+    fn supply_is_conserved_rejections_change_nothing_and_replay_is_exact(
+        balances in prop::collection::vec(0u128..5_000, 4),
+        steps in prop::collection::vec(step(), 1..40),
+    ) {
+        let (a, va) = run(&balances, &steps);
+        let (b, vb) = run(&balances, &steps);
+        prop_assert_eq!(a.root(), b.root());
+        prop_assert_eq!(va, vb);
+    }
+}
+
+#[test]
+fn each_bad_transaction_is_rejected_for_its_reason() {
+    let mut s = genesis(&[10_000, 100, 100, 100]);
+    let (req, p1, p2) = (key(0), key(1), key(2));
+    let open = |nonce, job: u8| {
+        tx(
+            &req,
+            nonce,
+            Op::OpenEscrow {
+                job: job_id(job),
+                budget: Amount(5_000),
+                tasks: vec![task(1), task(2)],
+                claim_height: 10,
+                close_height: 20,
+            },
+        )
+    };
+    s.apply(&open(0, 1), 1).unwrap();
+    // Replay.
+    assert!(matches!(
+        s.apply(&open(0, 1), 2),
+        Err(Rejection::Nonce { got: 0, want: 1 })
+    ));
+    // Bad signature.
+    let mut forged = tx(
+        &p1,
+        0,
+        Op::Transfer {
+            to: p2.id(),
+            amount: Amount(1),
+        },
+    );
+    forged.signature = tx(
+        &p2,
+        0,
+        Op::Transfer {
+            to: p1.id(),
+            amount: Amount(1),
+        },
+    )
+    .signature;
+    assert!(matches!(s.apply(&forged, 2), Err(Rejection::Invalid(_))));
+    // Insufficient funds.
+    let broke = tx(
+        &p1,
+        0,
+        Op::Transfer {
+            to: p2.id(),
+            amount: Amount(1_000),
+        },
+    );
+    assert!(matches!(s.apply(&broke, 2), Err(Rejection::InsufficientFunds { .. })));
+    // Expired.
+    let mut late = Tx {
+        version: TX_VERSION,
+        signer: p1.id(),
+        nonce: 0,
+        fee: Amount(1),
+        expires_at_height: 1,
+        op: Op::Transfer {
+            to: p2.id(),
+            amount: Amount(1),
+        },
+    };
+    assert!(matches!(
+        s.apply(&Signed::sign(&p1, &late).unwrap(), 2),
+        Err(Rejection::Expired { .. })
+    ));
+    late.expires_at_height = 5;
+    // Settling someone else's escrow.
+    let theirs = tx(
+        &p1,
+        0,
+        Op::Settle {
+            job: job_id(1),
+            paid: vec![proof(&req, &p1, task(1), 1_000_000_000, 0)],
+            last: false,
+        },
+    );
+    assert!(matches!(s.apply(&theirs, 2), Err(Rejection::NotOwner { .. })));
+    // A receipt for a task not in the job.
+    let stray = tx(
+        &req,
+        1,
+        Op::Settle {
+            job: job_id(1),
+            paid: vec![proof(&req, &p1, task(9), 1_000_000_000, 0)],
+            last: false,
+        },
+    );
+    assert!(matches!(s.apply(&stray, 2), Err(Rejection::TaskNotInJob(_))));
+    // A receipt above the agreed price.
+    let dear = tx(
+        &req,
+        1,
+        Op::Settle {
+            job: job_id(1),
+            paid: vec![proof(&req, &p1, task(1), 1_000_000_000, 5)],
+            last: false,
+        },
+    );
+    assert!(matches!(s.apply(&dear, 2), Err(Rejection::OverPrice { .. })));
+    // A good batch pays provider and network fee; a second payment is refused.
+    let before = s.balance(&p1.id());
+    let good = tx(
+        &req,
+        1,
+        Op::Settle {
+            job: job_id(1),
+            paid: vec![proof(&req, &p1, task(1), 20_000_000_000, 0)],
+            last: false,
+        },
+    );
+    s.apply(&good, 3).unwrap();
+    assert_eq!(s.balance(&p1.id()).0, before.0 + 200);
+    // A claim before the claim height, then a double claim.
+    let claim = |nonce| {
+        tx(
+            &p1,
+            nonce,
+            Op::Claim {
+                job: job_id(1),
+                paid: proof(&req, &p1, task(1), 20_000_000_000, 0),
+            },
+        )
+    };
+    assert!(matches!(s.apply(&claim(0), 4), Err(Rejection::TooEarly { .. })));
+    assert!(matches!(s.apply(&claim(0), 10), Err(Rejection::AlreadyPaid(_))));
+    // The other task, claimed by its provider after the requestor vanished.
+    let other = tx(
+        &p2,
+        0,
+        Op::Claim {
+            job: job_id(1),
+            paid: proof(&req, &p2, task(2), 10_000_000_000, 0),
+        },
+    );
+    s.apply(&other, 11).unwrap();
+    assert_eq!(s.balance(&p2.id()).0, 100 - 1 + 100);
+    // Closing: refund to the requestor, to the unit.
+    let supply = s.supply();
+    let req_before = s.balance(&req.id());
+    let left = s.escrows[&job_id(1)].left;
+    s.apply(&tx(&p1, 0, Op::CloseExpired { job: job_id(1) }), 20).unwrap();
+    assert_eq!(s.balance(&req.id()).0, req_before.0 + left.0);
+    assert_eq!(s.supply(), supply);
+    // Escrow: 5000 = 200 + 5 (fee) + 100 + 2 (fee) + refund 4693.
+    assert_eq!(left.0, 5_000 - 200 - 5 - 100 - 2);
+}
