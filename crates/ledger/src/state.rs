@@ -69,6 +69,15 @@ pub struct State {
     pub escrows: BTreeMap<ContentId, Escrow>,
 }
 
+/// One payment for one task's work, from escrow.
+struct Payout {
+    task: TaskId,
+    provider: NodeId,
+    charge: Amount,
+    /// The network's fee on it, to the treasury.
+    fee: Amount,
+}
+
 fn add(a: Amount, b: Amount) -> Result<Amount, Rejection> {
     a.0.checked_add(b.0).map(Amount).ok_or(Rejection::Overflow)
 }
@@ -202,15 +211,16 @@ impl State {
         a.balance = Amount(a.balance.0.saturating_add(amount.0));
     }
 
-    fn pay(&mut self, job: &ContentId, payouts: &[(TaskId, NodeId, Amount, Amount)]) {
+    fn pay(&mut self, job: &ContentId, payouts: &[Payout]) {
         let treasury = self.params.treasury;
-        for (task, provider, charge, fee) in payouts {
+        for p in payouts {
             if let Some(e) = self.escrows.get_mut(job) {
-                e.left = Amount(e.left.0 - charge.0 - fee.0);
-                e.paid.insert(*task);
+                // Cannot underflow: `payouts` checked the total against `left`.
+                e.left = Amount(e.left.0 - p.charge.0 - p.fee.0);
+                e.paid.insert(p.task);
             }
-            self.credit(*provider, *charge);
-            self.credit(treasury, *fee);
+            self.credit(p.provider, p.charge);
+            self.credit(treasury, p.fee);
         }
     }
 
@@ -222,8 +232,7 @@ impl State {
 
     /// Checks the operation; returns what the signer spends beyond the fee
     /// and the payments (task, provider, charge, network fee) from escrow.
-    #[allow(clippy::type_complexity)]
-    fn plan(&self, tx: &Tx, height: u64) -> Result<(Amount, Vec<(TaskId, NodeId, Amount, Amount)>), Rejection> {
+    fn plan(&self, tx: &Tx, height: u64) -> Result<(Amount, Vec<Payout>), Rejection> {
         match &tx.op {
             Op::Transfer { amount, .. } => Ok((*amount, vec![])),
             Op::OpenEscrow {
@@ -266,7 +275,7 @@ impl State {
                     });
                 }
                 let payouts = self.payouts(e, std::slice::from_ref(paid))?;
-                if payouts.iter().any(|(_, p, _, _)| *p != tx.signer) {
+                if payouts.iter().any(|p| p.provider != tx.signer) {
                     return Err(Rejection::BadProof("a provider claims only its own receipts".into()));
                 }
                 Ok((Amount(0), payouts))
@@ -288,8 +297,7 @@ impl State {
         self.escrows.get(job).ok_or(Rejection::NoEscrow(*job))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn payouts(&self, e: &Escrow, paid: &[Paid]) -> Result<Vec<(TaskId, NodeId, Amount, Amount)>, Rejection> {
+    fn payouts(&self, e: &Escrow, paid: &[Paid]) -> Result<Vec<Payout>, Rejection> {
         let mut out = Vec::with_capacity(paid.len());
         let mut seen = BTreeSet::new();
         let mut total: u128 = 0;
@@ -309,7 +317,12 @@ impl State {
                 .checked_add(charge.0)
                 .and_then(|t| t.checked_add(fee.0))
                 .ok_or(Rejection::Overflow)?;
-            out.push((task, provider, charge, fee));
+            out.push(Payout {
+                task,
+                provider,
+                charge,
+                fee,
+            });
         }
         if total > e.left.0 {
             return Err(Rejection::EscrowExhausted {
