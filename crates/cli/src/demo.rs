@@ -195,21 +195,9 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let id = engine.submit(sub)?;
     let job = loop {
         let row = store.job(&id)?.context("the job vanished")?;
-        let live = engine.live(&id).unwrap_or_default();
-        let width = 30;
-        let filled = ((row.accepted + row.failed) * width)
-            .checked_div(row.total)
-            .unwrap_or(width);
         if tty {
-            eprint!(
-                "\r  [{}{}] {}/{} tiles accepted, {} running on {} providers   ",
-                "#".repeat(filled),
-                "-".repeat(width - filled),
-                row.accepted,
-                row.total,
-                live.progress.running,
-                live.progress.providers_in_use
-            );
+            let line = crate::jobs::progress_line(&row, engine.live(&id).as_ref());
+            eprint!("\r  {line}   ");
         }
         if row.state != State::Running {
             if tty {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use sharegrid_core::job::JobFile;
 use sharegrid_core::{Amount, ContentId, GigafuelPerSec, Offer, PricePerGfuel, TaskResult};
-use sharegrid_node::{ApiClient, ApiRequest, BlobStore, JobRow, JobSubmission, JobView, NodeHome, State};
+use sharegrid_node::{ApiClient, ApiRequest, BlobStore, JobRow, JobSubmission, JobView, LiveJob, NodeHome, State};
 use sharegrid_sched::{Constraints, ProviderOffer};
 
 #[derive(Args, Debug)]
@@ -178,23 +178,27 @@ pub(crate) fn submit(home: &Path, a: SubmitArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `[####------] 12/48 done, 4 running, 0 failed, 3 providers`: one line
+/// of a job's progress (for `submit` and the demo).
+pub(crate) fn progress_line(job: &JobRow, live: Option<&LiveJob>) -> String {
+    let (done, failed, total) = (job.accepted, job.failed, job.total);
+    let width = 30;
+    let filled = ((done + failed) * width).checked_div(total).unwrap_or(width);
+    let (running, providers) = live.map_or((0, 0), |l| (l.progress.running, l.progress.providers_in_use));
+    format!(
+        "[{}{}] {done}/{total} done, {running} running, {failed} failed, {providers} providers",
+        "#".repeat(filled),
+        "-".repeat(width - filled)
+    )
+}
+
 /// Polls the job until it ends, drawing a progress line on stderr.
 pub(crate) fn follow(api: &mut ApiClient, id: &str, draw: bool) -> anyhow::Result<JobView> {
     loop {
         let v: JobView = api.call(&ApiRequest::Job { id: id.to_string() })?;
         if draw {
-            let (done, failed, total) = (v.job.accepted, v.job.failed, v.job.total);
-            let width = 30;
-            let filled = ((done + failed) * width).checked_div(total).unwrap_or(width);
-            let (running, providers) = v
-                .live
-                .as_ref()
-                .map_or((0, 0), |l| (l.progress.running, l.progress.providers_in_use));
-            let mut line = format!(
-                "\r[{}{}] {done}/{total} done, {running} running, {failed} failed, {providers} providers",
-                "#".repeat(filled),
-                "-".repeat(width - filled)
-            );
+            let running = v.live.as_ref().map_or(0, |l| l.progress.running);
+            let mut line = format!("\r{}", progress_line(&v.job, v.live.as_ref()));
             if let Some(w) = v.live.as_ref().and_then(|l| l.why_no_match.as_ref())
                 && running == 0
             {
@@ -216,11 +220,7 @@ pub(crate) fn follow(api: &mut ApiClient, id: &str, draw: bool) -> anyhow::Resul
 
 fn print_summary(v: &JobView) {
     let j = &v.job;
-    let state = match j.state {
-        State::Done => "done",
-        State::Failed => "failed",
-        State::Running => "running",
-    };
+    let state = j.state.as_str();
     println!("job       {} ({})", j.id, j.name);
     println!(
         "state     {state}{}",
@@ -259,14 +259,14 @@ pub(crate) fn jobs(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         "ID", "NAME", "STATE", "TASKS", "DONE", "FAILED"
     );
     for j in rows {
-        let state = match j.state {
-            State::Done => "done",
-            State::Failed => "failed",
-            State::Running => "running",
-        };
         println!(
             "{:<17} {:<20} {:<8} {:>8} {:>8} {:>8}",
-            j.id, j.name, state, j.total, j.accepted, j.failed
+            j.id,
+            j.name,
+            j.state.as_str(),
+            j.total,
+            j.accepted,
+            j.failed
         );
     }
     Ok(ExitCode::SUCCESS)

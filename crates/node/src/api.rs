@@ -12,19 +12,17 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sharegrid_core::{
     Amount, Assignment, ContentId, Determinism, Limits, NodeId, PricePerGfuel, Receipt, TaskId, WIRE_VERSION,
 };
-use sharegrid_net::peer_id;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use crate::blobs::BlobStore;
-use crate::daemon::{Assigned, NodeHandle};
+use crate::daemon::{Assigned, NodeHandle, now_ms};
 use crate::jobstore::{JobRow, JobSubmission, TaskRow};
 use crate::requestor::{LiveJob, Requestor};
 
@@ -248,9 +246,6 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
                 )
             })?,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
     let a = Assignment {
         version: WIRE_VERSION,
         task: t.task,
@@ -263,22 +258,15 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
         limits: t.limits,
         mode: t.mode,
         price,
-        expires_at_ms: (now + Duration::from_secs(600)).as_millis() as u64,
+        expires_at_ms: now_ms() + 600_000,
     };
     let receipt = match node.assign(&a).await.map_err(|e| e.to_string())? {
         Assigned::Refused(reason) => return Err(format!("provider refused: {reason}")),
         Assigned::Receipt { receipt, .. } => *receipt,
     };
     let id = ContentId::from_bytes(*receipt.result.as_bytes());
-    let peer = peer_id(&receipt.provider).ok_or("invalid provider id")?;
-    let bytes = node
-        .fetch_blob(peer, id, MAX_RESULT_BYTES)
+    node.fetch_into(&receipt.provider, id, MAX_RESULT_BYTES, blobs)
         .await
         .map_err(|e| format!("fetching the result: {e}"))?;
-    let store = blobs.clone();
-    tokio::task::spawn_blocking(move || store.put(&bytes))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
     Ok(RemoteRun { receipt, result: id })
 }

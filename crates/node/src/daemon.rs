@@ -94,7 +94,7 @@ pub enum NodeEvent {
         why: String,
     },
     /// A new or updated offer was accepted.
-    OfferSeen(NodeId),
+    OfferSeen(Box<Offer>),
     /// Bad input from a peer was rejected and counted.
     Misbehaved {
         /// The peer.
@@ -360,6 +360,28 @@ impl NodeHandle {
         TaskResult::decode(&bytes).map_err(|e| FetchFailure::Request(e.to_string()))
     }
 
+    /// Fetches blob `id` from `provider` into `store`, verified; nothing to
+    /// do when the store holds it already.
+    pub async fn fetch_into(
+        &self,
+        provider: &NodeId,
+        id: ContentId,
+        max: u64,
+        store: &BlobStore,
+    ) -> Result<(), FetchFailure> {
+        if store.has(&id) {
+            return Ok(());
+        }
+        let peer = peer_id(provider).ok_or(FetchFailure::Request("invalid provider id".into()))?;
+        let bytes = self.fetch_blob(peer, id, max).await?;
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.put(&bytes))
+            .await
+            .map_err(|e| FetchFailure::Request(e.to_string()))?
+            .map_err(|e| FetchFailure::Request(format!("cannot store the blob: {e}")))?;
+        Ok(())
+    }
+
     /// Stops the node: refuses new work, lets running tasks finish within
     /// the grace period, closes connections. Returns when it has stopped.
     pub async fn shutdown(&self) {
@@ -410,7 +432,8 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
     Ok(handle)
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (the wire's time unit).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -443,9 +466,9 @@ enum FetchOwner {
 struct Job {
     peer: PeerId,
     prepared: Prepared,
-    channel: Option<request_response::ResponseChannel<TaskResponse>>,
+    channel: request_response::ResponseChannel<TaskResponse>,
+    /// Blobs still being fetched; the task runs when this reaches 0.
     waiting: usize,
-    running: bool,
 }
 
 struct Agent {
@@ -507,21 +530,11 @@ impl Agent {
     /// Free slots to advertise: none while the owner's policy would refuse
     /// everything (not accepting, outside hours, machine busy).
     fn free_slots(&self, me: NodeId) -> u32 {
-        if !self.accepting || !self.provider.policy().enabled {
+        let policy = self.provider.policy();
+        if !self.accepting || !policy.enabled || policy.paused(&self.machine_state(me)).is_err() {
             return 0;
         }
-        let m = MachineState {
-            busy_slots: 0,
-            ..self.machine_state(me)
-        };
-        let p = self.provider.policy();
-        let hours_ok = p.active_hours.is_empty() || p.active_hours.iter().any(|w| w.contains(m.minute_of_day));
-        let idle_ok = !p.idle_only || m.host_load_percent <= p.idle_threshold_percent;
-        if hours_ok && idle_ok {
-            self.slots().saturating_sub(self.busy())
-        } else {
-            0
-        }
+        self.slots().saturating_sub(self.busy())
     }
 
     fn offer(&mut self, me: NodeId) -> Offer {
@@ -614,14 +627,12 @@ impl Daemon {
         }
         if let Some(agent) = &mut self.agent {
             for (_, job) in agent.jobs.drain() {
-                if let Some(channel) = job.channel {
-                    let reason = "provider shut down before the task finished".to_string();
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .task
-                        .send_response(channel, TaskResponse::Refused { reason });
-                }
+                let reason = "provider shut down before the task finished".to_string();
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .task
+                    .send_response(job.channel, TaskResponse::Refused { reason });
             }
         }
         // Let the refusals leave before the connections close.
@@ -905,7 +916,7 @@ impl Daemon {
                 if let Some(p) = peer_id(&offer.provider) {
                     self.offer_peers.insert(p, offer.provider);
                 }
-                self.emit(NodeEvent::OfferSeen(offer.provider));
+                self.emit(NodeEvent::OfferSeen(Box::new(offer)));
                 gossipsub::MessageAcceptance::Accept
             }
             Err(rejection) if rejection.is_misbehaviour() => {
@@ -1058,9 +1069,8 @@ impl Daemon {
             Job {
                 peer,
                 prepared,
-                channel: Some(channel),
+                channel,
                 waiting: missing.len(),
-                running: false,
             },
         );
         let max = agent.max_fetch_bytes;
@@ -1076,8 +1086,7 @@ impl Daemon {
 
     fn execute(&mut self, job: u64) {
         let Some(agent) = &mut self.agent else { return };
-        let Some(j) = agent.jobs.get_mut(&job) else { return };
-        j.running = true;
+        let Some(j) = agent.jobs.get(&job) else { return };
         let (provider, prepared, outputs, tx) = (
             agent.provider.clone(),
             j.prepared.clone(),
@@ -1100,10 +1109,8 @@ impl Daemon {
 
     fn fail_job(&mut self, job: u64, reason: String) {
         let Some(agent) = &mut self.agent else { return };
-        if let Some(j) = agent.jobs.remove(&job)
-            && let Some(channel) = j.channel
-        {
-            self.refuse(j.peer, channel, reason);
+        if let Some(j) = agent.jobs.remove(&job) {
+            self.refuse(j.peer, j.channel, reason);
         }
     }
 
@@ -1136,8 +1143,8 @@ impl Daemon {
                 Ok(()) => {
                     let Some(agent) = &mut self.agent else { return };
                     let Some(j) = agent.jobs.get_mut(&job) else { return };
-                    j.waiting = j.waiting.saturating_sub(1);
-                    if j.waiting == 0 && !j.running {
+                    j.waiting -= 1;
+                    if j.waiting == 0 {
                         self.execute(job);
                     }
                 }
@@ -1145,7 +1152,7 @@ impl Daemon {
             Internal::Executed { job, result } => {
                 let Some(agent) = &mut self.agent else { return };
                 let Some(j) = agent.jobs.remove(&job) else { return };
-                let Some(channel) = j.channel else { return };
+                let channel = j.channel;
                 match result {
                     Err(e) => self.refuse(j.peer, channel, format!("provider failed to run the task: {e}")),
                     Ok(ex) => {

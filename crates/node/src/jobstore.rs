@@ -70,7 +70,8 @@ pub enum State {
 }
 
 impl State {
-    fn as_str(self) -> &'static str {
+    /// `running`, `done` or `failed`.
+    pub fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",
             State::Done => "done",
@@ -244,14 +245,26 @@ impl JobStore {
 
     /// Every job, newest first.
     pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+        self.job_rows(None)
+    }
+
+    /// Job `id`'s row, matched by full id or a unique prefix.
+    pub fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let mut rows = self.job_rows(Some(id))?;
+        Ok(if rows.len() == 1 { rows.pop() } else { None })
+    }
+
+    /// Jobs whose id starts with `prefix` (all when `None`), newest first.
+    fn job_rows(&self, prefix: Option<&str>) -> Result<Vec<JobRow>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT j.id, j.name, j.state, j.reason, j.created_ms, j.finished_ms,
                         COUNT(t.idx), SUM(t.state = 'done'), SUM(t.state = 'failed')
                  FROM jobs j LEFT JOIN tasks t ON t.job = j.id
+                 WHERE ?1 IS NULL OR substr(j.id, 1, length(?1)) = ?1
                  GROUP BY j.id ORDER BY j.created_ms DESC",
             )?;
-            let rows = st.query_map([], |r| {
+            let rows = st.query_map([prefix], |r| {
                 Ok(JobRow {
                     id: r.get(0)?,
                     name: r.get(1)?,
@@ -266,12 +279,6 @@ impl JobStore {
             })?;
             rows.collect()
         })
-    }
-
-    /// Job `id`'s row, matched by full id or a unique prefix.
-    pub fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
-        let mut rows: Vec<JobRow> = self.jobs()?.into_iter().filter(|j| j.id.starts_with(id)).collect();
-        Ok(if rows.len() == 1 { rows.pop() } else { None })
     }
 
     /// Tasks of job `id`, by index.
@@ -317,7 +324,8 @@ impl JobStore {
     }
 
     /// Marks a task accepted with its result (whose blob is stored), the
-    /// agreeing and dissenting receipts, and the reputation after it.
+    /// agreeing and dissenting receipts, and the records of the providers
+    /// the verdict touched.
     pub fn accept(
         &self,
         job: &str,
@@ -325,7 +333,7 @@ impl JobStore {
         result: &ContentId,
         fuel: Fuel,
         dissenting: &[NodeId],
-        reputation: &Reputation,
+        records: &[(NodeId, Record)],
     ) -> Result<(), StoreError> {
         self.with(|c| {
             let tx = c.transaction()?;
@@ -343,7 +351,17 @@ impl JobStore {
                     params![task.to_string(), p.to_string()],
                 )?;
             }
-            save_reputation(&tx, reputation)?;
+            save_records(&tx, records.iter().map(|(p, r)| (p, r)))?;
+            tx.commit()
+        })
+    }
+
+    /// Saves every provider record (at a job's end: failures counted there
+    /// reach the store even for providers no verdict touched).
+    pub fn save_reputation(&self, reputation: &Reputation) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            save_records(&tx, reputation.iter())?;
             tx.commit()
         })
     }
@@ -412,12 +430,15 @@ impl JobStore {
     }
 }
 
-fn save_reputation(tx: &rusqlite::Transaction<'_>, rep: &Reputation) -> rusqlite::Result<()> {
+fn save_records<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    records: impl Iterator<Item = (&'a NodeId, &'a Record)>,
+) -> rusqlite::Result<()> {
     let mut st = tx.prepare(
         "INSERT INTO reputation (provider, agreed, disagreed, failed) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(provider) DO UPDATE SET agreed = ?2, disagreed = ?3, failed = ?4",
     )?;
-    for (p, r) in rep.iter() {
+    for (p, r) in records {
         st.execute(params![
             p.to_string(),
             r.agreed as i64,

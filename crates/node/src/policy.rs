@@ -221,18 +221,9 @@ impl ProviderPolicy {
         }
     }
 
-    /// Accept `a`, or refuse it with the first reason that applies, in the
-    /// order a requestor can least do something about first.
-    pub fn admit(&self, a: &Assignment, m: &MachineState) -> Result<(), Refusal> {
-        if !self.enabled {
-            return Err(Refusal::NotProviding);
-        }
-        if a.provider != m.me {
-            return Err(Refusal::WrongProvider);
-        }
-        if a.expires_at_ms <= m.now_ms {
-            return Err(Refusal::Expired);
-        }
+    /// Whether the owner's time and idleness rules pause new work now:
+    /// outside the active hours, or the machine busy with other programs.
+    pub fn paused(&self, m: &MachineState) -> Result<(), Refusal> {
         if !self.active_hours.is_empty() && !self.active_hours.iter().any(|w| w.contains(m.minute_of_day)) {
             let windows = self
                 .active_hours
@@ -248,6 +239,22 @@ impl ProviderPolicy {
                 threshold: self.idle_threshold_percent,
             });
         }
+        Ok(())
+    }
+
+    /// Accept `a`, or refuse it with the first reason that applies, in the
+    /// order a requestor can least do something about first.
+    pub fn admit(&self, a: &Assignment, m: &MachineState) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Err(Refusal::NotProviding);
+        }
+        if a.provider != m.me {
+            return Err(Refusal::WrongProvider);
+        }
+        if a.expires_at_ms <= m.now_ms {
+            return Err(Refusal::Expired);
+        }
+        self.paused(m)?;
         let slots = self.effective_slots(m.cores);
         if m.busy_slots >= slots {
             return Err(Refusal::Busy { slots });

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sharegrid_core::{Assignment, ContentId, NodeId, PricePerGfuel, TaskId, WIRE_VERSION};
@@ -21,7 +21,7 @@ use sharegrid_sched::{
 use tokio::sync::{broadcast, mpsc};
 
 use crate::blobs::BlobStore;
-use crate::daemon::{Assigned, NodeEvent, NodeHandle};
+use crate::daemon::{Assigned, NodeEvent, NodeHandle, now_ms};
 use crate::jobstore::{JobId, JobStore, JobSubmission, State, StoreError};
 
 /// Largest result fetched.
@@ -57,12 +57,6 @@ pub struct Requestor {
     blobs: BlobStore,
     store: JobStore,
     live: Arc<Mutex<HashMap<JobId, LiveJob>>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Requestor {
@@ -163,10 +157,9 @@ impl Requestor {
         policy.seed = u64::from_le_bytes(blake3::hash(id.as_bytes()).as_bytes()[..8].try_into().unwrap_or([0; 8]));
         let mut sched = Scheduler::new(policy, specs, self.store.reputation()?, now_ms());
         for t in &rows {
-            match t.state {
-                State::Done => sched.preaccept(&t.id),
-                State::Failed => sched.preaccept(&t.id), // ended: not re-run either
-                State::Running => {}
+            // Accepted or failed: ended, never run again.
+            if t.state != State::Running {
+                sched.preaccept(&t.id);
             }
         }
         let mut events = self.node.subscribe();
@@ -220,10 +213,16 @@ impl Requestor {
                     } => {
                         fetching += 1;
                         let (me, tx, job) = (self.clone(), tx.clone(), id.to_string());
-                        let rep = sched.reputation().clone();
+                        // Only the records this verdict touched.
+                        let rep = sched.reputation();
+                        let records: Vec<_> = agreeing
+                            .iter()
+                            .chain(dissenting.iter().map(|v| &v.provider))
+                            .map(|p| (*p, rep.get(p)))
+                            .collect();
                         tokio::spawn(async move {
                             let r = me
-                                .keep_result(&job, task, result, fuel, &agreeing, &dissenting, &rep)
+                                .keep_result(&job, task, result, fuel, &agreeing, &dissenting, &records)
                                 .await;
                             let _ = tx.send(Outcome::Kept(task, r)).await;
                         });
@@ -254,18 +253,17 @@ impl Requestor {
             if let Some((state, reason)) = &ended
                 && fetching == 0
             {
+                self.store.save_reputation(sched.reputation())?;
                 self.store.finish(id, *state, reason.as_deref(), now_ms())?;
                 return Ok(());
             }
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Ok(NodeEvent::OfferSeen(pid)) => {
-                        if let Some(o) = self.node.offers().await.into_iter().find(|o| o.provider == pid) {
-                            if let Some(p) = peer_id(&o.provider) {
-                                peers.insert(p, o.provider);
-                            }
-                            sched.on_event(Event::Offer(ProviderOffer::from(&o)), now_ms());
+                    Ok(NodeEvent::OfferSeen(o)) => {
+                        if let Some(p) = peer_id(&o.provider) {
+                            peers.insert(p, o.provider);
                         }
+                        sched.on_event(Event::Offer(ProviderOffer::from(&*o)), now_ms());
                     }
                     Ok(NodeEvent::PeerGone { peer, .. }) => {
                         if let Some(p) = peers.get(&peer) {
@@ -343,34 +341,26 @@ impl Requestor {
         fuel: sharegrid_core::Fuel,
         agreeing: &[NodeId],
         dissenting: &[Vote],
-        rep: &sharegrid_sched::Reputation,
+        records: &[(NodeId, sharegrid_sched::Record)],
     ) -> Result<(), String> {
         let id = ContentId::from_bytes(*result.as_bytes());
         let mut last = String::from("no provider to fetch from");
-        if !self.blobs.has(&id) {
-            let mut got = false;
-            for p in agreeing {
-                let Some(peer) = peer_id(p) else { continue };
-                match self.node.fetch_blob(peer, id, MAX_RESULT_BYTES).await {
-                    Ok(bytes) => {
-                        let blobs = self.blobs.clone();
-                        tokio::task::spawn_blocking(move || blobs.put(&bytes))
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map_err(|e| e.to_string())?;
-                        got = true;
-                        break;
-                    }
-                    Err(e) => last = e.to_string(),
+        let mut got = false;
+        for p in agreeing {
+            match self.node.fetch_into(p, id, MAX_RESULT_BYTES, &self.blobs).await {
+                Ok(()) => {
+                    got = true;
+                    break;
                 }
+                Err(e) => last = e.to_string(),
             }
-            if !got {
-                return Err(format!("accepted result {id} could not be fetched: {last}"));
-            }
+        }
+        if !got {
+            return Err(format!("accepted result {id} could not be fetched: {last}"));
         }
         let dissent: Vec<NodeId> = dissenting.iter().map(|v| v.provider).collect();
         self.store
-            .accept(job, &task, &id, fuel, &dissent, rep)
+            .accept(job, &task, &id, fuel, &dissent, records)
             .map_err(|e| e.to_string())
     }
 }

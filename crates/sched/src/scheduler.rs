@@ -255,7 +255,7 @@ pub struct Scheduler {
     out: Vec<Action>,
     committed: Amount,
     spent: Amount,
-    started_ms: u64,
+    /// Since when no provider could take work (from the start until one can).
     no_usable_since: Option<u64>,
     finished: bool,
     accepted: usize,
@@ -299,7 +299,6 @@ impl Scheduler {
             out: Vec::new(),
             committed: Amount(0),
             spent: Amount(0),
-            started_ms: now_ms,
             no_usable_since: Some(now_ms),
             finished: false,
             accepted: 0,
@@ -494,9 +493,6 @@ impl Scheduler {
         pr.offer = o;
         pr.usable = usable;
         pr.gone = false;
-        if usable {
-            self.no_usable_since = None;
-        }
         self.refresh(p, now);
     }
 
@@ -807,7 +803,7 @@ impl Scheduler {
         let usable = self.live > 0;
         if !usable && !self.open.is_empty() {
             let since = *self.no_usable_since.get_or_insert(now_ms);
-            if now_ms.saturating_sub(since.max(self.started_ms)) >= self.policy.no_match_grace_ms {
+            if now_ms.saturating_sub(since) >= self.policy.no_match_grace_ms {
                 return self.end(format!("no provider qualifies: {}", self.no_match()));
             }
         } else {
@@ -823,14 +819,16 @@ impl Scheduler {
             && self.out.iter().all(|a| !matches!(a, Action::Dispatch { .. }))
             && usable
         {
+            let fuel = self
+                .open
+                .iter()
+                .next()
+                .map_or(Fuel(0), |&t| self.tasks[t].spec.fuel_limit);
             let cheapest = self
                 .provs
                 .iter()
-                .filter(|p| p.usable && !p.gone)
-                .filter_map(|p| {
-                    let t = *self.open.iter().next()?;
-                    p.offer.price.cost(self.tasks[t].spec.fuel_limit)
-                })
+                .filter(|p| p.live)
+                .filter_map(|p| p.offer.price.cost(fuel))
                 .min();
             if let Some(c) = cheapest
                 && add(self.spent, c).0 > self.policy.budget.0
