@@ -576,7 +576,9 @@ struct Daemon {
     events: broadcast::Sender<NodeEvent>,
     assigns: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<TaskResponse, AssignError>>>,
     fetches: HashMap<request_response::OutboundRequestId, (PeerId, BlobFetch, FetchOwner)>,
-    ping_failures: HashMap<PeerId, String>,
+    /// Why a peer's connection was closed (ping), kept a while so the
+    /// requests that fail with it can say so; purged after a minute.
+    ping_failures: HashMap<PeerId, (String, Instant)>,
     /// When each connected peer last answered a ping.
     last_heard: HashMap<PeerId, Instant>,
     departure_timeout: Duration,
@@ -750,6 +752,8 @@ impl Daemon {
     fn on_tick(&mut self) {
         let now = Instant::now();
         self.book.expire(now_ms());
+        self.ping_failures
+            .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
         let me = self.me;
         let Some(agent) = &mut self.agent else { return };
         let interval = Duration::from_secs(agent.provider.policy().offer_interval_secs.max(1));
@@ -788,7 +792,7 @@ impl Daemon {
             self.last_heard.remove(&peer);
             let why = format!("no answer to ping for {:?} (departure timeout)", self.departure_timeout);
             tracing::info!(%peer, "{why}: closing its connections");
-            self.ping_failures.insert(peer, why);
+            self.ping_failures.insert(peer, (why, now));
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
@@ -855,7 +859,7 @@ impl Daemon {
                 let why = self
                     .ping_failures
                     .get(&peer_id)
-                    .cloned()
+                    .map(|(why, _)| why.clone())
                     .or_else(|| cause.map(|c| c.to_string()))
                     .unwrap_or_else(|| "connection closed".into());
                 self.last_heard.remove(&peer_id);
@@ -888,7 +892,8 @@ impl Daemon {
                 result: Err(e),
             }) => {
                 tracing::info!(%peer, error = %e, "ping failed: closing the connection");
-                self.ping_failures.insert(peer, format!("ping failed ({e})"));
+                self.ping_failures
+                    .insert(peer, (format!("ping failed ({e})"), Instant::now()));
                 self.swarm.close_connection(connection);
             }
             BehaviourEvent::Identify(sharegrid_net::identify::Event::Received { peer_id, info, .. }) => {
@@ -938,17 +943,12 @@ impl Daemon {
             .report_message_validation_result(&id, &from, verdict);
     }
 
+    /// An inbound request that failed after it was read. Bad bytes never
+    /// end here (the codec turns them into `Incoming::Refused`, counted
+    /// where they are answered): this is the connection failing, no one's
+    /// misbehaviour.
     fn inbound_failure(&mut self, peer: PeerId, protocol: &str, error: request_response::InboundFailure) {
-        match &error {
-            request_response::InboundFailure::Io(e) => {
-                let (what, why) = match wire_error(e) {
-                    Some(w) => (Misbehaviour::of_wire(w), format!("{protocol} request: {w}")),
-                    None => (Misbehaviour::Malformed, format!("{protocol} request: {e}")),
-                };
-                self.misbehaved(peer, what, why);
-            }
-            other => tracing::debug!(%peer, %protocol, "inbound request failed: {other}"),
-        }
+        tracing::debug!(%peer, %protocol, "inbound request failed: {error}");
     }
 
     fn on_task(&mut self, ev: request_response::Event<Incoming<TaskRequest>, TaskResponse>) {
@@ -979,29 +979,28 @@ impl Daemon {
                 error,
                 ..
             } => {
+                let mut bad_response = None;
                 let err = match &error {
                     OutboundFailure::Timeout => AssignError::Timeout,
                     OutboundFailure::DialFailure => AssignError::Unreachable(format!("cannot dial {peer}")),
                     OutboundFailure::ConnectionClosed => AssignError::PeerGone(
                         self.ping_failures
                             .get(&peer)
-                            .cloned()
-                            .unwrap_or_else(|| "connection closed".into()),
+                            .map_or_else(|| "connection closed".into(), |(why, _)| why.clone()),
                     ),
                     OutboundFailure::UnsupportedProtocols => {
                         AssignError::Unreachable("peer does not speak the task protocol".into())
                     }
                     OutboundFailure::Io(e) => match wire_error(e) {
-                        Some(w) => AssignError::BadReceipt(w.to_string()),
+                        Some(w) => {
+                            bad_response = Some(Misbehaviour::of_wire(w));
+                            AssignError::BadReceipt(w.to_string())
+                        }
                         None => AssignError::PeerGone(e.to_string()),
                     },
                 };
-                if let AssignError::BadReceipt(why) = &err {
-                    let what = match &error {
-                        OutboundFailure::Io(e) => wire_error(e).map_or(Misbehaviour::Malformed, Misbehaviour::of_wire),
-                        _ => Misbehaviour::Malformed,
-                    };
-                    self.misbehaved(peer, what, format!("task response: {why}"));
+                if let Some(what) = bad_response {
+                    self.misbehaved(peer, what, format!("task response: {err}"));
                 }
                 if let Some(reply) = self.assigns.remove(&request_id) {
                     let _ = reply.send(Err(err));

@@ -279,6 +279,11 @@ impl Requestor {
                     Outcome::Answer(task, provider, r) => self.on_answer(id, &mut sched, task, provider, *r)?,
                     Outcome::Kept(task, r) => {
                         fetching -= 1;
+                        if r.is_err() && !self.node.is_running() {
+                            // Not the result's fault: the task stays open in
+                            // the store and runs again when the job resumes.
+                            return Ok(());
+                        }
                         if let Err(why) = r {
                             tracing::warn!(job = %id, %task, "{why}");
                             self.store.fail_task(id, &task, &why)?;
