@@ -2,8 +2,11 @@
 //! network on 127.0.0.1 — providers of different (emulated) speeds, one of
 //! them lying, and a requestor — renders a Mandelbrot image as a job of
 //! tiles with r = 2 through the real stack (libp2p, offers, the scheduler,
-//! quorum verification, blobs, the job store), assembles the accepted tiles
-//! into one PNG and prints a report.
+//! quorum verification, blobs, the job store, the ledger), assembles the
+//! accepted tiles into one PNG and prints a report. The requestor is the
+//! ledger's validator; the providers follow its blocks. The job is paid
+//! through an escrow, and the report reads each provider's earnings and the
+//! treasury's fee from the ledger and checks them against the receipts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use sharegrid_core::{Amount, Arch, Determinism, GigafuelPerSec, Limits, NodeKey, TaskResult};
+use sharegrid_core::{Amount, Arch, Determinism, GigafuelPerSec, Limits, NodeId, NodeKey, Receipt, Signed, TaskResult};
+use sharegrid_ledger::{Allocation, Genesis, Params};
 use sharegrid_net::NetConfig;
 use sharegrid_node::{
-    AgentOptions, BlobStore, FixedProbe, JobStore, JobSubmission, MachineInfo, NodeHandle, NodeOptions, Provider,
-    ProviderPolicy, Requestor, State,
+    AgentOptions, BlobStore, FixedProbe, JobStore, JobSubmission, Ledger, LedgerClient, LedgerOptions, LedgerSettings,
+    MachineInfo, NodeHandle, NodeOptions, Provider, ProviderPolicy, Requestor, State,
 };
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
@@ -54,6 +58,20 @@ const PROVIDERS: &[(&str, f64, u32, bool)] = &[
 struct Started {
     name: &'static str,
     handle: NodeHandle,
+    ledger: Arc<Ledger>,
+}
+
+/// The requestor's starting balance.
+const FUNDS: u128 = 1_000_000_000_000;
+/// The network fee, in basis points.
+const FEE_BPS: u32 = 100;
+
+fn ledger_options(ledger: &Arc<Ledger>) -> LedgerOptions {
+    LedgerOptions {
+        ledger: ledger.clone(),
+        block_interval: Duration::from_millis(50),
+        idle_block: Duration::from_secs(10),
+    }
 }
 
 fn net() -> NetConfig {
@@ -86,6 +104,20 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         "sharegrid demo: a network of {} providers and a requestor on 127.0.0.1",
         PROVIDERS.len()
     );
+    let rkey = Arc::new(NodeKey::from_seed([100; 32]));
+    let treasury = NodeKey::from_seed([200; 32]).id();
+    let genesis = Genesis {
+        validators: vec![rkey.id()],
+        params: Params {
+            treasury,
+            network_fee_bps: FEE_BPS,
+            min_fee: Amount(1),
+        },
+        balances: vec![Allocation {
+            account: rkey.id(),
+            amount: Amount(FUNDS),
+        }],
+    };
     let mut providers = Vec::new();
     for (i, &(name, speed, slots, lies)) in PROVIDERS.iter().enumerate() {
         let key = Arc::new(NodeKey::from_seed([i as u8 + 1; 32]));
@@ -94,7 +126,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         let policy = ProviderPolicy {
             enabled: true,
             slots,
-            price_floor: Amount(if lies { 1 } else { 2 + i as u128 }),
+            price_floor: Amount(if lies { 1_000 } else { 1_000 * (2 + i as u128) }),
             offer_interval_secs: 2,
             ..ProviderPolicy::default()
         };
@@ -103,6 +135,8 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         if lies {
             provider = provider.faulty();
         }
+        std::fs::create_dir_all(&home)?;
+        let ledger = Ledger::open(&home.join("ledger.db"), genesis.clone(), key.clone())?;
         let handle = sharegrid_node::start(NodeOptions {
             key,
             net: net(),
@@ -118,21 +152,24 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 speed: GigafuelPerSec(speed),
                 probe: Arc::new(FixedProbe::default()),
                 max_fetch_bytes: 1 << 30,
+                earnings: Some(JobStore::open(&home.join("node.db"))?),
             }),
+            ledger: Some(ledger_options(&ledger)),
         })
         .await?;
         let lie = if lies { ", returns wrong results" } else { "" };
         println!("  provider {name:<8} {speed:>4} Gfuel/s × {slots} slot(s){lie}");
-        providers.push(Started { name, handle });
+        providers.push(Started { name, handle, ledger });
     }
-    let rkey = Arc::new(NodeKey::from_seed([100; 32]));
     let rblobs = BlobStore::open(dir.path().join("requestor/blobs"), 1 << 30)?;
+    let rledger = Ledger::open(&dir.path().join("requestor/ledger.db"), genesis, rkey.clone())?;
     let requestor = sharegrid_node::start(NodeOptions {
-        key: rkey,
+        key: rkey.clone(),
         net: net(),
         blobs: rblobs.clone(),
         outputs: BlobStore::open(dir.path().join("requestor/outputs"), 1 << 30)?,
         agent: None,
+        ledger: Some(ledger_options(&rledger)),
     })
     .await?;
     for p in &providers {
@@ -150,7 +187,13 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  requestor sees {} offers\n", providers.len());
 
     let store = JobStore::open(&dir.path().join("requestor/node.db"))?;
-    let engine = Requestor::new(requestor.clone(), rblobs.clone(), store.clone());
+    let engine = Requestor::new(requestor.clone(), rblobs.clone(), store.clone()).with_ledger(
+        LedgerClient::new(rledger.clone(), requestor.clone()),
+        LedgerSettings {
+            settle_batch: 16,
+            ..LedgerSettings::default()
+        },
+    );
     let module = rblobs.put(guests::MANDELBROT)?;
     let stdin = rblobs.put(b"")?;
     let mut tasks = Vec::new();
@@ -176,8 +219,8 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         mode: Determinism::Native,
         replication: 2,
         quorum: 2,
-        price_ceiling: Amount(100),
-        budget: Amount(1_000_000_000),
+        price_ceiling: Amount(100_000),
+        budget: Amount(100_000_000),
         deadline_secs: Some(600),
         arch: None,
         min_memory: 64 << 20,
@@ -192,7 +235,8 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let started = Instant::now();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let id = engine.submit(sub)?;
+    let before = rledger.account(&rkey.id());
+    let id = engine.submit(sub).await?;
     let job = loop {
         let row = store.job(&id)?.context("the job vanished")?;
         if tty {
@@ -220,6 +264,8 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut image = vec![0u8; w * h * 3];
     let mut fuel = 0u64;
     let mut per_provider: HashMap<String, (usize, usize)> = HashMap::new();
+    // What the agreeing receipts charge, per provider: what the ledger must have paid.
+    let mut owed: HashMap<NodeId, u128> = HashMap::new();
     for t in &rows {
         let (Some(result), Some(f)) = (t.result, t.fuel) else {
             anyhow::bail!("tile {} {:?} was not accepted: {:?}", t.index, t.args, t.reason);
@@ -237,6 +283,9 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 e.1 += 1;
             } else if k.verdict == "agreed" {
                 e.0 += 1;
+                let signed: Signed = sharegrid_core::decode_capped(&k.signed, 1 << 20)?;
+                let r: Receipt = signed.open(1 << 20)?;
+                *owed.entry(r.provider).or_default() += r.charge.0;
             }
         }
     }
@@ -260,12 +309,67 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         "  verified   {} wrong results caught by quorum and rejected; none accepted",
         caught
     );
+    payment_report(&providers, &rledger, &store, &id, &rkey.id(), before.balance, &owed)?;
     println!("  image      {}", a.out.display());
     requestor.shutdown().await;
     for p in providers {
         p.handle.shutdown().await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ledger's side: what the escrow locked, what each provider earned
+/// and the treasury's fee, read from the ledger and checked against the
+/// receipts: every accepted task paid exactly once, nothing for rejected
+/// results, and payments + fee + refund = escrow to the unit.
+fn payment_report(
+    providers: &[Started],
+    ledger: &Arc<Ledger>,
+    store: &JobStore,
+    job: &str,
+    requestor: &NodeId,
+    balance_before: Amount,
+    owed: &HashMap<NodeId, u128>,
+) -> anyhow::Result<()> {
+    let (_, escrow, settled) = store.escrow(job)?.context("the job has no escrow")?;
+    anyhow::ensure!(settled, "the job's escrow was not settled");
+    let state = ledger.with_state(Clone::clone);
+    let params = &state.params;
+    let head = ledger.head();
+    let mut paid = 0u128;
+    println!("  payment    (read from the ledger: {} blocks)", head.height);
+    println!(
+        "    escrow   {escrow} locked (budget plus the {}% network fee)",
+        f64::from(params.network_fee_bps) / 100.0
+    );
+    for p in providers {
+        let earned = state.balance(&p.handle.id()).0;
+        let due = owed.get(&p.handle.id()).copied().unwrap_or(0);
+        anyhow::ensure!(
+            earned == due,
+            "{} was paid {earned} but its agreeing receipts charge {due}",
+            p.name
+        );
+        paid += earned;
+        // The providers follow the validator's blocks.
+        let seen = p.ledger.head().height;
+        println!("    {:<8} earned {earned:>12}   (its ledger: block {seen})", p.name);
+    }
+    // Transaction fees (the escrow and settlement transactions) also go to
+    // the treasury; they come from the requestor's balance, not the escrow.
+    let nonce = state.accounts.get(requestor).map_or(0, |a| a.nonce);
+    let tx_fees = u128::from(nonce) * params.min_fee.0;
+    let network_fee = state.balance(&params.treasury).0 - tx_fees;
+    let spent = balance_before.0 - state.balance(requestor).0 - tx_fees;
+    let refund = escrow.0 - spent;
+    println!("    treasury fee {network_fee:>8}   (plus {tx_fees} in transaction fees)");
+    println!("    refund   {refund:>12}   to the requestor");
+    anyhow::ensure!(
+        paid + network_fee + refund == escrow.0,
+        "payments {paid} + fee {network_fee} + refund {refund} != escrow {escrow}"
+    );
+    println!("    check    payments {paid} + fee {network_fee} + refund {refund} = escrow {escrow}: exact");
+    Ok(())
 }
 
 /// Copies a binary PPM (P6, maxval 255) tile into the image at (x0, y0).

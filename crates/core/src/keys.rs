@@ -25,6 +25,8 @@ pub enum Domain {
     Receipt,
     /// A ledger transaction.
     Transaction,
+    /// A ledger block's header.
+    Block,
 }
 
 impl Domain {
@@ -34,6 +36,7 @@ impl Domain {
             Domain::Assignment => b"sharegrid/assignment/1",
             Domain::Receipt => b"sharegrid/receipt/1",
             Domain::Transaction => b"sharegrid/tx/1",
+            Domain::Block => b"sharegrid/block/1",
         }
     }
 

@@ -106,6 +106,10 @@ pub struct Assignment {
     pub price: PricePerGfuel,
     /// Milliseconds since the Unix epoch after which the provider must not start it.
     pub expires_at_ms: u64,
+    /// The job's escrow on the ledger that pays for it (none: paid outside
+    /// the ledger, e.g. `run --on`). A provider claims from this escrow if
+    /// the requestor does not settle.
+    pub escrow: Option<ContentId>,
 }
 
 /// What a provider returns for an assignment it ran, signed by the provider.
@@ -386,6 +390,7 @@ mod tests {
             mode: Determinism::Native,
             price: PricePerGfuel(Amount(500)),
             expires_at_ms: 10,
+            escrow: None,
         };
         let signed_assignment = Signed::sign(&requestor, &assignment).unwrap();
         let opened: Assignment = signed_assignment.open(1 << 20).unwrap();

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use sharegrid_core::{Amount, NodeKey, Signed};
-use sharegrid_ledger::{Genesis, Op, Params, State, TX_VERSION, Tx};
+use sharegrid_ledger::{Allocation, Genesis, Op, Params, State, TX_VERSION, Tx};
 
 fn main() {
     let n: usize = std::env::args().nth(1).map_or(100_000, |s| s.parse().expect("N"));
@@ -19,12 +19,19 @@ fn main() {
         })
         .collect();
     let mut state = State::genesis(&Genesis {
+        validators: vec![keys[0].id()],
         params: Params {
             treasury: keys[0].id(),
             network_fee_bps: 100,
             min_fee: Amount(1),
         },
-        balances: keys.iter().map(|k| (k.id(), Amount(1 << 60))).collect(),
+        balances: keys
+            .iter()
+            .map(|k| Allocation {
+                account: k.id(),
+                amount: Amount(1 << 60),
+            })
+            .collect(),
     })
     .unwrap();
     let mut nonces = vec![0u64; keys.len()];

@@ -18,11 +18,15 @@
 //! vanished requestor cannot stiff anyone. After the close height anyone
 //! may return what is left to the requestor.
 //!
-//! Not yet here (the next steps of this issue): blocks and their store,
-//! ordering (one validator, later commonware Simplex), wiring into jobs.
+//! Blocks ([`Block`], [`Chain`]): each binds its height, the previous
+//! block's hash, its transactions and the state root after them, signed by
+//! its producer. [`Chain::apply`] checks all of it; storing blocks and
+//! deciding who produces the next one live in the node.
 
+mod block;
 mod state;
 mod tx;
 
-pub use state::{Account, Escrow, Genesis, MAX_TX_BYTES, Params, State};
+pub use block::{BLOCK_VERSION, Block, BlockError, Chain, Header, MAX_BLOCK_TXS, Proposal, txs_root};
+pub use state::{Account, Allocation, Escrow, Genesis, MAX_TX_BYTES, Params, State};
 pub use tx::{Op, Paid, Rejection, TX_VERSION, Tx};

@@ -30,8 +30,9 @@ pub struct Escrow {
     pub left: Amount,
     /// The job's tasks.
     pub tasks: BTreeSet<TaskId>,
-    /// Tasks paid.
-    pub paid: BTreeSet<TaskId>,
+    /// Tasks paid, with the provider paid: each replica's provider is paid
+    /// once per task.
+    pub paid: BTreeSet<(TaskId, NodeId)>,
     /// From here providers may claim.
     pub claim_height: u64,
     /// From here anyone may close it.
@@ -49,13 +50,47 @@ pub struct Params {
     pub min_fee: Amount,
 }
 
-/// The first state: parameters and initial balances.
+/// The first state: parameters, validators and initial balances. Read from
+/// a TOML file (`genesis.toml` in the node home, see [`Genesis::from_toml`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Genesis {
+    /// Who may produce blocks.
+    pub validators: Vec<NodeId>,
     /// Parameters.
     pub params: Params,
     /// Initial balances.
-    pub balances: Vec<(NodeId, Amount)>,
+    pub balances: Vec<Allocation>,
+}
+
+/// One initial balance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// The account.
+    pub account: NodeId,
+    /// Its tokens.
+    pub amount: Amount,
+}
+
+impl Genesis {
+    /// Parses and checks a genesis file's text.
+    pub fn from_toml(text: &str) -> Result<Genesis, String> {
+        let g: Genesis = toml::from_str(text).map_err(|e| e.to_string())?;
+        State::genesis(&g)?;
+        Ok(g)
+    }
+
+    /// The genesis as TOML, as [`Genesis::from_toml`] reads it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// The genesis hash: BLAKE3 of its CBOR. The chain's block 0, and which
+    /// network a chain belongs to.
+    pub fn hash(&self) -> ContentId {
+        ContentId::of(&cbor4ii::serde::to_vec(Vec::new(), self).unwrap_or_default())
+    }
 }
 
 /// The whole ledger state.
@@ -86,11 +121,14 @@ impl State {
     /// The state a genesis describes.
     pub fn genesis(g: &Genesis) -> Result<State, String> {
         if g.params.network_fee_bps > 10_000 {
-            return Err("network_fee_bps must be at most 10000".into());
+            return Err("params.network_fee_bps must be at most 10000".into());
+        }
+        if g.validators.is_empty() {
+            return Err("validators: at least one is needed to produce blocks".into());
         }
         let mut accounts = BTreeMap::new();
         let mut supply: u128 = 0;
-        for (id, amount) in &g.balances {
+        for Allocation { account: id, amount } in &g.balances {
             if accounts
                 .insert(
                     *id,
@@ -101,9 +139,9 @@ impl State {
                 )
                 .is_some()
             {
-                return Err(format!("account {id} appears twice"));
+                return Err(format!("balances: account {id} appears twice"));
             }
-            supply = supply.checked_add(amount.0).ok_or("total supply overflows")?;
+            supply = supply.checked_add(amount.0).ok_or("balances: total supply overflows")?;
         }
         Ok(State {
             params: g.params.clone(),
@@ -217,7 +255,7 @@ impl State {
             if let Some(e) = self.escrows.get_mut(job) {
                 // Cannot underflow: `payouts` checked the total against `left`.
                 e.left = Amount(e.left.0 - p.charge.0 - p.fee.0);
-                e.paid.insert(p.task);
+                e.paid.insert((p.task, p.provider));
             }
             self.credit(p.provider, p.charge);
             self.credit(treasury, p.fee);
@@ -264,7 +302,7 @@ impl State {
                         signer: tx.signer.to_string(),
                     });
                 }
-                Ok((Amount(0), self.payouts(e, paid)?))
+                Ok((Amount(0), self.payouts(job, e, paid)?))
             }
             Op::Claim { job, paid } => {
                 let e = self.escrow(job)?;
@@ -274,7 +312,7 @@ impl State {
                         height,
                     });
                 }
-                let payouts = self.payouts(e, std::slice::from_ref(paid))?;
+                let payouts = self.payouts(job, e, std::slice::from_ref(paid))?;
                 if payouts.iter().any(|p| p.provider != tx.signer) {
                     return Err(Rejection::BadProof("a provider claims only its own receipts".into()));
                 }
@@ -297,13 +335,13 @@ impl State {
         self.escrows.get(job).ok_or(Rejection::NoEscrow(*job))
     }
 
-    fn payouts(&self, e: &Escrow, paid: &[Paid]) -> Result<Vec<Payout>, Rejection> {
+    fn payouts(&self, job: &ContentId, e: &Escrow, paid: &[Paid]) -> Result<Vec<Payout>, Rejection> {
         let mut out = Vec::with_capacity(paid.len());
         let mut seen = BTreeSet::new();
         let mut total: u128 = 0;
         for p in paid {
-            let (task, provider, charge) = check_proof(e, p)?;
-            if e.paid.contains(&task) || !seen.insert(task) {
+            let (task, provider, charge) = check_proof(job, e, p)?;
+            if e.paid.contains(&(task, provider)) || !seen.insert((task, provider)) {
                 return Err(Rejection::AlreadyPaid(task));
             }
             let fee = Amount(
@@ -336,7 +374,7 @@ impl State {
 
 /// Checks that a pair proves one task's work for this escrow; returns the
 /// task, the provider and the charge.
-fn check_proof(e: &Escrow, p: &Paid) -> Result<(TaskId, NodeId, Amount), Rejection> {
+fn check_proof(job: &ContentId, e: &Escrow, p: &Paid) -> Result<(TaskId, NodeId, Amount), Rejection> {
     let bad = |why: &str| Rejection::BadProof(why.to_string());
     let a: Assignment = p
         .assignment
@@ -348,6 +386,9 @@ fn check_proof(e: &Escrow, p: &Paid) -> Result<(TaskId, NodeId, Amount), Rejecti
         .map_err(|err| Rejection::BadProof(format!("receipt: {err}")))?;
     if a.requestor != e.requestor {
         return Err(bad("the assignment is not signed by the job's requestor"));
+    }
+    if a.escrow != Some(*job) {
+        return Err(bad("the assignment names another escrow"));
     }
     if r.provider != a.provider {
         return Err(bad("the receipt is not from the provider assigned"));

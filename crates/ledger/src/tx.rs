@@ -139,8 +139,8 @@ pub enum Rejection {
     /// A receipt for a task the job does not list.
     #[error("task {0} is not in the job")]
     TaskNotInJob(TaskId),
-    /// A task paid already.
-    #[error("task {0} is paid already")]
+    /// A task paid already to this provider.
+    #[error("task {0} is paid already to this provider")]
     AlreadyPaid(TaskId),
     /// A pair that does not prove the work (names the mismatch).
     #[error("bad proof of work: {0}")]

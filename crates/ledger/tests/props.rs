@@ -10,15 +10,23 @@ use sharegrid_core::{
     Amount, Assignment, ContentId, Determinism, Fuel, Limits, NodeKey, Outcome, PricePerGfuel, Receipt, ResultHash,
     Signed, TaskId, WIRE_VERSION,
 };
-use sharegrid_ledger::{Genesis, Op, Paid, Params, Rejection, State, TX_VERSION, Tx};
+use sharegrid_ledger::{
+    Allocation, Block, BlockError, Chain, Genesis, Header, Op, Paid, Params, Rejection, State, TX_VERSION, Tx, txs_root,
+};
 
 fn key(i: u8) -> NodeKey {
     NodeKey::from_seed([i + 1; 32])
 }
 const TREASURY: u8 = 9;
+const VALIDATOR: u8 = 10;
 
 fn genesis(balances: &[u128]) -> State {
-    State::genesis(&Genesis {
+    State::genesis(&genesis_of(balances)).unwrap()
+}
+
+fn genesis_of(balances: &[u128]) -> Genesis {
+    Genesis {
+        validators: vec![key(VALIDATOR).id()],
         params: Params {
             treasury: key(TREASURY).id(),
             network_fee_bps: 250,
@@ -27,10 +35,12 @@ fn genesis(balances: &[u128]) -> State {
         balances: balances
             .iter()
             .enumerate()
-            .map(|(i, b)| (key(i as u8).id(), Amount(*b)))
+            .map(|(i, b)| Allocation {
+                account: key(i as u8).id(),
+                amount: Amount(*b),
+            })
             .collect(),
-    })
-    .unwrap()
+    }
 }
 
 fn tx(signer: &NodeKey, nonce: u64, op: Op) -> Signed {
@@ -54,7 +64,7 @@ fn task(i: u8) -> TaskId {
 
 /// A proof that `provider` did task `t` for `requestor`; `price_bump` makes
 /// the receipt charge above the agreed price.
-fn proof(requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bump: u128) -> Paid {
+fn proof(job: ContentId, requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bump: u128) -> Paid {
     let a = Assignment {
         version: WIRE_VERSION,
         task: t,
@@ -68,6 +78,7 @@ fn proof(requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bu
         mode: Determinism::Native,
         price: PricePerGfuel(Amount(10)),
         expires_at_ms: u64::MAX,
+        escrow: Some(job),
     };
     let sa = Signed::sign(requestor, &a).unwrap();
     let price = PricePerGfuel(Amount(10 + price_bump));
@@ -166,11 +177,13 @@ fn job_id(j: u8) -> ContentId {
     ContentId::of(&[j])
 }
 
-/// Runs steps from genesis; returns the state and the verdicts.
-fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>) {
+/// Runs steps from genesis; returns the state, the verdicts and the signed
+/// transactions.
+fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>, Vec<Signed>) {
     let mut s = genesis(balances);
     let supply = s.supply();
     let mut verdicts = Vec::new();
+    let mut txs = Vec::new();
     for (h, st) in steps.iter().enumerate() {
         let height = h as u64 + 1;
         let nonce = |s: &State, k: &NodeKey| s.accounts.get(&k.id()).map_or(0, |a| a.nonce);
@@ -213,7 +226,7 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>) {
                 let k = key(*by);
                 let paid = tasks
                     .iter()
-                    .map(|(t, p, fuel, bump)| proof(&key(0), &key(*p), task(*t), *fuel, *bump))
+                    .map(|(t, p, fuel, bump)| proof(job_id(*job), &key(0), &key(*p), task(*t), *fuel, *bump))
                     .collect();
                 tx(
                     &k,
@@ -227,7 +240,7 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>) {
             }
             Step::Claim { job, provider, t, fuel } => {
                 let k = key(*provider);
-                let paid = proof(&key(0), &k, task(*t), *fuel, 0);
+                let paid = proof(job_id(*job), &key(0), &k, task(*t), *fuel, 0);
                 tx(
                     &k,
                     nonce(&s, &k),
@@ -249,8 +262,27 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>) {
         }
         assert_eq!(s.supply(), supply, "supply changed after {st:?}");
         verdicts.push(ok);
+        txs.push(signed);
     }
-    (s, verdicts)
+    (s, verdicts, txs)
+}
+
+/// Packs `txs` into blocks of up to `per_block` candidates.
+fn blocks(balances: &[u128], txs: &[Signed], per_block: usize) -> (Chain, Vec<Block>) {
+    let mut chain = Chain::new(&genesis_of(balances)).unwrap();
+    let mut out = Vec::new();
+    for (i, group) in txs.chunks(per_block).enumerate() {
+        let p = chain.propose(&key(VALIDATOR), group.to_vec(), i as u64).unwrap();
+        for (id, _) in &p.rejected {
+            assert!(
+                !p.block.txs.iter().any(|t| t.id() == *id),
+                "a rejected tx entered a block"
+            );
+        }
+        out.push(p.block.clone());
+        chain.commit(p);
+    }
+    (chain, out)
 }
 
 proptest! {
@@ -261,11 +293,122 @@ proptest! {
         balances in prop::collection::vec(0u128..5_000, 4),
         steps in prop::collection::vec(step(), 1..40),
     ) {
-        let (a, va) = run(&balances, &steps);
-        let (b, vb) = run(&balances, &steps);
+        let (a, va, txs) = run(&balances, &steps);
+        let (b, vb, _) = run(&balances, &steps);
         prop_assert_eq!(a.root(), b.root());
         prop_assert_eq!(va, vb);
+        // The same transactions as blocks: every replay of the blocks
+        // accepts each and ends at the producer's state root.
+        let (produced, chain) = blocks(&balances, &txs, 3);
+        for _ in 0..2 {
+            let mut follower = Chain::new(&genesis_of(&balances)).unwrap();
+            for b in &chain {
+                follower.apply(b).unwrap();
+            }
+            prop_assert_eq!(follower.state().root(), produced.state().root());
+            prop_assert_eq!(follower.head(), produced.head());
+            prop_assert_eq!(follower.state().supply(), genesis(&balances).supply());
+        }
     }
+}
+
+/// A header like `b`'s with `edit` applied, re-signed by `signer`.
+fn reforge(b: &Block, signer: &NodeKey, edit: impl FnOnce(&mut Header)) -> Block {
+    let mut h = b.open_header().unwrap();
+    edit(&mut h);
+    h.producer = signer.id();
+    Block {
+        header: Signed::sign(signer, &h).unwrap(),
+        txs: b.txs.clone(),
+    }
+}
+
+#[test]
+fn each_bad_block_is_refused_for_its_reason_and_changes_nothing() {
+    let balances = [1_000, 1_000];
+    let transfer = |nonce, amount| {
+        tx(
+            &key(0),
+            nonce,
+            Op::Transfer {
+                to: key(1).id(),
+                amount: Amount(amount),
+            },
+        )
+    };
+    let (_, good) = blocks(&balances, &[transfer(0, 5), transfer(1, 7)], 1);
+    let v = key(VALIDATOR);
+    let mut chain = Chain::new(&genesis_of(&balances)).unwrap();
+    chain.apply(&good[0]).unwrap();
+    let (height, head, root) = (chain.height(), chain.head(), chain.state().root());
+    let next = &good[1];
+    let refused = |chain: &mut Chain, b: &Block| {
+        let err = chain.apply(b).unwrap_err();
+        assert_eq!(
+            (chain.height(), chain.head(), chain.state().root()),
+            (height, head, root)
+        );
+        err
+    };
+    // A wrong state root.
+    let bad = reforge(next, &v, |h| h.state_root = ContentId::of(b"not the state"));
+    assert!(matches!(
+        refused(&mut chain, &bad),
+        BlockError::StateRoot { height: 2, .. }
+    ));
+    // A broken hash link.
+    let bad = reforge(next, &v, |h| h.prev = ContentId::of(b"elsewhere"));
+    assert!(matches!(refused(&mut chain, &bad), BlockError::Link { height: 2, .. }));
+    // The wrong height: the block already applied, and one skipping ahead.
+    assert!(matches!(
+        refused(&mut chain, &good[0]),
+        BlockError::Height { got: 1, want: 2 }
+    ));
+    let bad = reforge(next, &v, |h| h.height = 3);
+    assert!(matches!(
+        refused(&mut chain, &bad),
+        BlockError::Height { got: 3, want: 2 }
+    ));
+    // Produced by someone who is not a validator.
+    let bad = reforge(next, &key(1), |_| {});
+    assert!(matches!(refused(&mut chain, &bad), BlockError::NotValidator { .. }));
+    // A header whose signature does not match.
+    let mut bad = next.clone();
+    bad.header.signature = good[0].header.signature;
+    assert!(matches!(refused(&mut chain, &bad), BlockError::Header(_)));
+    // Transactions swapped under a signed header.
+    let mut bad = next.clone();
+    bad.txs = vec![transfer(1, 8)];
+    assert!(matches!(refused(&mut chain, &bad), BlockError::Txs { height: 2 }));
+    // A rejected transaction (a replay) smuggled into a block by its producer.
+    let mut bad = next.clone();
+    bad.txs = vec![transfer(0, 5)];
+    let bad = reforge(&bad, &v, |h| h.txs = txs_root(&[transfer(0, 5)]));
+    assert!(matches!(
+        refused(&mut chain, &bad),
+        BlockError::Tx {
+            index: 0,
+            rejection: Rejection::Nonce { got: 0, want: 1 },
+            ..
+        }
+    ));
+    // Time going backwards.
+    let mut later = chain.clone();
+    let p = later.propose(&v, vec![], 50).unwrap();
+    later.commit(p);
+    let p = later.propose(&v, vec![], 60).unwrap();
+    let bad = reforge(&p.block, &v, |h| h.time_ms = 10);
+    assert!(matches!(
+        later.apply(&bad),
+        Err(BlockError::Time {
+            time_ms: 10,
+            prev_ms: 50,
+            ..
+        })
+    ));
+    // The good block still applies after all that.
+    chain.apply(next).unwrap();
+    assert_eq!(chain.state().balance(&key(1).id()), Amount(1_000 + 5 + 7));
 }
 
 #[test]
@@ -343,7 +486,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         0,
         Op::Settle {
             job: job_id(1),
-            paid: vec![proof(&req, &p1, task(1), 1_000_000_000, 0)],
+            paid: vec![proof(job_id(1), &req, &p1, task(1), 1_000_000_000, 0)],
             last: false,
         },
     );
@@ -354,18 +497,29 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         1,
         Op::Settle {
             job: job_id(1),
-            paid: vec![proof(&req, &p1, task(9), 1_000_000_000, 0)],
+            paid: vec![proof(job_id(1), &req, &p1, task(9), 1_000_000_000, 0)],
             last: false,
         },
     );
     assert!(matches!(s.apply(&stray, 2), Err(Rejection::TaskNotInJob(_))));
+    // An assignment made for another job's escrow.
+    let elsewhere = tx(
+        &req,
+        1,
+        Op::Settle {
+            job: job_id(1),
+            paid: vec![proof(job_id(2), &req, &p1, task(1), 1_000_000_000, 0)],
+            last: false,
+        },
+    );
+    assert!(matches!(s.apply(&elsewhere, 2), Err(Rejection::BadProof(_))));
     // A receipt above the agreed price.
     let dear = tx(
         &req,
         1,
         Op::Settle {
             job: job_id(1),
-            paid: vec![proof(&req, &p1, task(1), 1_000_000_000, 5)],
+            paid: vec![proof(job_id(1), &req, &p1, task(1), 1_000_000_000, 5)],
             last: false,
         },
     );
@@ -377,7 +531,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         1,
         Op::Settle {
             job: job_id(1),
-            paid: vec![proof(&req, &p1, task(1), 20_000_000_000, 0)],
+            paid: vec![proof(job_id(1), &req, &p1, task(1), 20_000_000_000, 0)],
             last: false,
         },
     );
@@ -390,7 +544,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
             nonce,
             Op::Claim {
                 job: job_id(1),
-                paid: proof(&req, &p1, task(1), 20_000_000_000, 0),
+                paid: proof(job_id(1), &req, &p1, task(1), 20_000_000_000, 0),
             },
         )
     };
@@ -402,7 +556,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         0,
         Op::Claim {
             job: job_id(1),
-            paid: proof(&req, &p2, task(2), 10_000_000_000, 0),
+            paid: proof(job_id(1), &req, &p2, task(2), 10_000_000_000, 0),
         },
     );
     s.apply(&other, 11).unwrap();

@@ -11,8 +11,10 @@ use sharegrid_core::{NodeId, NodeKey};
 
 use crate::codec::CappedCbor;
 use crate::protocol::{
-    BLOB_PROTOCOL, BlobRequest, BlobResponse, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_OFFER_BYTES,
-    MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest, TaskResponse,
+    BLOB_PROTOCOL, BLOCKS_TOPIC, BlobRequest, BlobResponse, LEDGER_PROTOCOL, LedgerRequest, LedgerResponse,
+    MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_HEADER_BYTES, MAX_LEDGER_REQUEST_BYTES,
+    MAX_LEDGER_RESPONSE_BYTES, MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC,
+    TASK_PROTOCOL, TaskRequest, TaskResponse,
 };
 
 /// Network settings of a node.
@@ -92,6 +94,8 @@ pub struct Behaviour {
     pub task: request_response::Behaviour<CappedCbor<TaskRequest, TaskResponse>>,
     /// Point to point: content-addressed blobs in chunks.
     pub blob: request_response::Behaviour<CappedCbor<BlobRequest, BlobResponse>>,
+    /// Point to point: ledger transactions and blocks.
+    pub ledger: request_response::Behaviour<CappedCbor<LedgerRequest, LedgerResponse>>,
 }
 
 /// The libp2p keypair of a node key (the same ed25519 key).
@@ -110,8 +114,8 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
     let me = key.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
-        // Offers are small; the envelope adds little.
-        .max_transmit_size(MAX_OFFER_BYTES + 1024)
+        // Offers and block headers are small; the envelope adds little.
+        .max_transmit_size(MAX_OFFER_BYTES.max(MAX_HEADER_BYTES) + 1024)
         // With few peers the mesh is under-filled; flood publishing still
         // delivers (measured, shared/FACTS.md).
         .flood_publish(true)
@@ -125,6 +129,9 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
         .map_err(|e| NetError::Behaviour(e.to_string()))?;
     gossipsub
         .subscribe(&gossipsub::IdentTopic::new(OFFERS_TOPIC))
+        .map_err(|e| NetError::Behaviour(e.to_string()))?;
+    gossipsub
+        .subscribe(&gossipsub::IdentTopic::new(BLOCKS_TOPIC))
         .map_err(|e| NetError::Behaviour(e.to_string()))?;
     let mdns = if cfg.mdns {
         Some(mdns::tokio::Behaviour::new(mdns::Config::default(), me).map_err(|e| NetError::Behaviour(e.to_string()))?)
@@ -141,6 +148,11 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
     let blob = request_response::Behaviour::with_codec(
         CappedCbor::new(MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES),
         [(StreamProtocol::new(BLOB_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.request_timeout),
+    );
+    let ledger = request_response::Behaviour::with_codec(
+        CappedCbor::new(MAX_LEDGER_REQUEST_BYTES, MAX_LEDGER_RESPONSE_BYTES),
+        [(StreamProtocol::new(LEDGER_PROTOCOL), ProtocolSupport::Full)],
         request_response::Config::default().with_request_timeout(cfg.request_timeout),
     );
     let kad = kad::Behaviour::with_config(
@@ -160,6 +172,7 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
         gossipsub,
         task,
         blob,
+        ledger,
     })
 }
 

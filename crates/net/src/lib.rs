@@ -2,7 +2,8 @@
 //!
 //! - [`build_swarm`] makes a swarm from a node key: TCP, Noise, Yamux,
 //!   identify, ping, Kademlia (bootstrap peers from config), mDNS (a switch,
-//!   off in tests), gossipsub (`offers`), request-response (`task`, `blob`).
+//!   off in tests), gossipsub (`offers`, `blocks`), request-response
+//!   (`task`, `blob`, `ledger`).
 //! - [`CappedCbor`] is the request-response codec: a size cap per message,
 //!   checked while reading; a request that is over it or malformed arrives
 //!   as [`Incoming::Refused`] with the reason, so the node can count it and
@@ -31,9 +32,10 @@ pub use codec::{CappedCbor, Incoming, wire_error};
 pub use offers::{OfferBook, OfferRejection};
 pub use peers::{Misbehaviour, PeerAction, PeerScores};
 pub use protocol::{
-    BLOB_PROTOCOL, BlobRequest, BlobResponse, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_CHUNK_BYTES,
-    MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest,
-    TaskResponse,
+    BLOB_PROTOCOL, BLOCKS_TOPIC, BlobRequest, BlobResponse, LEDGER_PROTOCOL, LedgerRequest, LedgerResponse,
+    MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_LEDGER_REQUEST_BYTES,
+    MAX_LEDGER_RESPONSE_BYTES, MAX_OFFER_BYTES, MAX_SYNC_BLOCKS, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES,
+    OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest, TaskResponse,
 };
 
 /// Re-exported so users of this crate need no direct libp2p dependency for

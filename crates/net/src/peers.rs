@@ -21,6 +21,9 @@ pub enum Misbehaviour {
     BadBlob,
     /// An assignment for a module that fails validation.
     InvalidModule,
+    /// A ledger block that fails its checks (link, state root, a rejected
+    /// transaction), signed by a validator or not.
+    BadBlock,
 }
 
 impl Misbehaviour {
@@ -32,6 +35,7 @@ impl Misbehaviour {
             Misbehaviour::BadSignature => "bad_signature",
             Misbehaviour::BadBlob => "bad_blob",
             Misbehaviour::InvalidModule => "invalid_module",
+            Misbehaviour::BadBlock => "bad_block",
         }
     }
 
@@ -49,7 +53,7 @@ impl Misbehaviour {
     /// deliberate; an invalid module may be a requestor's honest mistake.
     pub fn weight(self) -> u32 {
         match self {
-            Misbehaviour::BadSignature | Misbehaviour::BadBlob => 10,
+            Misbehaviour::BadSignature | Misbehaviour::BadBlob | Misbehaviour::BadBlock => 10,
             Misbehaviour::Oversized | Misbehaviour::Malformed => 5,
             Misbehaviour::InvalidModule => 1,
         }

@@ -69,3 +69,57 @@ pub enum BlobResponse {
     /// This peer does not have the blob.
     NotFound,
 }
+
+/// Gossipsub topic for new blocks: a producer announces each block's signed
+/// header; followers fetch what they lack over [`LEDGER_PROTOCOL`].
+pub const BLOCKS_TOPIC: &str = "sharegrid/blocks/1";
+/// Request-response protocol for the ledger: submitting transactions and
+/// fetching blocks.
+pub const LEDGER_PROTOCOL: &str = "/sharegrid/ledger/1";
+/// Largest gossiped block header, in bytes.
+pub const MAX_HEADER_BYTES: usize = 4 * 1024;
+/// Largest ledger request: one transaction (a settlement batch) plus framing.
+pub const MAX_LEDGER_REQUEST_BYTES: u64 = sharegrid_ledger::MAX_TX_BYTES as u64 + 4 * 1024;
+/// Largest ledger response: a run of blocks.
+pub const MAX_LEDGER_RESPONSE_BYTES: u64 = 16 << 20;
+/// Blocks a sync response carries at most.
+pub const MAX_SYNC_BLOCKS: u32 = 256;
+
+/// A request to a peer's ledger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LedgerRequest {
+    /// Add a signed transaction to the validator's pool.
+    Submit(Signed),
+    /// Blocks from this height on (at most [`MAX_SYNC_BLOCKS`], and what
+    /// fits in a response).
+    Blocks {
+        /// First height wanted.
+        from: u64,
+    },
+    /// The peer's head.
+    Head,
+}
+
+/// A peer ledger's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LedgerResponse {
+    /// The transaction is in the pool, on disk: it will be in a block.
+    Accepted {
+        /// Its id.
+        id: ContentId,
+    },
+    /// Not accepted, and why (the ledger's rejection, or "not a validator").
+    Refused {
+        /// One line.
+        reason: String,
+    },
+    /// Blocks, in order from the height asked for (empty: none yet).
+    Blocks(Vec<sharegrid_ledger::Block>),
+    /// The peer's head.
+    Head {
+        /// Its genesis: which network.
+        genesis: ContentId,
+        /// Height of its last block.
+        height: u64,
+    },
+}

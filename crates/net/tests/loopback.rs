@@ -48,6 +48,7 @@ fn assignment(requestor: &NodeKey, provider: &NodeKey) -> Assignment {
         mode: Determinism::Native,
         price: PricePerGfuel(Amount(7)),
         expires_at_ms: u64::MAX,
+        escrow: None,
     }
 }
 

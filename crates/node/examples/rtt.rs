@@ -55,7 +55,9 @@ async fn main() {
             speed: GigafuelPerSec(1.0),
             probe: Arc::new(FixedProbe::default()),
             max_fetch_bytes: 1 << 30,
+            earnings: None,
         }),
+        ledger: None,
     })
     .await
     .unwrap();
@@ -66,6 +68,7 @@ async fn main() {
         blobs: r_blobs.clone(),
         outputs: BlobStore::open(dir.path().join("ro"), 1 << 30).unwrap(),
         agent: None,
+        ledger: None,
     })
     .await
     .unwrap();
@@ -91,6 +94,7 @@ async fn main() {
         mode: Determinism::Native,
         price: PricePerGfuel(Amount(1)),
         expires_at_ms: u64::MAX,
+        escrow: None,
     };
     // Warm up: connection, blob fetch of the module, compilation.
     for i in 0..20 {

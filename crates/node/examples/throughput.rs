@@ -58,7 +58,9 @@ async fn main() {
                     speed: GigafuelPerSec(10.0),
                     probe: Arc::new(FixedProbe::default()),
                     max_fetch_bytes: 1 << 30,
+                    earnings: None,
                 }),
+                ledger: None,
             })
             .await
             .unwrap(),
@@ -71,6 +73,7 @@ async fn main() {
         blobs: rblobs.clone(),
         outputs: BlobStore::open(dir.path().join("r/outputs"), 1 << 30).unwrap(),
         agent: None,
+        ledger: None,
     })
     .await
     .unwrap();
@@ -108,7 +111,7 @@ async fn main() {
     };
     for r in [1, 2] {
         let t = Instant::now();
-        let id = engine.submit(job(r)).unwrap();
+        let id = engine.submit(job(r)).await.unwrap();
         let row = loop {
             let j = store.job(&id).unwrap().unwrap();
             if j.state != State::Running {

@@ -50,6 +50,24 @@ pub enum ApiRequest {
         /// Id or prefix.
         id: String,
     },
+    /// Send tokens from this node's account → [`Transferred`].
+    Transfer {
+        /// To whom.
+        to: NodeId,
+        /// How much.
+        amount: Amount,
+        /// Wait for the transaction to be in a block.
+        wait: bool,
+    },
+}
+
+/// The answer to [`ApiRequest::Transfer`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Transferred {
+    /// The transaction's id.
+    pub tx: ContentId,
+    /// The block it is in, when waited for.
+    pub height: Option<u64>,
 }
 
 /// The answer to [`ApiRequest::Job`].
@@ -209,7 +227,18 @@ async fn handle(
 ) -> Result<serde_json::Value, String> {
     let store = requestor.store();
     let v = match req {
-        ApiRequest::Submit(sub) => serde_json::to_value(requestor.submit(*sub).map_err(|e| e.to_string())?),
+        ApiRequest::Submit(sub) => serde_json::to_value(requestor.submit(*sub).await.map_err(|e| e.to_string())?),
+        ApiRequest::Transfer { to, amount, wait } => {
+            let client = requestor.ledger().ok_or("this node keeps no ledger")?;
+            let op = sharegrid_ledger::Op::Transfer { to, amount };
+            let tx = client.send(op).await?;
+            let height = if wait {
+                Some(client.wait(tx, std::time::Duration::from_secs(60)).await?)
+            } else {
+                None
+            };
+            serde_json::to_value(Transferred { tx, height })
+        }
         ApiRequest::Jobs => serde_json::to_value(store.jobs().map_err(|e| e.to_string())?),
         ApiRequest::Job { id } => {
             let job = store
@@ -259,6 +288,7 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
         mode: t.mode,
         price,
         expires_at_ms: now_ms() + 600_000,
+        escrow: None,
     };
     let receipt = match node.assign(&a).await.map_err(|e| e.to_string())? {
         Assigned::Refused(reason) => return Err(format!("provider refused: {reason}")),

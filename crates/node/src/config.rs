@@ -66,6 +66,38 @@ impl NetworkSettings {
     }
 }
 
+/// `[ledger]` in `config.toml`: how this node keeps the ledger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSettings {
+    /// Validator: shortest time between blocks, in milliseconds (a block is
+    /// made only when transactions wait).
+    pub block_interval_ms: u64,
+    /// Validator: while escrows are open, an empty block at least this
+    /// often, in seconds, so that claim and close heights arrive.
+    pub idle_block_secs: u64,
+    /// Requestor: blocks after a job's escrow opens before its providers
+    /// may claim their pay themselves (the requestor settles before).
+    pub claim_after_blocks: u64,
+    /// Requestor: blocks after that before anyone may close the escrow,
+    /// refunding what is left.
+    pub close_after_blocks: u64,
+    /// Requestor: accepted tasks paid per settlement transaction.
+    pub settle_batch: usize,
+}
+
+impl Default for LedgerSettings {
+    fn default() -> Self {
+        LedgerSettings {
+            block_interval_ms: 1000,
+            idle_block_secs: 10,
+            claim_after_blocks: 8640,
+            close_after_blocks: 8640,
+            settle_batch: 500,
+        }
+    }
+}
+
 /// Settings of the sandbox that runs tasks on this node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -120,6 +152,8 @@ pub struct NodeConfig {
     pub provider: ProviderPolicy,
     /// `[network]`.
     pub network: NetworkSettings,
+    /// `[ledger]`.
+    pub ledger: LedgerSettings,
 }
 
 /// Why the configuration could not be loaded.
@@ -209,7 +243,22 @@ pub(crate) fn default_file() -> String {
          # A peer that stops answering is considered gone after this many seconds.\n\
          departure_timeout_secs = 20\n\
          # An idle connection is closed after this many seconds.\n\
-         idle_timeout_secs = 120\n",
+         idle_timeout_secs = 120\n\
+         \n\
+         [ledger]\n\
+         # The network is the one genesis.toml (beside this file) describes.\n\
+         # Validator: shortest time between blocks, in milliseconds; blocks are\n\
+         # made only when transactions wait.\n\
+         block_interval_ms = 1000\n\
+         # Validator: while escrows are open, an empty block at least this often.\n\
+         idle_block_secs = 10\n\
+         # Requestor: blocks after a job's escrow opens before its providers may\n\
+         # claim their pay themselves; the requestor settles before then.\n\
+         claim_after_blocks = 8640\n\
+         # Requestor: blocks after that before anyone may close the escrow.\n\
+         close_after_blocks = 8640\n\
+         # Requestor: accepted tasks paid per settlement transaction.\n\
+         settle_batch = 500\n",
         d.cache_max_bytes,
         d.memory_cache_modules,
         d.max_input_bytes,

@@ -18,6 +18,11 @@
 //! time passes, and on shutdown stops accepting, withdraws its free slots and
 //! gives running tasks a grace period before refusing them.
 //!
+//! The ledger's network side lives in [`ledger`]: a validator produces
+//! blocks from its pool and announces them by gossip; every node answers
+//! transaction submissions and block requests, and follows the chain by
+//! fetching and checking the blocks it lacks.
+//!
 //! A peer is gone when its last connection closes; a peer that stops
 //! answering without closing is caught by ping within the configured
 //! departure timeout, and its connection closed.
@@ -38,6 +43,12 @@ use sharegrid_net::{
     SwarmEvent, TaskRequest, TaskResponse, build_swarm, gossipsub, peer_id, ping, request_response, wire_error,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+mod ledger;
+
+pub use ledger::LedgerOptions;
+use ledger::{LedgerPart, LedgerWaiter};
+use sharegrid_net::{BLOCKS_TOPIC, LedgerRequest, LedgerResponse};
 
 use crate::blobs::BlobStore;
 use crate::machine::{HostProbe, MachineInfo};
@@ -62,6 +73,8 @@ pub struct NodeOptions {
     pub outputs: BlobStore,
     /// The provider agent, if this node provides compute.
     pub agent: Option<AgentOptions>,
+    /// The ledger, if this node keeps one.
+    pub ledger: Option<LedgerOptions>,
 }
 
 /// The provider agent's setup.
@@ -77,6 +90,10 @@ pub struct AgentOptions {
     pub probe: Arc<dyn HostProbe>,
     /// Largest blob fetched for a task.
     pub max_fetch_bytes: u64,
+    /// Where to keep the proof of each task run for an escrowed job
+    /// (assignment and receipt), to claim the pay if its requestor does not
+    /// settle. None: not kept.
+    pub earnings: Option<crate::jobstore::JobStore>,
 }
 
 /// Something that happened on the node, for whoever listens.
@@ -131,6 +148,9 @@ pub enum Assigned {
         receipt: Box<Receipt>,
         /// As signed, to keep as evidence.
         signed: Signed,
+        /// The assignment as signed and sent: with the receipt, the proof
+        /// of work the ledger pays on.
+        assignment: Signed,
     },
     /// The provider refused it.
     Refused(String),
@@ -233,6 +253,11 @@ enum Command {
         reply: oneshot::Sender<Result<Vec<u8>, FetchFailure>>,
     },
     Status(oneshot::Sender<NodeStatus>),
+    Ledger {
+        peer: PeerId,
+        request: LedgerRequest,
+        reply: oneshot::Sender<Result<LedgerResponse, String>>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -308,6 +333,7 @@ impl NodeHandle {
         let provider = peer_id(&assignment.provider)
             .ok_or_else(|| AssignError::Unreachable(format!("{} is not a valid node id", assignment.provider)))?;
         let sent_id = signed.id();
+        let sent = signed.clone();
         let response = self
             .ask(|reply| Command::Assign {
                 provider,
@@ -338,6 +364,7 @@ impl NodeHandle {
                 Ok(Assigned::Receipt {
                     receipt: Box::new(receipt),
                     signed,
+                    assignment: sent,
                 })
             }
         }
@@ -382,6 +409,13 @@ impl NodeHandle {
         Ok(())
     }
 
+    /// Sends a request to `peer`'s ledger.
+    pub async fn ledger_request(&self, peer: PeerId, request: LedgerRequest) -> Result<LedgerResponse, String> {
+        self.ask(|reply| Command::Ledger { peer, request, reply })
+            .await
+            .unwrap_or_else(|| Err("the node has stopped".into()))
+    }
+
     /// Stops the node: refuses new work, lets running tasks finish within
     /// the grace period, closes connections. Returns when it has stopped.
     pub async fn shutdown(&self) {
@@ -421,6 +455,8 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         listen: Vec::new(),
         internal: internal_tx,
         agent,
+        ledger: opts.ledger.map(LedgerPart::new),
+        ledger_waiters: HashMap::new(),
     };
     let wants_listen = !opts.net.listen.is_empty();
     // Wait for the first listen address so callers can hand it out.
@@ -456,6 +492,15 @@ enum Internal {
         job: u64,
         result: Result<Box<Executed>, String>,
     },
+    Produced(Result<Option<Box<sharegrid_ledger::Block>>, String>),
+    LedgerAnswer {
+        channel: request_response::ResponseChannel<LedgerResponse>,
+        response: LedgerResponse,
+    },
+    Synced {
+        peer: PeerId,
+        result: Result<usize, crate::ledger::ApplyError>,
+    },
 }
 
 enum FetchOwner {
@@ -477,6 +522,7 @@ struct Agent {
     speed: GigafuelPerSec,
     probe: Arc<dyn HostProbe>,
     max_fetch_bytes: u64,
+    earnings: Option<crate::jobstore::JobStore>,
     jobs: HashMap<u64, Job>,
     next_job: u64,
     accepting: bool,
@@ -497,6 +543,7 @@ impl Agent {
             speed: a.speed,
             probe: a.probe,
             max_fetch_bytes: a.max_fetch_bytes,
+            earnings: a.earnings,
             jobs: HashMap::new(),
             next_job: 0,
             accepting: true,
@@ -585,6 +632,8 @@ struct Daemon {
     listen: Vec<Multiaddr>,
     internal: mpsc::Sender<Internal>,
     agent: Option<Agent>,
+    ledger: Option<LedgerPart>,
+    ledger_waiters: HashMap<request_response::OutboundRequestId, LedgerWaiter>,
 }
 
 impl Daemon {
@@ -593,6 +642,13 @@ impl Daemon {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut liveness = tokio::time::interval((self.departure_timeout / 8).max(Duration::from_millis(50)));
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let block_tick = self
+            .ledger
+            .as_ref()
+            .map_or(Duration::from_secs(1), |l| l.opts.block_interval)
+            .max(Duration::from_millis(10));
+        let mut blocks = tokio::time::interval(block_tick);
+        blocks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Set once shutdown begins: the deadline for running tasks.
         let mut stopping: Option<Instant> = None;
         let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
@@ -619,6 +675,7 @@ impl Daemon {
                 Some(msg) = internal.recv() => self.on_internal(msg),
                 _ = tick.tick() => self.on_tick(),
                 _ = liveness.tick() => self.check_liveness(),
+                _ = blocks.tick() => self.maybe_produce(),
             }
             if let Some(deadline) = stopping {
                 let idle = self.agent.as_ref().is_none_or(|a| a.jobs.is_empty());
@@ -717,6 +774,7 @@ impl Daemon {
             Command::Status(tx) => {
                 let _ = tx.send(self.status());
             }
+            Command::Ledger { peer, request, reply } => self.ledger_request(peer, request, reply),
             Command::Shutdown(_) => unreachable!("handled in the loop"),
         }
     }
@@ -846,6 +904,7 @@ impl Daemon {
                 } else if num_established.get() == 1 {
                     tracing::debug!(%peer_id, "connected");
                     self.emit(NodeEvent::Connected(peer_id));
+                    self.ask_head(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -880,7 +939,16 @@ impl Daemon {
                 propagation_source,
                 message_id,
                 message,
-            }) => self.on_offer(propagation_source, message_id, message),
+            }) => {
+                if message.topic == gossipsub::IdentTopic::new(BLOCKS_TOPIC).hash() {
+                    // Fetch from the producer itself where known: a relay
+                    // may not have the blocks yet.
+                    let from = message.source.unwrap_or(propagation_source);
+                    self.on_block_announced(propagation_source, from, message_id, &message.data);
+                } else {
+                    self.on_offer(propagation_source, message_id, message);
+                }
+            }
             BehaviourEvent::Ping(ping::Event {
                 peer, result: Ok(_), ..
             }) if self.swarm.is_connected(&peer) => {
@@ -911,6 +979,7 @@ impl Daemon {
             }
             BehaviourEvent::Task(ev) => self.on_task(ev),
             BehaviourEvent::Blob(ev) => self.on_blob(ev),
+            BehaviourEvent::Ledger(ev) => self.on_ledger(ev),
             _ => {}
         }
     }
@@ -1165,6 +1234,14 @@ impl Daemon {
                         let entry = agent.retained.entry(id).or_insert((j.peer, Instant::now(), 0));
                         *entry = (j.peer, Instant::now() + retention, entry.2 + 1);
                         agent.tasks_run += 1;
+                        if let (Some(store), Some(escrow)) = (&agent.earnings, &j.prepared.assignment.escrow) {
+                            // On disk before the receipt leaves: one small
+                            // SQLite write, only for escrowed work.
+                            let task = j.prepared.assignment.task;
+                            if let Err(e) = store.earned(escrow, &task, &j.prepared.signed, &ex.receipt) {
+                                tracing::error!(%task, "cannot keep the proof of work for a claim: {e}");
+                            }
+                        }
                         let _ = self
                             .swarm
                             .behaviour_mut()
@@ -1177,6 +1254,11 @@ impl Daemon {
                     }
                 }
             }
+            Internal::Produced(result) => self.on_produced(result),
+            Internal::LedgerAnswer { channel, response } => {
+                let _ = self.swarm.behaviour_mut().ledger.send_response(channel, response);
+            }
+            Internal::Synced { peer, result } => self.on_synced(peer, result),
         }
     }
 

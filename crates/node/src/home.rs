@@ -1,7 +1,8 @@
 //! The node home (`~/.sharegrid` or `--home`): `config.toml`, `identity.key`
 //! (mode 0600), `cache/` (compiled modules), `blobs/` (modules and inputs),
 //! `outputs/` (results kept for requestors), `benchmark.json` (the cached
-//! node benchmark) and, while a node runs, `api.sock`.
+//! node benchmark), `genesis.toml` (the ledger's network), `ledger.db`
+//! (the chain), `node.db` (jobs) and, while a node runs, `api.sock`.
 //!
 //! Never does: overwrite or regenerate an existing identity key (the node's
 //! identity, and later its funds, would be lost), or read a key that other
@@ -12,7 +13,8 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use sharegrid_core::{NodeId, NodeKey};
+use sharegrid_core::{Amount, NodeId, NodeKey};
+use sharegrid_ledger::{Allocation, Genesis, Params};
 
 use crate::config::{ConfigError, NodeConfig, default_file};
 
@@ -47,6 +49,14 @@ pub enum HomeError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The genesis file is invalid.
+    #[error("{}: {message}", path.display())]
+    BadGenesis {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// What `init` did.
@@ -119,8 +129,28 @@ impl NodeHome {
         self.root.join("benchmark.json")
     }
 
-    /// Creates the home (mode 0700), a documented `config.toml` and a new
-    /// identity key, keeping whatever already exists.
+    /// `genesis.toml`: the ledger's network.
+    pub fn genesis_path(&self) -> PathBuf {
+        self.root.join("genesis.toml")
+    }
+
+    /// `ledger.db`.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.root.join("ledger.db")
+    }
+
+    /// The ledger's genesis.
+    pub fn genesis(&self) -> Result<Genesis, HomeError> {
+        let path = self.genesis_path();
+        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        Genesis::from_toml(&text).map_err(|message| HomeError::BadGenesis { path, message })
+    }
+
+    /// Creates the home (mode 0700), a documented `config.toml`, a new
+    /// identity key and a genesis (a network of its own: this node its
+    /// validator and treasury, holding the initial supply; replace it with
+    /// another network's `genesis.toml` to join that one), keeping whatever
+    /// already exists.
     pub fn init(&self) -> Result<InitReport, HomeError> {
         fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(io(&self.root))?;
@@ -146,6 +176,10 @@ impl NodeHome {
             f.sync_all().map_err(io(&key_path))?;
         }
         let id = self.identity()?.id();
+        let genesis = self.genesis_path();
+        if !genesis.exists() {
+            fs::write(&genesis, solo_genesis(id).to_toml()).map_err(io(&genesis))?;
+        }
         Ok(InitReport {
             id,
             new_identity,
@@ -174,6 +208,26 @@ impl NodeHome {
     /// The configuration, with environment overrides applied.
     pub fn config(&self, env: impl IntoIterator<Item = (String, String)>) -> Result<NodeConfig, HomeError> {
         Ok(NodeConfig::load(&self.config_path(), env)?)
+    }
+}
+
+/// Tokens a new node's own network starts with, all its own.
+pub const SOLO_SUPPLY: u128 = 1_000_000_000_000_000;
+
+/// The genesis `init` writes: a network of one, where this node validates,
+/// takes the fees and holds the supply.
+pub fn solo_genesis(id: NodeId) -> Genesis {
+    Genesis {
+        validators: vec![id],
+        params: Params {
+            treasury: id,
+            network_fee_bps: 100,
+            min_fee: Amount(1),
+        },
+        balances: vec![Allocation {
+            account: id,
+            amount: Amount(SOLO_SUPPLY),
+        }],
     }
 }
 

@@ -178,7 +178,8 @@ impl JobStore {
              PRAGMA foreign_keys=ON;
              CREATE TABLE IF NOT EXISTS jobs (
                  id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL,
-                 state TEXT NOT NULL, reason TEXT, created_ms INTEGER NOT NULL, finished_ms INTEGER);
+                 state TEXT NOT NULL, reason TEXT, created_ms INTEGER NOT NULL, finished_ms INTEGER,
+                 escrow TEXT, escrow_amount TEXT, settled INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS tasks (
                  job TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, id TEXT NOT NULL,
                  args TEXT NOT NULL, state TEXT NOT NULL, result TEXT, fuel INTEGER, reason TEXT,
@@ -188,7 +189,11 @@ impl JobStore {
                  job TEXT NOT NULL, task TEXT NOT NULL, provider TEXT NOT NULL,
                  result TEXT NOT NULL, fuel INTEGER NOT NULL, charge TEXT NOT NULL,
                  signed BLOB NOT NULL, verdict TEXT NOT NULL DEFAULT 'pending',
+                 assignment BLOB NOT NULL, paid INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (task, provider));
+             CREATE TABLE IF NOT EXISTS earnings (
+                 escrow TEXT NOT NULL, task TEXT NOT NULL, assignment BLOB NOT NULL,
+                 receipt BLOB NOT NULL, PRIMARY KEY (escrow, task));
              CREATE TABLE IF NOT EXISTS reputation (
                  provider TEXT PRIMARY KEY, agreed INTEGER NOT NULL, disagreed INTEGER NOT NULL,
                  failed INTEGER NOT NULL);",
@@ -301,14 +306,22 @@ impl JobStore {
         })
     }
 
-    /// Keeps a receipt (before any verdict).
-    pub fn receipt(&self, job: &str, receipt: &Receipt, signed: &Signed) -> Result<(), StoreError> {
+    /// Keeps a receipt (before any verdict), with the signed assignment it
+    /// answers (together they prove the work, for payment).
+    pub fn receipt(
+        &self,
+        job: &str,
+        receipt: &Receipt,
+        signed: &Signed,
+        assignment: &Signed,
+    ) -> Result<(), StoreError> {
         let bytes = sharegrid_core::encode(signed).unwrap_or_default();
+        let assignment = sharegrid_core::encode(assignment).unwrap_or_default();
         let result = ContentId::from_bytes(*receipt.result.as_bytes());
         self.with(|c| {
             c.execute(
-                "INSERT OR REPLACE INTO receipts (job, task, provider, result, fuel, charge, signed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO receipts (job, task, provider, result, fuel, charge, signed, assignment)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     job,
                     receipt.task.to_string(),
@@ -316,8 +329,144 @@ impl JobStore {
                     result.to_string(),
                     receipt.fuel.0 as i64,
                     receipt.charge.to_string(),
-                    bytes
+                    bytes,
+                    assignment
                 ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Records the escrow that pays for a job.
+    pub fn set_escrow(&self, job: &str, escrow: &ContentId, amount: Amount) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET escrow = ?2, escrow_amount = ?3 WHERE id = ?1",
+                params![job, escrow.to_string(), amount.to_string()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The escrow paying for a job, its amount, and whether the job is
+    /// settled (its escrow closed by the last settlement).
+    pub fn escrow(&self, job: &str) -> Result<Option<(ContentId, Amount, bool)>, StoreError> {
+        let row: Option<(Option<String>, Option<String>, bool)> = self.with(|c| {
+            c.query_row(
+                "SELECT escrow, escrow_amount, settled FROM jobs WHERE id = ?1",
+                [job],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+        })?;
+        let corrupt = |e: String| StoreError::Corrupt(job.into(), e);
+        match row {
+            Some((Some(e), Some(a), settled)) => Ok(Some((
+                e.parse()
+                    .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
+                a.parse().map_err(corrupt)?,
+                settled,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Marks a job settled.
+    pub fn set_settled(&self, job: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("UPDATE jobs SET settled = 1 WHERE id = ?1", [job])
+                .map(|_| ())
+        })
+    }
+
+    /// Agreeing receipts of accepted tasks not yet paid, with their
+    /// assignments: (task, provider, signed assignment, signed receipt).
+    pub fn unpaid(&self, job: &str) -> Result<Vec<(TaskId, NodeId, Signed, Signed)>, StoreError> {
+        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT task, provider, assignment, signed FROM receipts
+                 WHERE job = ?1 AND verdict = 'agreed' AND paid = 0 ORDER BY task, provider",
+            )?;
+            st.query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })?;
+        let corrupt = |e: String| StoreError::Corrupt(job.into(), e);
+        rows.into_iter()
+            .map(|(t, p, a, r)| {
+                Ok((
+                    t.parse()
+                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
+                    p.parse()
+                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
+                    sharegrid_core::decode_capped(&a, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
+                    sharegrid_core::decode_capped(&r, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks receipts paid (their settlement is in a block).
+    pub fn mark_paid(&self, job: &str, paid: &[(TaskId, NodeId)]) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (t, p) in paid {
+                tx.execute(
+                    "UPDATE receipts SET paid = 1 WHERE job = ?1 AND task = ?2 AND provider = ?3",
+                    params![job, t.to_string(), p.to_string()],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Provider: keeps the proof of a task run for an escrowed job, to claim
+    /// the pay if the requestor does not settle.
+    pub fn earned(
+        &self,
+        escrow: &ContentId,
+        task: &TaskId,
+        assignment: &Signed,
+        receipt: &Signed,
+    ) -> Result<(), StoreError> {
+        let a = sharegrid_core::encode(assignment).unwrap_or_default();
+        let r = sharegrid_core::encode(receipt).unwrap_or_default();
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO earnings (escrow, task, assignment, receipt) VALUES (?1, ?2, ?3, ?4)",
+                params![escrow.to_string(), task.to_string(), a, r],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Provider: the proofs kept, (escrow, task, assignment, receipt).
+    pub fn earnings(&self) -> Result<Vec<(ContentId, TaskId, Signed, Signed)>, StoreError> {
+        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = self.with(|c| {
+            let mut st = c.prepare("SELECT escrow, task, assignment, receipt FROM earnings")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })?;
+        let corrupt = |e: String| StoreError::Corrupt("earnings".into(), e);
+        rows.into_iter()
+            .map(|(e, t, a, r)| {
+                Ok((
+                    e.parse()
+                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
+                    t.parse()
+                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
+                    sharegrid_core::decode_capped(&a, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
+                    sharegrid_core::decode_capped(&r, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Provider: forgets a proof (paid, or its escrow closed).
+    pub fn forget_earning(&self, escrow: &ContentId, task: &TaskId) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM earnings WHERE escrow = ?1 AND task = ?2",
+                params![escrow.to_string(), task.to_string()],
             )
             .map(|_| ())
         })

@@ -1,5 +1,6 @@
 //! From a node home to a running node: identity, configuration, sandbox,
-//! the cached benchmark, machine detection, the daemon and its control API.
+//! the cached benchmark, machine detection, the ledger, the daemon and its
+//! control API.
 //! `sharegrid node` is this plus waiting for Ctrl-C.
 
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use sharegrid_sandbox::{Sandbox, node_benchmark};
 
 use crate::api;
 use crate::blobs::BlobStore;
-use crate::daemon::{AgentOptions, NodeHandle, NodeOptions, start};
+use crate::daemon::{AgentOptions, LedgerOptions, NodeHandle, NodeOptions, start};
 use crate::home::NodeHome;
 use crate::jobstore::JobStore;
+use crate::ledger::{Ledger, LedgerClient};
 use crate::machine::{MachineInfo, SystemProbe};
 use crate::provider::Provider;
 use crate::requestor::Requestor;
@@ -40,6 +42,7 @@ pub struct Launched {
     pub benchmarked: bool,
     _probe: Option<Arc<SystemProbe>>,
     api: tokio::task::JoinHandle<()>,
+    claims: tokio::task::JoinHandle<()>,
     socket: std::path::PathBuf,
 }
 
@@ -47,6 +50,7 @@ impl Launched {
     /// Stops the node gracefully and removes its socket.
     pub async fn shutdown(self) {
         self.api.abort();
+        self.claims.abort();
         let _ = std::fs::remove_file(&self.socket);
         self.handle.shutdown().await;
     }
@@ -92,6 +96,7 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
     if swept > 0 {
         tracing::info!(swept, "outputs past their retention time removed");
     }
+    let store = JobStore::open(&home.root().join("node.db"))?;
     let machine = MachineInfo::detect();
     let (mut agent, mut speed, mut benchmarked, mut probe) = (None, None, false, None);
     if config.provider.enabled {
@@ -104,19 +109,33 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
             speed: s,
             probe: p.clone(),
             max_fetch_bytes: config.sandbox.max_input_bytes,
+            earnings: Some(store.clone()),
         });
         (speed, benchmarked, probe) = (Some(s), fresh, Some(p));
     }
+    let genesis = home.genesis()?;
+    let ledger = Ledger::open(&home.ledger_path(), genesis, key.clone())?;
+    let ledger_opts = LedgerOptions {
+        ledger: ledger.clone(),
+        block_interval: Duration::from_millis(config.ledger.block_interval_ms),
+        idle_block: Duration::from_secs(config.ledger.idle_block_secs.max(1)),
+    };
     let handle = start(NodeOptions {
         key,
         net,
         blobs: blobs.clone(),
         outputs,
         agent,
+        ledger: Some(ledger_opts),
     })
     .await?;
-    let store = JobStore::open(&home.root().join("node.db"))?;
-    let requestor = Requestor::new(handle.clone(), blobs.clone(), store);
+    let client = LedgerClient::new(ledger, handle.clone());
+    let claims = tokio::spawn(claimer(
+        store.clone(),
+        client.clone(),
+        Duration::from_secs(config.ledger.idle_block_secs.max(1)),
+    ));
+    let requestor = Requestor::new(handle.clone(), blobs.clone(), store).with_ledger(client, config.ledger.clone());
     let resumed = requestor.resume_all()?;
     if resumed > 0 {
         tracing::info!(resumed, "unfinished jobs resumed");
@@ -129,6 +148,44 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         benchmarked,
         _probe: probe,
         api,
+        claims,
         socket: home.api_socket(),
     })
+}
+
+/// Provider: claims the pay for work whose requestor has not settled by
+/// its escrow's claim height, and forgets proofs that are paid or whose
+/// escrow has closed.
+async fn claimer(store: JobStore, client: LedgerClient, every: Duration) {
+    let me = client.ledger().me();
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(earnings) = store.earnings() else { continue };
+        let height = client.ledger().head().height;
+        for (escrow, task, assignment, receipt) in earnings {
+            let e = client.ledger().escrow(&escrow);
+            match e {
+                None => {
+                    let _ = store.forget_earning(&escrow, &task);
+                }
+                Some(e) if e.paid.contains(&(task, me)) => {
+                    let _ = store.forget_earning(&escrow, &task);
+                }
+                Some(e) if height + 1 >= e.claim_height => {
+                    let op = sharegrid_ledger::Op::Claim {
+                        job: escrow,
+                        paid: sharegrid_ledger::Paid { assignment, receipt },
+                    };
+                    match client.send_and_wait(op, Duration::from_secs(60)).await {
+                        Ok((tx, h)) => {
+                            tracing::info!(%task, tx = %tx.short(), height = h, "claimed pay from an unsettled escrow");
+                            let _ = store.forget_earning(&escrow, &task);
+                        }
+                        Err(err) => tracing::warn!(%task, "claim failed: {err}"),
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
 }

@@ -301,6 +301,7 @@ mod tests {
             mode: Determinism::Native,
             price: PricePerGfuel(Amount(100)),
             expires_at_ms: 10_000,
+            escrow: None,
         }
     }
 

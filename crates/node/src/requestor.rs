@@ -5,6 +5,15 @@
 //! [`JobStore`] so that a restarted node resumes its jobs without re-running
 //! an accepted task.
 //!
+//! Payment: with a ledger, a job starts only once its escrow is in a block
+//! (the budget plus the network fee on it, locked from the requestor's
+//! balance); a job the requestor cannot fund is refused before anything
+//! runs. Each accepted task's agreeing receipts are paid from the escrow in
+//! settlement batches (`settle_batch` tasks per transaction), and the last
+//! batch closes the escrow, refunding the rest. Dissenting receipts are
+//! never paid. Every assignment names the escrow, so providers can claim
+//! from it themselves if this node vanishes.
+//!
 //! Never does: accept a result the scheduler did not accept, or mark a task
 //! accepted before its result's bytes are in the blob store.
 
@@ -13,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Assignment, ContentId, NodeId, PricePerGfuel, TaskId, WIRE_VERSION};
+use sharegrid_core::{Amount, Assignment, ContentId, NodeId, PricePerGfuel, TaskId, WIRE_VERSION};
+use sharegrid_ledger::{Op, Paid};
 use sharegrid_net::{PeerId, peer_id};
 use sharegrid_sched::{
     Action, Constraints, Credibility, Event, JobPolicy, Progress, ProviderOffer, Scheduler, TaskSpec, Vote,
@@ -21,11 +31,18 @@ use sharegrid_sched::{
 use tokio::sync::{broadcast, mpsc};
 
 use crate::blobs::BlobStore;
+use crate::config::LedgerSettings;
 use crate::daemon::{Assigned, NodeEvent, NodeHandle, now_ms};
-use crate::jobstore::{JobId, JobStore, JobSubmission, State, StoreError};
+use crate::jobstore::{JobId, JobStore, JobSubmission, State, StoreError, task_id};
+use crate::ledger::LedgerClient;
 
 /// Largest result fetched.
 const MAX_RESULT_BYTES: u64 = 1 << 30;
+/// How long a ledger transaction may take to land in a block.
+const LEDGER_WAIT: Duration = Duration::from_secs(60);
+/// Proofs per settlement transaction stay under this many bytes (the
+/// ledger takes up to 1 MiB).
+const SETTLE_BYTES: usize = 768 * 1024;
 
 /// What a running job looks like now.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -48,6 +65,29 @@ pub enum SubmitError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The job cannot be paid for.
+    #[error("cannot fund the job: {0}")]
+    Unfunded(String),
+}
+
+/// The ledger's escrow id for a job of `requestor`.
+pub fn escrow_id(requestor: &NodeId, job: &str) -> ContentId {
+    let mut h = blake3::Hasher::new_derive_key("sharegrid job escrow v1");
+    h.update(requestor.as_bytes());
+    h.update(job.as_bytes());
+    ContentId::from_bytes(*h.finalize().as_bytes())
+}
+
+/// What a job's escrow must hold at most: its budget, or if that is
+/// unbounded, every task's most replicas at the fuel limit and the price
+/// ceiling. `None` when both are unbounded.
+pub fn worst_case_cost(sub: &JobSubmission) -> Option<Amount> {
+    let per_run = PricePerGfuel(sub.price_ceiling).cost(sub.limits.fuel)?;
+    // The scheduler adds replicas up to r + 2 on disagreement.
+    let runs = (sub.tasks.len() as u128).checked_mul(u128::from(sub.replication) + 2)?;
+    let worst = per_run.0.checked_mul(runs)?;
+    let bound = worst.min(sub.budget.0);
+    (bound < u128::MAX).then_some(Amount(bound))
 }
 
 /// The engine. Cheap to clone.
@@ -57,6 +97,7 @@ pub struct Requestor {
     blobs: BlobStore,
     store: JobStore,
     live: Arc<Mutex<HashMap<JobId, LiveJob>>>,
+    ledger: Option<(LedgerClient, LedgerSettings)>,
 }
 
 impl Requestor {
@@ -67,7 +108,15 @@ impl Requestor {
             blobs,
             store,
             live: Arc::default(),
+            ledger: None,
         }
+    }
+
+    /// Pays for jobs through `ledger`: escrow before a job starts,
+    /// settlement as its tasks are accepted.
+    pub fn with_ledger(mut self, ledger: LedgerClient, settings: LedgerSettings) -> Self {
+        self.ledger = Some((ledger, settings));
+        self
     }
 
     /// The job store.
@@ -75,8 +124,14 @@ impl Requestor {
         &self.store
     }
 
-    /// Records a job and starts it; returns its id.
-    pub fn submit(&self, sub: JobSubmission) -> Result<JobId, SubmitError> {
+    /// The ledger jobs are paid through, if any.
+    pub fn ledger(&self) -> Option<&LedgerClient> {
+        self.ledger.as_ref().map(|(c, _)| c)
+    }
+
+    /// Funds a job's escrow (with a ledger), records the job and starts it;
+    /// returns its id.
+    pub async fn submit(&self, mut sub: JobSubmission) -> Result<JobId, SubmitError> {
         if sub.tasks.is_empty() {
             return Err(SubmitError::Empty);
         }
@@ -94,9 +149,122 @@ impl Requestor {
         h.update(&now.to_le_bytes());
         h.update(&getrandom_u64().to_le_bytes());
         let id: JobId = hex::encode(&h.finalize().as_bytes()[..8]);
+        let escrow = match &self.ledger {
+            Some((client, settings)) => {
+                let (escrow, amount, budget) = self.fund(client, settings, &id, &sub).await?;
+                // The scheduler keeps the job within what the escrow covers.
+                sub.budget = budget;
+                Some((escrow, amount))
+            }
+            None => None,
+        };
         self.store.create(&id, &sub, now)?;
+        if let Some((escrow, amount)) = escrow {
+            self.store.set_escrow(&id, &escrow, amount)?;
+        }
         self.spawn(id.clone(), sub, now);
         Ok(id)
+    }
+
+    /// Opens the job's escrow and waits for it to be in a block. Returns the
+    /// escrow id, the amount locked and the budget it covers.
+    async fn fund(
+        &self,
+        client: &LedgerClient,
+        settings: &LedgerSettings,
+        id: &str,
+        sub: &JobSubmission,
+    ) -> Result<(ContentId, Amount, Amount), SubmitError> {
+        let unfunded = SubmitError::Unfunded;
+        let budget = worst_case_cost(sub).ok_or_else(|| {
+            unfunded("job.budget and job.price_ceiling are both unset, so no escrow can cover it; set one".into())
+        })?;
+        let ledger = client.ledger();
+        let amount = ledger
+            .escrow_for(budget)
+            .ok_or_else(|| unfunded(format!("the budget {budget} overflows")))?;
+        let balance = ledger.account(&self.node.id()).balance;
+        if balance < amount {
+            return Err(unfunded(format!(
+                "its escrow is {amount} (budget {budget} plus the network fee) but the balance of {} is {balance}",
+                self.node.id().short()
+            )));
+        }
+        let escrow = escrow_id(&self.node.id(), id);
+        let height = ledger.head().height;
+        let op = Op::OpenEscrow {
+            job: escrow,
+            budget: amount,
+            tasks: (0..sub.tasks.len()).map(|i| task_id(id, i)).collect(),
+            claim_height: height + settings.claim_after_blocks.max(1),
+            close_height: height + settings.claim_after_blocks.max(1) + settings.close_after_blocks,
+        };
+        let (tx, at) = client.send_and_wait(op, LEDGER_WAIT).await.map_err(unfunded)?;
+        tracing::info!(job = %id, escrow = %escrow.short(), %amount, tx = %tx.short(), height = at, "escrow open");
+        Ok((escrow, amount, budget))
+    }
+
+    /// Pays the job's unpaid agreeing receipts, in batches; `last` closes
+    /// the escrow (refunding the rest) after the final batch. Returns
+    /// whether everything went through.
+    async fn settle(&self, job: &str, last: bool) -> Result<bool, StoreError> {
+        let Some((client, settings)) = &self.ledger else {
+            return Ok(true);
+        };
+        let Some((escrow, _, settled)) = self.store.escrow(job)? else {
+            return Ok(true);
+        };
+        if settled {
+            return Ok(true);
+        }
+        let unpaid = self.store.unpaid(job)?;
+        let mut batches: Vec<Vec<(TaskId, NodeId, Paid)>> = vec![vec![]];
+        let mut bytes = 0;
+        for (task, provider, assignment, receipt) in unpaid {
+            let size = assignment.body.len() + receipt.body.len() + 256;
+            let current = batches.last().map_or(0, Vec::len);
+            if current >= settings.settle_batch.max(1) || (current > 0 && bytes + size > SETTLE_BYTES) {
+                batches.push(vec![]);
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(b) = batches.last_mut() {
+                b.push((task, provider, Paid { assignment, receipt }));
+            }
+        }
+        if !last && batches.iter().all(|b| b.len() < settings.settle_batch.max(1)) {
+            return Ok(true); // not a full batch yet
+        }
+        let n = batches.len();
+        for (i, batch) in batches.into_iter().enumerate() {
+            let is_last = last && i + 1 == n;
+            if batch.is_empty() && !is_last {
+                continue;
+            }
+            if !last && batch.len() < settings.settle_batch.max(1) {
+                break;
+            }
+            let pairs: Vec<(TaskId, NodeId)> = batch.iter().map(|(t, p, _)| (*t, *p)).collect();
+            let op = Op::Settle {
+                job: escrow,
+                paid: batch.into_iter().map(|(_, _, p)| p).collect(),
+                last: is_last,
+            };
+            match client.send_and_wait(op, LEDGER_WAIT).await {
+                Ok((tx, height)) => {
+                    self.store.mark_paid(job, &pairs)?;
+                    tracing::info!(job, tasks = pairs.len(), tx = %tx.short(), height, last = is_last, "settled");
+                }
+                Err(e) => {
+                    tracing::warn!(job, "settlement failed: {e}");
+                    return Ok(false);
+                }
+            }
+        }
+        if last {
+            self.store.set_settled(job)?;
+        }
+        Ok(true)
     }
 
     /// Resumes every unfinished job in the store (call once at start).
@@ -137,6 +305,8 @@ impl Requestor {
             })
             .collect();
         let args: HashMap<TaskId, Vec<String>> = rows.iter().map(|t| (t.id, t.args.clone())).collect();
+        let escrow = self.store.escrow(id)?.map(|(e, _, _)| e);
+        let mut accepted_since_settle = 0usize;
         let mut policy = JobPolicy::new(
             sub.replication,
             sub.quorum,
@@ -197,6 +367,7 @@ impl Requestor {
                             mode: sub.mode,
                             price,
                             expires_at_ms: now_ms() + 600_000,
+                            escrow,
                         };
                         let (node, tx) = (self.node.clone(), tx.clone());
                         tokio::spawn(async move {
@@ -254,6 +425,11 @@ impl Requestor {
                 && fetching == 0
             {
                 self.store.save_reputation(sched.reputation())?;
+                // Pay for the work, close the escrow. If the ledger is out of
+                // reach the job still ends; the rest is settled on restart.
+                if !self.settle(id, true).await? {
+                    tracing::warn!(job = %id, "job ended unsettled; settlement is retried when the node restarts");
+                }
                 self.store.finish(id, *state, reason.as_deref(), now_ms())?;
                 return Ok(());
             }
@@ -284,9 +460,19 @@ impl Requestor {
                             // the store and runs again when the job resumes.
                             return Ok(());
                         }
-                        if let Err(why) = r {
-                            tracing::warn!(job = %id, %task, "{why}");
-                            self.store.fail_task(id, &task, &why)?;
+                        match r {
+                            Err(why) => {
+                                tracing::warn!(job = %id, %task, "{why}");
+                                self.store.fail_task(id, &task, &why)?;
+                            }
+                            Ok(()) => {
+                                accepted_since_settle += 1;
+                                let batch = self.ledger.as_ref().map_or(usize::MAX, |(_, s)| s.settle_batch.max(1));
+                                if accepted_since_settle >= batch {
+                                    accepted_since_settle = 0;
+                                    self.settle(id, false).await?;
+                                }
+                            }
                         }
                     }
                 },
@@ -308,8 +494,12 @@ impl Requestor {
     ) -> Result<(), StoreError> {
         let now = now_ms();
         match r {
-            Ok(Assigned::Receipt { receipt, signed }) => {
-                self.store.receipt(job, &receipt, &signed)?;
+            Ok(Assigned::Receipt {
+                receipt,
+                signed,
+                assignment,
+            }) => {
+                self.store.receipt(job, &receipt, &signed, &assignment)?;
                 sched.on_event(
                     Event::Receipt {
                         task,

@@ -69,7 +69,9 @@ async fn provider(dir: &std::path::Path, seed: u8, speed: f64, slots: u32, fault
             speed: GigafuelPerSec(speed),
             probe: Arc::new(FixedProbe::default()),
             max_fetch_bytes: 1 << 30,
+            earnings: None,
         }),
+        ledger: None,
     })
     .await
     .unwrap()
@@ -91,6 +93,7 @@ async fn requestor(dir: &std::path::Path, providers: &[&NodeHandle]) -> Req {
         blobs: blobs.clone(),
         outputs: BlobStore::open(dir.join("r/outputs"), 1 << 30).unwrap(),
         agent: None,
+        ledger: None,
     })
     .await
     .unwrap();
@@ -186,7 +189,7 @@ async fn a_replicated_job_completes_and_a_liar_is_never_believed() {
     let liar = provider(dir.path(), 4, 8.0, 2, true).await;
     let r = requestor(dir.path(), &[&a, &b, &c, &liar]).await;
     let sub = tiles(&r, 4, 3, 2);
-    let id = r.engine.submit(sub.clone()).unwrap();
+    let id = r.engine.submit(sub.clone()).await.unwrap();
     let job = wait_done(&r.store, &id).await;
     assert_eq!((job.state, job.accepted, job.failed), (State::Done, 12, 0));
     check_against_local(&r, &id, &sub);
@@ -225,7 +228,7 @@ async fn an_impossible_job_fails_fast_saying_why() {
     let mut sub = tiles(&r, 1, 1, 1);
     sub.min_memory = 64 << 30; // no provider gives 64 GiB
     let started = Instant::now();
-    let id = r.engine.submit(sub).unwrap();
+    let id = r.engine.submit(sub).await.unwrap();
     let job = wait_done(&r.store, &id).await;
     assert_eq!(job.state, State::Failed);
     let reason = job.reason.unwrap();
@@ -269,7 +272,7 @@ fn a_job_survives_a_provider_killed_mid_job() {
         let r = requestor(dir.path(), &[&a, &b, &victim]).await;
         let mut events = victim.subscribe();
         let sub = tiles(&r, 4, 3, 2);
-        let id = r.engine.submit(sub.clone()).unwrap();
+        let id = r.engine.submit(sub.clone()).await.unwrap();
         // Kill it once it has run something and is running more.
         loop {
             if let Ok(NodeEvent::Ran { .. }) = events.recv().await {
@@ -294,7 +297,7 @@ async fn a_restarted_requestor_resumes_without_rerunning_accepted_tasks() {
     let mut ran = (a.subscribe(), b.subscribe());
     let r = requestor(dir.path(), &[&a, &b]).await;
     let sub = tiles(&r, 4, 4, 2);
-    let id = r.engine.submit(sub.clone()).unwrap();
+    let id = r.engine.submit(sub.clone()).await.unwrap();
     // Stop the requestor's node once a few tasks are accepted.
     loop {
         let j = r.store.job(&id).unwrap().unwrap();

@@ -84,6 +84,7 @@ async fn node(seed: u8, policy: Option<ProviderPolicy>) -> Node {
         speed: GigafuelPerSec(10.0),
         probe: probe.clone(),
         max_fetch_bytes: 1 << 30,
+        earnings: None,
     });
     let handle = start(NodeOptions {
         key: key.clone(),
@@ -91,6 +92,7 @@ async fn node(seed: u8, policy: Option<ProviderPolicy>) -> Node {
         blobs: blobs.clone(),
         outputs,
         agent,
+        ledger: None,
     })
     .await
     .unwrap();
@@ -147,6 +149,7 @@ fn assignment(
         mode: Determinism::Native,
         price: PricePerGfuel(Amount(price)),
         expires_at_ms: u64::MAX,
+        escrow: None,
     }
 }
 
@@ -179,7 +182,7 @@ async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run()
     let text = b"alpha beta gamma\ndelta\n".repeat(100_000);
     a.inputs = vec![("words.txt".into(), r.blobs.put(&text).unwrap())];
     let (receipt, signed) = match r.handle.assign(&a).await.unwrap() {
-        Assigned::Receipt { receipt, signed } => (receipt, signed),
+        Assigned::Receipt { receipt, signed, .. } => (receipt, signed),
         Assigned::Refused(why) => panic!("refused: {why}"),
     };
     // The signature verifies independently of the node's own check.
@@ -444,6 +447,7 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
         mode: Determinism::Native,
         price: PricePerGfuel(Amount(0)),
         expires_at_ms: u64::MAX,
+        escrow: None,
     };
     let refusal = |r: Result<sharegrid_net::TaskResponse, String>| match r {
         Ok(sharegrid_net::TaskResponse::Refused { reason }) => reason,

@@ -52,6 +52,7 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
         mode: Determinism::Native,
         price: PricePerGfuel(Amount(price)),
         expires_at_ms: u64::MAX,
+        escrow: None,
     };
     let good = Signed::sign(&requestor_key, &assignment(50)).unwrap();
     let cheap = Signed::sign(&requestor_key, &assignment(1)).unwrap();
