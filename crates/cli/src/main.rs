@@ -11,6 +11,7 @@ mod network;
 mod node_cmds;
 mod run;
 mod units;
+mod wallet;
 
 use std::process::ExitCode;
 
@@ -58,6 +59,13 @@ enum Command {
     Job(jobs::JobArgs),
     /// Write a job's accepted outputs to a directory.
     Results(jobs::ResultsArgs),
+    /// This node's account: address, balance, history.
+    Wallet(wallet::WalletArgs),
+    /// Send tokens from this node's account (through the running node).
+    Transfer(wallet::TransferArgs),
+    /// Read and check the ledger: blocks, tx ID, account ADDR, verify.
+    #[command(subcommand)]
+    Ledger(wallet::LedgerCommand),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +96,9 @@ fn main() -> ExitCode {
         Command::Jobs(args) => jobs::jobs(&home, args.json),
         Command::Job(args) => jobs::job(&home, args),
         Command::Results(args) => jobs::results(&home, args),
+        Command::Wallet(args) => wallet::wallet(&home, args),
+        Command::Transfer(args) => wallet::transfer(&home, args),
+        Command::Ledger(cmd) => wallet::ledger(&home, cmd),
     };
     match result {
         Ok(code) => code,

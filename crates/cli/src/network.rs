@@ -47,6 +47,18 @@ pub(crate) fn node(home: &Path, _a: NodeArgs) -> anyhow::Result<ExitCode> {
             }
             None => writeln!(out, "provider  off (set [provider] enabled = true to contribute)")?,
         }
+        let head = node.ledger.head();
+        let role = if node.ledger.is_validator() {
+            "validator"
+        } else {
+            "follower"
+        };
+        writeln!(
+            out,
+            "ledger    {role}, block {} of network {} (genesis.toml)",
+            head.height,
+            head.genesis.short()
+        )?;
         writeln!(out, "api       {}", home.api_socket().display())?;
         writeln!(
             out,

@@ -28,6 +28,10 @@ pub(crate) fn init(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         let kept = |new: bool| if new { "created" } else { "kept (already there)" };
         println!("config    {} — {}", h.config_path().display(), kept(r.new_config));
         println!("identity  {} — {}", h.identity_path().display(), kept(r.new_identity));
+        println!(
+            "genesis   {} — a network of this node's own; replace it to join another",
+            h.genesis_path().display()
+        );
         println!("node id   {}", r.id);
     }
     Ok(ExitCode::SUCCESS)

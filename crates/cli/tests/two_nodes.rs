@@ -1,7 +1,10 @@
 //! Two separate `sharegrid node` processes on 127.0.0.1, one providing: the
 //! requestor's node finds the provider's offer, `sharegrid run --on` sends a
 //! task across, and what comes back equals a local run byte for byte. Both
-//! stop cleanly on Ctrl-C (SIGINT).
+//! stop cleanly on Ctrl-C (SIGINT). Both are on the requestor's ledger: the
+//! job is paid from its escrow, the provider's node follows the blocks and
+//! its wallet shows the earnings, a transfer crosses, and `ledger verify`
+//! passes on both copies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -88,15 +91,36 @@ fn stop(mut node: NodeProc) {
 #[test]
 fn a_task_crosses_between_two_node_processes() {
     let (a_home, b_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The provider joins the requestor's network: its genesis.
+    for h in [a_home.path(), b_home.path()] {
+        assert!(
+            bin()
+                .arg("--home")
+                .arg(h)
+                .arg("init")
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    }
+    std::fs::copy(b_home.path().join("genesis.toml"), a_home.path().join("genesis.toml")).unwrap();
     let provider = start_node(
         a_home.path(),
         &[
             ("SHAREGRID_PROVIDER__ENABLED", "true"),
             ("SHAREGRID_PROVIDER__OFFER_INTERVAL_SECS", "1"),
+            ("SHAREGRID_PROVIDER__PRICE_FLOOR", r#""1000""#),
         ],
     );
     let bootstrap = format!(r#"["{}"]"#, provider.addr);
-    let requestor = start_node(b_home.path(), &[("SHAREGRID_NETWORK__BOOTSTRAP", &bootstrap)]);
+    let requestor = start_node(
+        b_home.path(),
+        &[
+            ("SHAREGRID_NETWORK__BOOTSTRAP", &bootstrap),
+            ("SHAREGRID_LEDGER__BLOCK_INTERVAL_MS", "50"),
+        ],
+    );
 
     // A second node on the same home is refused.
     let again = bin().arg("--home").arg(a_home.path()).arg("node").output().unwrap();
@@ -165,7 +189,7 @@ fn a_task_crosses_between_two_node_processes() {
         &job,
         format!(
             "[job]\nname = \"tiles\"\nmodule = {:?}\nargs = [\"{{c}}\", \"0\", \"4\", \"1\", \"64\", \"16\"]\n\
-             replication = 1\n[job.limits]\nfuel = \"2G\"\n[job.sweep]\nc = {{ range = [0, 4] }}\n",
+             replication = 1\nprice_ceiling = 2000\n[job.limits]\nfuel = \"2G\"\n[job.sweep]\nc = {{ range = [0, 4] }}\n",
             g.to_str().unwrap()
         ),
     )
@@ -198,6 +222,51 @@ fn a_task_crosses_between_two_node_processes() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tiles.toml:3: job.replication"));
     assert_eq!(json(b_home.path(), &["jobs", "--json"]).as_array().unwrap().len(), 1);
+
+    // The job was paid from its escrow: the provider's own copy of the
+    // ledger (following the requestor's blocks) shows the earnings.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let earned = loop {
+        let w = json(a_home.path(), &["wallet", "--json"]);
+        let balance: u128 = w["balance"].as_str().unwrap().parse().unwrap();
+        if balance > 0 {
+            break balance;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the provider's ledger never showed its pay: {w}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let paid: u128 = done["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["fuel"].as_u64().unwrap() as u128 * 1000).div_ceil(1_000_000_000))
+        .sum();
+    assert_eq!(earned, paid, "4 tasks at 1000/Gfuel");
+    // A transfer from the requestor reaches the provider's copy too.
+    let out = bin()
+        .arg("--home")
+        .arg(b_home.path())
+        .args(["transfer", &provider.id, "12345"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in block"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while json(a_home.path(), &["wallet", "--json"])["balance"] != (earned + 12345).to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "the transfer never reached the provider's ledger"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for h in [a_home.path(), b_home.path()] {
+        let out = bin().arg("--home").arg(h).args(["ledger", "verify"]).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.starts_with("ok: "), "{stdout}");
+    }
 
     stop(requestor);
     stop(provider);

@@ -40,6 +40,8 @@ pub struct Launched {
     pub speed: Option<GigafuelPerSec>,
     /// Whether the benchmark was measured now (false: read from the cache).
     pub benchmarked: bool,
+    /// The ledger.
+    pub ledger: Arc<Ledger>,
     _probe: Option<Arc<SystemProbe>>,
     api: tokio::task::JoinHandle<()>,
     claims: tokio::task::JoinHandle<()>,
@@ -129,7 +131,7 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         ledger: Some(ledger_opts),
     })
     .await?;
-    let client = LedgerClient::new(ledger, handle.clone());
+    let client = LedgerClient::new(ledger.clone(), handle.clone());
     let claims = tokio::spawn(claimer(
         store.clone(),
         client.clone(),
@@ -146,6 +148,7 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         machine,
         speed,
         benchmarked,
+        ledger,
         _probe: probe,
         api,
         claims,
@@ -153,10 +156,10 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
     })
 }
 
-/// Provider: claims the pay for work whose requestor has not settled by
-/// its escrow's claim height, and forgets proofs that are paid or whose
-/// escrow has closed.
-async fn claimer(store: JobStore, client: LedgerClient, every: Duration) {
+/// Provider: every `every`, claims the pay for work whose requestor has
+/// not settled by its escrow's claim height, and forgets proofs that are
+/// paid or whose escrow has closed. Runs until aborted.
+pub async fn claimer(store: JobStore, client: LedgerClient, every: Duration) {
     let me = client.ledger().me();
     loop {
         tokio::time::sleep(every).await;

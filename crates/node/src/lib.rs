@@ -29,7 +29,7 @@ pub use daemon::{
 };
 pub use home::{HomeError, InitReport, NodeHome, SOLO_SUPPLY, solo_genesis};
 pub use jobstore::{JobId, JobRow, JobStore, JobSubmission, KeptReceipt, State, StoreError, TaskRow, task_id};
-pub use launch::{CachedBenchmark, Launched, benchmark, launch};
+pub use launch::{CachedBenchmark, Launched, benchmark, claimer, launch};
 pub use ledger::{ApplyError, FoundTx, Head, Ledger, LedgerClient, LedgerStore, LedgerStoreError};
 pub use machine::{FixedProbe, HostProbe, MachineInfo, SystemProbe, local_minute_of_day};
 pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};

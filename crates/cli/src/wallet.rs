@@ -1,0 +1,247 @@
+//! The ledger from the command line: `wallet`, `transfer TO AMOUNT` and
+//! `ledger blocks|tx|account|verify`. Reading commands open the home's
+//! `ledger.db` directly (read-only use; a running node keeps writing it),
+//! so they work with the node stopped; `transfer` asks the running node,
+//! which signs with the node's key and hands the transaction to the
+//! validator.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use sharegrid_core::{Amount, ContentId, NodeId, decode_capped};
+use sharegrid_ledger::{Chain, MAX_TX_BYTES, Op, Tx};
+use sharegrid_node::{ApiClient, ApiRequest, FoundTx, LedgerStore, NodeHome, Transferred};
+
+#[derive(Args, Debug)]
+pub(crate) struct WalletArgs {
+    /// Transactions of history shown.
+    #[arg(long, default_value_t = 20)]
+    history: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct TransferArgs {
+    /// The receiving account (64 hex digits).
+    to: NodeId,
+    /// Tokens, in the smallest unit.
+    amount: Amount,
+    /// Return once the validator has it, without waiting for the block.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum LedgerCommand {
+    /// The latest blocks.
+    Blocks {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        last: u64,
+    },
+    /// One transaction, by id.
+    Tx {
+        /// The transaction id (64 hex digits).
+        id: ContentId,
+    },
+    /// One account: balance, nonce, recent transactions.
+    Account {
+        /// The account (64 hex digits).
+        addr: NodeId,
+    },
+    /// Replay every block from genesis, checking every signature, hash link
+    /// and state root.
+    Verify,
+}
+
+fn open(home: &Path) -> anyhow::Result<(NodeHome, sharegrid_ledger::Genesis, LedgerStore)> {
+    let h = NodeHome::new(home);
+    let genesis = h
+        .genesis()
+        .context("no ledger here: run `sharegrid init` (or pass --home)")?;
+    let store = LedgerStore::open(&h.ledger_path(), &genesis)?;
+    Ok((h, genesis, store))
+}
+
+fn describe(op: &Op) -> String {
+    match op {
+        Op::Transfer { to, amount } => format!("transfer {amount} to {to}"),
+        Op::OpenEscrow { job, budget, tasks, .. } => {
+            format!("open escrow {} of {budget} for {} tasks", job.short(), tasks.len())
+        }
+        Op::Settle { job, paid, last } => format!(
+            "settle escrow {}: {} task(s) paid{}",
+            job.short(),
+            paid.len(),
+            if *last { ", closed" } else { "" }
+        ),
+        Op::Claim { job, .. } => format!("claim from escrow {}", job.short()),
+        Op::CloseExpired { job } => format!("close expired escrow {}", job.short()),
+    }
+}
+
+fn tx_line(f: &FoundTx) -> String {
+    match decode_capped::<Tx>(&f.signed.body, MAX_TX_BYTES) {
+        Ok(t) => format!(
+            "block {:>6}  {}  from {}  {}",
+            f.height,
+            f.signed.id().short(),
+            t.signer.short(),
+            describe(&t.op)
+        ),
+        Err(e) => format!("block {:>6}  {}  undecodable: {e}", f.height, f.signed.id().short()),
+    }
+}
+
+pub(crate) fn wallet(home: &Path, a: WalletArgs) -> anyhow::Result<ExitCode> {
+    let (h, genesis, store) = open(home)?;
+    let me = h.identity()?.id();
+    let chain = store.chain(&genesis)?;
+    let account = chain.state().accounts.get(&me).copied().unwrap_or_default();
+    let history = store.history(&me, a.history)?;
+    if a.json {
+        let v = serde_json::json!({
+            "address": me.to_string(),
+            "balance": account.balance.to_string(),
+            "nonce": account.nonce,
+            "height": chain.height(),
+            "history": history.iter().map(|f| serde_json::json!({
+                "height": f.height, "tx": f.signed.id().to_string(), "time_ms": f.time_ms,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("address   {me}");
+    println!("balance   {}", account.balance);
+    println!("as of     block {} (this node's copy of the ledger)", chain.height());
+    if history.is_empty() {
+        println!("history   none");
+    } else {
+        println!("history   (newest first)");
+        for f in &history {
+            println!("  {}", tx_line(f));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn transfer(home: &Path, a: TransferArgs) -> anyhow::Result<ExitCode> {
+    let mut api = ApiClient::connect(&NodeHome::new(home).api_socket())?;
+    let t: Transferred = api.call(&ApiRequest::Transfer {
+        to: a.to,
+        amount: a.amount,
+        wait: !a.no_wait,
+    })?;
+    match t.height {
+        Some(h) => println!("tx {} in block {h}", t.tx),
+        None => println!("tx {} accepted by the validator", t.tx),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn ledger(home: &Path, cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
+    let (_, genesis, store) = open(home)?;
+    match cmd {
+        LedgerCommand::Blocks { last } => {
+            let top = store.height()?;
+            let from = top.saturating_sub(last.saturating_sub(1)).max(1);
+            println!(
+                "{:>7}  {:<12}  {:>4}  producer      time (UTC)",
+                "height", "hash", "txs"
+            );
+            for b in store.blocks(from, last as usize, usize::MAX)? {
+                let h = b.open_header()?;
+                let time = jiff::Timestamp::from_millisecond(h.time_ms as i64)
+                    .map_or_else(|_| "?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string());
+                println!(
+                    "{:>7}  {:<12}  {:>4}  {}  {time}",
+                    h.height,
+                    b.hash().short(),
+                    b.txs.len(),
+                    h.producer.short()
+                );
+            }
+            if top == 0 {
+                println!("(no blocks yet: genesis {} only)", genesis.hash().short());
+            }
+        }
+        LedgerCommand::Tx { id } => {
+            let f = store
+                .tx(&id)?
+                .with_context(|| format!("transaction {id} is in no block of this ledger"))?;
+            let t: Tx = decode_capped(&f.signed.body, MAX_TX_BYTES)?;
+            println!("tx        {id}");
+            println!("block     {} (position {})", f.height, f.index);
+            println!("signer    {}", t.signer);
+            println!("nonce     {}", t.nonce);
+            println!("fee       {}", t.fee);
+            println!("what      {}", describe(&t.op));
+        }
+        LedgerCommand::Account { addr } => {
+            let chain = store.chain(&genesis)?;
+            let a = chain.state().accounts.get(&addr).copied().unwrap_or_default();
+            println!("account   {addr}");
+            println!("balance   {}", a.balance);
+            println!("nonce     {}", a.nonce);
+            for f in store.history(&addr, 20)? {
+                println!("  {}", tx_line(&f));
+            }
+        }
+        LedgerCommand::Verify => return verify(&genesis, &store),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Replays the stored chain from genesis; the first discrepancy, or "ok".
+fn verify(genesis: &sharegrid_ledger::Genesis, store: &LedgerStore) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut chain = Chain::new(genesis).map_err(anyhow::Error::msg)?;
+    let mut txs = 0usize;
+    loop {
+        let batch = store.blocks(chain.height() + 1, 256, 64 << 20)?;
+        if batch.is_empty() {
+            break;
+        }
+        for b in &batch {
+            if let Err(e) = chain.apply(b) {
+                println!("FAILED at block {}: {e}", chain.height() + 1);
+                return Ok(ExitCode::FAILURE);
+            }
+            txs += b.txs.len();
+        }
+    }
+    // The stored state must be the replayed one.
+    let stored = store.chain(genesis)?;
+    if stored.height() != chain.height() || stored.head() != chain.head() {
+        println!(
+            "FAILED: the stored head is block {} ({}), the replay ends at {} ({})",
+            stored.height(),
+            stored.head().short(),
+            chain.height(),
+            chain.head().short()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let root = chain.state().root();
+    if stored.state().root() != root {
+        println!(
+            "FAILED: the stored state's root {} differs from the replay's {root}",
+            stored.state().root()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("ok: {} blocks, state root {root}", chain.height());
+    eprintln!(
+        "({txs} transactions; {secs:.2} s, {:.0} blocks/s, {:.0} tx/s)",
+        chain.height() as f64 / secs.max(1e-9),
+        txs as f64 / secs.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
