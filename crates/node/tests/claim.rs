@@ -9,14 +9,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sharegrid_core::{Amount, Arch, Determinism, Fuel, GigafuelPerSec, Limits, NodeKey};
 use sharegrid_core::Receipt;
+use sharegrid_core::{Amount, Arch, Determinism, Fuel, GigafuelPerSec, Limits, NodeKey};
 use sharegrid_ledger::{Allocation, Genesis, Op, Params, Tx};
 use sharegrid_net::NetConfig;
 use sharegrid_node::{
-    AgentOptions, BlobStore, FixedProbe, JobStore, JobSubmission, Ledger, LedgerClient, LedgerOptions,
-    LedgerSettings, MachineInfo, NodeEvent, NodeHandle, NodeOptions, Provider, ProviderPolicy, Requestor, claimer,
-    escrow_id, start,
+    AgentOptions, BlobStore, FixedProbe, JobStore, JobSubmission, Ledger, LedgerClient, LedgerOptions, LedgerSettings,
+    MachineInfo, NodeEvent, NodeHandle, NodeOptions, Provider, ProviderPolicy, Requestor, claimer, escrow_id, start,
 };
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
@@ -189,7 +188,10 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
     let mut ran = provider.subscribe();
     let job = engine.submit(sub).await.unwrap();
     let escrow = escrow_id(&rkey.id(), &job);
-    assert!(rl.escrow(&escrow).is_some(), "the escrow is in a block before work starts");
+    assert!(
+        rl.escrow(&escrow).is_some(),
+        "the escrow is in a block before work starts"
+    );
     // The requestor vanishes as soon as the first task has run.
     loop {
         if let Ok(NodeEvent::Ran { .. }) = ran.recv().await {
