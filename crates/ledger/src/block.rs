@@ -156,7 +156,7 @@ pub enum BlockError {
         /// Its id.
         id: ContentId,
         /// Why.
-        rejection: Rejection,
+        rejection: Box<Rejection>,
     },
     /// The state root differs from the one computed.
     #[error("block {height}: wrong state root: header says {claimed}, replay gives {computed}")]
@@ -368,7 +368,7 @@ impl Chain {
                 height,
                 index,
                 id: tx.id(),
-                rejection,
+                rejection: Box::new(rejection),
             })?;
         }
         let computed = state.root();

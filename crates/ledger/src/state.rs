@@ -195,17 +195,22 @@ impl State {
         // What the signer pays from its balance, and the payments from escrow.
         let (spend, payouts) = self.plan(&tx, height)?;
         let need = add(tx.fee, spend)?;
-        if account.balance < need {
+        // What the transaction pays the signer itself (a provider's claim):
+        // a provider with nothing yet can pay a claim's fee from the claim.
+        let incoming = payouts
+            .iter()
+            .filter(|p| p.provider == tx.signer)
+            .try_fold(Amount(0), |sum, p| add(sum, p.charge))?;
+        if add(account.balance, incoming)? < need {
             return Err(Rejection::InsufficientFunds {
                 need,
                 has: account.balance,
             });
         }
-        // Commit: nothing below can fail.
+        // Commit: nothing below can fail. Credits first, so that the
+        // signer's debit never dips below zero.
         let treasury = self.params.treasury;
-        let signer = self.accounts.entry(tx.signer).or_default();
-        signer.balance = Amount(signer.balance.0 - need.0);
-        signer.nonce += 1;
+        self.accounts.entry(tx.signer).or_default().nonce += 1;
         self.credit(treasury, tx.fee);
         match tx.op {
             Op::Transfer { to, amount } => self.credit(to, amount),
@@ -237,6 +242,10 @@ impl State {
             Op::Claim { job, .. } => self.pay(&job, &payouts),
             Op::CloseExpired { job } => self.close(&job),
         }
+        let signer = self.accounts.entry(tx.signer).or_default();
+        // Cannot underflow: balance + incoming >= need was checked, and the
+        // incoming payments were credited above.
+        signer.balance = Amount(signer.balance.0 - need.0);
         Ok(())
     }
 

@@ -384,14 +384,14 @@ fn each_bad_block_is_refused_for_its_reason_and_changes_nothing() {
     let mut bad = next.clone();
     bad.txs = vec![transfer(0, 5)];
     let bad = reforge(&bad, &v, |h| h.txs = txs_root(&[transfer(0, 5)]));
-    assert!(matches!(
-        refused(&mut chain, &bad),
+    match refused(&mut chain, &bad) {
         BlockError::Tx {
-            index: 0,
-            rejection: Rejection::Nonce { got: 0, want: 1 },
-            ..
+            index: 0, rejection, ..
+        } => {
+            assert!(matches!(*rejection, Rejection::Nonce { got: 0, want: 1 }));
         }
-    ));
+        other => panic!("{other}"),
+    }
     // Time going backwards.
     let mut later = chain.clone();
     let p = later.propose(&v, vec![], 50).unwrap();
@@ -570,4 +570,39 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
     assert_eq!(s.supply(), supply);
     // Escrow: 5000 = 200 + 5 (fee) + 100 + 2 (fee) + refund 4693.
     assert_eq!(left.0, 5_000 - 200 - 5 - 100 - 2);
+}
+
+#[test]
+fn a_provider_with_no_balance_pays_its_claims_fee_from_the_claim() {
+    let mut s = genesis(&[10_000, 0]);
+    let (req, p) = (key(0), key(1));
+    let open = Op::OpenEscrow {
+        job: job_id(1),
+        budget: Amount(1_000),
+        tasks: vec![task(1)],
+        claim_height: 2,
+        close_height: 9,
+    };
+    s.apply(&tx(&req, 0, open), 1).unwrap();
+    let claim = tx(
+        &p,
+        0,
+        Op::Claim {
+            job: job_id(1),
+            paid: proof(job_id(1), &req, &p, task(1), 10_000_000_000, 0),
+        },
+    );
+    // 10 Gfuel at 10/Gfuel: 100, less the fee of 1.
+    s.apply(&claim, 2).unwrap();
+    assert_eq!(s.balance(&p.id()), Amount(99));
+    // A claim that pays nothing (already paid) still cannot run up a debt.
+    let again = tx(
+        &p,
+        1,
+        Op::Claim {
+            job: job_id(1),
+            paid: proof(job_id(1), &req, &p, task(1), 10_000_000_000, 0),
+        },
+    );
+    assert!(matches!(s.apply(&again, 3), Err(Rejection::AlreadyPaid(_))));
 }

@@ -150,7 +150,7 @@ pub enum Assigned {
         signed: Signed,
         /// The assignment as signed and sent: with the receipt, the proof
         /// of work the ledger pays on.
-        assignment: Signed,
+        assignment: Box<Signed>,
     },
     /// The provider refused it.
     Refused(String),
@@ -364,7 +364,7 @@ impl NodeHandle {
                 Ok(Assigned::Receipt {
                     receipt: Box::new(receipt),
                     signed,
-                    assignment: sent,
+                    assignment: Box::new(sent),
                 })
             }
         }

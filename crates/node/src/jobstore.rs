@@ -142,6 +142,36 @@ pub struct KeptReceipt {
     pub signed: Vec<u8>,
 }
 
+/// A provider's proof of a task run for an escrowed job, kept to claim.
+#[derive(Clone, Debug)]
+pub struct Earning {
+    /// The escrow that pays.
+    pub escrow: ContentId,
+    /// The task.
+    pub task: TaskId,
+    /// The requestor's signed assignment.
+    pub assignment: Signed,
+    /// This provider's signed receipt.
+    pub receipt: Signed,
+    /// Whether the escrow was seen open on this node's ledger.
+    pub seen: bool,
+}
+
+/// An earnings row as stored: escrow, task, assignment, receipt, seen.
+type EarningRow = (String, String, Vec<u8>, Vec<u8>, bool);
+
+fn parse_hash<T: std::str::FromStr<Err = sharegrid_core::HashParseError>>(
+    what: &str,
+    s: &str,
+) -> Result<T, StoreError> {
+    s.parse()
+        .map_err(|e: sharegrid_core::HashParseError| StoreError::Corrupt(what.into(), e.to_string()))
+}
+
+fn parse_signed(what: &str, bytes: &[u8]) -> Result<Signed, StoreError> {
+    sharegrid_core::decode_capped(bytes, 1 << 20).map_err(|e| StoreError::Corrupt(what.into(), e.to_string()))
+}
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -193,7 +223,8 @@ impl JobStore {
                  PRIMARY KEY (task, provider));
              CREATE TABLE IF NOT EXISTS earnings (
                  escrow TEXT NOT NULL, task TEXT NOT NULL, assignment BLOB NOT NULL,
-                 receipt BLOB NOT NULL, PRIMARY KEY (escrow, task));
+                 receipt BLOB NOT NULL, seen INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (escrow, task));
              CREATE TABLE IF NOT EXISTS reputation (
                  provider TEXT PRIMARY KEY, agreed INTEGER NOT NULL, disagreed INTEGER NOT NULL,
                  failed INTEGER NOT NULL);",
@@ -390,16 +421,13 @@ impl JobStore {
             st.query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect()
         })?;
-        let corrupt = |e: String| StoreError::Corrupt(job.into(), e);
         rows.into_iter()
             .map(|(t, p, a, r)| {
                 Ok((
-                    t.parse()
-                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
-                    p.parse()
-                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
-                    sharegrid_core::decode_capped(&a, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
-                    sharegrid_core::decode_capped(&r, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
+                    parse_hash(job, &t)?,
+                    parse_hash(job, &p)?,
+                    parse_signed(job, &a)?,
+                    parse_signed(job, &r)?,
                 ))
             })
             .collect()
@@ -439,26 +467,33 @@ impl JobStore {
         })
     }
 
-    /// Provider: the proofs kept, (escrow, task, assignment, receipt).
-    pub fn earnings(&self) -> Result<Vec<(ContentId, TaskId, Signed, Signed)>, StoreError> {
-        let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = self.with(|c| {
-            let mut st = c.prepare("SELECT escrow, task, assignment, receipt FROM earnings")?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    /// Provider: the proofs kept.
+    pub fn earnings(&self) -> Result<Vec<Earning>, StoreError> {
+        let rows: Vec<EarningRow> = self.with(|c| {
+            let mut st = c.prepare("SELECT escrow, task, assignment, receipt, seen FROM earnings")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
                 .collect()
         })?;
-        let corrupt = |e: String| StoreError::Corrupt("earnings".into(), e);
         rows.into_iter()
-            .map(|(e, t, a, r)| {
-                Ok((
-                    e.parse()
-                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
-                    t.parse()
-                        .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
-                    sharegrid_core::decode_capped(&a, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
-                    sharegrid_core::decode_capped(&r, 1 << 20).map_err(|e| corrupt(e.to_string()))?,
-                ))
+            .map(|(e, t, a, r, seen)| {
+                Ok(Earning {
+                    escrow: parse_hash("earnings", &e)?,
+                    task: parse_hash("earnings", &t)?,
+                    assignment: parse_signed("earnings", &a)?,
+                    receipt: parse_signed("earnings", &r)?,
+                    seen,
+                })
             })
             .collect()
+    }
+
+    /// Provider: notes that a proof's escrow has been seen open on the
+    /// ledger (so that its disappearance later means it closed).
+    pub fn earning_seen(&self, escrow: &ContentId) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute("UPDATE earnings SET seen = 1 WHERE escrow = ?1", [escrow.to_string()])
+                .map(|_| ())
+        })
     }
 
     /// Provider: forgets a proof (paid, or its escrow closed).

@@ -165,29 +165,39 @@ pub async fn claimer(store: JobStore, client: LedgerClient, every: Duration) {
         tokio::time::sleep(every).await;
         let Ok(earnings) = store.earnings() else { continue };
         let height = client.ledger().head().height;
-        for (escrow, task, assignment, receipt) in earnings {
-            let e = client.ledger().escrow(&escrow);
-            match e {
+        for e in earnings {
+            let (escrow, task) = (e.escrow, e.task);
+            match client.ledger().escrow(&escrow) {
+                // Not on this node's copy of the ledger: lagging (keep), or
+                // closed after it was seen open: settled or expired (forget).
                 None => {
-                    let _ = store.forget_earning(&escrow, &task);
-                }
-                Some(e) if e.paid.contains(&(task, me)) => {
-                    let _ = store.forget_earning(&escrow, &task);
-                }
-                Some(e) if height + 1 >= e.claim_height => {
-                    let op = sharegrid_ledger::Op::Claim {
-                        job: escrow,
-                        paid: sharegrid_ledger::Paid { assignment, receipt },
-                    };
-                    match client.send_and_wait(op, Duration::from_secs(60)).await {
-                        Ok((tx, h)) => {
-                            tracing::info!(%task, tx = %tx.short(), height = h, "claimed pay from an unsettled escrow");
-                            let _ = store.forget_earning(&escrow, &task);
-                        }
-                        Err(err) => tracing::warn!(%task, "claim failed: {err}"),
+                    if e.seen {
+                        let _ = store.forget_earning(&escrow, &task);
                     }
                 }
-                Some(_) => {}
+                Some(open) => {
+                    if !e.seen {
+                        let _ = store.earning_seen(&escrow);
+                    }
+                    if open.paid.contains(&(task, me)) {
+                        let _ = store.forget_earning(&escrow, &task);
+                    } else if height + 1 >= open.claim_height {
+                        let op = sharegrid_ledger::Op::Claim {
+                            job: escrow,
+                            paid: sharegrid_ledger::Paid {
+                                assignment: e.assignment,
+                                receipt: e.receipt,
+                            },
+                        };
+                        match client.send_and_wait(op, Duration::from_secs(60)).await {
+                            Ok((tx, h)) => {
+                                tracing::info!(%task, tx = %tx.short(), height = h, "claimed pay from an unsettled escrow");
+                                let _ = store.forget_earning(&escrow, &task);
+                            }
+                            Err(err) => tracing::warn!(%task, "claim failed: {err}"),
+                        }
+                    }
+                }
             }
         }
     }

@@ -28,7 +28,7 @@ pub use daemon::{
     MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, start,
 };
 pub use home::{HomeError, InitReport, NodeHome, SOLO_SUPPLY, solo_genesis};
-pub use jobstore::{JobId, JobRow, JobStore, JobSubmission, KeptReceipt, State, StoreError, TaskRow, task_id};
+pub use jobstore::{Earning, JobId, JobRow, JobStore, JobSubmission, KeptReceipt, State, StoreError, TaskRow, task_id};
 pub use launch::{CachedBenchmark, Launched, benchmark, claimer, launch};
 pub use ledger::{ApplyError, FoundTx, Head, Ledger, LedgerClient, LedgerStore, LedgerStoreError};
 pub use machine::{FixedProbe, HostProbe, MachineInfo, SystemProbe, local_minute_of_day};

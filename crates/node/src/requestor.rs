@@ -82,11 +82,12 @@ pub fn escrow_id(requestor: &NodeId, job: &str) -> ContentId {
 /// unbounded, every task's most replicas at the fuel limit and the price
 /// ceiling. `None` when both are unbounded.
 pub fn worst_case_cost(sub: &JobSubmission) -> Option<Amount> {
-    let per_run = PricePerGfuel(sub.price_ceiling).cost(sub.limits.fuel)?;
     // The scheduler adds replicas up to r + 2 on disagreement.
-    let runs = (sub.tasks.len() as u128).checked_mul(u128::from(sub.replication) + 2)?;
-    let worst = per_run.0.checked_mul(runs)?;
-    let bound = worst.min(sub.budget.0);
+    let runs = (sub.tasks.len() as u128).saturating_mul(u128::from(sub.replication) + 2);
+    let worst = PricePerGfuel(sub.price_ceiling)
+        .cost(sub.limits.fuel)
+        .and_then(|per_run| per_run.0.checked_mul(runs));
+    let bound = worst.map_or(sub.budget.0, |w| w.min(sub.budget.0));
     (bound < u128::MAX).then_some(Amount(bound))
 }
 

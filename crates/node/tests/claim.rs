@@ -211,8 +211,11 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
         }
         assert!(
             Instant::now() < deadline,
-            "the provider was never paid (balance {balance}, height {})",
-            vl.head().height
+            "the provider was never paid (balance {balance}, validator height {}, provider height {}, proofs kept {}, escrow seen by provider {})",
+            vl.head().height,
+            pl.head().height,
+            earnings.earnings().unwrap().len(),
+            pl.escrow(&escrow).is_some()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
