@@ -279,6 +279,18 @@ impl JobStore {
         })
     }
 
+    /// Ended jobs whose escrow is not yet settled (the ledger was out of
+    /// reach when they ended).
+    pub fn unsettled(&self) -> Result<Vec<JobId>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM jobs WHERE state != 'running' AND escrow IS NOT NULL AND settled = 0 ORDER BY created_ms",
+            )?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
+    }
+
     /// Every job, newest first.
     pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         self.job_rows(None)

@@ -156,15 +156,36 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
     })
 }
 
-/// Provider: every `every`, claims the pay for work whose requestor has
-/// not settled by its escrow's claim height, and forgets proofs that are
-/// paid or whose escrow has closed. Runs until aborted.
+/// Every `every`: as a provider, claims the pay for work whose requestor
+/// has not settled by its escrow's claim height, and forgets proofs that
+/// are paid or whose escrow has closed; as a requestor, closes its own
+/// escrows past their close height. Runs until aborted.
 pub async fn claimer(store: JobStore, client: LedgerClient, every: Duration) {
     let me = client.ledger().me();
     loop {
         tokio::time::sleep(every).await;
-        let Ok(earnings) = store.earnings() else { continue };
         let height = client.ledger().head().height;
+        // This node's own escrows past their close height (a job whose
+        // record was lost, or never settled): return what is left.
+        let expired: Vec<_> = client.ledger().with_state(|s| {
+            s.escrows
+                .iter()
+                .filter(|(_, e)| e.requestor == me && height + 1 >= e.close_height)
+                .map(|(job, _)| *job)
+                .collect()
+        });
+        for job in expired {
+            match client
+                .send_and_wait(sharegrid_ledger::Op::CloseExpired { job }, Duration::from_secs(60))
+                .await
+            {
+                Ok((tx, h)) => {
+                    tracing::info!(escrow = %job.short(), tx = %tx.short(), height = h, "expired escrow closed")
+                }
+                Err(err) => tracing::warn!(escrow = %job.short(), "closing an expired escrow failed: {err}"),
+            }
+        }
+        let Ok(earnings) = store.earnings() else { continue };
         for e in earnings {
             let (escrow, task) = (e.escrow, e.task);
             match client.ledger().escrow(&escrow) {

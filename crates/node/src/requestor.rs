@@ -277,6 +277,17 @@ impl Requestor {
                 self.spawn(id.clone(), sub, *created);
             }
         }
+        // Jobs that ended while the ledger was out of reach: pay and close now.
+        for id in self.store.unsettled()? {
+            let me = self.clone();
+            tokio::spawn(async move {
+                match me.settle(&id, true).await {
+                    Ok(true) => tracing::info!(job = %id, "settled after restart"),
+                    Ok(false) => tracing::warn!(job = %id, "still unsettled; retried at the next start"),
+                    Err(e) => tracing::error!(job = %id, "settlement: {e}"),
+                }
+            });
+        }
         Ok(jobs.len())
     }
 
