@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo run --release -q -p sharegrid-ledger --example apply_bench -- "${1:-100000}"
-cargo build --release -q -p sharegrid -p sharegrid-node --example make_chain
+cargo build --release -q -p sharegrid
+cargo build --release -q -p sharegrid-node --example make_chain
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 target/release/examples/make_chain "$dir" "${2:-200}" "${3:-100}"

@@ -116,6 +116,36 @@ impl NodeId {
     }
 }
 
+/// Verifies many signatures at once (ed25519-dalek's deterministic batch
+/// verification: about twice as fast per signature as one by one). `Ok`
+/// means every signature is valid; on `Err` the caller checks them one by
+/// one ([`NodeId::verify`]) to find which. Weak (small-order) keys are
+/// refused as strict verification refuses them. Unlike strict verification
+/// the batch equation is cofactored, so a signature with a small-order
+/// component that strict verification refuses could pass here; no honest
+/// signer makes one, and every node checking a block uses this same path,
+/// so they agree.
+pub fn verify_batch(items: &[(NodeId, Domain, &[u8], Signature)]) -> Result<(), SignatureError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut keys = Vec::with_capacity(items.len());
+    let mut messages = Vec::with_capacity(items.len());
+    let mut sigs = Vec::with_capacity(items.len());
+    for (id, domain, payload, sig) in items {
+        let key = VerifyingKey::from_bytes(&id.0).map_err(|_| SignatureError("not a valid ed25519 public key"))?;
+        if key.is_weak() {
+            return Err(SignatureError("a weak (small-order) public key"));
+        }
+        keys.push(key);
+        messages.push(domain.message(payload));
+        sigs.push(ed25519_dalek::Signature::from_bytes(&sig.0));
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    ed25519_dalek::verify_batch(&refs, &sigs, &keys)
+        .map_err(|_| SignatureError("a signature in the batch does not match"))
+}
+
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
@@ -217,5 +247,31 @@ mod tests {
         );
         let id: NodeId = key.id().to_string().parse().unwrap();
         assert_eq!(id, key.id());
+    }
+
+    #[test]
+    fn batches_verify_exactly_when_every_signature_does() {
+        let keys: Vec<NodeKey> = (0..8u8).map(|i| NodeKey::from_seed([i + 1; 32])).collect();
+        let payloads: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 10]).collect();
+        let mut items: Vec<(NodeId, Domain, &[u8], Signature)> = keys
+            .iter()
+            .zip(&payloads)
+            .map(|(k, p)| {
+                (
+                    k.id(),
+                    Domain::Transaction,
+                    p.as_slice(),
+                    k.sign(Domain::Transaction, p),
+                )
+            })
+            .collect();
+        verify_batch(&items).unwrap();
+        verify_batch(&[]).unwrap();
+        // One wrong signer, one wrong domain: the batch fails.
+        let mut bad = items.clone();
+        bad[3].0 = keys[4].id();
+        assert!(verify_batch(&bad).is_err());
+        items[5].1 = Domain::Receipt;
+        assert!(verify_batch(&items).is_err());
     }
 }

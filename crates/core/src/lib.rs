@@ -27,7 +27,7 @@ pub use result::{DecodeError, OutFile, OutPathError, RESULT_ENCODING_MAGIC, Task
 pub use units::{Fuel, GigafuelPerSec};
 
 pub use amount::{Amount, PricePerGfuel};
-pub use keys::{Domain, NodeId, NodeKey, Signature, SignatureError};
+pub use keys::{Domain, NodeId, NodeKey, Signature, SignatureError, verify_batch};
 pub use wire::{
     Arch, Assignment, Offer, Receipt, Signed, SignedMessage, WIRE_VERSION, WireError, decode_capped, encode,
 };

@@ -281,6 +281,12 @@ impl Signed {
         self.signer
             .verify(T::DOMAIN, &self.body, &self.signature)
             .map_err(|_| WireError::BadSignature { kind: T::KIND })?;
+        self.open_verified(max)
+    }
+
+    /// [`Signed::open`] without the signature check, for a caller that has
+    /// verified this signature already (in a batch, [`crate::verify_batch`]).
+    pub fn open_verified<T: SignedMessage>(&self, max: usize) -> Result<T, WireError> {
         let message: T = decode_capped(&self.body, max)?;
         if message.version() != WIRE_VERSION {
             return Err(WireError::Version {

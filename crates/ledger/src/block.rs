@@ -16,7 +16,7 @@
 //! nothing here changes.
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{ContentId, Domain, NodeId, NodeKey, Signed, SignedMessage, WireError};
+use sharegrid_core::{ContentId, Domain, NodeId, NodeKey, Signed, SignedMessage, WireError, verify_batch};
 
 use crate::state::{Genesis, State};
 use crate::tx::Rejection;
@@ -265,11 +265,15 @@ impl Chain {
         let mut state = self.state.clone();
         let mut txs = Vec::new();
         let mut rejected = Vec::new();
+        let candidates: Vec<Signed> = candidates.into_iter().take(MAX_BLOCK_TXS).collect();
+        let batch_ok = signatures_verify(&candidates);
         for tx in candidates {
-            if txs.len() == MAX_BLOCK_TXS {
-                break;
-            }
-            match state.apply(&tx, height) {
+            let applied = if batch_ok {
+                state.apply_verified(&tx, height)
+            } else {
+                state.apply(&tx, height)
+            };
+            match applied {
                 Ok(()) => txs.push(tx),
                 Err(why) => rejected.push((tx.id(), why)),
             }
@@ -363,8 +367,16 @@ impl Chain {
         // Cloning is O(state) per block, as is the root below; blocks carry
         // many transactions, so this is small beside verifying them.
         let mut state = self.state.clone();
+        // Every signature in one batch; if the batch fails, one by one, so
+        // the error names the transaction.
+        let batch_ok = signatures_verify(&block.txs);
         for (index, tx) in block.txs.iter().enumerate() {
-            state.apply(tx, height).map_err(|rejection| BlockError::Tx {
+            let applied = if batch_ok {
+                state.apply_verified(tx, height)
+            } else {
+                state.apply(tx, height)
+            };
+            applied.map_err(|rejection| BlockError::Tx {
                 height,
                 index,
                 id: tx.id(),
@@ -381,4 +393,13 @@ impl Chain {
         }
         Ok((header, state))
     }
+}
+
+/// Whether every transaction's signature verifies, checked in one batch.
+fn signatures_verify(txs: &[Signed]) -> bool {
+    let items: Vec<_> = txs
+        .iter()
+        .map(|t| (t.signer, Domain::Transaction, t.body.as_slice(), t.signature))
+        .collect();
+    verify_batch(&items).is_ok()
 }

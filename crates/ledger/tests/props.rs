@@ -392,6 +392,21 @@ fn each_bad_block_is_refused_for_its_reason_and_changes_nothing() {
         }
         other => panic!("{other}"),
     }
+    // A forged transaction (signed by another key than its signer) under a
+    // correctly signed header: the batch fails, the one-by-one check names it.
+    let mut forged = transfer(1, 7);
+    forged.signature = tx(&key(1), 0, Op::CloseExpired { job: job_id(0) }).signature;
+    let mut bad = next.clone();
+    bad.txs = vec![forged.clone()];
+    let bad = reforge(&bad, &v, |h| h.txs = txs_root(&[forged]));
+    match refused(&mut chain, &bad) {
+        BlockError::Tx {
+            index: 0, rejection, ..
+        } => {
+            assert!(matches!(*rejection, Rejection::Invalid(_)), "{rejection}");
+        }
+        other => panic!("{other}"),
+    }
     // Time going backwards.
     let mut later = chain.clone();
     let p = later.propose(&v, vec![], 50).unwrap();
