@@ -147,6 +147,15 @@ pub(crate) fn status(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
         ),
         None => println!("provider  off"),
     }
+    if let Some(l) = &s.ledger {
+        let role = if l.validator { "validator" } else { "follower" };
+        println!(
+            "ledger    {role} at block {} ({}), {} transaction(s) waiting",
+            l.height,
+            l.head.short(),
+            l.pending
+        );
+    }
     for m in &s.misbehaviour {
         println!("rejected  {} × {} from {}", m.count, m.kind, m.peer);
     }

@@ -29,7 +29,7 @@ pub(crate) fn init(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
         println!("config    {} — {}", h.config_path().display(), kept(r.new_config));
         println!("identity  {} — {}", h.identity_path().display(), kept(r.new_identity));
         println!(
-            "genesis   {} — a network of this node's own; replace it to join another",
+            "genesis   {} — the ledger's network (replace it before the first start to join another)",
             h.genesis_path().display()
         );
         println!("node id   {}", r.id);

@@ -235,6 +235,21 @@ pub struct NodeStatus {
     pub provider: Option<AgentStatus>,
     /// Bad input counted, per peer and kind.
     pub misbehaviour: Vec<MisbehaviourCount>,
+    /// The ledger, if kept.
+    pub ledger: Option<LedgerStatus>,
+}
+
+/// Where a node's ledger stands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LedgerStatus {
+    /// Whether this node produces blocks.
+    pub validator: bool,
+    /// Height of the last block.
+    pub height: u64,
+    /// Its hash.
+    pub head: ContentId,
+    /// Transactions waiting for a block (validator).
+    pub pending: usize,
 }
 
 enum Command {
@@ -804,6 +819,16 @@ impl Daemon {
                     count: n,
                 })
                 .collect(),
+            ledger: self.ledger.as_ref().map(|p| {
+                let l = &p.opts.ledger;
+                let head = l.head();
+                LedgerStatus {
+                    validator: l.is_validator(),
+                    height: head.height,
+                    head: head.hash,
+                    pending: l.pending(),
+                }
+            }),
         }
     }
 

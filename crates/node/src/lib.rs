@@ -24,8 +24,8 @@ pub use api::{ApiClient, ApiError, ApiRequest, JobView, RemoteRun, RemoteTask, T
 pub use blobs::{BlobError, BlobStore};
 pub use config::{ConfigError, LedgerSettings, NetworkSettings, NodeConfig, SandboxSettings};
 pub use daemon::{
-    AgentOptions, AgentStatus, AssignError, Assigned, FetchFailure, LedgerOptions, MAX_OFFERS, MAX_RECEIPT_BYTES,
-    MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, start,
+    AgentOptions, AgentStatus, AssignError, Assigned, FetchFailure, LedgerOptions, LedgerStatus, MAX_OFFERS,
+    MAX_RECEIPT_BYTES, MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, start,
 };
 pub use home::{HomeError, InitReport, NodeHome, SOLO_SUPPLY, solo_genesis};
 pub use jobstore::{Earning, JobId, JobRow, JobStore, JobSubmission, KeptReceipt, State, StoreError, TaskRow, task_id};

@@ -1,8 +1,9 @@
-//! A vanished requestor cannot stiff anyone: real nodes on 127.0.0.1 — a
-//! validator, a provider following the ledger, a requestor that opens an
-//! escrow, has work done and disappears before settling. Once the claim
-//! height passes, the provider claims its pay from the escrow with the
-//! requestor's signed assignment and its own receipt.
+//! The ledger between real nodes on 127.0.0.1. A vanished requestor cannot
+//! stiff anyone: a validator, a provider following the ledger, a requestor
+//! that opens an escrow, has work done and disappears before settling; once
+//! the claim height passes, the provider claims its pay from the escrow with
+//! the requestor's signed assignment and its own receipt. And a follower
+//! refuses a block that does not check, whoever signed it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -240,4 +241,126 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
     claims.abort();
     provider.shutdown().await;
     validator.shutdown().await;
+}
+
+/// A peer holding a validator's key serves a block whose state root is
+/// wrong: the follower refuses it, counts the peer, and stays where it was;
+/// the right block is then taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_refuses_blocks_that_do_not_check() {
+    use futures::StreamExt;
+    use sharegrid_core::encode;
+    use sharegrid_ledger::{Block, Chain, Header};
+    use sharegrid_net::{
+        BLOCKS_TOPIC, BehaviourEvent, Incoming, LedgerRequest, LedgerResponse, SwarmEvent, build_swarm, gossipsub,
+        request_response,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let vkey = NodeKey::from_seed([41; 32]);
+    let fkey = Arc::new(NodeKey::from_seed([42; 32]));
+    let rich = NodeKey::from_seed([43; 32]);
+    let genesis = Genesis {
+        validators: vec![vkey.id()],
+        params: Params {
+            treasury: vkey.id(),
+            network_fee_bps: 100,
+            min_fee: Amount(1),
+        },
+        balances: vec![Allocation {
+            account: rich.id(),
+            amount: Amount(1_000),
+        }],
+    };
+    let fl = Ledger::open(&dir.path().join("f.db"), genesis.clone(), fkey.clone()).unwrap();
+    let follower = start(NodeOptions {
+        key: fkey,
+        net: net(),
+        blobs: BlobStore::open(dir.path().join("fb"), 1 << 20).unwrap(),
+        outputs: BlobStore::open(dir.path().join("fo"), 1 << 20).unwrap(),
+        agent: None,
+        ledger: ledger_opts(&fl),
+    })
+    .await
+    .unwrap();
+    let target = follower.listen_addrs().await[0]
+        .clone()
+        .with_p2p(follower.peer_id())
+        .unwrap();
+
+    // The good block 1 (a transfer), and a copy whose header claims another
+    // state root, both signed with the validator's key.
+    let chain = Chain::new(&genesis).unwrap();
+    let t = Tx {
+        version: sharegrid_ledger::TX_VERSION,
+        signer: rich.id(),
+        nonce: 0,
+        fee: Amount(1),
+        expires_at_height: 100,
+        op: Op::Transfer {
+            to: vkey.id(),
+            amount: Amount(10),
+        },
+    };
+    let p = chain
+        .propose(&vkey, vec![sharegrid_core::Signed::sign(&rich, &t).unwrap()], 1)
+        .unwrap();
+    let good = p.block.clone();
+    let mut h: Header = good.open_header().unwrap();
+    h.state_root = sharegrid_core::ContentId::of(b"a lie");
+    let bad = Block {
+        header: sharegrid_core::Signed::sign(&vkey, &h).unwrap(),
+        txs: good.txs.clone(),
+    };
+
+    let mut rogue = build_swarm(&vkey, &net()).unwrap();
+    rogue.dial(target.clone()).unwrap();
+    let mut events = follower.subscribe();
+    let topic = gossipsub::IdentTopic::new(BLOCKS_TOPIC);
+    let mut serving = bad.clone();
+    let mut announced = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refused = false;
+    while fl.head().height == 0 {
+        assert!(Instant::now() < deadline, "the follower never took the good block");
+        if !announced {
+            announced = rogue
+                .behaviour_mut()
+                .gossipsub
+                .publish(topic.clone(), encode(&serving.header).unwrap())
+                .is_ok();
+        }
+        let ev = tokio::time::timeout(Duration::from_millis(100), rogue.select_next_some()).await;
+        if let Ok(SwarmEvent::Behaviour(BehaviourEvent::Ledger(request_response::Event::Message {
+            message: request_response::Message::Request { request, channel, .. },
+            ..
+        }))) = ev
+        {
+            let response = match request {
+                Incoming::Request(LedgerRequest::Blocks { from: 1 }) => LedgerResponse::Blocks(vec![serving.clone()]),
+                Incoming::Request(LedgerRequest::Head) => LedgerResponse::Head {
+                    genesis: genesis.hash(),
+                    height: 1,
+                },
+                _ => LedgerResponse::Blocks(vec![]),
+            };
+            let _ = rogue.behaviour_mut().ledger.send_response(channel, response);
+        }
+        while let Ok(ev) = events.try_recv() {
+            if let NodeEvent::Misbehaved { what, why, .. } = ev
+                && what.as_str() == "bad_block"
+            {
+                assert!(why.contains("wrong state root"), "{why}");
+                assert_eq!(fl.head().height, 0, "a refused block changes nothing");
+                refused = true;
+                // Now serve the right block; announce it again.
+                serving = good.clone();
+                announced = false;
+            }
+        }
+    }
+    assert!(refused, "the bad block was never refused");
+    assert_eq!(fl.head().hash, good.hash());
+    assert_eq!(fl.account(&vkey.id()).balance, Amount(10 + 1));
+    follower.shutdown().await;
 }
