@@ -25,6 +25,9 @@ use crate::tx::Rejection;
 pub const BLOCK_VERSION: u16 = 1;
 /// Most transactions in one block.
 pub const MAX_BLOCK_TXS: usize = 10_000;
+/// Most bytes of transaction bodies in one block, so that any block fits in
+/// one sync response.
+pub const MAX_BLOCK_BYTES: usize = 8 << 20;
 /// Largest header accepted.
 const MAX_HEADER_BYTES: usize = 4 * 1024;
 
@@ -128,13 +131,17 @@ pub enum BlockError {
         /// The block's height.
         height: u64,
     },
-    /// Too many transactions.
-    #[error("block {height}: {count} transactions, at most {MAX_BLOCK_TXS}")]
+    /// Too many transactions, or too many bytes of them.
+    #[error(
+        "block {height}: {count} transactions of {bytes} bytes, at most {MAX_BLOCK_TXS} and {MAX_BLOCK_BYTES} bytes"
+    )]
     TooMany {
         /// The block's height.
         height: u64,
         /// How many.
         count: usize,
+        /// Bytes of their bodies.
+        bytes: usize,
     },
     /// Time going backwards.
     #[error("block {height}: time {time_ms} before the previous block's {prev_ms}")]
@@ -253,7 +260,8 @@ impl Chain {
     }
 
     /// Builds the next block from `candidates`, in order, leaving out those
-    /// the state rejects (and any beyond [`MAX_BLOCK_TXS`]). The chain is
+    /// the state rejects (and any beyond [`MAX_BLOCK_TXS`] or
+    /// [`MAX_BLOCK_BYTES`]: they wait for the next block). The chain is
     /// unchanged until [`Chain::commit`].
     pub fn propose(
         &self,
@@ -265,7 +273,15 @@ impl Chain {
         let mut state = self.state.clone();
         let mut txs = Vec::new();
         let mut rejected = Vec::new();
-        let candidates: Vec<Signed> = candidates.into_iter().take(MAX_BLOCK_TXS).collect();
+        let mut bytes = 0;
+        let candidates: Vec<Signed> = candidates
+            .into_iter()
+            .take(MAX_BLOCK_TXS)
+            .take_while(|t| {
+                bytes += t.body.len();
+                bytes <= MAX_BLOCK_BYTES
+            })
+            .collect();
         let batch_ok = signatures_verify(&candidates);
         for tx in candidates {
             let applied = if batch_ok {
@@ -348,10 +364,12 @@ impl Chain {
                 producer: header.producer,
             });
         }
-        if block.txs.len() > MAX_BLOCK_TXS {
+        let bytes: usize = block.txs.iter().map(|t| t.body.len()).sum();
+        if block.txs.len() > MAX_BLOCK_TXS || bytes > MAX_BLOCK_BYTES {
             return Err(BlockError::TooMany {
                 height,
                 count: block.txs.len(),
+                bytes,
             });
         }
         if txs_root(&block.txs) != header.txs {

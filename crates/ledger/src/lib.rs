@@ -27,6 +27,6 @@ mod block;
 mod state;
 mod tx;
 
-pub use block::{BLOCK_VERSION, Block, BlockError, Chain, Header, MAX_BLOCK_TXS, Proposal, txs_root};
+pub use block::{BLOCK_VERSION, Block, BlockError, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Proposal, txs_root};
 pub use state::{Account, Allocation, Escrow, Genesis, MAX_TX_BYTES, Params, State};
 pub use tx::{Op, Paid, Rejection, TX_VERSION, Tx};

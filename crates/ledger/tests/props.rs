@@ -407,6 +407,21 @@ fn each_bad_block_is_refused_for_its_reason_and_changes_nothing() {
         }
         other => panic!("{other}"),
     }
+    // More bytes of transactions than any block may carry.
+    let mut big = next.clone();
+    big.txs = (0..9u8)
+        .map(|i| {
+            let mut t = transfer(1, 7);
+            t.body = vec![i; 1 << 20];
+            t
+        })
+        .collect();
+    let big_txs = big.txs.clone();
+    let big = reforge(&big, &v, |h| h.txs = txs_root(&big_txs));
+    assert!(matches!(
+        refused(&mut chain, &big),
+        BlockError::TooMany { count: 9, .. }
+    ));
     // Time going backwards.
     let mut later = chain.clone();
     let p = later.propose(&v, vec![], 50).unwrap();

@@ -229,6 +229,23 @@ impl JobStore {
                  provider TEXT PRIMARY KEY, agreed INTEGER NOT NULL, disagreed INTEGER NOT NULL,
                  failed INTEGER NOT NULL);",
         )?;
+        // A node.db from before payment through the ledger gains the columns.
+        for (table, column, decl) in [
+            ("jobs", "escrow", "TEXT"),
+            ("jobs", "escrow_amount", "TEXT"),
+            ("jobs", "settled", "INTEGER NOT NULL DEFAULT 0"),
+            ("receipts", "assignment", "BLOB NOT NULL DEFAULT x''"),
+            ("receipts", "paid", "INTEGER NOT NULL DEFAULT 0"),
+        ] {
+            let has: bool = conn.query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get(0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            }
+        }
         Ok(JobStore {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -643,4 +660,42 @@ fn save_records<'a>(
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_ledger_payment_gains_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE jobs (
+                 id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL,
+                 state TEXT NOT NULL, reason TEXT, created_ms INTEGER NOT NULL, finished_ms INTEGER);
+             CREATE TABLE receipts (
+                 job TEXT NOT NULL, task TEXT NOT NULL, provider TEXT NOT NULL,
+                 result TEXT NOT NULL, fuel INTEGER NOT NULL, charge TEXT NOT NULL,
+                 signed BLOB NOT NULL, verdict TEXT NOT NULL DEFAULT 'pending',
+                 PRIMARY KEY (task, provider));
+             INSERT INTO jobs (id, name, spec, state, created_ms) VALUES ('j', 'old', '{}', 'done', 1);",
+        )
+        .unwrap();
+        drop(old);
+        let store = JobStore::open(&path).unwrap();
+        assert_eq!(store.escrow("j").unwrap(), None);
+        assert!(store.unsettled().unwrap().is_empty());
+        let escrow = ContentId::of(b"e");
+        store.set_escrow("j", &escrow, Amount(5)).unwrap();
+        assert_eq!(store.escrow("j").unwrap(), Some((escrow, Amount(5), false)));
+        assert_eq!(store.unsettled().unwrap(), vec!["j".to_string()]);
+        // Opening again changes nothing.
+        drop(store);
+        assert_eq!(
+            JobStore::open(&path).unwrap().escrow("j").unwrap(),
+            Some((escrow, Amount(5), false))
+        );
+    }
 }

@@ -17,6 +17,7 @@
 mod client;
 mod store;
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -59,6 +60,8 @@ struct Inner {
     chain: Chain,
     /// Acknowledged, not yet in a block, in order.
     pending: Vec<Signed>,
+    /// Their ids.
+    pending_ids: HashSet<ContentId>,
     /// The chain's state with `pending` applied: what a new transaction is
     /// checked against.
     pending_state: State,
@@ -96,6 +99,7 @@ impl Ledger {
                 store,
                 chain,
                 pending: Vec::new(),
+                pending_ids: HashSet::new(),
                 own_next,
             }),
             key,
@@ -180,7 +184,7 @@ impl Ledger {
         }
         let mut inner = self.lock();
         let id = tx.id();
-        if inner.pending.iter().any(|p| p.id() == id) {
+        if inner.pending_ids.contains(&id) {
             return Ok(id);
         }
         let height = inner.chain.height() + 1;
@@ -191,6 +195,7 @@ impl Ledger {
             return Err(format!("cannot store the transaction: {e}"));
         }
         inner.pending.push(tx);
+        inner.pending_ids.insert(id);
         Ok(id)
     }
 
@@ -215,7 +220,7 @@ impl Ledger {
         let dropped: Vec<ContentId> = p.rejected.iter().map(|(id, _)| *id).collect();
         inner.store.pool_remove(&dropped)?;
         let block = p.block.clone();
-        let included: std::collections::HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
+        let included: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
         inner.chain.commit(p);
         let rest: Vec<Signed> = std::mem::take(&mut inner.pending)
             .into_iter()
@@ -334,6 +339,7 @@ impl Inner {
                 }
             }
         }
+        self.pending_ids = kept.iter().map(Signed::id).collect();
         self.pending = kept;
         self.pending_state = state;
         stale
