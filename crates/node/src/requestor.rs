@@ -218,7 +218,24 @@ impl Requestor {
         if settled {
             return Ok(true);
         }
-        let unpaid = self.store.unpaid(job)?;
+        // What the ledger already shows (a settlement that landed before a
+        // crash, or providers' claims) is not paid again.
+        let Some(on_ledger) = client.ledger().escrow(&escrow) else {
+            // Closed: the last settlement landed (or the escrow expired).
+            if last {
+                self.store.set_settled(job)?;
+            }
+            return Ok(true);
+        };
+        let (done, unpaid): (Vec<_>, Vec<_>) = self
+            .store
+            .unpaid(job)?
+            .into_iter()
+            .partition(|(task, provider, _, _)| on_ledger.paid.contains(&(*task, *provider)));
+        if !done.is_empty() {
+            let pairs: Vec<(TaskId, NodeId)> = done.iter().map(|(t, p, _, _)| (*t, *p)).collect();
+            self.store.mark_paid(job, &pairs)?;
+        }
         let mut batches: Vec<Vec<(TaskId, NodeId, Paid)>> = vec![vec![]];
         let mut bytes = 0;
         for (task, provider, assignment, receipt) in unpaid {
