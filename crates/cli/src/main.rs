@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the demo: a whole network on 127.0.0.1 renders a Mandelbrot PNG, every tile verified by quorum.
+    /// Run the demo: a whole network on 127.0.0.1 renders a Mandelbrot PNG, every tile verified by quorum and paid through the ledger.
     Demo(demo::DemoArgs),
     /// Run one task locally in the deterministic sandbox.
     Run(Box<run::RunArgs>),
