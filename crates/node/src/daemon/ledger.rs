@@ -283,6 +283,9 @@ impl Daemon {
 
     fn on_sync_response(&mut self, peer: PeerId, response: LedgerResponse) {
         let Some(part) = &mut self.ledger else { return };
+        // Only the peer being synced from may end or feed the sync (a head
+        // answer or refusal from another peer must not start a second one).
+        let ours = part.syncing == Some(peer);
         match response {
             LedgerResponse::Head { genesis, height } => {
                 if genesis != part.opts.ledger.head().genesis {
@@ -292,6 +295,9 @@ impl Daemon {
                 self.behind(peer, height);
             }
             LedgerResponse::Blocks(blocks) => {
+                if !ours || part.applying {
+                    return;
+                }
                 if blocks.is_empty() {
                     part.syncing = None;
                     return;
@@ -313,10 +319,16 @@ impl Daemon {
                 });
             }
             LedgerResponse::Refused { reason } => {
-                tracing::debug!(%peer, "sync refused: {reason}");
-                part.syncing = None;
+                tracing::debug!(%peer, "ledger request refused: {reason}");
+                if ours {
+                    part.syncing = None;
+                }
             }
-            LedgerResponse::Accepted { .. } => part.syncing = None,
+            LedgerResponse::Accepted { .. } => {
+                if ours {
+                    part.syncing = None;
+                }
+            }
         }
     }
 
