@@ -250,9 +250,6 @@ impl Requestor {
                 b.push((task, provider, Paid { assignment, receipt }));
             }
         }
-        if !last && batches.iter().all(|b| b.len() < settings.settle_batch.max(1)) {
-            return Ok(true); // not a full batch yet
-        }
         let n = batches.len();
         for (i, batch) in batches.into_iter().enumerate() {
             let is_last = last && i + 1 == n;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sharegrid_core::{Signed, decode_capped, encode};
-use sharegrid_ledger::Block;
+use sharegrid_ledger::{Block, Header};
 use sharegrid_net::{
     BLOCKS_TOPIC, Incoming, LedgerRequest, LedgerResponse, MAX_HEADER_BYTES, MAX_LEDGER_RESPONSE_BYTES,
     MAX_SYNC_BLOCKS, Misbehaviour, PeerId, gossipsub, request_response,
@@ -130,12 +130,9 @@ impl Daemon {
     }
 
     fn check_announcement(&self, data: &[u8]) -> Result<u64, (Misbehaviour, String)> {
-        let header: Signed =
-            decode_capped(data, MAX_HEADER_BYTES).map_err(|e| (Misbehaviour::of_wire(&e), e.to_string()))?;
-        let block = Block { header, txs: vec![] };
-        let h = block
-            .open_header()
-            .map_err(|e| (Misbehaviour::of_wire(&e), e.to_string()))?;
+        let bad = |e: sharegrid_core::WireError| (Misbehaviour::of_wire(&e), e.to_string());
+        let header: Signed = decode_capped(data, MAX_HEADER_BYTES).map_err(bad)?;
+        let h: Header = header.open(MAX_HEADER_BYTES).map_err(bad)?;
         let Some(part) = &self.ledger else {
             return Ok(h.height);
         };

@@ -191,7 +191,8 @@ impl Ledger {
         inner.pending_state.apply(&tx, height).map_err(|r| r.to_string())?;
         if let Err(e) = inner.store.pool_add(&tx) {
             // Not on disk: not acknowledged. Undo the check's effect.
-            inner.pending_state = inner.rebuild_pending();
+            let pending = std::mem::take(&mut inner.pending);
+            inner.repool(pending);
             return Err(format!("cannot store the transaction: {e}"));
         }
         inner.pending.push(tx);
@@ -248,7 +249,12 @@ impl Ledger {
         // A follower's own transactions in this block are no longer in flight.
         let chain_nonce = inner.chain.state().accounts.get(&self.key.id()).map_or(0, |a| a.nonce);
         inner.own_next = inner.own_next.max(chain_nonce);
-        inner.pending_state = inner.chain.state().clone();
+        // The pool (and its state) is the validator's alone; a follower has none.
+        if self.is_validator() {
+            let pending = std::mem::take(&mut inner.pending);
+            let stale = inner.repool(pending);
+            inner.store.pool_remove(&stale)?;
+        }
         let height = inner.chain.height();
         drop(inner);
         self.heads.send_replace(height);
@@ -343,14 +349,5 @@ impl Inner {
         self.pending = kept;
         self.pending_state = state;
         stale
-    }
-
-    fn rebuild_pending(&self) -> State {
-        let height = self.chain.height() + 1;
-        let mut state = self.chain.state().clone();
-        for tx in &self.pending {
-            let _ = state.apply(tx, height);
-        }
-        state
     }
 }

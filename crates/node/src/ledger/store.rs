@@ -221,7 +221,7 @@ impl LedgerStore {
 
     /// The block at `height`.
     pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerStoreError> {
-        Ok(self.blocks(height, 1, usize::MAX)?.into_iter().find(|_| true))
+        Ok(self.blocks(height, 1, usize::MAX)?.into_iter().next())
     }
 
     /// A transaction by id, if it is in a block.
@@ -235,22 +235,39 @@ impl LedgerStore {
             )
             .optional()?;
         let Some((height, index)) = at else { return Ok(None) };
-        self.tx_at(int(height)?, index)
+        Ok(self.txs_at(&[(int(height)?, index)])?.pop())
     }
 
-    fn tx_at(&self, height: u64, index: u32) -> Result<Option<FoundTx>, LedgerStoreError> {
-        let Some(block) = self.block(height)? else {
-            return Ok(None);
-        };
-        let header = block
-            .open_header()
-            .map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
-        Ok(block.txs.get(index as usize).map(|signed| FoundTx {
-            height,
-            index,
-            time_ms: header.time_ms,
-            signed: signed.clone(),
-        }))
+    /// The transactions at (height, index) positions, in order, reading
+    /// each block once for a run of positions in the same block.
+    fn txs_at(&self, at: &[(u64, u32)]) -> Result<Vec<FoundTx>, LedgerStoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT time_ms, body FROM blocks WHERE height = ?1")?;
+        let mut out = Vec::with_capacity(at.len());
+        let mut current: Option<(u64, u64, Block)> = None;
+        for &(height, index) in at {
+            if current.as_ref().is_none_or(|(h, _, _)| *h != height) {
+                let row: Option<(i64, Vec<u8>)> = q
+                    .query_row(params![sql(height)?], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((time_ms, body)) = row else { continue };
+                let block =
+                    decode_capped(&body, MAX_BLOCK_BYTES).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
+                current = Some((height, int(time_ms)?, block));
+            }
+            if let Some((_, time_ms, block)) = &current
+                && let Some(signed) = block.txs.get(index as usize)
+            {
+                out.push(FoundTx {
+                    height,
+                    index,
+                    time_ms: *time_ms,
+                    signed: signed.clone(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Whether a transaction is in a block, and at which height.
@@ -276,11 +293,11 @@ impl LedgerStore {
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<Result<_, _>>()?;
-        let mut out = Vec::new();
-        for (h, i) in at {
-            out.extend(self.tx_at(int(h)?, i)?);
-        }
-        Ok(out)
+        let at: Vec<(u64, u32)> = at
+            .into_iter()
+            .map(|(h, i)| Ok((int(h)?, i)))
+            .collect::<Result<_, LedgerStoreError>>()?;
+        self.txs_at(&at)
     }
 
     /// Height of the last stored block.
