@@ -36,6 +36,95 @@ fn ledger_opts(l: &Arc<Ledger>) -> Option<LedgerOptions> {
     })
 }
 
+/// A network whose validator also takes the fees (1%), and where only
+/// `funded` holds tokens.
+fn genesis(validator: &NodeKey, funded: &NodeKey, amount: u128) -> Genesis {
+    Genesis {
+        validators: vec![validator.id()],
+        params: Params {
+            treasury: validator.id(),
+            network_fee_bps: 100,
+            min_fee: Amount(1),
+        },
+        balances: vec![Allocation {
+            account: funded.id(),
+            amount: Amount(amount),
+        }],
+    }
+}
+
+/// A provider of one slot at 1,000 per Gfuel, keeping its proofs of work in
+/// `earnings` and following `ledger`, if given.
+async fn provider(
+    home: &std::path::Path,
+    key: &Arc<NodeKey>,
+    ledger: Option<&Arc<Ledger>>,
+    earnings: Option<JobStore>,
+) -> NodeHandle {
+    let blobs = BlobStore::open(home.join("blobs"), 1 << 30).unwrap();
+    let policy = ProviderPolicy {
+        enabled: true,
+        slots: 1,
+        offer_interval_secs: 1,
+        price_floor: Amount(1_000),
+        ..ProviderPolicy::default()
+    };
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
+    start(NodeOptions {
+        key: key.clone(),
+        net: net(),
+        blobs: blobs.clone(),
+        outputs: BlobStore::open(home.join("outputs"), 1 << 30).unwrap(),
+        agent: Some(AgentOptions {
+            provider: Provider::new(key.clone(), policy, sandbox, blobs),
+            machine: MachineInfo {
+                arch: Arch::host(),
+                cores: 1,
+                memory_bytes: 8 << 30,
+            },
+            speed: GigafuelPerSec(1.0),
+            probe: Arc::new(FixedProbe::default()),
+            max_fetch_bytes: 1 << 30,
+            earnings,
+        }),
+        ledger: ledger.and_then(ledger_opts),
+    })
+    .await
+    .unwrap()
+}
+
+/// A job of `n` small Mandelbrot tiles, r = 1, within a budget.
+fn tiles(blobs: &BlobStore, n: u32) -> JobSubmission {
+    let module = std::fs::read(format!(
+        "{}/../../guests/wasm/mandelbrot.wasm",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    JobSubmission {
+        name: "tiles".into(),
+        module: blobs.put(&module).unwrap(),
+        stdin: blobs.put(b"").unwrap(),
+        inputs: vec![],
+        limits: Limits {
+            fuel: Fuel(5_000_000_000),
+            ..Limits::default()
+        },
+        mode: Determinism::Native,
+        replication: 1,
+        quorum: 1,
+        price_ceiling: Amount(2_000),
+        budget: Amount(1_000_000),
+        deadline_secs: None,
+        arch: None,
+        min_memory: 0,
+        min_speed: 0.0,
+        credibility: None,
+        tasks: (0..n)
+            .map(|c| [c, 0, n, 1, 320, 240, 256].iter().map(u32::to_string).collect())
+            .collect(),
+    }
+}
+
 async fn connect(a: &NodeHandle, b: &NodeHandle) {
     let addr = b.listen_addrs().await[0].clone().with_p2p(b.peer_id()).unwrap();
     a.dial(addr).await.unwrap();
@@ -49,18 +138,7 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
         Arc::new(NodeKey::from_seed([2; 32])),
         Arc::new(NodeKey::from_seed([3; 32])),
     );
-    let genesis = Genesis {
-        validators: vec![vkey.id()],
-        params: Params {
-            treasury: vkey.id(),
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
-        balances: vec![Allocation {
-            account: rkey.id(),
-            amount: Amount(1_000_000_000),
-        }],
-    };
+    let genesis = genesis(&vkey, &rkey, 1_000_000_000);
     let ledger = |name: &str, key: &Arc<NodeKey>| {
         std::fs::create_dir_all(dir.path().join(name)).unwrap();
         Ledger::open(&dir.path().join(name).join("ledger.db"), genesis.clone(), key.clone()).unwrap()
@@ -80,37 +158,8 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
     .unwrap();
 
     // The provider: one slot, so the job's tasks run one after another.
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let pblobs = store("p");
     let earnings = JobStore::open(&dir.path().join("p/node.db")).unwrap();
-    let policy = ProviderPolicy {
-        enabled: true,
-        slots: 1,
-        offer_interval_secs: 1,
-        price_floor: Amount(1_000),
-        ..ProviderPolicy::default()
-    };
-    let provider = start(NodeOptions {
-        key: pkey.clone(),
-        net: net(),
-        blobs: pblobs.clone(),
-        outputs: store("p-out"),
-        agent: Some(AgentOptions {
-            provider: Provider::new(pkey.clone(), policy, sandbox, pblobs),
-            machine: MachineInfo {
-                arch: Arch::host(),
-                cores: 1,
-                memory_bytes: 8 << 30,
-            },
-            speed: GigafuelPerSec(1.0),
-            probe: Arc::new(FixedProbe::default()),
-            max_fetch_bytes: 1 << 30,
-            earnings: Some(earnings.clone()),
-        }),
-        ledger: ledger_opts(&pl),
-    })
-    .await
-    .unwrap();
+    let provider = provider(&dir.path().join("p"), &pkey, Some(&pl), Some(earnings.clone())).await;
     let claims = tokio::spawn(claimer(
         earnings.clone(),
         LedgerClient::new(pl.clone(), provider.clone()),
@@ -151,34 +200,7 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
             ..LedgerSettings::default()
         },
     );
-    let module = std::fs::read(format!(
-        "{}/../../guests/wasm/mandelbrot.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let sub = JobSubmission {
-        name: "vanishing".into(),
-        module: rblobs.put(&module).unwrap(),
-        stdin: rblobs.put(b"").unwrap(),
-        inputs: vec![],
-        limits: Limits {
-            fuel: Fuel(5_000_000_000),
-            ..Limits::default()
-        },
-        mode: Determinism::Native,
-        replication: 1,
-        quorum: 1,
-        price_ceiling: Amount(2_000),
-        budget: Amount(1_000_000),
-        deadline_secs: None,
-        arch: None,
-        min_memory: 0,
-        min_speed: 0.0,
-        credibility: None,
-        tasks: (0..4u32)
-            .map(|c| [c, 0, 4, 1, 320, 240, 256].iter().map(u32::to_string).collect())
-            .collect(),
-    };
+    let sub = tiles(&rblobs, 4);
     // An unfundable job is refused before anything runs.
     let mut greedy = sub.clone();
     greedy.budget = Amount(10_000_000_000);
@@ -260,18 +282,7 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
     let vkey = NodeKey::from_seed([41; 32]);
     let fkey = Arc::new(NodeKey::from_seed([42; 32]));
     let rich = NodeKey::from_seed([43; 32]);
-    let genesis = Genesis {
-        validators: vec![vkey.id()],
-        params: Params {
-            treasury: vkey.id(),
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
-        balances: vec![Allocation {
-            account: rich.id(),
-            amount: Amount(1_000),
-        }],
-    };
+    let genesis = genesis(&vkey, &rich, 1_000);
     let fl = Ledger::open(&dir.path().join("f.db"), genesis.clone(), fkey.clone()).unwrap();
     let follower = start(NodeOptions {
         key: fkey,
@@ -363,4 +374,74 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
     assert_eq!(fl.head().hash, good.hash());
     assert_eq!(fl.account(&vkey.id()).balance, Amount(10 + 1));
     follower.shutdown().await;
+}
+
+/// A node that dies after its job's last settlement landed but before it
+/// recorded that: on restart it sees the escrow closed on the ledger and
+/// records the job settled, paying nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_settlement_that_landed_before_a_crash_is_not_paid_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rkey, pkey) = (
+        Arc::new(NodeKey::from_seed([51; 32])),
+        Arc::new(NodeKey::from_seed([52; 32])),
+    );
+    std::fs::create_dir_all(dir.path().join("r")).unwrap();
+    let rl = Ledger::open(
+        &dir.path().join("r/ledger.db"),
+        genesis(&rkey, &rkey, 1_000_000_000),
+        rkey.clone(),
+    )
+    .unwrap();
+    let rblobs = BlobStore::open(dir.path().join("r/blobs"), 1 << 30).unwrap();
+    let requestor = start(NodeOptions {
+        key: rkey.clone(),
+        net: net(),
+        blobs: rblobs.clone(),
+        outputs: BlobStore::open(dir.path().join("r/outputs"), 1 << 30).unwrap(),
+        agent: None,
+        ledger: ledger_opts(&rl),
+    })
+    .await
+    .unwrap();
+    let provider = provider(&dir.path().join("p"), &pkey, None, None).await;
+    connect(&requestor, &provider).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while requestor.offers().await.is_empty() {
+        assert!(Instant::now() < deadline, "the offer did not arrive");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = dir.path().join("r/node.db");
+    let store = JobStore::open(&db).unwrap();
+    let engine = Requestor::new(requestor.clone(), rblobs.clone(), store.clone()).with_ledger(
+        LedgerClient::new(rl.clone(), requestor.clone()),
+        LedgerSettings::default(),
+    );
+    let job = engine.submit(tiles(&rblobs, 2)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.job(&job).unwrap().unwrap().state == sharegrid_node::State::Running {
+        assert!(Instant::now() < deadline, "the job did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, _, settled) = store.escrow(&job).unwrap().unwrap();
+    assert!(settled);
+    let paid = rl.account(&pkey.id()).balance;
+    assert!(paid.0 > 0);
+    let nonce = rl.account(&rkey.id()).nonce;
+
+    // As if the node died before recording the settlement.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("UPDATE receipts SET paid = 0; UPDATE jobs SET settled = 0;")
+        .unwrap();
+    assert_eq!(store.unsettled().unwrap(), vec![job.clone()]);
+    engine.resume_all().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !store.escrow(&job).unwrap().unwrap().2 {
+        assert!(Instant::now() < deadline, "the job was never recorded settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rl.account(&rkey.id()).nonce, nonce, "no transaction was sent again");
+    assert_eq!(rl.account(&pkey.id()).balance, paid);
+    provider.shutdown().await;
+    requestor.shutdown().await;
 }
