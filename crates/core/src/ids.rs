@@ -1,5 +1,7 @@
-//! Task identifiers. A task id seeds the task's deterministic clock and
-//! random stream, so two replicas of one task see the same "randomness".
+//! Task and job identifiers. A task id seeds the task's deterministic clock
+//! and random stream, so two replicas of one task see the same "randomness".
+//! A job id is its requestor's name for a job; the ids of the job's tasks and
+//! of its escrow on the ledger are derived from it here, in one place.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,6 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{ContentId, HashParseError};
+use crate::keys::NodeId;
 
 /// Identifies one task (one module run with one set of inputs).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -60,6 +63,104 @@ impl FromStr for TaskId {
     }
 }
 
+/// Identifies one job of one requestor: 8 bytes, written as 16 hex digits.
+///
+/// The job's task ids and its escrow id are derived from the hex form (as
+/// the first versions stored it), so ids in existing job stores and on the
+/// ledger stay valid.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId([u8; 8]);
+
+/// Why a string is not a job id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a job id: expected 16 hex digits, got {got:?}")]
+pub struct JobIdParseError {
+    got: String,
+}
+
+impl JobId {
+    /// Wraps raw id bytes.
+    pub const fn from_bytes(bytes: [u8; 8]) -> Self {
+        Self(bytes)
+    }
+
+    /// A new job's id: from the requestor, the submission time and a nonce
+    /// the caller draws at random (this crate draws no randomness).
+    pub fn new(requestor: &NodeId, now_ms: u64, nonce: u64) -> Self {
+        let mut h = blake3::Hasher::new_derive_key("sharegrid job id v1");
+        h.update(requestor.as_bytes());
+        h.update(&now_ms.to_le_bytes());
+        h.update(&nonce.to_le_bytes());
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        Self(id)
+    }
+
+    /// The id of the job's task number `index`: distinct per job and index,
+    /// so two jobs (or two equal argument lists) never share a random
+    /// stream by accident.
+    pub fn task(&self, index: usize) -> TaskId {
+        let mut h = blake3::Hasher::new_derive_key("sharegrid job task id v1");
+        h.update(self.to_string().as_bytes());
+        h.update(&(index as u64).to_le_bytes());
+        TaskId::from_bytes(*h.finalize().as_bytes())
+    }
+
+    /// The id of the job's escrow on the ledger, for `requestor`.
+    pub fn escrow(&self, requestor: &NodeId) -> ContentId {
+        let mut h = blake3::Hasher::new_derive_key("sharegrid job escrow v1");
+        h.update(requestor.as_bytes());
+        h.update(self.to_string().as_bytes());
+        ContentId::from_bytes(*h.finalize().as_bytes())
+    }
+
+    /// A seed for the job's random draws (spot checks).
+    pub fn seed(&self) -> u64 {
+        let h = blake3::hash(self.to_string().as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h.as_bytes()[..8]);
+        u64::from_le_bytes(b)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({self})")
+    }
+}
+
+impl FromStr for JobId {
+    type Err = JobIdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 8];
+        match hex::decode_to_slice(s, &mut out) {
+            Ok(()) if s.len() == 16 => Ok(Self(out)),
+            _ => Err(JobIdParseError {
+                got: s.chars().take(80).collect(),
+            }),
+        }
+    }
+}
+
+impl Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +177,22 @@ mod tests {
             TaskId::local(&m, &["ab".into(), "c".into()], b""),
             TaskId::local(&m, &["a".into(), "bc".into()], b"")
         );
+    }
+
+    #[test]
+    fn job_ids_round_trip_and_derive_what_earlier_versions_derived() {
+        let id: JobId = "00112233445566ff".parse().unwrap();
+        assert_eq!(id.to_string(), "00112233445566ff");
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"00112233445566ff\"");
+        assert!("0011".parse::<JobId>().is_err());
+        assert!("zz112233445566ff".parse::<JobId>().is_err());
+        // Earlier versions hashed the hex string: the same ids come out.
+        let mut h = blake3::Hasher::new_derive_key("sharegrid job task id v1");
+        h.update(b"00112233445566ff");
+        h.update(&3u64.to_le_bytes());
+        assert_eq!(id.task(3), TaskId::from_bytes(*h.finalize().as_bytes()));
+        assert_ne!(id.task(3), id.task(4));
+        let requestor = crate::NodeKey::from_seed([1; 32]).id();
+        assert_ne!(id.escrow(&requestor), ContentId::of(b""));
     }
 }

@@ -134,6 +134,20 @@ impl Outcome {
         !matches!(self, Outcome::Timeout)
     }
 
+    /// The outcome's kind in one word, as its JSON tag says it
+    /// (`completed`, `out_of_fuel`, …): a label for counters and logs.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Completed { .. } => "completed",
+            Outcome::OutOfFuel => "out_of_fuel",
+            Outcome::MemoryLimit => "memory_limit",
+            Outcome::OutputLimit => "output_limit",
+            Outcome::Timeout => "timeout",
+            Outcome::Trap { .. } => "trap",
+            Outcome::InvalidModule { .. } => "invalid_module",
+        }
+    }
+
     /// True for a run that completed with exit code 0.
     pub const fn is_success(&self) -> bool {
         matches!(self, Outcome::Completed { exit_code: 0 })

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, Assignment, ContentId, NodeId, Receipt, Signed, TaskId};
+use sharegrid_core::{Amount, Assignment, ContentId, NodeId, Receipt, ReceiptMismatch, Signed, TaskId, check_receipt};
 
 use crate::tx::{Op, Paid, Rejection, Tx};
 
@@ -100,7 +100,7 @@ pub struct State {
     pub params: Params,
     /// Accounts by key.
     pub accounts: BTreeMap<NodeId, Account>,
-    /// Open escrows by job.
+    /// Open escrows by escrow id.
     pub escrows: BTreeMap<ContentId, Escrow>,
 }
 
@@ -226,14 +226,14 @@ impl State {
         match tx.op {
             Op::Transfer { to, amount } => self.credit(to, amount),
             Op::OpenEscrow {
-                job,
+                escrow,
                 budget,
                 tasks,
                 claim_height,
                 close_height,
             } => {
                 self.escrows.insert(
-                    job,
+                    escrow,
                     Escrow {
                         requestor: tx.signer,
                         left: budget,
@@ -244,14 +244,14 @@ impl State {
                     },
                 );
             }
-            Op::Settle { job, last, .. } => {
-                self.pay(&job, &payouts);
+            Op::Settle { escrow, last, .. } => {
+                self.pay(&escrow, &payouts);
                 if last {
-                    self.close(&job);
+                    self.close(&escrow);
                 }
             }
-            Op::Claim { job, .. } => self.pay(&job, &payouts),
-            Op::CloseExpired { job } => self.close(&job),
+            Op::Claim { escrow, .. } => self.pay(&escrow, &payouts),
+            Op::CloseExpired { escrow } => self.close(&escrow),
         }
         let signer = self.accounts.entry(tx.signer).or_default();
         // Cannot underflow: balance + incoming >= need was checked, and the
@@ -269,10 +269,10 @@ impl State {
         a.balance = Amount(a.balance.0.saturating_add(amount.0));
     }
 
-    fn pay(&mut self, job: &ContentId, payouts: &[Payout]) {
+    fn pay(&mut self, escrow: &ContentId, payouts: &[Payout]) {
         let treasury = self.params.treasury;
         for p in payouts {
-            if let Some(e) = self.escrows.get_mut(job) {
+            if let Some(e) = self.escrows.get_mut(escrow) {
                 // Cannot underflow: `payouts` checked the total against `left`.
                 e.left = Amount(e.left.0 - p.charge.0 - p.fee.0);
                 e.paid.insert((p.task, p.provider));
@@ -282,8 +282,8 @@ impl State {
         }
     }
 
-    fn close(&mut self, job: &ContentId) {
-        if let Some(e) = self.escrows.remove(job) {
+    fn close(&mut self, escrow: &ContentId) {
+        if let Some(e) = self.escrows.remove(escrow) {
             self.credit(e.requestor, e.left);
         }
     }
@@ -294,14 +294,14 @@ impl State {
         match &tx.op {
             Op::Transfer { amount, .. } => Ok((*amount, vec![])),
             Op::OpenEscrow {
-                job,
+                escrow,
                 budget,
                 tasks,
                 claim_height,
                 close_height,
             } => {
-                if self.escrows.contains_key(job) {
-                    return Err(Rejection::EscrowExists(*job));
+                if self.escrows.contains_key(escrow) {
+                    return Err(Rejection::EscrowExists(*escrow));
                 }
                 if tasks.is_empty() {
                     return Err(Rejection::Malformed("an escrow needs at least one task".into()));
@@ -313,33 +313,33 @@ impl State {
                 }
                 Ok((*budget, vec![]))
             }
-            Op::Settle { job, paid, .. } => {
-                let e = self.escrow(job)?;
+            Op::Settle { escrow, paid, .. } => {
+                let e = self.escrow_open(escrow)?;
                 if e.requestor != tx.signer {
                     return Err(Rejection::NotOwner {
-                        job: *job,
+                        escrow: *escrow,
                         owner: e.requestor.to_string(),
                         signer: tx.signer.to_string(),
                     });
                 }
-                Ok((Amount(0), self.payouts(job, e, paid)?))
+                Ok((Amount(0), self.payouts(escrow, e, paid)?))
             }
-            Op::Claim { job, paid } => {
-                let e = self.escrow(job)?;
+            Op::Claim { escrow, paid } => {
+                let e = self.escrow_open(escrow)?;
                 if height < e.claim_height {
                     return Err(Rejection::TooEarly {
                         from: e.claim_height,
                         height,
                     });
                 }
-                let payouts = self.payouts(job, e, std::slice::from_ref(paid))?;
+                let payouts = self.payouts(escrow, e, std::slice::from_ref(paid))?;
                 if payouts.iter().any(|p| p.provider != tx.signer) {
                     return Err(Rejection::BadProof("a provider claims only its own receipts".into()));
                 }
                 Ok((Amount(0), payouts))
             }
-            Op::CloseExpired { job } => {
-                let e = self.escrow(job)?;
+            Op::CloseExpired { escrow } => {
+                let e = self.escrow_open(escrow)?;
                 if height < e.close_height {
                     return Err(Rejection::TooEarly {
                         from: e.close_height,
@@ -351,16 +351,16 @@ impl State {
         }
     }
 
-    fn escrow(&self, job: &ContentId) -> Result<&Escrow, Rejection> {
-        self.escrows.get(job).ok_or(Rejection::NoEscrow(*job))
+    fn escrow_open(&self, escrow: &ContentId) -> Result<&Escrow, Rejection> {
+        self.escrows.get(escrow).ok_or(Rejection::NoEscrow(*escrow))
     }
 
-    fn payouts(&self, job: &ContentId, e: &Escrow, paid: &[Paid]) -> Result<Vec<Payout>, Rejection> {
+    fn payouts(&self, escrow: &ContentId, e: &Escrow, paid: &[Paid]) -> Result<Vec<Payout>, Rejection> {
         let mut out = Vec::with_capacity(paid.len());
         let mut seen = BTreeSet::new();
         let mut total: u128 = 0;
         for p in paid {
-            let (task, provider, charge) = check_proof(job, e, p)?;
+            let (task, provider, charge) = check_proof(escrow, e, p)?;
             if e.paid.contains(&(task, provider)) || !seen.insert((task, provider)) {
                 return Err(Rejection::AlreadyPaid(task));
             }
@@ -394,7 +394,7 @@ impl State {
 
 /// Checks that a pair proves one task's work for this escrow; returns the
 /// task, the provider and the charge.
-fn check_proof(job: &ContentId, e: &Escrow, p: &Paid) -> Result<(TaskId, NodeId, Amount), Rejection> {
+fn check_proof(escrow: &ContentId, e: &Escrow, p: &Paid) -> Result<(TaskId, NodeId, Amount), Rejection> {
     let bad = |why: &str| Rejection::BadProof(why.to_string());
     let a: Assignment = p
         .assignment
@@ -407,30 +407,16 @@ fn check_proof(job: &ContentId, e: &Escrow, p: &Paid) -> Result<(TaskId, NodeId,
     if a.requestor != e.requestor {
         return Err(bad("the assignment is not signed by the job's requestor"));
     }
-    if a.escrow != Some(*job) {
+    if a.escrow != Some(*escrow) {
         return Err(bad("the assignment names another escrow"));
-    }
-    if r.provider != a.provider {
-        return Err(bad("the receipt is not from the provider assigned"));
-    }
-    if r.assignment != p.assignment.id() || r.task != a.task {
-        return Err(bad("the receipt answers another assignment"));
     }
     if !e.tasks.contains(&a.task) {
         return Err(Rejection::TaskNotInJob(a.task));
     }
-    if r.price > a.price {
-        return Err(Rejection::OverPrice {
-            price: r.price.0,
-            agreed: a.price.0,
-            charged: r.charge,
-        });
-    }
-    if r.fuel > a.limits.fuel {
-        return Err(bad("the receipt's fuel exceeds the task's limit"));
-    }
-    if r.price.cost(r.fuel) != Some(r.charge) {
-        return Err(bad("the charge is not fuel × price"));
-    }
+    // The same check the requestor made on receiving the receipt.
+    check_receipt(&a, &p.assignment.id(), &r).map_err(|m| match m {
+        ReceiptMismatch::Price { price, agreed, charged } => Rejection::OverPrice { price, agreed, charged },
+        other => Rejection::BadProof(other.to_string()),
+    })?;
     Ok((a.task, a.provider, r.charge))
 }

@@ -56,8 +56,9 @@ pub enum Op {
     },
     /// Lock a job's budget.
     OpenEscrow {
-        /// The job's id.
-        job: ContentId,
+        /// The escrow's id (derived from the requestor and its job id).
+        #[serde(rename = "job")]
+        escrow: ContentId,
         /// Amount locked.
         budget: Amount,
         /// The job's tasks: only these are paid.
@@ -69,8 +70,9 @@ pub enum Op {
     },
     /// Pay accepted tasks (a batch); `last` closes the escrow and refunds the rest.
     Settle {
-        /// The job.
-        job: ContentId,
+        /// The escrow.
+        #[serde(rename = "job")]
+        escrow: ContentId,
         /// The tasks paid.
         paid: Vec<Paid>,
         /// Whether this batch is the last.
@@ -78,15 +80,17 @@ pub enum Op {
     },
     /// A provider claims its pay when the requestor has not settled.
     Claim {
-        /// The job.
-        job: ContentId,
+        /// The escrow.
+        #[serde(rename = "job")]
+        escrow: ContentId,
         /// The provider's proof.
         paid: Paid,
     },
     /// Return an expired escrow's rest to its requestor.
     CloseExpired {
-        /// The job.
-        job: ContentId,
+        /// The escrow.
+        #[serde(rename = "job")]
+        escrow: ContentId,
     },
 }
 
@@ -121,16 +125,16 @@ pub enum Rejection {
         has: Amount,
     },
     /// No such open escrow.
-    #[error("no open escrow for job {0}")]
+    #[error("no open escrow {0}")]
     NoEscrow(ContentId),
     /// An escrow for this job exists already.
-    #[error("an escrow for job {0} exists already")]
+    #[error("escrow {0} exists already")]
     EscrowExists(ContentId),
     /// Someone else's escrow.
-    #[error("escrow {job} belongs to {owner}, not {signer}")]
+    #[error("escrow {escrow} belongs to {owner}, not {signer}")]
     NotOwner {
-        /// The job.
-        job: ContentId,
+        /// The escrow.
+        escrow: ContentId,
         /// Its requestor.
         owner: String,
         /// The signer.
@@ -145,7 +149,7 @@ pub enum Rejection {
     /// A pair that does not prove the work (names the mismatch).
     #[error("bad proof of work: {0}")]
     BadProof(String),
-    /// A receipt charging more than the agreed price.
+    /// A receipt at another price than the agreed one.
     #[error("receipt charges {charged} at price {price}/Gfuel; the assignment agreed {agreed}/Gfuel")]
     OverPrice {
         /// The receipt's price.

@@ -62,9 +62,9 @@ fn task(i: u8) -> TaskId {
     TaskId::from_bytes([i; 32])
 }
 
-/// A proof that `provider` did task `t` for `requestor`; `price_bump` makes
-/// the receipt charge above the agreed price.
-fn proof(job: ContentId, requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bump: u128) -> Paid {
+/// A proof that `provider` did task `t` for `requestor`; a non-zero
+/// `price_bump` makes the receipt charge another price than the agreed one.
+fn proof(escrow: ContentId, requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bump: i128) -> Paid {
     let a = Assignment {
         version: WIRE_VERSION,
         task: t,
@@ -78,10 +78,10 @@ fn proof(job: ContentId, requestor: &NodeKey, provider: &NodeKey, t: TaskId, fue
         mode: Determinism::Native,
         price: PricePerGfuel(Amount(10)),
         expires_at_ms: u64::MAX,
-        escrow: Some(job),
+        escrow: Some(escrow),
     };
     let sa = Signed::sign(requestor, &a).unwrap();
-    let price = PricePerGfuel(Amount(10 + price_bump));
+    let price = PricePerGfuel(Amount((10 + price_bump) as u128));
     let r = Receipt {
         version: WIRE_VERSION,
         task: t,
@@ -116,7 +116,7 @@ enum Step {
     Settle {
         job: u8,
         by: u8,
-        tasks: Vec<(u8, u8, u64, u128)>,
+        tasks: Vec<(u8, u8, u64, i128)>,
         last: bool,
     },
     Claim {
@@ -156,7 +156,7 @@ fn step() -> impl Strategy<Value = Step> {
                     0u8..8,
                     1u8..4,
                     0u64..100_000_000_000,
-                    prop::sample::select(vec![0u128, 0, 0, 1])
+                    prop::sample::select(vec![0i128, 0, 0, 1, -1])
                 ),
                 0..4
             ),
@@ -207,14 +207,14 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>, Vec<Signed>) {
                 if *forge {
                     // Signed by someone else than the signer it names.
                     let other = key((*from + 1) % 4);
-                    t.signature = tx(&other, 0, Op::CloseExpired { job: job_id(0) }).signature;
+                    t.signature = tx(&other, 0, Op::CloseExpired { escrow: job_id(0) }).signature;
                 }
                 t
             }
             Step::Open { job, budget, tasks } => {
                 let k = key(0);
                 let op = Op::OpenEscrow {
-                    job: job_id(*job),
+                    escrow: job_id(*job),
                     budget: Amount(*budget),
                     tasks: (0..*tasks).map(task).collect(),
                     claim_height: height + 5,
@@ -232,7 +232,7 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>, Vec<Signed>) {
                     &k,
                     nonce(&s, &k),
                     Op::Settle {
-                        job: job_id(*job),
+                        escrow: job_id(*job),
                         paid,
                         last: *last,
                     },
@@ -245,14 +245,14 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>, Vec<Signed>) {
                     &k,
                     nonce(&s, &k),
                     Op::Claim {
-                        job: job_id(*job),
+                        escrow: job_id(*job),
                         paid,
                     },
                 )
             }
             Step::Close { job, by } => {
                 let k = key(*by);
-                tx(&k, nonce(&s, &k), Op::CloseExpired { job: job_id(*job) })
+                tx(&k, nonce(&s, &k), Op::CloseExpired { escrow: job_id(*job) })
             }
         };
         let before = s.clone();
@@ -395,7 +395,7 @@ fn each_bad_block_is_refused_for_its_reason_and_changes_nothing() {
     // A forged transaction (signed by another key than its signer) under a
     // correctly signed header: the batch fails, the one-by-one check names it.
     let mut forged = transfer(1, 7);
-    forged.signature = tx(&key(1), 0, Op::CloseExpired { job: job_id(0) }).signature;
+    forged.signature = tx(&key(1), 0, Op::CloseExpired { escrow: job_id(0) }).signature;
     let mut bad = next.clone();
     bad.txs = vec![forged.clone()];
     let bad = reforge(&bad, &v, |h| h.txs = txs_root(&[forged]));
@@ -450,7 +450,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
             &req,
             nonce,
             Op::OpenEscrow {
-                job: job_id(job),
+                escrow: job_id(job),
                 budget: Amount(5_000),
                 tasks: vec![task(1), task(2)],
                 claim_height: 10,
@@ -515,7 +515,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         &p1,
         0,
         Op::Settle {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: vec![proof(job_id(1), &req, &p1, task(1), 1_000_000_000, 0)],
             last: false,
         },
@@ -526,7 +526,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         &req,
         1,
         Op::Settle {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: vec![proof(job_id(1), &req, &p1, task(9), 1_000_000_000, 0)],
             last: false,
         },
@@ -537,7 +537,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         &req,
         1,
         Op::Settle {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: vec![proof(job_id(2), &req, &p1, task(1), 1_000_000_000, 0)],
             last: false,
         },
@@ -548,19 +548,31 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         &req,
         1,
         Op::Settle {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: vec![proof(job_id(1), &req, &p1, task(1), 1_000_000_000, 5)],
             last: false,
         },
     );
     assert!(matches!(s.apply(&dear, 2), Err(Rejection::OverPrice { .. })));
+    // And one below it: the ledger pays exactly what was agreed, as the
+    // requestor checks (one rule, `sharegrid_core::check_receipt`).
+    let cheap = tx(
+        &req,
+        1,
+        Op::Settle {
+            escrow: job_id(1),
+            paid: vec![proof(job_id(1), &req, &p1, task(1), 1_000_000_000, -5)],
+            last: false,
+        },
+    );
+    assert!(matches!(s.apply(&cheap, 2), Err(Rejection::OverPrice { .. })));
     // A good batch pays provider and network fee; a second payment is refused.
     let before = s.balance(&p1.id());
     let good = tx(
         &req,
         1,
         Op::Settle {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: vec![proof(job_id(1), &req, &p1, task(1), 20_000_000_000, 0)],
             last: false,
         },
@@ -573,7 +585,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
             &p1,
             nonce,
             Op::Claim {
-                job: job_id(1),
+                escrow: job_id(1),
                 paid: proof(job_id(1), &req, &p1, task(1), 20_000_000_000, 0),
             },
         )
@@ -585,7 +597,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         &p2,
         0,
         Op::Claim {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: proof(job_id(1), &req, &p2, task(2), 10_000_000_000, 0),
         },
     );
@@ -595,7 +607,8 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
     let supply = s.supply();
     let req_before = s.balance(&req.id());
     let left = s.escrows[&job_id(1)].left;
-    s.apply(&tx(&p1, 0, Op::CloseExpired { job: job_id(1) }), 20).unwrap();
+    s.apply(&tx(&p1, 0, Op::CloseExpired { escrow: job_id(1) }), 20)
+        .unwrap();
     assert_eq!(s.balance(&req.id()).0, req_before.0 + left.0);
     assert_eq!(s.supply(), supply);
     // Escrow: 5000 = 200 + 5 (fee) + 100 + 2 (fee) + refund 4693.
@@ -607,7 +620,7 @@ fn a_provider_with_no_balance_pays_its_claims_fee_from_the_claim() {
     let mut s = genesis(&[10_000, 0]);
     let (req, p) = (key(0), key(1));
     let open = Op::OpenEscrow {
-        job: job_id(1),
+        escrow: job_id(1),
         budget: Amount(1_000),
         tasks: vec![task(1)],
         claim_height: 2,
@@ -618,7 +631,7 @@ fn a_provider_with_no_balance_pays_its_claims_fee_from_the_claim() {
         &p,
         0,
         Op::Claim {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: proof(job_id(1), &req, &p, task(1), 10_000_000_000, 0),
         },
     );
@@ -630,7 +643,7 @@ fn a_provider_with_no_balance_pays_its_claims_fee_from_the_claim() {
         &p,
         1,
         Op::Claim {
-            job: job_id(1),
+            escrow: job_id(1),
             paid: proof(job_id(1), &req, &p, task(1), 10_000_000_000, 0),
         },
     );
