@@ -16,14 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use sharegrid_core::{Amount, Arch, Determinism, GigafuelPerSec, Limits, NodeId, NodeKey, Receipt, Signed, TaskResult};
-use sharegrid_ledger::{Allocation, Genesis, Params};
-use sharegrid_net::NetConfig;
-use sharegrid_node::{
-    AgentOptions, BlobStore, FixedProbe, JobStore, JobSubmission, Ledger, LedgerClient, LedgerOptions, LedgerSettings,
-    MachineInfo, NodeHandle, NodeOptions, Provider, ProviderPolicy, Requestor, State,
-};
-use sharegrid_sandbox::{Sandbox, SandboxConfig};
+use sharegrid_core::{Amount, Determinism, JobId, Limits, NodeId, NodeKey, Receipt, Signed, TaskResult};
+use sharegrid_node::testnet::{self, LedgerSpec, ProviderSpec, TestNode, Testnet};
+use sharegrid_node::{JobStore, JobSubmission, Ledger, LedgerSettings, PaymentEvent, State};
 
 use crate::guests;
 
@@ -55,35 +50,10 @@ const PROVIDERS: &[(&str, f64, u32, bool)] = &[
     ("liar", 4.0, 2, true),
 ];
 
-struct Started {
-    name: &'static str,
-    handle: NodeHandle,
-    ledger: Arc<Ledger>,
-}
-
 /// The requestor's starting balance.
 const FUNDS: u128 = 1_000_000_000_000;
 /// The network fee, in basis points.
 const FEE_BPS: u32 = 100;
-
-fn ledger_options(ledger: &Arc<Ledger>) -> LedgerOptions {
-    LedgerOptions {
-        ledger: ledger.clone(),
-        block_interval: Duration::from_millis(50),
-        idle_block: Duration::from_secs(10),
-    }
-}
-
-fn net() -> NetConfig {
-    NetConfig {
-        listen: vec![
-            "/ip4/127.0.0.1/tcp/0"
-                .parse()
-                .unwrap_or_else(|_| unreachable!("valid multiaddr")),
-        ],
-        ..NetConfig::default()
-    }
-}
 
 pub(crate) fn main(_home: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
@@ -96,104 +66,39 @@ pub(crate) fn main(_home: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
 
 async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-        cache_dir: Some(dir.path().join("cache")),
-        ..SandboxConfig::default()
-    })?);
     println!(
         "sharegrid demo: a network of {} providers and a requestor on 127.0.0.1",
         PROVIDERS.len()
     );
-    let rkey = Arc::new(NodeKey::from_seed([100; 32]));
-    let treasury = NodeKey::from_seed([200; 32]).id();
-    let genesis = Genesis {
-        validators: vec![rkey.id()],
-        params: Params {
-            treasury,
-            network_fee_bps: FEE_BPS,
-            min_fee: Amount(1),
-        },
-        balances: vec![Allocation {
-            account: rkey.id(),
-            amount: Amount(FUNDS),
-        }],
-    };
-    let mut providers = Vec::new();
-    for (i, &(name, speed, slots, lies)) in PROVIDERS.iter().enumerate() {
-        let key = Arc::new(NodeKey::from_seed([i as u8 + 1; 32]));
-        let home = dir.path().join(name);
-        let blobs = BlobStore::open(home.join("blobs"), 1 << 30)?;
-        let policy = ProviderPolicy {
-            enabled: true,
-            slots,
-            price_floor: Amount(if lies { 1_000 } else { 1_000 * (2 + i as u128) }),
-            offer_interval_secs: 2,
-            ..ProviderPolicy::default()
-        };
-        let mut provider =
-            Provider::new(key.clone(), policy, sandbox.clone(), blobs.clone()).emulating_speed(GigafuelPerSec(speed));
-        if lies {
-            provider = provider.faulty();
-        }
-        std::fs::create_dir_all(&home)?;
-        let ledger = Ledger::open(&home.join("ledger.db"), genesis.clone(), key.clone())?;
-        let handle = sharegrid_node::start(NodeOptions {
-            key,
-            net: net(),
-            blobs,
-            outputs: BlobStore::open(home.join("outputs"), 1 << 30)?,
-            agent: Some(AgentOptions {
-                provider,
-                machine: MachineInfo {
-                    arch: Arch::host(),
-                    cores: slots,
-                    memory_bytes: 4 << 30,
-                },
-                speed: GigafuelPerSec(speed),
-                probe: Arc::new(FixedProbe::default()),
-                max_fetch_bytes: 1 << 30,
-                earnings: Some(JobStore::open(&home.join("node.db"))?),
-            }),
-            ledger: Some(ledger_options(&ledger)),
-        })
-        .await?;
-        let lie = if lies { ", returns wrong results" } else { "" };
-        println!("  provider {name:<8} {speed:>4} Gfuel/s × {slots} slot(s){lie}");
-        providers.push(Started { name, handle, ledger });
-    }
-    let rblobs = BlobStore::open(dir.path().join("requestor/blobs"), 1 << 30)?;
-    let rledger = Ledger::open(&dir.path().join("requestor/ledger.db"), genesis, rkey.clone())?;
-    let requestor = sharegrid_node::start(NodeOptions {
-        key: rkey.clone(),
-        net: net(),
-        blobs: rblobs.clone(),
-        outputs: BlobStore::open(dir.path().join("requestor/outputs"), 1 << 30)?,
-        agent: None,
-        ledger: Some(ledger_options(&rledger)),
-    })
-    .await?;
-    for p in &providers {
-        let addr = p.handle.listen_addrs().await[0]
-            .clone()
-            .with_p2p(p.handle.peer_id())
-            .map_err(|_| anyhow::anyhow!("bad address"))?;
-        requestor.dial(addr).await.map_err(anyhow::Error::msg)?;
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while requestor.offers().await.len() < providers.len() {
-        anyhow::ensure!(Instant::now() < deadline, "the providers' offers did not arrive");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    println!("  requestor sees {} offers\n", providers.len());
-
-    let store = JobStore::open(&dir.path().join("requestor/node.db"))?;
-    let engine = Requestor::new(requestor.clone(), rblobs.clone(), store.clone()).with_ledger(
-        LedgerClient::new(rledger.clone(), requestor.clone()),
-        LedgerSettings {
+    let mut builder = Testnet::builder(dir.path()).ledger(LedgerSpec {
+        funds: FUNDS,
+        fee_bps: FEE_BPS,
+        treasury: Some(NodeKey::from_seed([200; 32]).id()),
+        settings: LedgerSettings {
+            block_interval_ms: 50,
+            idle_block_secs: 10,
             settle_batch: 16,
             ..LedgerSettings::default()
         },
-    );
+    });
+    for (i, &(name, speed, slots, lies)) in PROVIDERS.iter().enumerate() {
+        let mut spec =
+            ProviderSpec::new(name, speed, slots).price_floor(if lies { 1_000 } else { 1_000 * (2 + i as u128) });
+        spec.memory_bytes = 4 << 30;
+        spec.policy.offer_interval_secs = 2;
+        if lies {
+            spec = spec.faulty();
+        }
+        let lie = if lies { ", returns wrong results" } else { "" };
+        println!("  provider {name:<8} {speed:>4} Gfuel/s × {slots} slot(s){lie}");
+        builder = builder.provider(spec);
+    }
+    let net = builder.start().await?;
+    println!("  requestor sees {} offers\n", net.providers.len());
+    let r = &net.requestor;
+    let (engine, store, rblobs) = (&r.engine, &r.store, &r.node.blobs);
+    let rledger = r.node.ledger.clone().context("the demo's requestor keeps the ledger")?;
+    let payments = r.payments.as_ref().context("the demo pays through the ledger")?;
     let module = rblobs.put(guests::MANDELBROT)?;
     let stdin = rblobs.put(b"")?;
     let mut tasks = Vec::new();
@@ -235,28 +140,47 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let started = Instant::now();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let before = rledger.account(&rkey.id());
+    let rkey = r.node.key.id();
+    let before = rledger.account(&rkey);
+    let mut paid = payments.subscribe();
     let id = engine.submit(sub).await?;
+    let waiting = engine.wait(&id);
+    tokio::pin!(waiting);
+    let mut draw = tokio::time::interval(Duration::from_millis(100));
     let job = loop {
-        let row = store.job(&id)?.context("the job vanished")?;
-        if tty {
-            let line = crate::jobs::progress_line(&row, engine.live(&id).as_ref());
-            eprint!("\r  {line}   ");
-        }
-        if row.state != State::Running {
-            if tty {
-                eprintln!();
+        tokio::select! {
+            row = &mut waiting => break row?.context("the job vanished")?,
+            _ = draw.tick(), if tty => {
+                if let Some(row) = store.job(&id.to_string())? {
+                    let line = crate::jobs::progress_line(&row, engine.live(&id).as_ref());
+                    eprint!("\r  {line}   ");
+                }
             }
-            break row;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    if tty {
+        eprintln!();
+    }
     let wall = started.elapsed();
     anyhow::ensure!(
         job.state == State::Done,
         "the job failed: {}",
         job.reason.unwrap_or_default()
     );
+    // The last settlement goes through the payment task: wait for it.
+    if !store.escrow(&id)?.is_some_and(|e| e.settled) {
+        let settled = testnet::wait_for(&mut paid, "the job's settlement", |e| match e {
+            PaymentEvent::Settled { job } if *job == id => Some(Ok(())),
+            PaymentEvent::SettleFailed {
+                job,
+                why,
+                retrying: false,
+            } if *job == id => Some(Err(why.clone())),
+            _ => None,
+        })
+        .await?;
+        settled.map_err(|why| anyhow::anyhow!("the job's settlement was refused: {why}"))?;
+    }
 
     // Assemble the accepted tiles.
     let rows = store.tasks(&id)?;
@@ -297,7 +221,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  wall time  {:.2} s", wall.as_secs_f64());
     println!("  providers  (results agreed / rejected)");
     let mut caught = 0;
-    for p in &providers {
+    for p in &net.providers {
         let (agreed, rejected) = per_provider
             .get(&p.handle.id().to_string())
             .copied()
@@ -309,12 +233,9 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         "  verified   {} wrong results caught by quorum and rejected; none accepted",
         caught
     );
-    payment_report(&providers, &rledger, &store, &id, &rkey.id(), before.balance, &owed)?;
+    payment_report(&net.providers, &rledger, store, &id, &rkey, before.balance, &owed)?;
     println!("  image      {}", a.out.display());
-    requestor.shutdown().await;
-    for p in providers {
-        p.handle.shutdown().await;
-    }
+    net.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -323,16 +244,17 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
 /// receipts: every accepted task paid exactly once, nothing for rejected
 /// results, and payments + fee + refund = escrow to the unit.
 fn payment_report(
-    providers: &[Started],
+    providers: &[TestNode],
     ledger: &Arc<Ledger>,
     store: &JobStore,
-    job: &str,
+    job: &JobId,
     requestor: &NodeId,
     balance_before: Amount,
     owed: &HashMap<NodeId, u128>,
 ) -> anyhow::Result<()> {
-    let (_, escrow, settled) = store.escrow(job)?.context("the job has no escrow")?;
-    anyhow::ensure!(settled, "the job's escrow was not settled");
+    let record = store.escrow(job)?.context("the job has no escrow")?;
+    anyhow::ensure!(record.settled, "the job's escrow was not settled");
+    let escrow = record.amount;
     let state = ledger.with_state(Clone::clone);
     let params = &state.params;
     let head = ledger.head();
@@ -352,7 +274,7 @@ fn payment_report(
         );
         paid += earned;
         // The providers follow the validator's blocks.
-        let seen = p.ledger.head().height;
+        let seen = p.ledger.as_ref().map_or(0, |l| l.head().height);
         println!("    {:<8} earned {earned:>12}   (its ledger: block {seen})", p.name);
     }
     // Transaction fees (the escrow and settlement transactions) also go to

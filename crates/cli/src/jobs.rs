@@ -9,9 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use sharegrid_core::job::JobFile;
-use sharegrid_core::{Amount, ContentId, GigafuelPerSec, Offer, PricePerGfuel, TaskResult};
+use sharegrid_core::{ContentId, Offer, TaskResult};
 use sharegrid_node::{ApiClient, ApiRequest, BlobStore, JobRow, JobSubmission, JobView, LiveJob, NodeHome, State};
-use sharegrid_sched::{Constraints, ProviderOffer};
 
 #[derive(Args, Debug)]
 pub(crate) struct SubmitArgs {
@@ -89,56 +88,27 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
     for (at, file) in &job.inputs {
         inputs.push((at.clone(), blobs.put(&read(file, "inputs")?)?));
     }
-    Ok(JobSubmission {
-        name: job.name.clone(),
-        module,
-        stdin,
-        inputs,
-        limits: job.limits,
-        mode: job.mode,
-        replication: job.replication,
-        quorum: job.quorum,
-        price_ceiling: job.price_ceiling.0,
-        budget: job.budget,
-        deadline_secs: job.deadline_secs,
-        arch: job.arch,
-        min_memory: job.min_memory,
-        min_speed: job.min_speed.0,
-        credibility: job.credibility,
-        tasks: job.expand(),
-    })
+    Ok(JobSubmission::from_job_file(&job, module, stdin, inputs))
 }
 
-/// The estimate printed before a job starts: worst cases from the fuel
-/// limit (the real fuel is known only after running).
+/// The estimate printed before a job starts (worked out by the node's
+/// [`JobSubmission::estimate`]; this only words it).
 fn estimate(sub: &JobSubmission, offers: &[Offer]) -> String {
-    let c = Constraints {
-        price_ceiling: PricePerGfuel(sub.price_ceiling),
-        arch: sub.arch,
-        min_memory: sub.min_memory,
-        min_speed: GigafuelPerSec(sub.min_speed),
-        mode: sub.mode,
-    };
-    let ok: Vec<&Offer> = offers
-        .iter()
-        .filter(|o| c.check(&ProviderOffer::from(*o)).is_ok())
-        .collect();
-    let replicas = sub.tasks.len() as u128 * u128::from(sub.replication);
-    let worst_fuel = sub.limits.fuel.0 as u128 * replicas;
-    let n = sub.tasks.len();
-    if ok.is_empty() {
-        return format!("{n} tasks × r={}: no qualifying provider seen yet", sub.replication);
+    let e = sub.estimate(offers);
+    if e.qualifying == 0 {
+        return format!(
+            "{} tasks × r={}: no qualifying provider seen yet",
+            e.tasks, e.replication
+        );
     }
-    let max_price = ok.iter().map(|o| o.price.0.0).max().unwrap_or(0);
-    let worst_cost = Amount(worst_fuel.div_ceil(1_000_000_000).saturating_mul(max_price)).min(sub.budget);
-    let speed: f64 = ok.iter().map(|o| o.speed.0 * f64::from(o.cores)).sum();
-    let secs = worst_fuel as f64 / 1e9 / speed.max(1e-9);
     format!(
-        "{n} tasks × r={} on {} qualifying providers ({speed:.1} Gfuel/s in all); at most {} tokens and {} if every task used its whole fuel limit",
-        sub.replication,
-        ok.len(),
-        worst_cost,
-        humantime::format_duration(Duration::from_secs(secs.ceil() as u64))
+        "{} tasks × r={} on {} qualifying providers ({:.1} Gfuel/s in all); at most {} tokens and {} if every task used its whole fuel limit",
+        e.tasks,
+        e.replication,
+        e.qualifying,
+        e.speed,
+        e.worst_cost,
+        humantime::format_duration(Duration::from_secs(e.worst_secs))
     )
 }
 
@@ -208,7 +178,10 @@ pub(crate) fn follow(api: &mut ApiClient, id: &str, draw: bool) -> anyhow::Resul
             write!(e, "{line:<120}")?;
             e.flush()?;
         }
-        if v.job.state != State::Running {
+        // Done once the job has ended and, when the ledger pays for it,
+        // its settlement has landed or been refused.
+        let paid = v.payment.as_ref().is_none_or(|p| p.settled || p.error.is_some());
+        if v.job.state != State::Running && paid {
             if draw {
                 eprintln!();
             }
@@ -234,6 +207,14 @@ fn print_summary(v: &JobView) {
     println!("fuel      {} (accepted results)", sharegrid_core::Fuel(fuel));
     if let (Some(end), start) = (j.finished_ms, j.created_ms) {
         println!("time      {:.1} s", end.saturating_sub(start) as f64 / 1e3);
+    }
+    if let Some(p) = &v.payment {
+        let how = match (&p.error, p.settled) {
+            (Some(e), _) => format!("not settled: {e} (tried again when the node restarts)"),
+            (None, true) => "settled: agreeing receipts paid, the rest refunded".into(),
+            (None, false) => "settling".into(),
+        };
+        println!("payment   escrow {} of {}, {how}", p.escrow.short(), p.amount);
     }
     for t in v.tasks.iter().filter(|t| t.state == State::Failed) {
         println!(

@@ -47,8 +47,8 @@ enum Command {
     Config(node_cmds::ConfigCommand),
     /// Run the node: join the network, provide compute if configured, serve local commands.
     Node(network::NodeArgs),
-    /// List the live offers the running node has seen.
-    Offers(network::ListArgs),
+    /// List the live offers the running node has seen (--wait N: until there are N).
+    Offers(network::OffersArgs),
     /// The running node's state: peers, offers, provider slots, rejected input.
     Status(network::ListArgs),
     /// Submit a job file to the running node and follow it.

@@ -87,8 +87,28 @@ fn client(home: &Path) -> anyhow::Result<ApiClient> {
     Ok(ApiClient::connect(&NodeHome::new(home).api_socket())?)
 }
 
-pub(crate) fn offers(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
-    let offers: Vec<Offer> = client(home)?.call(&ApiRequest::Offers)?;
+#[derive(Args, Debug)]
+pub(crate) struct OffersArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Wait until at least this many live offers are known.
+    #[arg(long, value_name = "N")]
+    pub(crate) wait: Option<usize>,
+    /// With --wait: give up after this long (e.g. 30s, 2m).
+    #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
+    pub(crate) timeout: std::time::Duration,
+}
+
+pub(crate) fn offers(home: &Path, a: OffersArgs) -> anyhow::Result<ExitCode> {
+    let request = match a.wait {
+        Some(n) => ApiRequest::WaitOffers {
+            n,
+            timeout_ms: a.timeout.as_millis() as u64,
+        },
+        None => ApiRequest::Offers,
+    };
+    let offers: Vec<Offer> = client(home)?.call(&request)?;
     if a.json {
         println!("{}", serde_json::to_string(&offers)?);
         return Ok(ExitCode::SUCCESS);

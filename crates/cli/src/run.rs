@@ -212,12 +212,14 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
         api.call(&sharegrid_node::ApiRequest::Run(Box::new(sharegrid_node::RemoteTask {
             provider,
             task,
-            module: module_id,
             args: a.args.clone(),
-            stdin: stdin_id,
-            inputs: input_ids,
-            limits: limits(&a),
-            mode: mode(&a),
+            program: sharegrid_core::Program {
+                module: module_id,
+                stdin: stdin_id,
+                inputs: input_ids,
+                limits: limits(&a),
+                mode: mode(&a),
+            },
             price: a.price,
         })))?;
     let bytes = blobs

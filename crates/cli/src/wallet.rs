@@ -57,6 +57,14 @@ pub(crate) enum LedgerCommand {
     /// Replay every block from genesis, checking every signature, hash link
     /// and state root.
     Verify,
+    /// Wait until the running node's ledger reaches a block height.
+    Wait {
+        /// The height.
+        height: u64,
+        /// Give up after this long (e.g. 30s, 2m).
+        #[arg(long, default_value = "60s", value_parser = crate::units::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn open(home: &Path) -> anyhow::Result<(NodeHome, sharegrid_ledger::Genesis, LedgerStore)> {
@@ -71,17 +79,19 @@ fn open(home: &Path) -> anyhow::Result<(NodeHome, sharegrid_ledger::Genesis, Led
 fn describe(op: &Op) -> String {
     match op {
         Op::Transfer { to, amount } => format!("transfer {amount} to {to}"),
-        Op::OpenEscrow { job, budget, tasks, .. } => {
-            format!("open escrow {} of {budget} for {} tasks", job.short(), tasks.len())
+        Op::OpenEscrow {
+            escrow, budget, tasks, ..
+        } => {
+            format!("open escrow {} of {budget} for {} tasks", escrow.short(), tasks.len())
         }
-        Op::Settle { job, paid, last } => format!(
+        Op::Settle { escrow, paid, last } => format!(
             "settle escrow {}: {} task(s) paid{}",
-            job.short(),
+            escrow.short(),
             paid.len(),
             if *last { ", closed" } else { "" }
         ),
-        Op::Claim { job, .. } => format!("claim from escrow {}", job.short()),
-        Op::CloseExpired { job } => format!("close expired escrow {}", job.short()),
+        Op::Claim { escrow, .. } => format!("claim from escrow {}", escrow.short()),
+        Op::CloseExpired { escrow } => format!("close expired escrow {}", escrow.short()),
     }
 }
 
@@ -146,6 +156,15 @@ pub(crate) fn transfer(home: &Path, a: TransferArgs) -> anyhow::Result<ExitCode>
 }
 
 pub(crate) fn ledger(home: &Path, cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
+    if let LedgerCommand::Wait { height, timeout } = cmd {
+        let mut api = sharegrid_node::ApiClient::connect(&NodeHome::new(home).api_socket())?;
+        let at: u64 = api.call(&sharegrid_node::ApiRequest::WaitHeight {
+            height,
+            timeout_ms: timeout.as_millis() as u64,
+        })?;
+        println!("at block {at}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let (_, genesis, store) = open(home)?;
     match cmd {
         LedgerCommand::Blocks { last } => {
@@ -194,6 +213,7 @@ pub(crate) fn ledger(home: &Path, cmd: LedgerCommand) -> anyhow::Result<ExitCode
             }
         }
         LedgerCommand::Verify => return verify(&genesis, &store),
+        LedgerCommand::Wait { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sharegrid"));
@@ -74,18 +74,33 @@ fn json(home: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Sends SIGINT and waits for the process to exit (its exit, not time,
+/// ends the wait; a guard fails the test if it never comes).
 fn stop(mut node: NodeProc) {
     let pid = node.child.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            assert!(status.success(), "node exited with {status}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "node did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let mut child = std::mem::replace(&mut node.child, Command::new("true").spawn().unwrap());
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("node did not stop on SIGINT")
+        .unwrap();
+    assert!(status.success(), "node exited with {status}");
+}
+
+/// Waits (in the node, on its ledger's head) until `home`'s node is at `height`.
+fn wait_height(home: &Path, height: u64) {
+    let h = height.to_string();
+    let out = bin()
+        .arg("--home")
+        .arg(home)
+        .args(["ledger", "wait", &h, "--timeout", "60s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -127,15 +142,15 @@ fn a_task_crosses_between_two_node_processes() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let offer = loop {
-        let offers = json(b_home.path(), &["offers", "--json"]);
-        if let Some(o) = offers.as_array().unwrap().iter().find(|o| o["provider"] == provider.id) {
-            break o.clone();
-        }
-        assert!(Instant::now() < deadline, "the provider's offer never arrived");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // The node waits for the offer (an event), not the test.
+    let offers = json(b_home.path(), &["offers", "--json", "--wait", "1", "--timeout", "60s"]);
+    let offer = offers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["provider"] == provider.id)
+        .expect("the provider's offer")
+        .clone();
     assert!(offer["speed"].as_f64().unwrap() > 0.0, "{offer}");
     assert!(offer["free_slots"].as_u64().unwrap() >= 1);
 
@@ -194,8 +209,10 @@ fn a_task_crosses_between_two_node_processes() {
         ),
     )
     .unwrap();
+    // `submit` returns once the job ended and its settlement landed.
     let done = json(b_home.path(), &["submit", job.to_str().unwrap(), "--json"]);
     assert_eq!(done["job"]["state"], "done", "{done}");
+    assert_eq!(done["payment"]["settled"], true, "{done}");
     assert_eq!(done["job"]["accepted"], 4);
     let id = done["job"]["id"].as_str().unwrap().to_string();
     let listed = json(b_home.path(), &["jobs", "--json"]);
@@ -224,20 +241,14 @@ fn a_task_crosses_between_two_node_processes() {
     assert_eq!(json(b_home.path(), &["jobs", "--json"]).as_array().unwrap().len(), 1);
 
     // The job was paid from its escrow: the provider's own copy of the
-    // ledger (following the requestor's blocks) shows the earnings.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let earned = loop {
-        let w = json(a_home.path(), &["wallet", "--json"]);
-        let balance: u128 = w["balance"].as_str().unwrap().parse().unwrap();
-        if balance > 0 {
-            break balance;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the provider's ledger never showed its pay: {w}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // ledger, once it follows the requestor's blocks to the settlement,
+    // shows the earnings.
+    let settled_at = json(b_home.path(), &["status", "--json"])["ledger"]["height"]
+        .as_u64()
+        .unwrap();
+    wait_height(a_home.path(), settled_at);
+    let w = json(a_home.path(), &["wallet", "--json"]);
+    let earned: u128 = w["balance"].as_str().unwrap().parse().unwrap();
     let paid: u128 = done["tasks"]
         .as_array()
         .unwrap()
@@ -253,15 +264,18 @@ fn a_task_crosses_between_two_node_processes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("in block"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while json(a_home.path(), &["wallet", "--json"])["balance"] != (earned + 12345).to_string() {
-        assert!(
-            Instant::now() < deadline,
-            "the transfer never reached the provider's ledger"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let block: u64 = said
+        .split("in block ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no block in {said:?}"));
+    wait_height(a_home.path(), block);
+    assert_eq!(
+        json(a_home.path(), &["wallet", "--json"])["balance"],
+        (earned + 12345).to_string()
+    );
     for h in [a_home.path(), b_home.path()] {
         let out = bin().arg("--home").arg(h).args(["ledger", "verify"]).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -38,6 +38,8 @@ pub struct NetConfig {
     /// for longer (libp2p's ping alone forgives a first failure and waits
     /// out a stream-upgrade timeout, so it cannot keep this bound).
     pub departure_timeout: Duration,
+    /// Offers a node keeps at most (the offer book's bound).
+    pub max_offers: usize,
 }
 
 impl Default for NetConfig {
@@ -50,6 +52,7 @@ impl Default for NetConfig {
             request_timeout: Duration::from_secs(30),
             task_timeout: Duration::from_secs(30 * 60),
             departure_timeout: Duration::from_secs(20),
+            max_offers: 100_000,
         }
     }
 }

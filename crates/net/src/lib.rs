@@ -33,11 +33,14 @@ pub use offers::{OfferBook, OfferRejection};
 pub use peers::{Misbehaviour, PeerAction, PeerScores};
 pub use protocol::{
     BLOB_PROTOCOL, BLOCKS_TOPIC, BlobRequest, BlobResponse, LEDGER_PROTOCOL, LedgerRequest, LedgerResponse,
-    MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_CHUNK_BYTES, MAX_HEADER_BYTES, MAX_LEDGER_REQUEST_BYTES,
-    MAX_LEDGER_RESPONSE_BYTES, MAX_OFFER_BYTES, MAX_SYNC_BLOCKS, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES,
-    OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest, TaskResponse,
+    MAX_ASSIGNMENT_BYTES, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_CHUNK_BYTES, MAX_HEADER_BYTES,
+    MAX_LEDGER_REQUEST_BYTES, MAX_LEDGER_RESPONSE_BYTES, MAX_OFFER_BYTES, MAX_RECEIPT_BYTES, MAX_SYNC_BLOCKS,
+    MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest, TaskResponse,
 };
 
 /// Re-exported so users of this crate need no direct libp2p dependency for
 /// the common types.
-pub use libp2p::{Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, ping, request_response, swarm::SwarmEvent};
+pub use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify, mdns, multiaddr, ping, request_response,
+    swarm::{ConnectionId, SwarmEvent},
+};

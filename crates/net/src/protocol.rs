@@ -15,6 +15,10 @@ pub const MAX_OFFER_BYTES: usize = 4 * 1024;
 pub const MAX_TASK_REQUEST_BYTES: u64 = 256 * 1024;
 /// Largest task response (a signed receipt or a refusal), in bytes.
 pub const MAX_TASK_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Largest signed assignment body a provider reads (the whole request's cap).
+pub const MAX_ASSIGNMENT_BYTES: usize = MAX_TASK_REQUEST_BYTES as usize;
+/// Largest signed receipt body a requestor reads.
+pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
 
 /// A requestor asks a provider to run a task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

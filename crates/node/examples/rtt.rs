@@ -12,11 +12,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sharegrid_core::{Amount, Arch, Assignment, Determinism, GigafuelPerSec, Limits, NodeKey, PricePerGfuel, TaskId};
-use sharegrid_net::NetConfig;
-use sharegrid_node::{
-    AgentOptions, Assigned, BlobStore, FixedProbe, MachineInfo, NodeOptions, Provider, ProviderPolicy,
-};
+use sharegrid_core::{Amount, Assignment, Limits, NodeKey, PricePerGfuel, Program, TaskId, Terms};
+use sharegrid_node::Assigned;
+use sharegrid_node::testnet::{self, ProviderSpec};
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -27,74 +25,45 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let n: usize = std::env::args().nth(1).map_or(1000, |s| s.parse().expect("N"));
     let dir = tempfile::tempdir().unwrap();
-    let net = || NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        ..NetConfig::default()
-    };
     let pk = Arc::new(NodeKey::from_seed([1; 32]));
     let rk = Arc::new(NodeKey::from_seed([2; 32]));
-    let p_blobs = BlobStore::open(dir.path().join("p"), 1 << 30).unwrap();
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let policy = ProviderPolicy {
-        enabled: true,
-        slots: 1,
-        ..ProviderPolicy::default()
-    };
-    let provider = sharegrid_node::start(NodeOptions {
-        key: pk.clone(),
-        net: net(),
-        blobs: p_blobs.clone(),
-        outputs: BlobStore::open(dir.path().join("po"), 1 << 30).unwrap(),
-        agent: Some(AgentOptions {
-            provider: Provider::new(pk.clone(), policy, sandbox, p_blobs),
-            machine: MachineInfo {
-                arch: Arch::host(),
-                cores: 1,
-                memory_bytes: 1 << 33,
-            },
-            speed: GigafuelPerSec(1.0),
-            probe: Arc::new(FixedProbe::default()),
-            max_fetch_bytes: 1 << 30,
-            earnings: None,
-        }),
-        ledger: None,
-    })
+    let mut spec = ProviderSpec::new("p", 1.0, 1);
+    spec.memory_bytes = 1 << 33;
+    spec.policy.offer_interval_secs = 30;
+    let provider = testnet::start_provider(
+        &dir.path().join("p"),
+        pk.clone(),
+        &spec,
+        sandbox,
+        testnet::loopback(),
+        None,
+    )
     .await
     .unwrap();
-    let r_blobs = BlobStore::open(dir.path().join("r"), 1 << 30).unwrap();
-    let requestor = sharegrid_node::start(NodeOptions {
-        key: rk.clone(),
-        net: net(),
-        blobs: r_blobs.clone(),
-        outputs: BlobStore::open(dir.path().join("ro"), 1 << 30).unwrap(),
-        agent: None,
-        ledger: None,
-    })
-    .await
-    .unwrap();
-    let addr = provider.listen_addrs().await[0]
-        .clone()
-        .with_p2p(provider.peer_id())
+    let r = testnet::start_plain(&dir.path().join("r"), "r", rk.clone(), testnet::loopback(), None)
+        .await
         .unwrap();
-    requestor.dial(addr).await.unwrap();
+    testnet::connect(&r.handle, &provider).await.unwrap();
+    let requestor = &r.handle;
 
     let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
-    let module_id = r_blobs.put(&module).unwrap();
-    let stdin = r_blobs.put(b"").unwrap();
-    let assignment = |i: u64| Assignment {
-        version: sharegrid_core::WIRE_VERSION,
-        task: TaskId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes()),
-        requestor: rk.id(),
-        provider: pk.id(),
-        module: module_id,
-        args: vec![],
-        stdin,
+    let program = Program {
+        module: r.blobs.put(&module).unwrap(),
+        stdin: r.blobs.put(b"").unwrap(),
         inputs: vec![],
         limits: Limits::default(),
-        mode: Determinism::Native,
+        mode: sharegrid_core::Determinism::Native,
+    };
+    let terms = Terms {
+        requestor: rk.id(),
+        provider: pk.id(),
         price: PricePerGfuel(Amount(1)),
-        expires_at_ms: u64::MAX,
         escrow: None,
+    };
+    let assignment = |i: u64| {
+        let task = TaskId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes());
+        Assignment::new(task, vec![], &program, terms, sharegrid_node::now_ms())
     };
     // Warm up: connection, blob fetch of the module, compilation.
     for i in 0..20 {
@@ -133,5 +102,5 @@ async fn main() {
         );
     }
     requestor.shutdown().await;
-    provider.shutdown().await;
+    provider.handle.shutdown().await;
 }

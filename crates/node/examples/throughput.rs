@@ -8,90 +8,31 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use sharegrid_core::{Amount, Arch, Determinism, Fuel, GigafuelPerSec, Limits, NodeKey};
-use sharegrid_net::NetConfig;
-use sharegrid_node::{
-    AgentOptions, BlobStore, FixedProbe, JobStore, JobSubmission, MachineInfo, NodeOptions, Provider, ProviderPolicy,
-    Requestor, State,
-};
-use sharegrid_sandbox::{Sandbox, SandboxConfig};
-
-fn net() -> NetConfig {
-    NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        ..NetConfig::default()
-    }
-}
+use sharegrid_core::{Amount, Determinism, Fuel, Limits};
+use sharegrid_node::testnet::{ProviderSpec, Testnet};
+use sharegrid_node::{JobSubmission, State};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::args().nth(1).map_or(10_000, |s| s.parse().expect("N"));
     let slots: u32 = std::env::var("SLOTS").ok().map_or(8, |s| s.parse().expect("SLOTS"));
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let mut providers = Vec::new();
-    for i in 0..4u8 {
-        let key = Arc::new(NodeKey::from_seed([i + 1; 32]));
-        let home = dir.path().join(format!("p{i}"));
-        let blobs = BlobStore::open(home.join("blobs"), 1 << 30).unwrap();
-        let policy = ProviderPolicy {
-            enabled: true,
-            slots,
-            ..ProviderPolicy::default()
-        };
-        providers.push(
-            sharegrid_node::start(NodeOptions {
-                key: key.clone(),
-                net: net(),
-                blobs: blobs.clone(),
-                outputs: BlobStore::open(home.join("outputs"), 1 << 30).unwrap(),
-                agent: Some(AgentOptions {
-                    provider: Provider::new(key, policy, sandbox.clone(), blobs),
-                    machine: MachineInfo {
-                        arch: Arch::host(),
-                        cores: slots,
-                        memory_bytes: 1 << 34,
-                    },
-                    speed: GigafuelPerSec(10.0),
-                    probe: Arc::new(FixedProbe::default()),
-                    max_fetch_bytes: 1 << 30,
-                    earnings: None,
-                }),
-                ledger: None,
-            })
-            .await
-            .unwrap(),
-        );
+    let mut net = Testnet::builder(dir.path());
+    for i in 0..4 {
+        let mut spec = ProviderSpec::new(&format!("p{i}"), 10.0, slots);
+        spec.memory_bytes = 1 << 34;
+        spec.policy.offer_interval_secs = 30;
+        net = net.provider(spec);
     }
-    let rblobs = BlobStore::open(dir.path().join("r/blobs"), 1 << 30).unwrap();
-    let node = sharegrid_node::start(NodeOptions {
-        key: Arc::new(NodeKey::from_seed([99; 32])),
-        net: net(),
-        blobs: rblobs.clone(),
-        outputs: BlobStore::open(dir.path().join("r/outputs"), 1 << 30).unwrap(),
-        agent: None,
-        ledger: None,
-    })
-    .await
-    .unwrap();
-    for p in &providers {
-        node.dial(p.listen_addrs().await[0].clone().with_p2p(p.peer_id()).unwrap())
-            .await
-            .unwrap();
-    }
-    while node.offers().await.len() < providers.len() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let store = JobStore::open(&dir.path().join("r/node.db")).unwrap();
-    let engine = Requestor::new(node.clone(), rblobs.clone(), store.clone());
+    let net = net.start().await.unwrap();
+    let (engine, store, blobs) = (&net.requestor.engine, &net.requestor.store, &net.requestor.node.blobs);
     let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
     let job = |r: u32| JobSubmission {
         name: format!("trivial-r{r}"),
-        module: rblobs.put(&module).unwrap(),
-        stdin: rblobs.put(b"").unwrap(),
+        module: blobs.put(&module).unwrap(),
+        stdin: blobs.put(b"").unwrap(),
         inputs: vec![],
         limits: Limits {
             fuel: Fuel(1_000_000),
@@ -112,13 +53,7 @@ async fn main() {
     for r in [1, 2] {
         let t = Instant::now();
         let id = engine.submit(job(r)).await.unwrap();
-        let row = loop {
-            let j = store.job(&id).unwrap().unwrap();
-            if j.state != State::Running {
-                break j;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let row = engine.wait(&id).await.unwrap().unwrap();
         let secs = t.elapsed().as_secs_f64();
         for t in store
             .tasks(&id)
@@ -135,4 +70,5 @@ async fn main() {
             n as f64 / secs
         );
     }
+    net.shutdown().await;
 }

@@ -15,16 +15,14 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{
-    Amount, Assignment, ContentId, Determinism, Limits, NodeId, PricePerGfuel, Receipt, TaskId, WIRE_VERSION,
-};
+use sharegrid_core::{Amount, Assignment, ContentId, NodeId, PricePerGfuel, Program, Receipt, TaskId, Terms};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
 use crate::blobs::BlobStore;
-use crate::daemon::{Assigned, NodeHandle, now_ms};
-use crate::jobstore::{JobRow, JobSubmission, TaskRow};
-use crate::requestor::{LiveJob, Requestor};
+use crate::clock::now_ms;
+use crate::daemon::{Assigned, NodeHandle};
+use crate::job::{JobRow, JobSubmission, LiveJob, Requestor, TaskRow};
 
 /// Longest request line read, in bytes.
 const MAX_REQUEST_BYTES: u64 = 1 << 20;
@@ -49,6 +47,22 @@ pub enum ApiRequest {
     Job {
         /// Id or prefix.
         id: String,
+    },
+    /// Waits until at least `n` live offers are known → the offers; fails
+    /// after `timeout_ms`.
+    WaitOffers {
+        /// How many.
+        n: usize,
+        /// How long at most, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Waits until this node's ledger reaches `height` → its height; fails
+    /// after `timeout_ms`.
+    WaitHeight {
+        /// The height.
+        height: u64,
+        /// How long at most, in milliseconds.
+        timeout_ms: u64,
     },
     /// Send tokens from this node's account → [`Transferred`].
     Transfer {
@@ -79,6 +93,21 @@ pub struct JobView {
     pub live: Option<LiveJob>,
     /// Its tasks.
     pub tasks: Vec<TaskRow>,
+    /// How it is paid, when through the ledger.
+    pub payment: Option<PaymentView>,
+}
+
+/// A job's payment, in [`JobView`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PaymentView {
+    /// The escrow on the ledger.
+    pub escrow: ContentId,
+    /// What it locked.
+    pub amount: Amount,
+    /// Whether the agreeing receipts are paid and the escrow closed.
+    pub settled: bool,
+    /// Why the settlement was last refused, if it was.
+    pub error: Option<String>,
 }
 
 /// One task for one provider; blobs are already in the home's blob store.
@@ -88,18 +117,11 @@ pub struct RemoteTask {
     pub provider: NodeId,
     /// The task id.
     pub task: TaskId,
-    /// Module blob.
-    pub module: ContentId,
     /// Arguments.
     pub args: Vec<String>,
-    /// Stdin blob.
-    pub stdin: ContentId,
-    /// Input blobs by path.
-    pub inputs: Vec<(String, ContentId)>,
-    /// Limits.
-    pub limits: Limits,
-    /// Mode.
-    pub mode: Determinism,
+    /// Module, stdin, inputs, limits, mode.
+    #[serde(flatten)]
+    pub program: Program,
     /// Price per gigafuel; default: the provider's offered price.
     pub price: Option<Amount>,
 }
@@ -180,21 +202,31 @@ pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the API on `listener` until the task is dropped.
+/// Serves the API on `listener` until the node stops.
 pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobStore, requestor: Requestor) {
+    let life = node.lifecycle().clone();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = life.stopping() => return,
+        };
+        let Ok((stream, _)) = accepted else {
             continue;
         };
         let (node, blobs, requestor) = (node.clone(), blobs.clone(), requestor.clone());
-        tokio::spawn(async move {
+        let conn_life = life.clone();
+        life.spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
             loop {
                 // Each line may be up to the cap (plus what is already buffered).
                 reader.get_mut().set_limit(MAX_REQUEST_BYTES);
                 let mut line = Vec::new();
-                match reader.read_until(b'\n', &mut line).await {
+                let read = tokio::select! {
+                    r = reader.read_until(b'\n', &mut line) => r,
+                    () = conn_life.stopping() => return,
+                };
+                match read {
                     Ok(0) | Err(_) => return,
                     Ok(_) if line.last() != Some(&b'\n') => {
                         let _ = write.write_all(b"{\"error\":\"request line too long\"}\n").await;
@@ -229,11 +261,16 @@ async fn handle(
     let v = match req {
         ApiRequest::Submit(sub) => serde_json::to_value(requestor.submit(*sub).await.map_err(|e| e.to_string())?),
         ApiRequest::Transfer { to, amount, wait } => {
-            let client = requestor.ledger().ok_or("this node keeps no ledger")?;
+            let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
             let op = sharegrid_ledger::Op::Transfer { to, amount };
-            let tx = client.send(op).await?;
+            let tx = client.send(op).await.map_err(|e| e.to_string())?;
             let height = if wait {
-                Some(client.wait(tx, std::time::Duration::from_secs(60)).await?)
+                Some(
+                    client
+                        .wait(tx, std::time::Duration::from_secs(60))
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
             } else {
                 None
             };
@@ -246,14 +283,60 @@ async fn handle(
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no job {id:?} (or the prefix is ambiguous): see `sharegrid jobs`"))?;
             let tasks = store.tasks(&job.id).map_err(|e| e.to_string())?;
+            let payment = match store.escrow(&job.id).map_err(|e| e.to_string())? {
+                Some(e) => Some(PaymentView {
+                    escrow: e.escrow,
+                    amount: e.amount,
+                    settled: e.settled,
+                    error: store.settle_error(&job.id).map_err(|e| e.to_string())?,
+                }),
+                None => None,
+            };
             serde_json::to_value(JobView {
                 live: requestor.live(&job.id),
                 job,
                 tasks,
+                payment,
             })
         }
         ApiRequest::Status => serde_json::to_value(node.status().await.ok_or("node stopped")?),
         ApiRequest::Offers => serde_json::to_value(node.offers().await),
+        ApiRequest::WaitOffers { n, timeout_ms } => {
+            let limit = std::time::Duration::from_millis(timeout_ms);
+            let offers = match tokio::time::timeout(limit, node.wait_for_offers(n)).await {
+                Ok(o) => o,
+                Err(_) => node.offers().await,
+            };
+            if offers.len() < n {
+                return Err(format!(
+                    "{} live offer(s) after {}, not {n}",
+                    offers.len(),
+                    humantime_ms(timeout_ms)
+                ));
+            }
+            serde_json::to_value(offers)
+        }
+        ApiRequest::WaitHeight { height, timeout_ms } => {
+            let ledger = requestor
+                .payments()
+                .ok_or("this node keeps no ledger")?
+                .client()
+                .ledger();
+            let mut heads = ledger.subscribe();
+            let limit = std::time::Duration::from_millis(timeout_ms);
+            let reached = tokio::time::timeout(limit, heads.wait_for(|h| *h >= height)).await;
+            match reached {
+                Ok(Ok(h)) => serde_json::to_value(*h),
+                Ok(Err(_)) => return Err("the ledger stopped".into()),
+                Err(_) => {
+                    return Err(format!(
+                        "the ledger is at block {}, not {height}, after {}",
+                        ledger.head().height,
+                        humantime_ms(timeout_ms)
+                    ));
+                }
+            }
+        }
         ApiRequest::Run(t) => serde_json::to_value(run(node, blobs, *t).await?),
     };
     v.map_err(|e| format!("cannot encode the answer: {e}"))
@@ -275,21 +358,13 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
                 )
             })?,
     };
-    let a = Assignment {
-        version: WIRE_VERSION,
-        task: t.task,
+    let terms = Terms {
         requestor: node.id(),
         provider: t.provider,
-        module: t.module,
-        args: t.args,
-        stdin: t.stdin,
-        inputs: t.inputs,
-        limits: t.limits,
-        mode: t.mode,
         price,
-        expires_at_ms: now_ms() + 600_000,
         escrow: None,
     };
+    let a = Assignment::new(t.task, t.args, &t.program, terms, now_ms());
     let receipt = match node.assign(&a).await.map_err(|e| e.to_string())? {
         Assigned::Refused(reason) => return Err(format!("provider refused: {reason}")),
         Assigned::Receipt { receipt, .. } => *receipt,
@@ -299,4 +374,8 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
         .await
         .map_err(|e| format!("fetching the result: {e}"))?;
     Ok(RemoteRun { receipt, result: id })
+}
+
+fn humantime_ms(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
 }

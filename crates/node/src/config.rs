@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sharegrid_net::{Multiaddr, NetConfig};
 use sharegrid_sandbox::SandboxConfig;
 
-use crate::policy::ProviderPolicy;
+use crate::provider::ProviderPolicy;
 
 /// `[network]` in `config.toml`: how the node joins the network.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -42,18 +42,23 @@ impl Default for NetworkSettings {
 }
 
 impl NetworkSettings {
-    /// The network configuration, or which address is malformed.
-    pub fn net_config(&self) -> Result<NetConfig, String> {
-        let parse = |key: &str, list: &[String]| -> Result<Vec<Multiaddr>, String> {
+    /// The network configuration, or which setting is wrong.
+    pub fn net_config(&self) -> Result<NetConfig, NetworkSettingsError> {
+        let parse = |key: &str, list: &[String]| -> Result<Vec<Multiaddr>, NetworkSettingsError> {
             list.iter()
                 .map(|a| {
-                    a.parse::<Multiaddr>()
-                        .map_err(|e| format!("[network] {key}: {a:?} is not a multiaddr ({e})"))
+                    a.parse::<Multiaddr>().map_err(|e| NetworkSettingsError {
+                        key: key.into(),
+                        message: format!("{a:?} is not a multiaddr ({e})"),
+                    })
                 })
                 .collect()
         };
         if self.departure_timeout_secs < 2 {
-            return Err("[network] departure_timeout_secs must be at least 2".into());
+            return Err(NetworkSettingsError {
+                key: "departure_timeout_secs".into(),
+                message: "must be at least 2".into(),
+            });
         }
         Ok(NetConfig {
             listen: parse("listen", &self.listen)?,
@@ -64,6 +69,16 @@ impl NetworkSettings {
             ..NetConfig::default()
         })
     }
+}
+
+/// A `[network]` setting that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("[network] {key}: {message}")]
+pub struct NetworkSettingsError {
+    /// The key.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// `[ledger]` in `config.toml`: how this node keeps the ledger.
@@ -84,6 +99,9 @@ pub struct LedgerSettings {
     pub close_after_blocks: u64,
     /// Requestor: accepted tasks paid per settlement transaction.
     pub settle_batch: usize,
+    /// Follower: seconds a peer may take to answer a sync request before
+    /// another peer is asked.
+    pub sync_timeout_secs: u64,
 }
 
 impl Default for LedgerSettings {
@@ -94,6 +112,7 @@ impl Default for LedgerSettings {
             claim_after_blocks: 8640,
             close_after_blocks: 8640,
             settle_batch: 500,
+            sync_timeout_secs: 15,
         }
     }
 }
@@ -258,7 +277,10 @@ pub(crate) fn default_file() -> String {
          # Requestor: blocks after that before anyone may close the escrow.\n\
          close_after_blocks = 8640\n\
          # Requestor: accepted tasks paid per settlement transaction.\n\
-         settle_batch = 500\n",
+         settle_batch = 500\n\
+         # Follower: seconds a peer may take to answer a sync request before\n\
+         # another peer is asked.\n\
+         sync_timeout_secs = 15\n",
         d.cache_max_bytes,
         d.memory_cache_modules,
         d.max_input_bytes,

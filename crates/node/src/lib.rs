@@ -1,37 +1,65 @@
 //! sharegrid-node: the daemon side of sharegrid (`shared/DESIGN.md` §1, §4,
-//! §10). The node's home (directory, identity key, configuration); the
-//! provider's admission policy as a pure decision; the provider's handling
-//! of one assignment; the event loop that owns the libp2p swarm and wires
-//! these to the network ([`start`] → [`NodeHandle`]); the local control
-//! socket; and [`launch`], which builds a running node from its home.
-//! The requestor engine, and the ledger ([`Ledger`]: the chain in
-//! `ledger.db`, the validator's pool, following blocks).
+//! §10), in the manner of quinn-proto under quinn: each role is a state
+//! machine with no I/O — the provider [`Agent`], one job's [`JobDriver`],
+//! the ledger's [`Follower`] and [`Producer`], the payment plans
+//! ([`plan_settlement`], [`plan_claims`]) — and thin tokio shells move
+//! bytes and time between them and the world:
+//!
+//! - [`start`] → [`NodeHandle`]: the task that owns the libp2p swarm
+//!   (`daemon/`, one file per protocol), feeding the agent and the ledger
+//!   machines;
+//! - [`Requestor`]: runs job drivers against the node, with the [`JobStore`];
+//! - [`Payments`]: the payment task (escrow, settlement, claims);
+//! - [`Ledger`]: the chain in `ledger.db`, the validator's pool;
+//! - [`launch`]: a running node from its home, with the control socket.
+//!
+//! [`Lifecycle`] stops them all in order; [`Metrics`] counts what they do;
+//! [`testnet`] builds networks of real nodes on loopback and [`sim`] drives
+//! the role machines of many nodes over a simulated network and clock.
 
 mod api;
 mod blobs;
+mod clock;
 mod config;
 mod daemon;
 mod home;
-mod jobstore;
+mod job;
 mod launch;
 mod ledger;
+mod lifecycle;
 mod machine;
-mod policy;
+mod metrics;
+mod payment;
 mod provider;
-mod requestor;
+// pub mod sim;
+pub mod testnet;
 
-pub use api::{ApiClient, ApiError, ApiRequest, JobView, RemoteRun, RemoteTask, Transferred};
+pub use api::{ApiClient, ApiError, ApiRequest, JobView, PaymentView, RemoteRun, RemoteTask, Transferred};
 pub use blobs::{BlobError, BlobStore};
-pub use config::{ConfigError, LedgerSettings, NetworkSettings, NodeConfig, SandboxSettings};
+pub use clock::now_ms;
+pub use config::{ConfigError, LedgerSettings, NetworkSettings, NetworkSettingsError, NodeConfig, SandboxSettings};
 pub use daemon::{
-    AgentOptions, AgentStatus, AssignError, Assigned, FetchFailure, LedgerOptions, LedgerStatus, MAX_OFFERS,
-    MAX_RECEIPT_BYTES, MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, start,
+    AgentOptions, AgentStatus, AssignError, Assigned, DialError, FetchFailure, LedgerOptions, LedgerStatus,
+    MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, RequestFailure, start,
 };
 pub use home::{HomeError, InitReport, NodeHome, SOLO_SUPPLY, solo_genesis};
-pub use jobstore::{Earning, JobId, JobRow, JobStore, JobSubmission, KeptReceipt, State, StoreError, TaskRow, task_id};
-pub use launch::{CachedBenchmark, Launched, benchmark, claimer, launch};
-pub use ledger::{ApplyError, FoundTx, Head, Ledger, LedgerClient, LedgerStore, LedgerStoreError};
+pub use job::{
+    EscrowRecord, Estimate, JobAction, JobDriver, JobEvent, JobInput, JobRow, JobStore, JobSubmission, KeptReceipt,
+    LiveJob, Requestor, State, StoreError, SubmitError, TaskRow,
+};
+pub use launch::{CachedBenchmark, Launched, benchmark, launch};
+pub use ledger::{
+    AcceptError, Applied, ApplyError, Follower, FollowerAction, FollowerInput, FoundTx, Head, Ledger, LedgerClient,
+    LedgerError, LedgerStore, LedgerStoreError, Produce, Producer,
+};
+pub use lifecycle::Lifecycle;
 pub use machine::{FixedProbe, HostProbe, MachineInfo, SystemProbe, local_minute_of_day};
-pub use policy::{HoursWindow, MachineState, ProviderPolicy, Refusal};
-pub use provider::{ExecuteError, Executed, MAX_ASSIGNMENT_BYTES, Prepared, Provider};
-pub use requestor::{LiveJob, Requestor, SubmitError, escrow_id, worst_case_cost};
+pub use metrics::Metrics;
+pub use payment::{
+    Batch, ClaimStep, FundError, Funded, KeptProof, PayError, PaymentEvent, Payments, ProofStore, SettlementPlan,
+    Unpaid, expired_escrows, plan_claims, plan_settlement,
+};
+pub use provider::{
+    Agent, AgentAction, AgentInput, AgentSettings, ExecuteError, HostSample, HoursWindow, MachineState, Prepared,
+    Proof, Provider, ProviderPolicy, Refusal, Reply, RunId, RunOutput,
+};

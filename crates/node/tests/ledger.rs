@@ -2,99 +2,22 @@
 //! stiff anyone: a validator, a provider following the ledger, a requestor
 //! that opens an escrow, has work done and disappears before settling; once
 //! the claim height passes, the provider claims its pay from the escrow with
-//! the requestor's signed assignment and its own receipt. And a follower
-//! refuses a block that does not check, whoever signed it.
+//! the requestor's signed assignment and its own receipt. A follower
+//! refuses a block that does not check, whoever signed it. A settlement
+//! that landed before a crash is not paid again. Every wait is on an event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use sharegrid_core::Receipt;
-use sharegrid_core::{Amount, Arch, Determinism, Fuel, GigafuelPerSec, Limits, NodeKey};
-use sharegrid_ledger::{Allocation, Genesis, Op, Params, Tx};
-use sharegrid_net::NetConfig;
-use sharegrid_node::{
-    AgentOptions, BlobStore, FixedProbe, JobStore, JobSubmission, Ledger, LedgerClient, LedgerOptions, LedgerSettings,
-    MachineInfo, NodeEvent, NodeHandle, NodeOptions, Provider, ProviderPolicy, Requestor, claimer, escrow_id, start,
-};
+use sharegrid_core::{Amount, Determinism, Fuel, Limits, NodeKey, Receipt};
+use sharegrid_ledger::{Op, Tx};
+use sharegrid_node::testnet::{self, LedgerSpec, ProviderSpec, TestNode, Testnet, wait_for};
+use sharegrid_node::{JobStore, JobSubmission, LedgerSettings, NodeEvent, PaymentEvent};
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
-fn net() -> NetConfig {
-    NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        departure_timeout: Duration::from_secs(2),
-        ..NetConfig::default()
-    }
-}
-
-fn ledger_opts(l: &Arc<Ledger>) -> Option<LedgerOptions> {
-    Some(LedgerOptions {
-        ledger: l.clone(),
-        block_interval: Duration::from_millis(20),
-        idle_block: Duration::from_millis(100),
-    })
-}
-
-/// A network whose validator also takes the fees (1%), and where only
-/// `funded` holds tokens.
-fn genesis(validator: &NodeKey, funded: &NodeKey, amount: u128) -> Genesis {
-    Genesis {
-        validators: vec![validator.id()],
-        params: Params {
-            treasury: validator.id(),
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
-        balances: vec![Allocation {
-            account: funded.id(),
-            amount: Amount(amount),
-        }],
-    }
-}
-
-/// A provider of one slot at 1,000 per Gfuel, keeping its proofs of work in
-/// `earnings` and following `ledger`, if given.
-async fn provider(
-    home: &std::path::Path,
-    key: &Arc<NodeKey>,
-    ledger: Option<&Arc<Ledger>>,
-    earnings: Option<JobStore>,
-) -> NodeHandle {
-    let blobs = BlobStore::open(home.join("blobs"), 1 << 30).unwrap();
-    let policy = ProviderPolicy {
-        enabled: true,
-        slots: 1,
-        offer_interval_secs: 1,
-        price_floor: Amount(1_000),
-        ..ProviderPolicy::default()
-    };
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    start(NodeOptions {
-        key: key.clone(),
-        net: net(),
-        blobs: blobs.clone(),
-        outputs: BlobStore::open(home.join("outputs"), 1 << 30).unwrap(),
-        agent: Some(AgentOptions {
-            provider: Provider::new(key.clone(), policy, sandbox, blobs),
-            machine: MachineInfo {
-                arch: Arch::host(),
-                cores: 1,
-                memory_bytes: 8 << 30,
-            },
-            speed: GigafuelPerSec(1.0),
-            probe: Arc::new(FixedProbe::default()),
-            max_fetch_bytes: 1 << 30,
-            earnings,
-        }),
-        ledger: ledger.and_then(ledger_opts),
-    })
-    .await
-    .unwrap()
-}
-
 /// A job of `n` small Mandelbrot tiles, r = 1, within a budget.
-fn tiles(blobs: &BlobStore, n: u32) -> JobSubmission {
+fn tiles(blobs: &sharegrid_node::BlobStore, n: u32) -> JobSubmission {
     let module = std::fs::read(format!(
         "{}/../../guests/wasm/mandelbrot.wasm",
         env!("CARGO_MANIFEST_DIR")
@@ -125,9 +48,23 @@ fn tiles(blobs: &BlobStore, n: u32) -> JobSubmission {
     }
 }
 
-async fn connect(a: &NodeHandle, b: &NodeHandle) {
-    let addr = b.listen_addrs().await[0].clone().with_p2p(b.peer_id()).unwrap();
-    a.dial(addr).await.unwrap();
+fn sandbox() -> Arc<Sandbox> {
+    Arc::new(Sandbox::new(SandboxConfig::default()).unwrap())
+}
+
+/// Waits until `node`'s ledger is at `height` or above.
+async fn at_height(node: &TestNode, height: u64) {
+    let mut events = node.handle.subscribe();
+    let ledger = node.ledger.as_ref().unwrap();
+    if ledger.head().height >= height {
+        return;
+    }
+    wait_for(&mut events, "the height", |e| match e {
+        NodeEvent::Block { height: h } if *h >= height => Some(()),
+        _ => None,
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -138,110 +75,99 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
         Arc::new(NodeKey::from_seed([2; 32])),
         Arc::new(NodeKey::from_seed([3; 32])),
     );
-    let genesis = genesis(&vkey, &rkey, 1_000_000_000);
-    let ledger = |name: &str, key: &Arc<NodeKey>| {
-        std::fs::create_dir_all(dir.path().join(name)).unwrap();
-        Ledger::open(&dir.path().join(name).join("ledger.db"), genesis.clone(), key.clone()).unwrap()
+    let genesis = testnet::genesis(&vkey, &rkey, 1_000_000_000, 100);
+    let settings = LedgerSettings {
+        block_interval_ms: 20,
+        idle_block_secs: 1,
+        claim_after_blocks: 5,
+        close_after_blocks: 10_000,
+        settle_batch: 1_000,
+        ..LedgerSettings::default()
     };
-    let (vl, pl, rl) = (ledger("v", &vkey), ledger("p", &pkey), ledger("r", &rkey));
-    let store = |name: &str| BlobStore::open(dir.path().join(name).join("blobs"), 1 << 30).unwrap();
-
-    let validator = start(NodeOptions {
-        key: vkey.clone(),
-        net: net(),
-        blobs: store("v"),
-        outputs: store("v-out"),
-        agent: None,
-        ledger: ledger_opts(&vl),
-    })
-    .await
-    .unwrap();
-
-    // The provider: one slot, so the job's tasks run one after another.
-    let earnings = JobStore::open(&dir.path().join("p/node.db")).unwrap();
-    let provider = provider(&dir.path().join("p"), &pkey, Some(&pl), Some(earnings.clone())).await;
-    let claims = tokio::spawn(claimer(
-        earnings.clone(),
-        LedgerClient::new(pl.clone(), provider.clone()),
-        Duration::from_millis(100),
-    ));
-
-    let rblobs = store("r");
-    let requestor = start(NodeOptions {
-        key: rkey.clone(),
-        net: net(),
-        blobs: rblobs.clone(),
-        outputs: store("r-out"),
-        agent: None,
-        ledger: ledger_opts(&rl),
-    })
-    .await
-    .unwrap();
-    connect(&provider, &validator).await;
-    connect(&requestor, &validator).await;
-    connect(&requestor, &provider).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while requestor.offers().await.is_empty() {
-        assert!(Instant::now() < deadline, "the offer did not arrive");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
-    let engine = Requestor::new(
-        requestor.clone(),
-        rblobs.clone(),
-        JobStore::open(&dir.path().join("r/node.db")).unwrap(),
+    let home = |n: &str| dir.path().join(n);
+    let net = testnet::loopback();
+    let vl = testnet::open_ledger(&home("v"), &genesis, &vkey).unwrap();
+    let validator = testnet::start_plain(
+        &home("v"),
+        "validator",
+        vkey.clone(),
+        net.clone(),
+        Some((vl.clone(), &settings)),
     )
-    .with_ledger(
-        LedgerClient::new(rl.clone(), requestor.clone()),
-        LedgerSettings {
-            claim_after_blocks: 5,
-            close_after_blocks: 10_000,
-            settle_batch: 1_000,
-            ..LedgerSettings::default()
-        },
-    );
-    let sub = tiles(&rblobs, 4);
+    .await
+    .unwrap();
+
+    // The provider: one slot, so the job's tasks run one after another; it
+    // follows the ledger and runs its own payment task, which claims.
+    let pl = testnet::open_ledger(&home("p"), &genesis, &pkey).unwrap();
+    let spec = ProviderSpec::new("p", 1.0, 1).price_floor(1_000);
+    let provider = testnet::start_provider(
+        &home("p"),
+        pkey.clone(),
+        &spec,
+        sandbox(),
+        net.clone(),
+        Some((pl.clone(), &settings)),
+    )
+    .await
+    .unwrap();
+    let proofs = sharegrid_node::ProofStore::of(&JobStore::open(&home("p").join("node.db")).unwrap());
+    let mut claims = provider.payments.as_ref().unwrap().subscribe();
+
+    let rl = testnet::open_ledger(&home("r"), &genesis, &rkey).unwrap();
+    let rnode = testnet::start_plain(
+        &home("r"),
+        "requestor",
+        rkey.clone(),
+        net,
+        Some((rl.clone(), &settings)),
+    )
+    .await
+    .unwrap();
+    let r = testnet::requestor(rnode, Some(&settings)).unwrap();
+    testnet::connect(&provider.handle, &validator).await.unwrap();
+    testnet::connect(&r.node.handle, &validator).await.unwrap();
+    testnet::connect(&r.node.handle, &provider).await.unwrap();
+    r.node.handle.wait_for_offers(1).await;
+
+    let sub = tiles(&r.node.blobs, 4);
     // An unfundable job is refused before anything runs.
     let mut greedy = sub.clone();
     greedy.budget = Amount(10_000_000_000);
     greedy.price_ceiling = Amount(u128::MAX);
-    let err = engine.submit(greedy).await.unwrap_err().to_string();
+    let err = r.engine.submit(greedy).await.unwrap_err().to_string();
     assert!(err.contains("cannot fund the job") && err.contains("balance"), "{err}");
 
-    let mut ran = provider.subscribe();
-    let job = engine.submit(sub).await.unwrap();
-    let escrow = escrow_id(&rkey.id(), &job);
+    let mut ran = provider.handle.subscribe();
+    let job = r.engine.submit(sub).await.unwrap();
+    let escrow = job.escrow(&rkey.id());
     assert!(
         rl.escrow(&escrow).is_some(),
         "the escrow is in a block before work starts"
     );
     // The requestor vanishes as soon as the first task has run.
-    loop {
-        if let Ok(NodeEvent::Ran { .. }) = ran.recv().await {
-            break;
-        }
-    }
-    requestor.shutdown().await;
-    drop(engine);
+    wait_for(&mut ran, "a task run", |e| {
+        matches!(e, NodeEvent::Ran { .. }).then_some(())
+    })
+    .await
+    .unwrap();
+    r.node.handle.shutdown().await;
 
     // The provider claims once the claim height passes (the validator keeps
-    // heights moving while escrows are open).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let balance = vl.account(&pkey.id()).balance;
-        if balance.0 > 0 && earnings.earnings().unwrap().is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the provider was never paid (balance {balance}, validator height {}, provider height {}, proofs kept {}, escrow seen by provider {})",
-            vl.head().height,
-            pl.head().height,
-            earnings.earnings().unwrap().len(),
-            pl.escrow(&escrow).is_some()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // heights moving while escrows are open), then forgets its proofs.
+    wait_for(&mut claims, "a claim", |e| {
+        matches!(e, PaymentEvent::Claimed { .. }).then_some(())
+    })
+    .await
+    .unwrap();
+    while !proofs.all().unwrap().is_empty() {
+        wait_for(&mut claims, "another claim", |e| {
+            matches!(e, PaymentEvent::Claimed { .. }).then_some(())
+        })
+        .await
+        .unwrap();
     }
+    at_height(&validator, pl.head().height).await;
     let e = vl.escrow(&escrow).expect("the escrow stays open for the rest");
     let claimed: Vec<_> = e.paid.iter().filter(|(_, p)| *p == pkey.id()).collect();
     assert!(!claimed.is_empty());
@@ -260,9 +186,8 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
     assert_eq!(claim_txs as usize, claimed.len(), "one claim per task run");
     assert_eq!(vl.account(&pkey.id()).balance.0, charged - claim_txs);
     assert_eq!(vl.with_state(|s| s.supply()), 1_000_000_000);
-    claims.abort();
-    provider.shutdown().await;
-    validator.shutdown().await;
+    provider.handle.shutdown().await;
+    validator.handle.shutdown().await;
 }
 
 /// A peer holding a validator's key serves a block whose state root is
@@ -282,22 +207,19 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
     let vkey = NodeKey::from_seed([41; 32]);
     let fkey = Arc::new(NodeKey::from_seed([42; 32]));
     let rich = NodeKey::from_seed([43; 32]);
-    let genesis = genesis(&vkey, &rich, 1_000);
-    let fl = Ledger::open(&dir.path().join("f.db"), genesis.clone(), fkey.clone()).unwrap();
-    let follower = start(NodeOptions {
-        key: fkey,
-        net: net(),
-        blobs: BlobStore::open(dir.path().join("fb"), 1 << 20).unwrap(),
-        outputs: BlobStore::open(dir.path().join("fo"), 1 << 20).unwrap(),
-        agent: None,
-        ledger: ledger_opts(&fl),
-    })
+    let genesis = testnet::genesis(&vkey, &rich, 1_000, 100);
+    let fl = testnet::open_ledger(dir.path(), &genesis, &fkey).unwrap();
+    let settings = LedgerSpec::default().settings;
+    let follower = testnet::start_plain(
+        dir.path(),
+        "follower",
+        fkey,
+        testnet::loopback(),
+        Some((fl.clone(), &settings)),
+    )
     .await
     .unwrap();
-    let target = follower.listen_addrs().await[0]
-        .clone()
-        .with_p2p(follower.peer_id())
-        .unwrap();
+    let target = follower.addr().await.unwrap();
 
     // The good block 1 (a transfer), and a copy whose header claims another
     // state root, both signed with the validator's key.
@@ -324,56 +246,65 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
         txs: good.txs.clone(),
     };
 
-    let mut rogue = build_swarm(&vkey, &net()).unwrap();
-    rogue.dial(target.clone()).unwrap();
-    let mut events = follower.subscribe();
+    let mut rogue = build_swarm(&vkey, &testnet::loopback()).unwrap();
+    rogue.dial(target).unwrap();
+    let mut events = follower.handle.subscribe();
     let topic = gossipsub::IdentTopic::new(BLOCKS_TOPIC);
     let mut serving = bad.clone();
-    let mut announced = false;
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut refused = false;
-    while fl.head().height == 0 {
-        assert!(Instant::now() < deadline, "the follower never took the good block");
-        if !announced {
-            announced = rogue
-                .behaviour_mut()
-                .gossipsub
-                .publish(topic.clone(), encode(&serving.header).unwrap())
-                .is_ok();
-        }
-        let ev = tokio::time::timeout(Duration::from_millis(100), rogue.select_next_some()).await;
-        if let Ok(SwarmEvent::Behaviour(BehaviourEvent::Ledger(request_response::Event::Message {
-            message: request_response::Message::Request { request, channel, .. },
-            ..
-        }))) = ev
-        {
-            let response = match request {
-                Incoming::Request(LedgerRequest::Blocks { from: 1 }) => LedgerResponse::Blocks(vec![serving.clone()]),
-                Incoming::Request(LedgerRequest::Head) => LedgerResponse::Head {
-                    genesis: genesis.hash(),
-                    height: 1,
+    let announce = |rogue: &mut sharegrid_net::Swarm<sharegrid_net::Behaviour>, b: &Block| {
+        let _ = rogue
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), encode(&b.header).unwrap());
+    };
+    let run = async {
+        loop {
+            tokio::select! {
+                ev = rogue.select_next_some() => match ev {
+                    // The follower listens for blocks: announce the one served.
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { topic: t, .. }))
+                        if t == topic.hash() => announce(&mut rogue, &serving),
+                    SwarmEvent::Behaviour(BehaviourEvent::Ledger(request_response::Event::Message {
+                        message: request_response::Message::Request { request, channel, .. },
+                        ..
+                    })) => {
+                        let response = match request {
+                            Incoming::Request(LedgerRequest::Blocks { from: 1 }) => {
+                                LedgerResponse::Blocks(vec![serving.clone()])
+                            }
+                            Incoming::Request(LedgerRequest::Head) => LedgerResponse::Head {
+                                genesis: genesis.hash(),
+                                height: 1,
+                            },
+                            _ => LedgerResponse::Blocks(vec![]),
+                        };
+                        let _ = rogue.behaviour_mut().ledger.send_response(channel, response);
+                    }
+                    _ => {}
                 },
-                _ => LedgerResponse::Blocks(vec![]),
-            };
-            let _ = rogue.behaviour_mut().ledger.send_response(channel, response);
-        }
-        while let Ok(ev) = events.try_recv() {
-            if let NodeEvent::Misbehaved { what, why, .. } = ev
-                && what.as_str() == "bad_block"
-            {
-                assert!(why.contains("wrong state root"), "{why}");
-                assert_eq!(fl.head().height, 0, "a refused block changes nothing");
-                refused = true;
-                // Now serve the right block; announce it again.
-                serving = good.clone();
-                announced = false;
+                ev = events.recv() => match ev.unwrap() {
+                    NodeEvent::Misbehaved { what, why, .. } if what.as_str() == "bad_block" => {
+                        assert!(why.contains("wrong state root"), "{why}");
+                        assert_eq!(fl.head().height, 0, "a refused block changes nothing");
+                        refused = true;
+                        // Now serve the right block; announce it again.
+                        serving = good.clone();
+                        announce(&mut rogue, &serving);
+                    }
+                    NodeEvent::Block { height: 1 } => return,
+                    _ => {}
+                },
             }
         }
-    }
+    };
+    tokio::time::timeout(testnet::WAIT_GUARD, run)
+        .await
+        .expect("the follower took the good block");
     assert!(refused, "the bad block was never refused");
     assert_eq!(fl.head().hash, good.hash());
     assert_eq!(fl.account(&vkey.id()).balance, Amount(10 + 1));
-    follower.shutdown().await;
+    follower.handle.shutdown().await;
 }
 
 /// A node that dies after its job's last settlement landed but before it
@@ -382,66 +313,50 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_settlement_that_landed_before_a_crash_is_not_paid_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (rkey, pkey) = (
-        Arc::new(NodeKey::from_seed([51; 32])),
-        Arc::new(NodeKey::from_seed([52; 32])),
-    );
-    std::fs::create_dir_all(dir.path().join("r")).unwrap();
-    let rl = Ledger::open(
-        &dir.path().join("r/ledger.db"),
-        genesis(&rkey, &rkey, 1_000_000_000),
-        rkey.clone(),
-    )
-    .unwrap();
-    let rblobs = BlobStore::open(dir.path().join("r/blobs"), 1 << 30).unwrap();
-    let requestor = start(NodeOptions {
-        key: rkey.clone(),
-        net: net(),
-        blobs: rblobs.clone(),
-        outputs: BlobStore::open(dir.path().join("r/outputs"), 1 << 30).unwrap(),
-        agent: None,
-        ledger: ledger_opts(&rl),
+    let spec = LedgerSpec {
+        funds: 1_000_000_000,
+        ..LedgerSpec::default()
+    };
+    let net = Testnet::builder(dir.path())
+        .provider(ProviderSpec::new("p", 1.0, 1).price_floor(1_000))
+        .ledger(spec)
+        .start()
+        .await
+        .unwrap();
+    let r = &net.requestor;
+    let (rl, pkey) = (r.node.ledger.clone().unwrap(), net.providers[0].key.clone());
+    let payments = r.payments.as_ref().unwrap();
+    let mut paid = payments.subscribe();
+    let job = r.engine.submit(tiles(&r.node.blobs, 2)).await.unwrap();
+    wait_for(&mut paid, "the settlement", |e| match e {
+        PaymentEvent::Settled { job: j } if *j == job => Some(()),
+        _ => None,
     })
     .await
     .unwrap();
-    let provider = provider(&dir.path().join("p"), &pkey, None, None).await;
-    connect(&requestor, &provider).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while requestor.offers().await.is_empty() {
-        assert!(Instant::now() < deadline, "the offer did not arrive");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let db = dir.path().join("r/node.db");
-    let store = JobStore::open(&db).unwrap();
-    let engine = Requestor::new(requestor.clone(), rblobs.clone(), store.clone()).with_ledger(
-        LedgerClient::new(rl.clone(), requestor.clone()),
-        LedgerSettings::default(),
-    );
-    let job = engine.submit(tiles(&rblobs, 2)).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while store.job(&job).unwrap().unwrap().state == sharegrid_node::State::Running {
-        assert!(Instant::now() < deadline, "the job did not finish");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (_, _, settled) = store.escrow(&job).unwrap().unwrap();
-    assert!(settled);
-    let paid = rl.account(&pkey.id()).balance;
-    assert!(paid.0 > 0);
-    let nonce = rl.account(&rkey.id()).nonce;
+    assert!(r.store.escrow(&job).unwrap().unwrap().settled);
+    let earned = rl.account(&pkey.id()).balance;
+    assert!(earned.0 > 0);
+    let nonce = rl.account(&r.node.key.id()).nonce;
 
     // As if the node died before recording the settlement.
-    let c = rusqlite::Connection::open(&db).unwrap();
+    let c = rusqlite::Connection::open(r.node.home.join("node.db")).unwrap();
     c.execute_batch("UPDATE receipts SET paid = 0; UPDATE jobs SET settled = 0;")
         .unwrap();
-    assert_eq!(store.unsettled().unwrap(), vec![job.clone()]);
-    engine.resume_all().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !store.escrow(&job).unwrap().unwrap().2 {
-        assert!(Instant::now() < deadline, "the job was never recorded settled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rl.account(&rkey.id()).nonce, nonce, "no transaction was sent again");
-    assert_eq!(rl.account(&pkey.id()).balance, paid);
-    provider.shutdown().await;
-    requestor.shutdown().await;
+    assert_eq!(r.store.unsettled().unwrap(), vec![job]);
+    r.engine.resume_all().unwrap();
+    wait_for(&mut paid, "the settlement after restart", |e| match e {
+        PaymentEvent::Settled { job: j } if *j == job => Some(()),
+        _ => None,
+    })
+    .await
+    .unwrap();
+    assert!(r.store.escrow(&job).unwrap().unwrap().settled);
+    assert_eq!(
+        rl.account(&r.node.key.id()).nonce,
+        nonce,
+        "no transaction was sent again"
+    );
+    assert_eq!(rl.account(&pkey.id()).balance, earned);
+    net.shutdown().await;
 }

@@ -22,11 +22,12 @@ use sharegrid_net::{
     BehaviourEvent, Multiaddr, NetConfig, OFFERS_TOPIC, SwarmEvent, TaskRequest, build_swarm, gossipsub,
     request_response,
 };
+use sharegrid_node::testnet::{self, ProviderSpec, wait_for};
 use sharegrid_node::{
-    AgentOptions, AssignError, Assigned, BlobStore, FixedProbe, HoursWindow, MachineInfo, NodeEvent, NodeHandle,
-    NodeOptions, Provider, ProviderPolicy, start,
+    AssignError, Assigned, BlobStore, FixedProbe, HoursWindow, NodeEvent, NodeHandle, ProviderPolicy,
 };
 use sharegrid_sandbox::{Sandbox, SandboxConfig, Task};
+use tokio::sync::broadcast;
 
 const DEPARTURE: Duration = Duration::from_secs(2);
 
@@ -61,45 +62,30 @@ impl Node {
 
 fn net() -> NetConfig {
     NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         departure_timeout: DEPARTURE,
-        ..NetConfig::default()
+        ..testnet::loopback()
     }
 }
 
+/// A node with key seed `seed`: a provider of 2 slots at 10 Gfuel/s with
+/// `policy`, or a plain node without.
 async fn node(seed: u8, policy: Option<ProviderPolicy>) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let key = Arc::new(NodeKey::from_seed([seed; 32]));
-    let blobs = BlobStore::open(dir.path().join("blobs"), 1 << 30).unwrap();
-    let outputs = BlobStore::open(dir.path().join("outputs"), 1 << 30).unwrap();
-    let probe = Arc::new(FixedProbe::default());
-    probe.minute.store(12 * 60, Ordering::Relaxed);
-    let agent = policy.map(|policy| AgentOptions {
-        provider: Provider::new(key.clone(), policy, sandbox(), blobs.clone()),
-        machine: MachineInfo {
-            arch: Arch::host(),
-            cores: 2,
-            memory_bytes: 8 << 30,
-        },
-        speed: GigafuelPerSec(10.0),
-        probe: probe.clone(),
-        max_fetch_bytes: 1 << 30,
-        earnings: None,
-    });
-    let handle = start(NodeOptions {
-        key: key.clone(),
-        net: net(),
-        blobs: blobs.clone(),
-        outputs,
-        agent,
-        ledger: None,
-    })
-    .await
+    let spec = ProviderSpec::new("p", 10.0, 2);
+    let probe = spec.probe.clone();
+    let started = match policy {
+        Some(policy) => {
+            let spec = ProviderSpec { policy, ..spec };
+            testnet::start_provider(dir.path(), key.clone(), &spec, sandbox(), net(), None).await
+        }
+        None => testnet::start_plain(dir.path(), "r", key.clone(), net(), None).await,
+    }
     .unwrap();
     Node {
-        handle,
+        handle: started.handle,
         key,
-        blobs,
+        blobs: started.blobs,
         probe,
         _dir: dir,
     }
@@ -114,15 +100,13 @@ fn providing(price_floor: u128) -> ProviderPolicy {
     }
 }
 
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits for the node event `want` picks out.
+async fn event<T>(
+    node: &mut broadcast::Receiver<NodeEvent>,
+    what: &str,
+    want: impl FnMut(&NodeEvent) -> Option<T>,
+) -> T {
+    wait_for(node, what, want).await.unwrap()
 }
 
 /// An assignment of `module` (put in `requestor`'s blob store) to `provider`.
@@ -168,11 +152,8 @@ async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run()
     r.handle.dial(p1.addr().await).await.unwrap();
     r.handle.dial(p2.addr().await).await.unwrap();
 
-    let offers: Vec<Offer> = eventually("both offers", async || {
-        let o = r.handle.offers().await;
-        (o.len() == 2).then_some(o)
-    })
-    .await;
+    let offers: Vec<Offer> = r.handle.wait_for_offers(2).await;
+    assert_eq!(offers.len(), 2);
     let by_p2 = offers.iter().find(|o| o.provider == p2.key.id()).unwrap();
     assert_eq!(by_p2.price, PricePerGfuel(Amount(7)));
     assert_eq!((by_p2.cores, by_p2.free_slots, by_p2.arch), (2, 2, Arch::host()));
@@ -204,6 +185,7 @@ async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run()
     assert_eq!(receipt.charge, PricePerGfuel(Amount(5)).cost(local.fuel).unwrap());
 
     // The outputs are kept for the requestor and arrive verified.
+    let mut p1_events = p1.handle.subscribe();
     let result = r.handle.fetch_result(&receipt, 1 << 30).await.unwrap();
     assert_eq!(result, local.result);
     assert!(
@@ -212,10 +194,12 @@ async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run()
         result.stdout
     );
     // Once fetched, the provider lets them go.
-    eventually("outputs released", async || {
-        (p1.handle.status().await.unwrap().provider.unwrap().outputs_retained == 0).then_some(())
+    let output = ContentId::from_bytes(*receipt.result.as_bytes());
+    event(&mut p1_events, "the output released", |e| {
+        matches!(e, NodeEvent::OutputDropped(id) if *id == output).then_some(())
     })
     .await;
+    assert_eq!(p1.handle.status().await.unwrap().provider.unwrap().outputs_retained, 0);
 
     // A second task, to the other provider, needs no new input fetch and works too.
     let b = assignment(&r, p2.key.id(), &guest("pi"), &["7", "1000"], 9);
@@ -262,9 +246,10 @@ async fn a_provider_refuses_with_a_specific_reason() {
     let mut long = assignment(&r, p.key.id(), &spin_module(), &[], 10);
     long.limits.fuel = Fuel(20_000_000_000);
     let h = r.handle.clone();
+    let mut p_events = p.handle.subscribe();
     let first = tokio::spawn(async move { h.assign(&long).await });
-    eventually("the slot taken", async || {
-        (p.handle.status().await.unwrap().provider.unwrap().busy == 1).then_some(())
+    event(&mut p_events, "the slot taken", |e| {
+        matches!(e, NodeEvent::Admitted { .. }).then_some(())
     })
     .await;
     assert!(refused(r.handle.assign(&ok).await).contains("busy: all 1 slots are in use"));
@@ -283,6 +268,7 @@ async fn a_provider_refuses_with_a_specific_reason() {
 fn a_provider_that_stops_answering_mid_task_is_seen_gone_within_the_departure_timeout() {
     let (up_tx, up_rx) = std::sync::mpsc::sync_channel(1);
     let (freeze_tx, freeze_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let (thaw_tx, thaw_rx) = std::sync::mpsc::sync_channel::<()>(1);
     let provider_thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -295,8 +281,9 @@ fn a_provider_that_stops_answering_mid_task_is_seen_gone_within_the_departure_ti
                 .await
                 .unwrap()
                 .unwrap();
-            // Block the runtime's only thread: the swarm is no longer polled.
-            std::thread::sleep(4 * DEPARTURE);
+            // Block the runtime's only thread: the swarm is no longer
+            // polled, until the other side has seen it gone.
+            let _ = thaw_rx.recv();
             drop(p);
         });
         rt.shutdown_background();
@@ -312,16 +299,14 @@ fn a_provider_that_stops_answering_mid_task_is_seen_gone_within_the_departure_ti
         let r = node(7, None).await;
         let mut events = r.handle.subscribe();
         r.handle.dial(p_addr).await.unwrap();
-        eventually("the offer", async || {
-            (!r.handle.offers().await.is_empty()).then_some(())
-        })
-        .await;
+        r.handle.wait_for_offers(1).await;
         let mut long = assignment(&r, p_handle.id(), &spin_module(), &[], 0);
         long.limits.fuel = Fuel(40_000_000_000);
         let h = r.handle.clone();
+        let mut p_events = p_handle.subscribe();
         let pending = tokio::spawn(async move { h.assign(&long).await });
-        eventually("the task running", async || {
-            (p_handle.status().await?.provider?.busy == 1).then_some(())
+        event(&mut p_events, "the task running", |e| {
+            matches!(e, NodeEvent::Admitted { .. }).then_some(())
         })
         .await;
 
@@ -336,18 +321,13 @@ fn a_provider_that_stops_answering_mid_task_is_seen_gone_within_the_departure_ti
         // Gone within the departure timeout of the last answered ping, plus
         // the liveness check's period and scheduling slack on a loaded machine.
         assert!(seen_after < DEPARTURE + Duration::from_millis(1500), "{seen_after:?}");
-        let gone = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                if let NodeEvent::PeerGone { peer, why } = events.recv().await.unwrap()
-                    && peer == p_handle.peer_id()
-                {
-                    return why;
-                }
-            }
+        let gone = event(&mut events, "the provider gone", |e| match e {
+            NodeEvent::PeerGone { peer, why } if *peer == p_handle.peer_id() => Some(why.clone()),
+            _ => None,
         })
-        .await
-        .expect("a PeerGone event");
+        .await;
         assert!(gone.contains("no answer to ping"), "{gone}");
+        thaw_tx.send(()).unwrap();
         assert!(
             r.handle.offers().await.is_empty(),
             "a departed provider's offer is dropped"
@@ -513,6 +493,16 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
     let why = refusal(evil.ask(p_peer, TaskRequest { assignment: huge }).await);
     assert!(why.contains("exceeds the 262144-byte cap"), "{why}");
 
+    // The kinds of bad input reported so far, as events.
+    let mut seen = std::collections::HashSet::new();
+    while let Ok(ev) = events.try_recv() {
+        if let NodeEvent::Misbehaved { peer, what, why, .. } = ev {
+            assert_eq!(peer, evil_peer);
+            assert!(!why.is_empty());
+            seen.insert(what.as_str());
+        }
+    }
+
     // 6. Gossip: garbage and an offer signed by someone else.
     let topic = gossipsub::IdentTopic::new(OFFERS_TOPIC);
     let other = NodeKey::from_seed([99; 32]);
@@ -531,32 +521,42 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
         expires_at_ms: u64::MAX,
     };
     let foreign = encode(&Signed::sign(&other, &foreign).unwrap()).unwrap();
-    let mut sent = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sent < 2 {
-        let msg = if sent == 0 {
-            vec![0xa1, 0xff, 0x00]
-        } else {
-            foreign.clone()
-        };
-        if evil.swarm.behaviour_mut().gossipsub.publish(topic.clone(), msg).is_ok() {
-            sent += 1;
-        } else {
-            // Not subscribed yet: let the swarm run a little.
-            let _ = tokio::time::timeout(Duration::from_millis(100), evil.swarm.select_next_some()).await;
+    let gossip = async {
+        let mut pending = vec![vec![0xa1, 0xff, 0x00], foreign];
+        while let Some(msg) = pending.first().cloned() {
+            if evil.swarm.behaviour_mut().gossipsub.publish(topic.clone(), msg).is_ok() {
+                pending.remove(0);
+                continue;
+            }
+            // No one listens yet: run the swarm until the provider subscribes.
+            loop {
+                if let SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. })) =
+                    evil.swarm.select_next_some().await
+                {
+                    break;
+                }
+            }
         }
-        assert!(Instant::now() < deadline, "gossip never got through");
-    }
-    // Drive the attacker's swarm while the provider takes in the gossip.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            evil.swarm.select_next_some().await;
+        // Drive the attacker's swarm until the provider has judged both.
+        let mut judged = 0;
+        while judged < 2 {
+            tokio::select! {
+                _ = evil.swarm.select_next_some() => {}
+                ev = events.recv() => if let NodeEvent::Misbehaved { peer, what, why, .. } = ev.unwrap() {
+                    assert_eq!(peer, evil_peer);
+                    if why.contains("offer") {
+                        judged += 1;
+                    }
+                    seen.insert(what.as_str());
+                },
+            }
         }
-    })
-    .await;
+    };
+    tokio::time::timeout(testnet::WAIT_GUARD, gossip)
+        .await
+        .expect("the gossip got through and was judged");
 
     // Every kind was counted against the attacker, with a logged reason.
-    let mut seen = std::collections::HashSet::new();
     while let Ok(ev) = events.try_recv() {
         if let NodeEvent::Misbehaved { peer, what, why, .. } = ev {
             assert_eq!(peer, evil_peer);
@@ -601,15 +601,16 @@ async fn shutdown_finishes_running_work_and_refuses_new_work() {
     let mut long = assignment(&r, p.key.id(), &spin_module(), &[], 0);
     long.limits.fuel = Fuel(8_000_000_000);
     let h = r.handle.clone();
+    let mut p_events = p.handle.subscribe();
     let running = tokio::spawn(async move { h.assign(&long).await });
-    eventually("the task running", async || {
-        (p.handle.status().await.unwrap().provider.unwrap().busy == 1).then_some(())
+    event(&mut p_events, "the task running", |e| {
+        matches!(e, NodeEvent::Admitted { .. }).then_some(())
     })
     .await;
     let ph = p.handle.clone();
     let stopping = tokio::spawn(async move { ph.shutdown().await });
-    eventually("shutdown begun", async || {
-        (!p.handle.status().await?.provider?.accepting).then_some(())
+    event(&mut p_events, "shutdown begun", |e| {
+        matches!(e, NodeEvent::Stopping).then_some(())
     })
     .await;
     let late = assignment(&r, p.key.id(), &guest("pi"), &["1", "10"], 0);

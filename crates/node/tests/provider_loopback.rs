@@ -1,12 +1,14 @@
-//! A provider and a requestor on 127.0.0.1: the assignment crosses by the
-//! task protocol, the module and inputs cross as verified blobs, the
-//! provider runs the sandbox and returns a signed receipt whose result hash
-//! and fuel equal a local run of the same task. An assignment below the
-//! provider's price floor is refused with that reason.
+//! A provider and a requestor on 127.0.0.1, each a raw swarm with a shell
+//! written here around the provider's [`Agent`] state machine (the same
+//! machine the daemon drives): the assignment crosses by the task
+//! protocol, the module and inputs cross as verified blobs, the provider
+//! runs the sandbox and returns a signed receipt whose result hash and fuel
+//! equal a local run of the same task. An assignment below the provider's
+//! price floor is refused with that reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +16,15 @@ use futures::StreamExt;
 use sharegrid_core::{
     Amount, Assignment, ContentId, Determinism, Limits, NodeKey, PricePerGfuel, Receipt, Signed, TaskId, WIRE_VERSION,
 };
+use sharegrid_core::{Arch, GigafuelPerSec};
 use sharegrid_net::{
     BehaviourEvent, BlobFetch, FetchStep, NetConfig, SwarmEvent, TaskRequest, TaskResponse, build_swarm, peer_id,
     request_response, serve,
 };
-use sharegrid_node::{BlobStore, MachineState, Prepared, Provider, ProviderPolicy};
+use sharegrid_node::{
+    Agent, AgentAction, AgentInput, AgentSettings, BlobStore, HostSample, MachineInfo, Provider, ProviderPolicy, Reply,
+    RunId,
+};
 use sharegrid_sandbox::{Sandbox, SandboxConfig, Task};
 
 fn guest(name: &str) -> Vec<u8> {
@@ -63,15 +69,21 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
         ..ProviderPolicy::default()
     };
     let ours = BlobStore::open(dir.path().join("provider"), 1 << 30).unwrap();
-    let provider = Provider::new(provider_key.clone(), policy, sandbox.clone(), ours.clone());
-    let machine = MachineState {
-        me: provider_key.id(),
-        busy_slots: 0,
-        cores: 2,
-        host_load_percent: 0,
-        minute_of_day: 600,
-        now_ms: 0,
-    };
+    let outputs = BlobStore::open(dir.path().join("outputs"), 1 << 30).unwrap();
+    let provider = Provider::new(sandbox.clone(), ours.clone(), outputs);
+    let mut agent = Agent::new(
+        provider_key.clone(),
+        AgentSettings {
+            policy,
+            machine: MachineInfo {
+                arch: Arch::host(),
+                cores: 2,
+                memory_bytes: 8 << 30,
+            },
+            speed: GigafuelPerSec(1.0),
+            software: "test".into(),
+        },
+    );
 
     let cfg = NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -87,60 +99,46 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
     };
     r_swarm.dial(addr).unwrap();
 
-    // Provider state: the task waiting for blobs, and blob fetches in flight.
-    let mut waiting: Option<(Prepared, request_response::ResponseChannel<TaskResponse>)> = None;
-    let mut fetches: HashMap<request_response::OutboundRequestId, BlobFetch> = HashMap::new();
+    // The provider's shell: reply channels of admitted runs, blob fetches in flight.
+    let mut channels: HashMap<RunId, request_response::ResponseChannel<TaskResponse>> = HashMap::new();
+    let mut fetches: HashMap<request_response::OutboundRequestId, (RunId, BlobFetch)> = HashMap::new();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(1);
     let (mut receipt, mut refusal): (Option<Receipt>, Option<String>) = (None, None);
     let mut sent = false;
+    let (mut admitted, mut fetched) = (0, 0);
 
     let run = async {
         loop {
+            // Inputs for the agent this turn, and the channel of an assignment just received.
+            let mut inputs = VecDeque::new();
+            let mut incoming = None;
             tokio::select! {
                 ev = p_swarm.select_next_some() => match ev {
                     SwarmEvent::Behaviour(BehaviourEvent::Task(request_response::Event::Message {
                         peer, message: request_response::Message::Request { request: sharegrid_net::Incoming::Request(request), channel, .. }, ..
-                    })) => match provider.prepare(&request.assignment, &machine) {
-                        Err(refusal) => {
-                            let reason = refusal.to_string();
-                            p_swarm.behaviour_mut().task.send_response(channel, TaskResponse::Refused { reason }).unwrap();
-                        }
-                        Ok(prepared) => {
-                            assert_eq!(prepared.missing.len(), 3, "module, stdin and input are fetched");
-                            for id in &prepared.missing {
-                                let f = BlobFetch::new(*id, 1 << 30);
-                                let req = p_swarm.behaviour_mut().blob.send_request(&peer, f.first().into());
-                                fetches.insert(req, f);
-                            }
-                            waiting = Some((prepared, channel));
-                        }
-                    },
+                    })) => {
+                        incoming = Some(channel);
+                        inputs.push_back(AgentInput::Assignment { peer, signed: request.assignment, backed_off: false });
+                    }
                     SwarmEvent::Behaviour(BehaviourEvent::Blob(request_response::Event::Message {
                         peer, message: request_response::Message::Response { request_id, response }, ..
                     })) => {
-                        let mut f = fetches.remove(&request_id).unwrap();
+                        let (run, mut f) = fetches.remove(&request_id).unwrap();
                         match f.on_response(response).unwrap() {
                             FetchStep::Next(req) => {
                                 let id = p_swarm.behaviour_mut().blob.send_request(&peer, req.into());
-                                fetches.insert(id, f);
+                                fetches.insert(id, (run, f));
                             }
                             FetchStep::Done(bytes) => {
                                 ours.put(&bytes).unwrap();
+                                fetched += 1;
+                                inputs.push_back(AgentInput::BlobReady { run });
                             }
-                        }
-                        if fetches.is_empty() && let Some((prepared, channel)) = waiting.take() {
-                            let (provider, tx) = (provider.clone(), done_tx.clone());
-                            tokio::task::spawn_blocking(move || {
-                                let signed = provider.execute(&prepared).unwrap();
-                                tx.blocking_send((signed, channel)).unwrap();
-                            });
                         }
                     }
                     _ => {}
                 },
-                Some((signed, channel)) = done_rx.recv() => {
-                    p_swarm.behaviour_mut().task.send_response(channel, TaskResponse::Receipt(signed.receipt)).unwrap();
-                }
+                Some((run, result)) = done_rx.recv() => inputs.push_back(AgentInput::Ran { run, result }),
                 ev = r_swarm.select_next_some() => match ev {
                     SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == provider_peer && !sent => {
                         r_swarm.behaviour_mut().task.send_request(&provider_peer, TaskRequest { assignment: good.clone() }.into());
@@ -167,6 +165,50 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
                     _ => {}
                 },
             }
+            while let Some(input) = inputs.pop_front() {
+                for action in agent.handle(input, HostSample::default(), 0) {
+                    match action {
+                        AgentAction::Refuse { reply, reason, .. } => {
+                            let channel = match reply {
+                                Reply::Incoming => incoming.take().unwrap(),
+                                Reply::Run(run) => channels.remove(&run).unwrap(),
+                            };
+                            p_swarm
+                                .behaviour_mut()
+                                .task
+                                .send_response(channel, TaskResponse::Refused { reason })
+                                .unwrap();
+                        }
+                        AgentAction::Admitted { run, .. } => {
+                            admitted += 1;
+                            channels.insert(run, incoming.take().unwrap());
+                        }
+                        AgentAction::Fetch { run, peer, blob } => {
+                            let f = BlobFetch::new(blob, 1 << 30);
+                            let req = p_swarm.behaviour_mut().blob.send_request(&peer, f.first().into());
+                            fetches.insert(req, (run, f));
+                        }
+                        AgentAction::Execute { run, prepared } => {
+                            let (provider, tx) = (provider.clone(), done_tx.clone());
+                            tokio::task::spawn_blocking(move || {
+                                let result = provider.execute(&prepared).map_err(|e| e.to_string());
+                                tx.blocking_send((run, result)).unwrap();
+                            });
+                        }
+                        AgentAction::Deliver { run, receipt, .. } => {
+                            let channel = channels.remove(&run).unwrap();
+                            p_swarm
+                                .behaviour_mut()
+                                .task
+                                .send_response(channel, TaskResponse::Receipt(receipt))
+                                .unwrap();
+                        }
+                        AgentAction::KeepProof { .. } => unreachable!("no escrow here"),
+                        AgentAction::Misbehaved { why, .. } => panic!("{why}"),
+                        AgentAction::DropOutput(_) | AgentAction::Publish(_) => {}
+                    }
+                }
+            }
         }
     };
     tokio::time::timeout(Duration::from_secs(120), run)
@@ -180,6 +222,11 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
     local.id = TaskId::from_bytes([13; 32]);
     let local = sandbox.run(&local).unwrap();
 
+    assert_eq!(
+        (admitted, fetched),
+        (1, 3),
+        "module, stdin and input are fetched for the one admitted"
+    );
     let r = receipt.unwrap();
     assert_eq!(r.provider, provider_key.id());
     assert_eq!(r.assignment, good.id());

@@ -1,20 +1,22 @@
-//! The ledger on the wire: serving transactions and blocks, producing
-//! blocks (validator), announcing them by gossip, and following (fetching
-//! and checking the blocks a node lacks).
+//! The ledger on the wire (`/sharegrid/ledger/1`, `sharegrid/blocks/1`):
+//! answering transaction submissions and block requests (off the loop),
+//! producing blocks when the [`Producer`] says so and announcing them, and
+//! carrying out the [`Follower`]'s decisions about whom to sync from.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sharegrid_core::{Signed, decode_capped, encode};
-use sharegrid_ledger::{Block, Header};
+use sharegrid_core::encode;
+use sharegrid_ledger::Block;
 use sharegrid_net::{
-    BLOCKS_TOPIC, Incoming, LedgerRequest, LedgerResponse, MAX_HEADER_BYTES, MAX_LEDGER_RESPONSE_BYTES,
-    MAX_SYNC_BLOCKS, Misbehaviour, PeerId, gossipsub, request_response,
+    BLOCKS_TOPIC, Incoming, LedgerRequest, LedgerResponse, MAX_LEDGER_RESPONSE_BYTES, MAX_SYNC_BLOCKS, Misbehaviour,
+    PeerId, gossipsub, request_response,
 };
 use tokio::sync::oneshot;
 
-use super::{Daemon, Internal, now_ms};
-use crate::ledger::{ApplyError, Ledger};
+use super::{Daemon, Internal, NodeEvent, RequestFailure, now_ms};
+use crate::config::LedgerSettings;
+use crate::ledger::{Applied, ApplyError, Follower, FollowerAction, FollowerInput, Ledger, Producer};
 
 /// The ledger's part of a node.
 #[derive(Clone, Debug)]
@@ -26,67 +28,89 @@ pub struct LedgerOptions {
     /// Validator: while escrows are open, an empty block at least this
     /// often, so claim and close heights arrive.
     pub idle_block: Duration,
+    /// Follower: a peer that does not answer a sync request within this
+    /// long loses the sync slot.
+    pub sync_timeout: Duration,
 }
 
-/// Who waits for an outbound ledger request.
-pub(super) enum LedgerWaiter {
-    Client(oneshot::Sender<Result<LedgerResponse, String>>),
-    /// A sync request to this peer.
-    Sync(PeerId),
-}
-
-pub(super) struct LedgerPart {
-    pub(super) opts: LedgerOptions,
-    last_block: Instant,
-    producing: bool,
-    /// The peer we are fetching blocks from, if any.
-    syncing: Option<PeerId>,
-    /// The highest height any peer announced.
-    best_seen: u64,
-    applying: bool,
-}
-
-impl LedgerPart {
-    pub(super) fn new(opts: LedgerOptions) -> Self {
-        LedgerPart {
-            opts,
-            last_block: Instant::now(),
-            producing: false,
-            syncing: None,
-            best_seen: 0,
-            applying: false,
+impl LedgerOptions {
+    /// The options `settings` give for `ledger`.
+    pub fn new(ledger: Arc<Ledger>, settings: &LedgerSettings) -> Self {
+        LedgerOptions {
+            ledger,
+            block_interval: Duration::from_millis(settings.block_interval_ms),
+            idle_block: Duration::from_millis(settings.idle_block_secs.max(1) * 1000),
+            sync_timeout: Duration::from_secs(settings.sync_timeout_secs.max(1)),
         }
     }
 }
 
+/// Who waits for an outbound ledger request.
+pub(super) enum LedgerWaiter {
+    Client(oneshot::Sender<Result<LedgerResponse, RequestFailure>>),
+    /// A sync request (head or blocks) to this peer.
+    Sync(PeerId),
+}
+
+pub(super) struct LedgerPart {
+    pub(super) ledger: Arc<Ledger>,
+    block_interval: Duration,
+    producer: Producer,
+    follower: Follower,
+    last_height: u64,
+}
+
+impl LedgerPart {
+    pub(super) fn new(opts: LedgerOptions) -> Self {
+        let l = &opts.ledger;
+        let head = l.head();
+        LedgerPart {
+            producer: Producer::new(
+                opts.block_interval.as_millis() as u64,
+                opts.idle_block.as_millis() as u64,
+                now_ms(),
+            ),
+            follower: Follower::new(
+                head.genesis,
+                l.genesis().validators.clone(),
+                opts.sync_timeout.as_millis() as u64,
+            ),
+            block_interval: opts.block_interval,
+            last_height: head.height,
+            ledger: opts.ledger,
+        }
+    }
+
+    /// How often the producer is asked.
+    pub(super) fn tick(&self) -> Duration {
+        self.block_interval.max(Duration::from_millis(10))
+    }
+}
+
 impl Daemon {
-    /// Validator: a block when transactions wait and the interval passed,
-    /// or an empty one when escrows are open and the chain was idle long.
+    /// Validator: a block when the producer says so, made off the loop.
     pub(super) fn maybe_produce(&mut self) {
         let Some(part) = &mut self.ledger else { return };
-        let l = part.opts.ledger.clone();
-        if part.producing || !l.is_validator() || part.last_block.elapsed() < part.opts.block_interval {
+        let l = part.ledger.clone();
+        if !l.is_validator() {
             return;
         }
-        let empty_ok = part.last_block.elapsed() >= part.opts.idle_block && l.has_open_escrows();
-        if l.pending() == 0 && !empty_ok {
+        let Some(order) = part.producer.tick(now_ms(), l.pending(), l.has_open_escrows()) else {
             return;
-        }
-        part.producing = true;
-        let tx = self.internal.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = l.produce(now_ms(), empty_ok).map_err(|e| e.to_string());
-            let _ = tx.blocking_send(Internal::Produced(result.map(|b| b.map(Box::new))));
+        };
+        self.blocking(move || {
+            let result = l.produce(now_ms(), order.empty_ok).map_err(|e| e.to_string());
+            Internal::Produced(result.map(|b| b.map(Box::new)))
         });
     }
 
     pub(super) fn on_produced(&mut self, result: Result<Option<Box<Block>>, String>) {
         let Some(part) = &mut self.ledger else { return };
-        part.producing = false;
+        part.producer.produced(now_ms(), matches!(result, Ok(Some(_))));
         match result {
             Ok(Some(block)) => {
-                part.last_block = Instant::now();
                 self.announce(&block);
+                self.head_moved();
             }
             Ok(None) => {}
             Err(e) => tracing::error!("cannot produce a block: {e}"),
@@ -110,72 +134,105 @@ impl Daemon {
         }
     }
 
-    /// A gossiped header: checked for its signature and producer; a node
-    /// behind fetches the blocks it lacks from the announcing peer.
-    pub(super) fn on_block_announced(&mut self, from: PeerId, producer: PeerId, id: gossipsub::MessageId, data: &[u8]) {
-        let verdict = match self.check_announcement(data) {
-            Ok(height) => {
-                self.behind(producer, height);
+    /// Tells listeners and metrics when the head moved.
+    fn head_moved(&mut self) {
+        let Some(part) = &mut self.ledger else { return };
+        let height = part.ledger.head().height;
+        if height != part.last_height {
+            part.last_height = height;
+            self.metrics.block_height.set(height as i64);
+            self.emit(NodeEvent::Block { height });
+        }
+    }
+
+    /// A gossiped header: accepted (and maybe synced to) when a validator
+    /// signed it; else counted against the peer that relayed it.
+    pub(super) fn on_block_announced(
+        &mut self,
+        from: PeerId,
+        producer: PeerId,
+        data: &[u8],
+    ) -> gossipsub::MessageAcceptance {
+        let Some(part) = &mut self.ledger else {
+            return gossipsub::MessageAcceptance::Ignore;
+        };
+        let head = part.ledger.head().height;
+        match part.follower.on_announcement(producer, data, head, now_ms()) {
+            Ok(actions) => {
+                self.follower_actions(actions);
                 gossipsub::MessageAcceptance::Accept
             }
             Err((what, why)) => {
                 self.misbehaved(from, what, format!("block announcement: {why}"));
                 gossipsub::MessageAcceptance::Reject
             }
-        };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(&id, &from, verdict);
-    }
-
-    fn check_announcement(&self, data: &[u8]) -> Result<u64, (Misbehaviour, String)> {
-        let bad = |e: sharegrid_core::WireError| (Misbehaviour::of_wire(&e), e.to_string());
-        let header: Signed = decode_capped(data, MAX_HEADER_BYTES).map_err(bad)?;
-        let h: Header = header.open(MAX_HEADER_BYTES).map_err(bad)?;
-        let Some(part) = &self.ledger else {
-            return Ok(h.height);
-        };
-        if !part.opts.ledger.genesis().validators.contains(&h.producer) {
-            return Err((
-                Misbehaviour::BadBlock,
-                format!("produced by {}, not a validator", h.producer.short()),
-            ));
         }
-        Ok(h.height)
     }
 
-    /// A peer has blocks up to `height`: fetch if we lack some.
-    pub(super) fn behind(&mut self, peer: PeerId, height: u64) {
+    fn follower_input(&mut self, input: FollowerInput) {
         let Some(part) = &mut self.ledger else { return };
-        part.best_seen = part.best_seen.max(height);
-        if part.syncing.is_none() && !part.applying && height > part.opts.ledger.head().height {
-            self.request_blocks(peer);
+        let head = part.ledger.head().height;
+        let actions = part.follower.handle(input, head, now_ms());
+        self.follower_actions(actions);
+    }
+
+    /// On connecting: the follower asks the peer's head, to catch up.
+    pub(super) fn follower_connected(&mut self, peer: PeerId) {
+        self.follower_input(FollowerInput::Connected(peer));
+    }
+
+    pub(super) fn ledger_tick(&mut self) {
+        self.follower_input(FollowerInput::Tick);
+    }
+
+    fn follower_actions(&mut self, actions: Vec<FollowerAction>) {
+        for action in actions {
+            match action {
+                FollowerAction::AskHead(peer) => self.sync_request(peer, LedgerRequest::Head),
+                FollowerAction::RequestBlocks { peer, from } => {
+                    self.sync_request(peer, LedgerRequest::Blocks { from });
+                }
+                FollowerAction::Apply { peer, blocks } => {
+                    let Some(part) = &self.ledger else { return };
+                    let l = part.ledger.clone();
+                    self.blocking(move || {
+                        let mut n = 0usize;
+                        for b in &blocks {
+                            match l.apply_block(b) {
+                                Ok(true) => n += 1,
+                                Ok(false) => {}
+                                Err(ApplyError::Invalid(e)) => {
+                                    return Internal::Applied {
+                                        peer,
+                                        result: Applied::Invalid(e.to_string()),
+                                    };
+                                }
+                                Err(ApplyError::Store(e)) => {
+                                    return Internal::Applied {
+                                        peer,
+                                        result: Applied::StoreFailed(e.to_string()),
+                                    };
+                                }
+                            }
+                        }
+                        Internal::Applied {
+                            peer,
+                            result: Applied::Blocks(n),
+                        }
+                    });
+                }
+                FollowerAction::Misbehaved { peer, what, why } => self.misbehaved(peer, what, why),
+            }
         }
     }
 
-    fn request_blocks(&mut self, peer: PeerId) {
-        let Some(part) = &mut self.ledger else { return };
-        let from = part.opts.ledger.head().height + 1;
-        part.syncing = Some(peer);
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .ledger
-            .send_request(&peer, LedgerRequest::Blocks { from }.into());
-        self.ledger_waiters.insert(id, LedgerWaiter::Sync(peer));
+    pub(super) fn on_applied(&mut self, peer: PeerId, result: Applied) {
+        self.head_moved();
+        self.follower_input(FollowerInput::Applied { peer, result });
     }
 
-    /// On connecting: ask the peer's head, to catch up.
-    pub(super) fn ask_head(&mut self, peer: PeerId) {
-        if self.ledger.is_none() {
-            return;
-        }
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .ledger
-            .send_request(&peer, LedgerRequest::Head.into());
+    fn sync_request(&mut self, peer: PeerId, request: LedgerRequest) {
+        let id = self.swarm.behaviour_mut().ledger.send_request(&peer, request.into());
         self.ledger_waiters.insert(id, LedgerWaiter::Sync(peer));
     }
 
@@ -195,23 +252,41 @@ impl Daemon {
                 Some(LedgerWaiter::Client(reply)) => {
                     let _ = reply.send(Ok(response));
                 }
-                Some(LedgerWaiter::Sync(_)) => self.on_sync_response(peer, response),
+                Some(LedgerWaiter::Sync(_)) => {
+                    let input = match response {
+                        LedgerResponse::Head { genesis, height } => FollowerInput::Head { peer, genesis, height },
+                        LedgerResponse::Blocks(blocks) => FollowerInput::Blocks { peer, blocks },
+                        LedgerResponse::Refused { reason } => FollowerInput::Failed { peer, why: reason },
+                        LedgerResponse::Accepted { .. } => FollowerInput::Failed {
+                            peer,
+                            why: "answered a sync request with an acknowledgement".into(),
+                        },
+                    };
+                    self.follower_input(input);
+                }
                 None => {}
             },
-            Event::OutboundFailure { request_id, error, .. } => match self.ledger_waiters.remove(&request_id) {
-                Some(LedgerWaiter::Client(reply)) => {
-                    let _ = reply.send(Err(format!("ledger request failed: {error}")));
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                let (failure, bad) = RequestFailure::of(&error, &peer, self.closed_why(&peer));
+                if let Some(what) = bad {
+                    self.misbehaved(peer, what, format!("ledger response: {failure}"));
                 }
-                Some(LedgerWaiter::Sync(p)) => {
-                    tracing::debug!(peer = %p, "ledger sync request failed: {error}");
-                    if let Some(part) = &mut self.ledger
-                        && part.syncing == Some(p)
-                    {
-                        part.syncing = None;
+                match self.ledger_waiters.remove(&request_id) {
+                    Some(LedgerWaiter::Client(reply)) => {
+                        let _ = reply.send(Err(failure));
                     }
+                    Some(LedgerWaiter::Sync(p)) => self.follower_input(FollowerInput::Failed {
+                        peer: p,
+                        why: failure.to_string(),
+                    }),
+                    None => {}
                 }
-                None => {}
-            },
+            }
             Event::InboundFailure { peer, error, .. } => self.inbound_failure(peer, "ledger", error),
             Event::ResponseSent { .. } => {}
         }
@@ -223,136 +298,58 @@ impl Daemon {
         request: Incoming<LedgerRequest>,
         channel: request_response::ResponseChannel<LedgerResponse>,
     ) {
-        let request = match request {
-            Incoming::Request(r) => r,
-            Incoming::Refused(e) => {
-                self.misbehaved(peer, Misbehaviour::of_wire(&e), format!("ledger request: {e}"));
-                let reason = e.to_string();
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .ledger
-                    .send_response(channel, LedgerResponse::Refused { reason });
-                return;
-            }
-        };
-        let Some(part) = &self.ledger else {
-            let reason = "this node keeps no ledger".to_string();
-            let _ = self
+        let refuse = |d: &mut Daemon, channel, reason: String| {
+            let _ = d
                 .swarm
                 .behaviour_mut()
                 .ledger
                 .send_response(channel, LedgerResponse::Refused { reason });
-            return;
         };
-        let l = part.opts.ledger.clone();
-        if let LedgerRequest::Head = request {
-            let head = l.head();
-            let _ = self.swarm.behaviour_mut().ledger.send_response(
-                channel,
-                LedgerResponse::Head {
+        let request = match request {
+            Incoming::Request(r) => r,
+            Incoming::Refused(e) => {
+                self.misbehaved(peer, Misbehaviour::of_wire(&e), format!("ledger request: {e}"));
+                return refuse(self, channel, e.to_string());
+            }
+        };
+        let Some(part) = &self.ledger else {
+            return refuse(self, channel, "this node keeps no ledger".into());
+        };
+        let l = part.ledger.clone();
+        match request {
+            LedgerRequest::Head => {
+                let head = l.head();
+                let response = LedgerResponse::Head {
                     genesis: head.genesis,
                     height: head.height,
-                },
-            );
-            return;
-        }
-        let tx = self.internal.clone();
-        tokio::task::spawn_blocking(move || {
-            let response = match request {
-                LedgerRequest::Submit(t) => match l.accept(t) {
+                };
+                let _ = self.swarm.behaviour_mut().ledger.send_response(channel, response);
+            }
+            LedgerRequest::Submit(t) => self.blocking(move || {
+                let response = match l.accept(t) {
                     Ok(id) => LedgerResponse::Accepted { id },
-                    Err(reason) => LedgerResponse::Refused { reason },
-                },
-                LedgerRequest::Blocks { from } => {
-                    // Room for the framing beside the blocks.
-                    let room = MAX_LEDGER_RESPONSE_BYTES as usize - 64 * 1024;
-                    match l.blocks(from, MAX_SYNC_BLOCKS as usize, room) {
-                        Ok(b) => LedgerResponse::Blocks(b),
-                        Err(e) => LedgerResponse::Refused { reason: e.to_string() },
-                    }
-                }
-                LedgerRequest::Head => unreachable!("answered above"),
-            };
-            let _ = tx.blocking_send(Internal::LedgerAnswer { channel, response });
-        });
-    }
-
-    fn on_sync_response(&mut self, peer: PeerId, response: LedgerResponse) {
-        let Some(part) = &mut self.ledger else { return };
-        // Only the peer being synced from may end or feed the sync (a head
-        // answer or refusal from another peer must not start a second one).
-        let ours = part.syncing == Some(peer);
-        match response {
-            LedgerResponse::Head { genesis, height } => {
-                if genesis != part.opts.ledger.head().genesis {
-                    tracing::debug!(%peer, "peer follows another ledger (genesis {})", genesis.short());
-                    return;
-                }
-                self.behind(peer, height);
-            }
-            LedgerResponse::Blocks(blocks) => {
-                if !ours || part.applying {
-                    return;
-                }
-                if blocks.is_empty() {
-                    part.syncing = None;
-                    return;
-                }
-                part.applying = true;
-                let (l, tx) = (part.opts.ledger.clone(), self.internal.clone());
-                tokio::task::spawn_blocking(move || {
-                    let mut result = Ok(0usize);
-                    for b in &blocks {
-                        match l.apply_block(b) {
-                            Ok(_) => result = result.map(|n| n + 1),
-                            Err(e) => {
-                                result = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    let _ = tx.blocking_send(Internal::Synced { peer, result });
-                });
-            }
-            LedgerResponse::Refused { reason } => {
-                tracing::debug!(%peer, "ledger request refused: {reason}");
-                if ours {
-                    part.syncing = None;
-                }
-            }
-            LedgerResponse::Accepted { .. } => {
-                if ours {
-                    part.syncing = None;
-                }
-            }
+                    Err(e) => LedgerResponse::Refused { reason: e.to_string() },
+                };
+                Internal::LedgerAnswer { channel, response }
+            }),
+            LedgerRequest::Blocks { from } => self.blocking(move || {
+                // Room for the framing beside the blocks.
+                let room = MAX_LEDGER_RESPONSE_BYTES as usize - 64 * 1024;
+                let response = match l.blocks(from, MAX_SYNC_BLOCKS as usize, room) {
+                    Ok(b) => LedgerResponse::Blocks(b),
+                    Err(e) => LedgerResponse::Refused { reason: e.to_string() },
+                };
+                Internal::LedgerAnswer { channel, response }
+            }),
         }
     }
 
-    pub(super) fn on_synced(&mut self, peer: PeerId, result: Result<usize, ApplyError>) {
-        let Some(part) = &mut self.ledger else { return };
-        part.applying = false;
-        part.syncing = None;
-        match result {
-            Ok(n) => {
-                tracing::debug!(%peer, blocks = n, height = part.opts.ledger.head().height, "synced");
-                if part.opts.ledger.head().height < part.best_seen && n > 0 {
-                    self.request_blocks(peer);
-                }
-            }
-            Err(ApplyError::Invalid(e)) => {
-                tracing::warn!(%peer, "block refused: {e}");
-                self.misbehaved(peer, Misbehaviour::BadBlock, e.to_string());
-            }
-            Err(ApplyError::Store(e)) => tracing::error!("cannot store a block: {e}"),
-        }
-    }
-
+    /// Sends a caller's request to `peer`'s ledger.
     pub(super) fn ledger_request(
         &mut self,
         peer: PeerId,
         request: LedgerRequest,
-        reply: oneshot::Sender<Result<LedgerResponse, String>>,
+        reply: oneshot::Sender<Result<LedgerResponse, RequestFailure>>,
     ) {
         let id = self.swarm.behaviour_mut().ledger.send_request(&peer, request.into());
         self.ledger_waiters.insert(id, LedgerWaiter::Client(reply));

@@ -1,18 +1,14 @@
 //! The requestor engine: runs jobs on the network. For each job a task
-//! drives a [`Scheduler`] with what the node hears (offers, departures,
-//! receipts, refusals) and carries out its decisions (assign, fetch the
-//! accepted result, record verdicts), persisting every step in the
-//! [`JobStore`] so that a restarted node resumes its jobs without re-running
-//! an accepted task.
+//! drives a [`JobDriver`] with what the node hears (offers, departures,
+//! receipts, refusals) and carries out its actions — sends assignments,
+//! keeps accepted results, records verdicts — persisting every step in the
+//! [`JobStore`], so that a restarted node resumes its jobs without
+//! re-running an accepted task.
 //!
-//! Payment: with a ledger, a job starts only once its escrow is in a block
-//! (the budget plus the network fee on it, locked from the requestor's
-//! balance); a job the requestor cannot fund is refused before anything
-//! runs. Each accepted task's agreeing receipts are paid from the escrow in
-//! settlement batches (`settle_batch` tasks per transaction), and the last
-//! batch closes the escrow, refunding the rest. Dissenting receipts are
-//! never paid. Every assignment names the escrow, so providers can claim
-//! from it themselves if this node vanishes.
+//! Payment goes through [`Payments`]: a job starts only once its escrow is
+//! in a block (sized from the job's own replication policy), and the
+//! driver's settlement requests are queued to the payment task, which
+//! never holds up dispatch.
 //!
 //! Never does: accept a result the scheduler did not accept, or mark a task
 //! accepted before its result's bytes are in the blob store.
@@ -22,27 +18,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, Assignment, ContentId, NodeId, PricePerGfuel, TaskId, WIRE_VERSION};
-use sharegrid_ledger::{Op, Paid};
+use sharegrid_core::{Assignment, ContentId, Fuel, JobId, NodeId, ResultHash, TaskId};
 use sharegrid_net::{PeerId, peer_id};
-use sharegrid_sched::{
-    Action, Constraints, Credibility, Event, JobPolicy, Progress, ProviderOffer, Scheduler, TaskSpec, Vote,
-};
+use sharegrid_sched::{Progress, Record};
 use tokio::sync::{broadcast, mpsc};
+use tracing::Instrument;
 
+use super::driver::{JobAction, JobDriver, JobInput};
+use super::store::{JobRow, JobStore, State, StoreError};
+use super::submission::JobSubmission;
 use crate::blobs::BlobStore;
-use crate::config::LedgerSettings;
-use crate::daemon::{Assigned, NodeEvent, NodeHandle, now_ms};
-use crate::jobstore::{JobId, JobStore, JobSubmission, State, StoreError, task_id};
-use crate::ledger::LedgerClient;
+use crate::clock::now_ms;
+use crate::daemon::{AssignError, Assigned, NodeEvent, NodeHandle};
+use crate::payment::{FundError, Payments};
 
 /// Largest result fetched.
 const MAX_RESULT_BYTES: u64 = 1 << 30;
-/// How long a ledger transaction may take to land in a block.
-const LEDGER_WAIT: Duration = Duration::from_secs(60);
-/// Proofs per settlement transaction stay under this many bytes (the
-/// ledger takes up to 1 MiB).
-const SETTLE_BYTES: usize = 768 * 1024;
+/// How often a job's driver is asked to act when nothing else happens
+/// (timeouts, deadlines, blocked providers coming free).
+const JOB_TICK: Duration = Duration::from_millis(250);
 
 /// What a running job looks like now.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -51,6 +45,27 @@ pub struct LiveJob {
     pub progress: Progress,
     /// Why no provider can take the job's work, while that is so.
     pub why_no_match: Option<String>,
+}
+
+/// Something that happened to a job, for whoever listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobEvent {
+    /// A task ended: accepted (its result kept) or failed.
+    TaskEnded {
+        /// The job.
+        job: JobId,
+        /// The task.
+        task: TaskId,
+        /// Accepted, or failed.
+        accepted: bool,
+    },
+    /// The job ended (recorded in the store).
+    Ended {
+        /// The job.
+        job: JobId,
+        /// Done or failed.
+        state: State,
+    },
 }
 
 /// Why a job could not be submitted.
@@ -67,28 +82,7 @@ pub enum SubmitError {
     Store(#[from] StoreError),
     /// The job cannot be paid for.
     #[error("cannot fund the job: {0}")]
-    Unfunded(String),
-}
-
-/// The ledger's escrow id for a job of `requestor`.
-pub fn escrow_id(requestor: &NodeId, job: &str) -> ContentId {
-    let mut h = blake3::Hasher::new_derive_key("sharegrid job escrow v1");
-    h.update(requestor.as_bytes());
-    h.update(job.as_bytes());
-    ContentId::from_bytes(*h.finalize().as_bytes())
-}
-
-/// What a job's escrow must hold at most: its budget, or if that is
-/// unbounded, every task's most replicas at the fuel limit and the price
-/// ceiling. `None` when both are unbounded.
-pub fn worst_case_cost(sub: &JobSubmission) -> Option<Amount> {
-    // The scheduler adds replicas up to r + 2 on disagreement.
-    let runs = (sub.tasks.len() as u128).saturating_mul(u128::from(sub.replication) + 2);
-    let worst = PricePerGfuel(sub.price_ceiling)
-        .cost(sub.limits.fuel)
-        .and_then(|per_run| per_run.0.checked_mul(runs));
-    let bound = worst.map_or(sub.budget.0, |w| w.min(sub.budget.0));
-    (bound < u128::MAX).then_some(Amount(bound))
+    Unfunded(#[from] FundError),
 }
 
 /// The engine. Cheap to clone.
@@ -98,7 +92,8 @@ pub struct Requestor {
     blobs: BlobStore,
     store: JobStore,
     live: Arc<Mutex<HashMap<JobId, LiveJob>>>,
-    ledger: Option<(LedgerClient, LedgerSettings)>,
+    payments: Option<Payments>,
+    events: broadcast::Sender<JobEvent>,
 }
 
 impl Requestor {
@@ -109,14 +104,15 @@ impl Requestor {
             blobs,
             store,
             live: Arc::default(),
-            ledger: None,
+            payments: None,
+            events: broadcast::channel(1024).0,
         }
     }
 
-    /// Pays for jobs through `ledger`: escrow before a job starts,
+    /// Pays for jobs through `payments`: escrow before a job starts,
     /// settlement as its tasks are accepted.
-    pub fn with_ledger(mut self, ledger: LedgerClient, settings: LedgerSettings) -> Self {
-        self.ledger = Some((ledger, settings));
+    pub fn with_payments(mut self, payments: Payments) -> Self {
+        self.payments = Some(payments);
         self
     }
 
@@ -125,12 +121,17 @@ impl Requestor {
         &self.store
     }
 
-    /// The ledger jobs are paid through, if any.
-    pub fn ledger(&self) -> Option<&LedgerClient> {
-        self.ledger.as_ref().map(|(c, _)| c)
+    /// The payment task jobs are paid through, if any.
+    pub fn payments(&self) -> Option<&Payments> {
+        self.payments.as_ref()
     }
 
-    /// Funds a job's escrow (with a ledger), records the job and starts it;
+    /// Job events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Funds a job's escrow (with payments), records the job and starts it;
     /// returns its id.
     pub async fn submit(&self, mut sub: JobSubmission) -> Result<JobId, SubmitError> {
         if sub.tasks.is_empty() {
@@ -145,319 +146,124 @@ impl Requestor {
             }
         }
         let now = now_ms();
-        let mut h = blake3::Hasher::new_derive_key("sharegrid job id v1");
-        h.update(self.node.id().as_bytes());
-        h.update(&now.to_le_bytes());
-        h.update(&getrandom_u64().to_le_bytes());
-        let id: JobId = hex::encode(&h.finalize().as_bytes()[..8]);
-        let escrow = match &self.ledger {
-            Some((client, settings)) => {
-                let (escrow, amount, budget) = self.fund(client, settings, &id, &sub).await?;
+        let id = JobId::new(&self.node.id(), now, random_u64());
+        let funded = match &self.payments {
+            Some(p) => {
+                let funded = p.fund(&id, &sub).await?;
                 // The scheduler keeps the job within what the escrow covers.
-                sub.budget = budget;
-                Some((escrow, amount))
+                sub.budget = funded.budget;
+                Some(funded)
             }
             None => None,
         };
         self.store.create(&id, &sub, now)?;
-        if let Some((escrow, amount)) = escrow {
-            self.store.set_escrow(&id, &escrow, amount)?;
+        if let Some(f) = funded {
+            self.store.set_escrow(&id, &f.escrow, f.amount)?;
         }
-        self.spawn(id.clone(), sub, now);
+        self.spawn(id, sub, now);
         Ok(id)
     }
 
-    /// Opens the job's escrow and waits for it to be in a block. Returns the
-    /// escrow id, the amount locked and the budget it covers.
-    async fn fund(
-        &self,
-        client: &LedgerClient,
-        settings: &LedgerSettings,
-        id: &str,
-        sub: &JobSubmission,
-    ) -> Result<(ContentId, Amount, Amount), SubmitError> {
-        let unfunded = SubmitError::Unfunded;
-        let budget = worst_case_cost(sub).ok_or_else(|| {
-            unfunded("job.budget and job.price_ceiling are both unset, so no escrow can cover it; set one".into())
-        })?;
-        let ledger = client.ledger();
-        let amount = ledger
-            .escrow_for(budget)
-            .ok_or_else(|| unfunded(format!("the budget {budget} overflows")))?;
-        let balance = ledger.account(&self.node.id()).balance;
-        if balance < amount {
-            return Err(unfunded(format!(
-                "its escrow is {amount} (budget {budget} plus the network fee) but the balance of {} is {balance}",
-                self.node.id().short()
-            )));
-        }
-        let escrow = escrow_id(&self.node.id(), id);
-        let height = ledger.head().height;
-        let op = Op::OpenEscrow {
-            job: escrow,
-            budget: amount,
-            tasks: (0..sub.tasks.len()).map(|i| task_id(id, i)).collect(),
-            claim_height: height + settings.claim_after_blocks.max(1),
-            close_height: height + settings.claim_after_blocks.max(1) + settings.close_after_blocks,
-        };
-        let (tx, at) = client.send_and_wait(op, LEDGER_WAIT).await.map_err(unfunded)?;
-        tracing::info!(job = %id, escrow = %escrow.short(), %amount, tx = %tx.short(), height = at, "escrow open");
-        Ok((escrow, amount, budget))
-    }
-
-    /// Pays the job's unpaid agreeing receipts, in batches; `last` closes
-    /// the escrow (refunding the rest) after the final batch. Returns
-    /// whether everything went through.
-    async fn settle(&self, job: &str, last: bool) -> Result<bool, StoreError> {
-        let Some((client, settings)) = &self.ledger else {
-            return Ok(true);
-        };
-        let Some((escrow, _, settled)) = self.store.escrow(job)? else {
-            return Ok(true);
-        };
-        if settled {
-            return Ok(true);
-        }
-        // What the ledger already shows (a settlement that landed before a
-        // crash, or providers' claims) is not paid again.
-        let Some(on_ledger) = client.ledger().escrow(&escrow) else {
-            // Closed: the last settlement landed (or the escrow expired).
-            if last {
-                self.store.set_settled(job)?;
-            }
-            return Ok(true);
-        };
-        let (done, unpaid): (Vec<_>, Vec<_>) = self
-            .store
-            .unpaid(job)?
-            .into_iter()
-            .partition(|(task, provider, _, _)| on_ledger.paid.contains(&(*task, *provider)));
-        if !done.is_empty() {
-            let pairs: Vec<(TaskId, NodeId)> = done.iter().map(|(t, p, _, _)| (*t, *p)).collect();
-            self.store.mark_paid(job, &pairs)?;
-        }
-        let mut batches: Vec<Vec<(TaskId, NodeId, Paid)>> = vec![vec![]];
-        let mut bytes = 0;
-        for (task, provider, assignment, receipt) in unpaid {
-            let size = assignment.body.len() + receipt.body.len() + 256;
-            let current = batches.last().map_or(0, Vec::len);
-            if current >= settings.settle_batch.max(1) || (current > 0 && bytes + size > SETTLE_BYTES) {
-                batches.push(vec![]);
-                bytes = 0;
-            }
-            bytes += size;
-            if let Some(b) = batches.last_mut() {
-                b.push((task, provider, Paid { assignment, receipt }));
-            }
-        }
-        let n = batches.len();
-        for (i, batch) in batches.into_iter().enumerate() {
-            let is_last = last && i + 1 == n;
-            if batch.is_empty() && !is_last {
-                continue;
-            }
-            if !last && batch.len() < settings.settle_batch.max(1) {
-                break;
-            }
-            let pairs: Vec<(TaskId, NodeId)> = batch.iter().map(|(t, p, _)| (*t, *p)).collect();
-            let op = Op::Settle {
-                job: escrow,
-                paid: batch.into_iter().map(|(_, _, p)| p).collect(),
-                last: is_last,
-            };
-            match client.send_and_wait(op, LEDGER_WAIT).await {
-                Ok((tx, height)) => {
-                    self.store.mark_paid(job, &pairs)?;
-                    tracing::info!(job, tasks = pairs.len(), tx = %tx.short(), height, last = is_last, "settled");
-                }
-                Err(e) => {
-                    tracing::warn!(job, "settlement failed: {e}");
-                    return Ok(false);
-                }
-            }
-        }
-        if last {
-            self.store.set_settled(job)?;
-        }
-        Ok(true)
-    }
-
-    /// Resumes every unfinished job in the store (call once at start).
+    /// Resumes every unfinished job in the store, and queues the settlement
+    /// of jobs that ended unsettled (call once at start).
     pub fn resume_all(&self) -> Result<usize, StoreError> {
         let jobs = self.store.unfinished()?;
         for (id, created) in &jobs {
             if let Some(sub) = self.store.submission(id)? {
                 tracing::info!(job = %id, "resuming job");
-                self.spawn(id.clone(), sub, *created);
+                self.spawn(*id, sub, *created);
             }
         }
-        // Jobs that ended while the ledger was out of reach: pay and close now.
-        for id in self.store.unsettled()? {
-            let me = self.clone();
-            tokio::spawn(async move {
-                match me.settle(&id, true).await {
-                    Ok(true) => tracing::info!(job = %id, "settled after restart"),
-                    Ok(false) => tracing::warn!(job = %id, "still unsettled; retried at the next start"),
-                    Err(e) => tracing::error!(job = %id, "settlement: {e}"),
-                }
-            });
+        if let Some(p) = &self.payments {
+            for id in self.store.unsettled()? {
+                tracing::info!(job = %id, "settling a job that ended unsettled");
+                p.request_settlement(id, true);
+            }
         }
         Ok(jobs.len())
     }
 
     /// A running job's live state.
-    pub fn live(&self, id: &str) -> Option<LiveJob> {
+    pub fn live(&self, id: &JobId) -> Option<LiveJob> {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Waits until job `id` has ended (an event, not a poll), or the node
+    /// stops; returns its row.
+    pub async fn wait(&self, id: &JobId) -> Result<Option<JobRow>, StoreError> {
+        let mut events = self.subscribe();
+        let life = self.node.lifecycle().clone();
+        loop {
+            let row = self.store.job(&id.to_string())?;
+            if row.as_ref().is_none_or(|r| r.state != State::Running) {
+                return Ok(row);
+            }
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(JobEvent::Ended { job, .. }) if job == *id => {}
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(row),
+                },
+                () = life.stopping() => return Ok(row),
+            }
+        }
     }
 
     fn spawn(&self, id: JobId, sub: JobSubmission, created_ms: u64) {
         let me = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = me.run(&id, sub, created_ms).await {
-                tracing::error!(job = %id, error = %e, "job stopped on a store error; it resumes on restart");
+        let span = tracing::info_span!("job", job = %id);
+        self.node.metrics().jobs_running.inc();
+        self.node.lifecycle().spawn(
+            async move {
+                if let Err(e) = me.run(id, &sub, created_ms).await {
+                    tracing::error!(error = %e, "job stopped on a store error; it resumes on restart");
+                }
+                me.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                me.node.metrics().jobs_running.dec();
             }
-            me.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        });
+            .instrument(span),
+        );
     }
 
-    async fn run(&self, id: &str, sub: JobSubmission, created_ms: u64) -> Result<(), StoreError> {
-        let rows = self.store.tasks(id)?;
-        let specs: Vec<TaskSpec> = rows
-            .iter()
-            .map(|t| TaskSpec {
-                id: t.id,
-                fuel_limit: sub.limits.fuel,
-                timeout_ms: sub.limits.timeout_ms,
-            })
-            .collect();
-        let args: HashMap<TaskId, Vec<String>> = rows.iter().map(|t| (t.id, t.args.clone())).collect();
-        let escrow = self.store.escrow(id)?.map(|(e, _, _)| e);
-        let mut accepted_since_settle = 0usize;
-        let mut policy = JobPolicy::new(
-            sub.replication,
-            sub.quorum,
-            Constraints {
-                price_ceiling: PricePerGfuel(sub.price_ceiling),
-                arch: sub.arch,
-                min_memory: sub.min_memory,
-                min_speed: sharegrid_core::GigafuelPerSec(sub.min_speed),
-                mode: sub.mode,
-            },
-            sub.budget,
+    async fn run(&self, id: JobId, sub: &JobSubmission, created_ms: u64) -> Result<(), StoreError> {
+        let rows = self.store.tasks(&id)?;
+        let escrow = self.store.escrow(&id)?.map(|e| e.escrow);
+        let settle_batch = self.payments.as_ref().map(Payments::settle_batch);
+        let mut driver = JobDriver::new(
+            id,
+            self.node.id(),
+            sub,
+            created_ms,
+            &rows,
+            escrow,
+            settle_batch,
+            self.store.reputation()?,
+            now_ms(),
         );
-        policy.deadline_ms = sub.deadline_secs.map(|s| created_ms + s * 1000);
-        policy.credibility = sub.credibility.map(|threshold| Credibility {
-            threshold,
-            ..Credibility::default()
-        });
-        policy.seed = u64::from_le_bytes(blake3::hash(id.as_bytes()).as_bytes()[..8].try_into().unwrap_or([0; 8]));
-        let mut sched = Scheduler::new(policy, specs, self.store.reputation()?, now_ms());
-        for t in &rows {
-            // Accepted or failed: ended, never run again.
-            if t.state != State::Running {
-                sched.preaccept(&t.id);
-            }
-        }
         let mut events = self.node.subscribe();
+        let life = self.node.lifecycle().clone();
         let mut peers: HashMap<PeerId, NodeId> = HashMap::new();
-        let mut offers_known = false;
-        let (tx, mut rx) = mpsc::channel::<Outcome>(4096);
-        let mut fetching = 0usize;
-        let mut ended: Option<(State, Option<String>)> = None;
+        let (tx, mut rx) = mpsc::channel::<JobInput>(4096);
+        let mut tick = tokio::time::interval(JOB_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut inputs: Vec<JobInput> = self.offers(&mut peers).await;
         let mut last_live = std::time::Instant::now() - Duration::from_secs(1);
         loop {
-            if !offers_known {
-                for o in self.node.offers().await {
-                    if let Some(p) = peer_id(&o.provider) {
-                        peers.insert(p, o.provider);
-                    }
-                    sched.on_event(Event::Offer(ProviderOffer::from(&o)), now_ms());
-                }
-                offers_known = true;
-            }
-            for action in sched.poll(now_ms()) {
-                match action {
-                    Action::Dispatch {
-                        task, provider, price, ..
-                    } => {
-                        let a = Assignment {
-                            version: WIRE_VERSION,
-                            task,
-                            requestor: self.node.id(),
-                            provider,
-                            module: sub.module,
-                            args: args.get(&task).cloned().unwrap_or_default(),
-                            stdin: sub.stdin,
-                            inputs: sub.inputs.clone(),
-                            limits: sub.limits,
-                            mode: sub.mode,
-                            price,
-                            expires_at_ms: now_ms() + 600_000,
-                            escrow,
-                        };
-                        let (node, tx) = (self.node.clone(), tx.clone());
-                        tokio::spawn(async move {
-                            let r = node.assign(&a).await;
-                            let _ = tx.send(Outcome::Answer(task, provider, Box::new(r))).await;
-                        });
-                    }
-                    Action::Accepted {
-                        task,
-                        result,
-                        fuel,
-                        agreeing,
-                        dissenting,
-                    } => {
-                        fetching += 1;
-                        let (me, tx, job) = (self.clone(), tx.clone(), id.to_string());
-                        // Only the records this verdict touched.
-                        let rep = sched.reputation();
-                        let records: Vec<_> = agreeing
-                            .iter()
-                            .chain(dissenting.iter().map(|v| &v.provider))
-                            .map(|p| (*p, rep.get(p)))
-                            .collect();
-                        tokio::spawn(async move {
-                            let r = me
-                                .keep_result(&job, task, result, fuel, &agreeing, &dissenting, &records)
-                                .await;
-                            let _ = tx.send(Outcome::Kept(task, r)).await;
-                        });
-                    }
-                    Action::TaskFailed { task, reason, votes } => {
-                        tracing::warn!(job = %id, %task, "task failed: {reason} ({} receipts kept)", votes.len());
-                        self.store.fail_task(id, &task, &reason)?;
-                    }
-                    Action::JobDone => ended = Some((State::Done, None)),
-                    Action::JobFailed { reason } => {
-                        tracing::warn!(job = %id, "job failed: {reason}");
-                        ended = Some((State::Failed, Some(reason)));
-                    }
+            inputs.push(JobInput::Tick);
+            for input in inputs.drain(..) {
+                for action in driver.handle(input, now_ms()) {
+                    self.act(id, action, &tx)?;
                 }
             }
-            if last_live.elapsed() >= Duration::from_millis(200) || ended.is_some() {
+            if driver.is_finished() {
+                return Ok(());
+            }
+            if last_live.elapsed() >= Duration::from_millis(200) {
                 last_live = std::time::Instant::now();
-                let progress = sched.progress();
-                let live = LiveJob {
-                    why_no_match: (progress.providers_in_use == 0).then(|| sched.no_match().to_string()),
-                    progress,
-                };
                 self.live
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_string(), live);
-            }
-            if let Some((state, reason)) = &ended
-                && fetching == 0
-            {
-                self.store.save_reputation(sched.reputation())?;
-                // Pay for the work, close the escrow. If the ledger is out of
-                // reach the job still ends; the rest is settled on restart.
-                if !self.settle(id, true).await? {
-                    tracing::warn!(job = %id, "job ended unsettled; settlement is retried when the node restarts");
-                }
-                self.store.finish(id, *state, reason.as_deref(), now_ms())?;
-                return Ok(());
+                    .insert(id, driver.live());
             }
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -465,105 +271,154 @@ impl Requestor {
                         if let Some(p) = peer_id(&o.provider) {
                             peers.insert(p, o.provider);
                         }
-                        sched.on_event(Event::Offer(ProviderOffer::from(&*o)), now_ms());
+                        inputs.push(JobInput::Offer(o));
                     }
                     Ok(NodeEvent::PeerGone { peer, .. }) => {
                         if let Some(p) = peers.get(&peer) {
-                            sched.on_event(Event::Gone(*p), now_ms());
+                            inputs.push(JobInput::Gone(*p));
                         }
                     }
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => offers_known = false,
+                    Err(broadcast::error::RecvError::Lagged(_)) => inputs = self.offers(&mut peers).await,
                     // The node stopped: the job stays recorded as running and resumes.
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 },
-                Some(out) = rx.recv() => match out {
-                    Outcome::Answer(task, provider, r) => self.on_answer(id, &mut sched, task, provider, *r)?,
-                    Outcome::Kept(task, r) => {
-                        fetching -= 1;
-                        if r.is_err() && !self.node.is_running() {
-                            // Not the result's fault: the task stays open in
-                            // the store and runs again when the job resumes.
-                            return Ok(());
-                        }
-                        match r {
-                            Err(why) => {
-                                tracing::warn!(job = %id, %task, "{why}");
-                                self.store.fail_task(id, &task, &why)?;
-                            }
-                            Ok(()) => {
-                                accepted_since_settle += 1;
-                                let batch = self.ledger.as_ref().map_or(usize::MAX, |(_, s)| s.settle_batch.max(1));
-                                if accepted_since_settle >= batch {
-                                    accepted_since_settle = 0;
-                                    self.settle(id, false).await?;
-                                }
-                            }
-                        }
-                    }
-                },
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            }
-            if !self.node.is_running() {
-                return Ok(()); // the node stopped: the job resumes with it
+                Some(input) = rx.recv() => inputs.push(input),
+                _ = tick.tick() => {}
+                // The node is stopping: the job resumes with it.
+                () = life.stopping() => return Ok(()),
             }
         }
     }
 
-    fn on_answer(
-        &self,
-        job: &str,
-        sched: &mut Scheduler,
-        task: TaskId,
-        provider: NodeId,
-        r: Result<Assigned, crate::daemon::AssignError>,
-    ) -> Result<(), StoreError> {
-        let now = now_ms();
-        match r {
+    /// Every live offer, as inputs (after a start or a missed event).
+    async fn offers(&self, peers: &mut HashMap<PeerId, NodeId>) -> Vec<JobInput> {
+        self.node
+            .offers()
+            .await
+            .into_iter()
+            .map(|o| {
+                if let Some(p) = peer_id(&o.provider) {
+                    peers.insert(p, o.provider);
+                }
+                JobInput::Offer(Box::new(o))
+            })
+            .collect()
+    }
+
+    fn act(&self, id: JobId, action: JobAction, tx: &mpsc::Sender<JobInput>) -> Result<(), StoreError> {
+        match action {
+            JobAction::Assign(a) => {
+                let (me, tx) = (self.clone(), tx.clone());
+                self.node.lifecycle().spawn(
+                    async move {
+                        let answer = me.node.assign(&a).await;
+                        let input = me.answered(id, &a, answer);
+                        let _ = tx.send(input).await;
+                    }
+                    .in_current_span(),
+                );
+            }
+            JobAction::Keep {
+                task,
+                result,
+                fuel,
+                agreeing,
+                dissenting,
+                records,
+            } => {
+                let (me, tx) = (self.clone(), tx.clone());
+                self.node.lifecycle().spawn(
+                    async move {
+                        let kept = me.keep(id, task, result, fuel, &agreeing, &dissenting, &records).await;
+                        // Stopping: the task stays open and runs again on resume.
+                        if kept.is_err() && !me.node.is_running() {
+                            return;
+                        }
+                        if kept.is_ok() {
+                            let _ = me.events.send(JobEvent::TaskEnded {
+                                job: id,
+                                task,
+                                accepted: true,
+                            });
+                        }
+                        let result = kept.map_err(|e| e.to_string());
+                        let _ = tx.send(JobInput::Kept { task, result }).await;
+                    }
+                    .in_current_span(),
+                );
+            }
+            JobAction::FailTask { task, reason } => {
+                tracing::warn!(%task, "{reason}");
+                self.node.metrics().tasks_failed.inc();
+                self.store.fail_task(&id, &task, &reason)?;
+                let _ = self.events.send(JobEvent::TaskEnded {
+                    job: id,
+                    task,
+                    accepted: false,
+                });
+            }
+            JobAction::Settle { last } => {
+                if let Some(p) = &self.payments {
+                    p.request_settlement(id, last);
+                }
+            }
+            JobAction::Finish {
+                state,
+                reason,
+                reputation,
+            } => {
+                self.store.save_reputation(&reputation)?;
+                self.store.finish(&id, state, reason.as_deref(), now_ms())?;
+                tracing::info!(state = state.as_str(), "job ended");
+                let _ = self.events.send(JobEvent::Ended { job: id, state });
+            }
+        }
+        Ok(())
+    }
+
+    /// The driver's input for a provider's answer; a receipt is kept as
+    /// evidence before the driver hears of it.
+    fn answered(&self, id: JobId, a: &Assignment, answer: Result<Assigned, AssignError>) -> JobInput {
+        let (task, provider) = (a.task, a.provider);
+        match answer {
             Ok(Assigned::Receipt {
                 receipt,
                 signed,
                 assignment,
             }) => {
-                self.store.receipt(job, &receipt, &signed, &assignment)?;
-                sched.on_event(
-                    Event::Receipt {
+                self.node.metrics().receipt("received");
+                match self.store.receipt(&id, &receipt, &signed, &assignment) {
+                    Ok(()) => JobInput::Receipt(receipt),
+                    Err(e) => JobInput::Failed {
                         task,
-                        vote: Vote {
-                            provider,
-                            result: receipt.result,
-                            fuel: receipt.fuel,
-                        },
-                        charge: receipt.charge,
-                        deterministic: receipt.outcome.is_deterministic(),
+                        provider,
+                        why: format!("cannot keep the receipt: {e}"),
                     },
-                    now,
-                );
+                }
             }
-            Ok(Assigned::Refused(why)) => sched.on_event(Event::Failed { task, provider, why }, now),
-            Err(e) => sched.on_event(
-                Event::Failed {
-                    task,
-                    provider,
-                    why: e.to_string(),
-                },
-                now,
-            ),
+            Ok(Assigned::Refused(why)) => JobInput::Failed { task, provider, why },
+            Err(e) => JobInput::Failed {
+                task,
+                provider,
+                why: e.to_string(),
+            },
         }
-        Ok(())
     }
 
+    /// Fetches an accepted result from an agreeing provider and records the
+    /// task accepted with its verdicts.
     #[allow(clippy::too_many_arguments)]
-    async fn keep_result(
+    async fn keep(
         &self,
-        job: &str,
+        job: JobId,
         task: TaskId,
-        result: sharegrid_core::ResultHash,
-        fuel: sharegrid_core::Fuel,
+        result: ResultHash,
+        fuel: Fuel,
         agreeing: &[NodeId],
-        dissenting: &[Vote],
-        records: &[(NodeId, sharegrid_sched::Record)],
-    ) -> Result<(), String> {
+        dissenting: &[NodeId],
+        records: &[(NodeId, Record)],
+    ) -> Result<(), KeepError> {
         let id = ContentId::from_bytes(*result.as_bytes());
         let mut last = String::from("no provider to fetch from");
         let mut got = false;
@@ -577,22 +432,41 @@ impl Requestor {
             }
         }
         if !got {
-            return Err(format!("accepted result {id} could not be fetched: {last}"));
+            return Err(KeepError::Fetch { result: id, last });
         }
-        let dissent: Vec<NodeId> = dissenting.iter().map(|v| v.provider).collect();
-        self.store
-            .accept(job, &task, &id, fuel, &dissent, records)
-            .map_err(|e| e.to_string())
+        let (store, dissent, records) = (self.store.clone(), dissenting.to_vec(), records.to_vec());
+        tokio::task::spawn_blocking(move || store.accept(&job, &task, &id, fuel, &dissent, &records))
+            .await
+            .map_err(|_| KeepError::Stopped)??;
+        let m = self.node.metrics();
+        m.tasks_accepted.inc();
+        for _ in agreeing {
+            m.receipt("agreed");
+        }
+        for _ in dissenting {
+            m.receipt("dissent");
+        }
+        Ok(())
     }
 }
 
-enum Outcome {
-    Answer(TaskId, NodeId, Box<Result<Assigned, crate::daemon::AssignError>>),
-    Kept(TaskId, Result<(), String>),
+/// Why an accepted result could not be kept.
+#[derive(Debug, thiserror::Error)]
+enum KeepError {
+    /// No agreeing provider gave its bytes.
+    #[error("accepted result {result} could not be fetched: {last}")]
+    Fetch { result: ContentId, last: String },
+    /// Recording it failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The node stopped.
+    #[error("the node has stopped")]
+    Stopped,
 }
 
-fn getrandom_u64() -> u64 {
+fn random_u64() -> u64 {
     let mut b = [0u8; 8];
+    // Without entropy the id still differs by time and requestor.
     let _ = getrandom::fill(&mut b);
     u64::from_le_bytes(b)
 }

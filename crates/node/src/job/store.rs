@@ -1,6 +1,9 @@
 //! The requestor's job store: `node.db` (SQLite) in the node home. Jobs,
 //! their tasks, every receipt (the evidence: kept signed, including the
-//! ones that disagreed) and what the node has learnt of providers.
+//! ones that disagreed), what the node has learnt of providers, and (in the
+//! same database, through [`crate::payment::ProofStore`]) a provider's
+//! proofs of work. A row that does not decode is an error that names it,
+//! never a silent default.
 //!
 //! Written so that a restart resumes exactly: a task is marked accepted in
 //! the same transaction that records its result's blob id, and only after
@@ -14,48 +17,11 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, ContentId, Determinism, Fuel, Limits, NodeId, Receipt, Signed, TaskId};
+use sharegrid_core::{Amount, ContentId, Fuel, JobId, NodeId, Receipt, Signed, TaskId, decode_capped, encode};
 use sharegrid_sched::{Record, Reputation};
 
-/// A job as submitted: everything needed to run (or resume) it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobSubmission {
-    /// Name for listings.
-    pub name: String,
-    /// Module blob.
-    pub module: ContentId,
-    /// Stdin blob (every task).
-    pub stdin: ContentId,
-    /// Input blobs by path (every task).
-    pub inputs: Vec<(String, ContentId)>,
-    /// Each task's limits.
-    pub limits: Limits,
-    /// Mode.
-    pub mode: Determinism,
-    /// `r`.
-    pub replication: u32,
-    /// `q`.
-    pub quorum: u32,
-    /// Price ceiling per gigafuel.
-    pub price_ceiling: Amount,
-    /// Budget.
-    pub budget: Amount,
-    /// Seconds from submission to the deadline.
-    pub deadline_secs: Option<u64>,
-    /// Architecture constraint.
-    pub arch: Option<sharegrid_core::Arch>,
-    /// Memory a provider must give a task.
-    pub min_memory: u64,
-    /// Lowest provider speed.
-    pub min_speed: f64,
-    /// Credibility threshold for accepting a result alone.
-    pub credibility: Option<f64>,
-    /// Each task's arguments.
-    pub tasks: Vec<Vec<String>>,
-}
-
-/// A job's identity: 16 hex digits, unique per node.
-pub type JobId = String;
+use super::submission::JobSubmission;
+use crate::payment::Unpaid;
 
 /// The state of a job or task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,11 +44,13 @@ impl State {
             State::Failed => "failed",
         }
     }
-    fn parse(s: &str) -> State {
+
+    fn parse(s: &str) -> Option<State> {
         match s {
-            "done" => State::Done,
-            "failed" => State::Failed,
-            _ => State::Running,
+            "running" => Some(State::Running),
+            "done" => Some(State::Done),
+            "failed" => Some(State::Failed),
+            _ => None,
         }
     }
 }
@@ -142,34 +110,15 @@ pub struct KeptReceipt {
     pub signed: Vec<u8>,
 }
 
-/// A provider's proof of a task run for an escrowed job, kept to claim.
-#[derive(Clone, Debug)]
-pub struct Earning {
-    /// The escrow that pays.
+/// A job's escrow as recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EscrowRecord {
+    /// The escrow's id on the ledger.
     pub escrow: ContentId,
-    /// The task.
-    pub task: TaskId,
-    /// The requestor's signed assignment.
-    pub assignment: Signed,
-    /// This provider's signed receipt.
-    pub receipt: Signed,
-    /// Whether the escrow was seen open on this node's ledger.
-    pub seen: bool,
-}
-
-/// An earnings row as stored: escrow, task, assignment, receipt, seen.
-type EarningRow = (String, String, Vec<u8>, Vec<u8>, bool);
-
-fn parse_hash<T: std::str::FromStr<Err = sharegrid_core::HashParseError>>(
-    what: &str,
-    s: &str,
-) -> Result<T, StoreError> {
-    s.parse()
-        .map_err(|e: sharegrid_core::HashParseError| StoreError::Corrupt(what.into(), e.to_string()))
-}
-
-fn parse_signed(what: &str, bytes: &[u8]) -> Result<Signed, StoreError> {
-    sharegrid_core::decode_capped(bytes, 1 << 20).map_err(|e| StoreError::Corrupt(what.into(), e.to_string()))
+    /// What it locked.
+    pub amount: Amount,
+    /// Whether the job is settled (its escrow closed by the last settlement).
+    pub settled: bool,
 }
 
 /// Why the store failed.
@@ -178,24 +127,26 @@ pub enum StoreError {
     /// SQLite.
     #[error("job store: {0}")]
     Sql(#[from] rusqlite::Error),
-    /// A stored job that does not decode (a newer or damaged database).
-    #[error("job store: job {0} is unreadable: {1}")]
+    /// A stored row that does not decode (a newer or damaged database).
+    #[error("job store: {0} is unreadable: {1}")]
     Corrupt(String, String),
+}
+
+fn corrupt(row: impl std::fmt::Display, what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(row.to_string(), what.to_string())
+}
+
+fn parse<T: std::str::FromStr>(row: &str, field: &str, s: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e: T::Err| corrupt(row, format!("{field}: {e}")))
 }
 
 /// The job store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct JobStore {
     conn: Arc<Mutex<Connection>>,
-}
-
-/// The id of task `index` of job `job`: distinct per job and index, so two
-/// jobs (or two equal argument lists) never share a random stream by accident.
-pub fn task_id(job: &str, index: usize) -> TaskId {
-    let mut h = blake3::Hasher::new_derive_key("sharegrid job task id v1");
-    h.update(job.as_bytes());
-    h.update(&(index as u64).to_le_bytes());
-    TaskId::from_bytes(*h.finalize().as_bytes())
 }
 
 impl JobStore {
@@ -206,10 +157,11 @@ impl JobStore {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
              PRAGMA foreign_keys=ON;
+             PRAGMA busy_timeout=10000;
              CREATE TABLE IF NOT EXISTS jobs (
                  id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL,
                  state TEXT NOT NULL, reason TEXT, created_ms INTEGER NOT NULL, finished_ms INTEGER,
-                 escrow TEXT, escrow_amount TEXT, settled INTEGER NOT NULL DEFAULT 0);
+                 escrow TEXT, escrow_amount TEXT, settled INTEGER NOT NULL DEFAULT 0, settle_error TEXT);
              CREATE TABLE IF NOT EXISTS tasks (
                  job TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, id TEXT NOT NULL,
                  args TEXT NOT NULL, state TEXT NOT NULL, result TEXT, fuel INTEGER, reason TEXT,
@@ -229,11 +181,12 @@ impl JobStore {
                  provider TEXT PRIMARY KEY, agreed INTEGER NOT NULL, disagreed INTEGER NOT NULL,
                  failed INTEGER NOT NULL);",
         )?;
-        // A node.db from before payment through the ledger gains the columns.
+        // A node.db from an earlier version gains the columns.
         for (table, column, decl) in [
             ("jobs", "escrow", "TEXT"),
             ("jobs", "escrow_amount", "TEXT"),
             ("jobs", "settled", "INTEGER NOT NULL DEFAULT 0"),
+            ("jobs", "settle_error", "TEXT"),
             ("receipts", "assignment", "BLOB NOT NULL DEFAULT x''"),
             ("receipts", "paid", "INTEGER NOT NULL DEFAULT 0"),
         ] {
@@ -251,26 +204,37 @@ impl JobStore {
         })
     }
 
+    /// The connection, for the other stores of `node.db`.
+    pub(crate) fn shared(&self) -> Arc<Mutex<Connection>> {
+        self.conn.clone()
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         Ok(f(&mut c)?)
     }
 
     /// Records a new job and its tasks (one transaction).
-    pub fn create(&self, id: &str, sub: &JobSubmission, now_ms: u64) -> Result<(), StoreError> {
-        let spec = serde_json::to_string(sub).map_err(|e| StoreError::Corrupt(id.into(), e.to_string()))?;
+    pub fn create(&self, id: &JobId, sub: &JobSubmission, now_ms: u64) -> Result<(), StoreError> {
+        let row = format!("job {id}");
+        let spec = serde_json::to_string(sub).map_err(|e| corrupt(&row, e))?;
+        let args: Vec<String> = sub
+            .tasks
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()
+            .map_err(|e| corrupt(&row, e))?;
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
                 "INSERT INTO jobs (id, name, spec, state, created_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
-                params![id, sub.name, spec, now_ms as i64],
+                params![id.to_string(), sub.name, spec, now_ms as i64],
             )?;
             {
                 let mut st =
                     tx.prepare("INSERT INTO tasks (job, idx, id, args, state) VALUES (?1, ?2, ?3, ?4, 'running')")?;
-                for (i, args) in sub.tasks.iter().enumerate() {
-                    let a = serde_json::to_string(args).unwrap_or_default();
-                    st.execute(params![id, i as i64, task_id(id, i).to_string(), a])?;
+                for (i, a) in args.iter().enumerate() {
+                    st.execute(params![id.to_string(), i as i64, id.task(i).to_string(), a])?;
                 }
             }
             tx.commit()
@@ -278,34 +242,35 @@ impl JobStore {
     }
 
     /// The submission of job `id`.
-    pub fn submission(&self, id: &str) -> Result<Option<JobSubmission>, StoreError> {
+    pub fn submission(&self, id: &JobId) -> Result<Option<JobSubmission>, StoreError> {
         let spec: Option<String> = self.with(|c| {
-            c.query_row("SELECT spec FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+            c.query_row("SELECT spec FROM jobs WHERE id = ?1", [id.to_string()], |r| r.get(0))
                 .optional()
         })?;
-        spec.map(|s| serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(id.into(), e.to_string())))
+        spec.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(format!("job {id}"), e)))
             .transpose()
     }
 
-    /// Jobs not finished, to resume.
+    /// Jobs not finished, to resume, with when they were submitted.
     pub fn unfinished(&self) -> Result<Vec<(JobId, u64)>, StoreError> {
-        self.with(|c| {
+        let rows: Vec<(String, i64)> = self.with(|c| {
             let mut st = c.prepare("SELECT id, created_ms FROM jobs WHERE state = 'running' ORDER BY created_ms")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
-            rows.collect()
-        })
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })?;
+        rows.into_iter()
+            .map(|(id, at)| Ok((parse("a job", "id", &id)?, at as u64)))
+            .collect()
     }
 
-    /// Ended jobs whose escrow is not yet settled (the ledger was out of
-    /// reach when they ended).
+    /// Ended jobs whose escrow is not yet settled.
     pub fn unsettled(&self) -> Result<Vec<JobId>, StoreError> {
-        self.with(|c| {
+        let rows: Vec<String> = self.with(|c| {
             let mut st = c.prepare(
                 "SELECT id FROM jobs WHERE state != 'running' AND escrow IS NOT NULL AND settled = 0 ORDER BY created_ms",
             )?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            rows.collect()
-        })
+            st.query_map([], |r| r.get(0))?.collect()
+        })?;
+        rows.iter().map(|id| parse("a job", "id", id)).collect()
     }
 
     /// Every job, newest first.
@@ -313,7 +278,7 @@ impl JobStore {
         self.job_rows(None)
     }
 
-    /// Job `id`'s row, matched by full id or a unique prefix.
+    /// The job whose id is `id` or starts with it, if exactly one does.
     pub fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
         let mut rows = self.job_rows(Some(id))?;
         Ok(if rows.len() == 1 { rows.pop() } else { None })
@@ -321,7 +286,18 @@ impl JobStore {
 
     /// Jobs whose id starts with `prefix` (all when `None`), newest first.
     fn job_rows(&self, prefix: Option<&str>) -> Result<Vec<JobRow>, StoreError> {
-        self.with(|c| {
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            Option<i64>,
+            i64,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = self.with(|c| {
             let mut st = c.prepare(
                 "SELECT j.id, j.name, j.state, j.reason, j.created_ms, j.finished_ms,
                         COUNT(t.idx), SUM(t.state = 'done'), SUM(t.state = 'failed')
@@ -329,61 +305,93 @@ impl JobStore {
                  WHERE ?1 IS NULL OR substr(j.id, 1, length(?1)) = ?1
                  GROUP BY j.id ORDER BY j.created_ms DESC",
             )?;
-            let rows = st.query_map([prefix], |r| {
+            st.query_map([prefix], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })?
+            .collect()
+        })?;
+        rows.into_iter()
+            .map(|(id, name, state, reason, created, finished, total, done, failed)| {
+                let row = format!("job {id}");
                 Ok(JobRow {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    state: State::parse(&r.get::<_, String>(2)?),
-                    reason: r.get(3)?,
-                    created_ms: r.get::<_, i64>(4)? as u64,
-                    finished_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
-                    total: r.get::<_, i64>(6)? as usize,
-                    accepted: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as usize,
-                    failed: r.get::<_, Option<i64>>(8)?.unwrap_or(0) as usize,
+                    id: parse(&row, "id", &id)?,
+                    name,
+                    state: State::parse(&state).ok_or_else(|| corrupt(&row, format!("state {state:?}")))?,
+                    reason,
+                    created_ms: created as u64,
+                    finished_ms: finished.map(|v| v as u64),
+                    total: total as usize,
+                    accepted: done.unwrap_or(0) as usize,
+                    failed: failed.unwrap_or(0) as usize,
                 })
-            })?;
-            rows.collect()
-        })
+            })
+            .collect()
     }
 
     /// Tasks of job `id`, by index.
-    pub fn tasks(&self, id: &str) -> Result<Vec<TaskRow>, StoreError> {
-        self.with(|c| {
+    pub fn tasks(&self, id: &JobId) -> Result<Vec<TaskRow>, StoreError> {
+        type Row = (i64, String, String, String, Option<String>, Option<i64>, Option<String>);
+        let rows: Vec<Row> = self.with(|c| {
             let mut st =
                 c.prepare("SELECT idx, id, args, state, result, fuel, reason FROM tasks WHERE job = ?1 ORDER BY idx")?;
-            let rows = st.query_map([id], |r| {
+            st.query_map([id.to_string()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect()
+        })?;
+        rows.into_iter()
+            .map(|(index, task, args, state, result, fuel, reason)| {
+                let row = format!("task {index} of job {id}");
                 Ok(TaskRow {
-                    index: r.get::<_, i64>(0)? as usize,
-                    id: r.get::<_, String>(1)?.parse().unwrap_or(TaskId::from_bytes([0; 32])),
-                    args: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
-                    state: State::parse(&r.get::<_, String>(3)?),
-                    result: r.get::<_, Option<String>>(4)?.and_then(|s| s.parse().ok()),
-                    fuel: r.get::<_, Option<i64>>(5)?.map(|f| Fuel(f as u64)),
-                    reason: r.get(6)?,
+                    index: index as usize,
+                    id: parse(&row, "id", &task)?,
+                    args: serde_json::from_str(&args).map_err(|e| corrupt(&row, format!("args: {e}")))?,
+                    state: State::parse(&state).ok_or_else(|| corrupt(&row, format!("state {state:?}")))?,
+                    result: result.map(|r| parse(&row, "result", &r)).transpose()?,
+                    fuel: fuel.map(|f| Fuel(f as u64)),
+                    reason,
                 })
-            })?;
-            rows.collect()
-        })
+            })
+            .collect()
     }
 
     /// Keeps a receipt (before any verdict), with the signed assignment it
     /// answers (together they prove the work, for payment).
     pub fn receipt(
         &self,
-        job: &str,
+        job: &JobId,
         receipt: &Receipt,
         signed: &Signed,
         assignment: &Signed,
     ) -> Result<(), StoreError> {
-        let bytes = sharegrid_core::encode(signed).unwrap_or_default();
-        let assignment = sharegrid_core::encode(assignment).unwrap_or_default();
+        let row = format!("receipt for task {} of job {job}", receipt.task);
+        let bytes = encode(signed).map_err(|e| corrupt(&row, e))?;
+        let assignment = encode(assignment).map_err(|e| corrupt(&row, e))?;
         let result = ContentId::from_bytes(*receipt.result.as_bytes());
         self.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO receipts (job, task, provider, result, fuel, charge, signed, assignment)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
-                    job,
+                    job.to_string(),
                     receipt.task.to_string(),
                     receipt.provider.to_string(),
                     result.to_string(),
@@ -398,141 +406,107 @@ impl JobStore {
     }
 
     /// Records the escrow that pays for a job.
-    pub fn set_escrow(&self, job: &str, escrow: &ContentId, amount: Amount) -> Result<(), StoreError> {
+    pub fn set_escrow(&self, job: &JobId, escrow: &ContentId, amount: Amount) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE jobs SET escrow = ?2, escrow_amount = ?3 WHERE id = ?1",
-                params![job, escrow.to_string(), amount.to_string()],
+                params![job.to_string(), escrow.to_string(), amount.to_string()],
             )
             .map(|_| ())
         })
     }
 
-    /// The escrow paying for a job, its amount, and whether the job is
-    /// settled (its escrow closed by the last settlement).
-    pub fn escrow(&self, job: &str) -> Result<Option<(ContentId, Amount, bool)>, StoreError> {
+    /// The escrow paying for a job, if it has one.
+    pub fn escrow(&self, job: &JobId) -> Result<Option<EscrowRecord>, StoreError> {
         let row: Option<(Option<String>, Option<String>, bool)> = self.with(|c| {
             c.query_row(
                 "SELECT escrow, escrow_amount, settled FROM jobs WHERE id = ?1",
-                [job],
+                [job.to_string()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
         })?;
-        let corrupt = |e: String| StoreError::Corrupt(job.into(), e);
+        let name = format!("job {job}");
         match row {
-            Some((Some(e), Some(a), settled)) => Ok(Some((
-                e.parse()
-                    .map_err(|e: sharegrid_core::HashParseError| corrupt(e.to_string()))?,
-                a.parse().map_err(corrupt)?,
+            Some((Some(e), Some(a), settled)) => Ok(Some(EscrowRecord {
+                escrow: parse(&name, "escrow", &e)?,
+                amount: parse(&name, "escrow_amount", &a)?,
                 settled,
-            ))),
+            })),
+            Some((Some(_), None, _)) | Some((None, Some(_), _)) => Err(corrupt(name, "escrow without its amount")),
             _ => Ok(None),
         }
     }
 
     /// Marks a job settled.
-    pub fn set_settled(&self, job: &str) -> Result<(), StoreError> {
+    pub fn set_settled(&self, job: &JobId) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute("UPDATE jobs SET settled = 1 WHERE id = ?1", [job])
-                .map(|_| ())
+            c.execute(
+                "UPDATE jobs SET settled = 1, settle_error = NULL WHERE id = ?1",
+                [job.to_string()],
+            )
+            .map(|_| ())
         })
     }
 
-    /// Agreeing receipts of accepted tasks not yet paid, with their
-    /// assignments: (task, provider, signed assignment, signed receipt).
-    pub fn unpaid(&self, job: &str) -> Result<Vec<(TaskId, NodeId, Signed, Signed)>, StoreError> {
+    /// Records why a job's settlement was refused (shown with the job; it
+    /// is tried again at the next start).
+    pub fn set_settle_error(&self, job: &JobId, why: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET settle_error = ?2 WHERE id = ?1",
+                params![job.to_string(), why],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Why the job's settlement was last refused, if it was.
+    pub fn settle_error(&self, job: &JobId) -> Result<Option<String>, StoreError> {
+        let v: Option<Option<String>> = self.with(|c| {
+            c.query_row("SELECT settle_error FROM jobs WHERE id = ?1", [job.to_string()], |r| {
+                r.get(0)
+            })
+            .optional()
+        })?;
+        Ok(v.flatten())
+    }
+
+    /// Agreeing receipts of accepted tasks not yet paid, with their assignments.
+    pub fn unpaid(&self, job: &JobId) -> Result<Vec<Unpaid>, StoreError> {
         let rows: Vec<(String, String, Vec<u8>, Vec<u8>)> = self.with(|c| {
             let mut st = c.prepare(
                 "SELECT task, provider, assignment, signed FROM receipts
                  WHERE job = ?1 AND verdict = 'agreed' AND paid = 0 ORDER BY task, provider",
             )?;
-            st.query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            st.query_map([job.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                 .collect()
         })?;
         rows.into_iter()
             .map(|(t, p, a, r)| {
-                Ok((
-                    parse_hash(job, &t)?,
-                    parse_hash(job, &p)?,
-                    parse_signed(job, &a)?,
-                    parse_signed(job, &r)?,
-                ))
-            })
-            .collect()
-    }
-
-    /// Marks receipts paid (their settlement is in a block).
-    pub fn mark_paid(&self, job: &str, paid: &[(TaskId, NodeId)]) -> Result<(), StoreError> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            for (t, p) in paid {
-                tx.execute(
-                    "UPDATE receipts SET paid = 1 WHERE job = ?1 AND task = ?2 AND provider = ?3",
-                    params![job, t.to_string(), p.to_string()],
-                )?;
-            }
-            tx.commit()
-        })
-    }
-
-    /// Provider: keeps the proof of a task run for an escrowed job, to claim
-    /// the pay if the requestor does not settle.
-    pub fn earned(
-        &self,
-        escrow: &ContentId,
-        task: &TaskId,
-        assignment: &Signed,
-        receipt: &Signed,
-    ) -> Result<(), StoreError> {
-        let a = sharegrid_core::encode(assignment).unwrap_or_default();
-        let r = sharegrid_core::encode(receipt).unwrap_or_default();
-        self.with(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO earnings (escrow, task, assignment, receipt) VALUES (?1, ?2, ?3, ?4)",
-                params![escrow.to_string(), task.to_string(), a, r],
-            )
-            .map(|_| ())
-        })
-    }
-
-    /// Provider: the proofs kept.
-    pub fn earnings(&self) -> Result<Vec<Earning>, StoreError> {
-        let rows: Vec<EarningRow> = self.with(|c| {
-            let mut st = c.prepare("SELECT escrow, task, assignment, receipt, seen FROM earnings")?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-                .collect()
-        })?;
-        rows.into_iter()
-            .map(|(e, t, a, r, seen)| {
-                Ok(Earning {
-                    escrow: parse_hash("earnings", &e)?,
-                    task: parse_hash("earnings", &t)?,
-                    assignment: parse_signed("earnings", &a)?,
-                    receipt: parse_signed("earnings", &r)?,
-                    seen,
+                let row = format!("receipt of {p} for task {t} of job {job}");
+                let signed = |bytes: &[u8]| decode_capped::<Signed>(bytes, 1 << 20).map_err(|e| corrupt(&row, e));
+                Ok(Unpaid {
+                    task: parse(&row, "task", &t)?,
+                    provider: parse(&row, "provider", &p)?,
+                    assignment: signed(&a)?,
+                    receipt: signed(&r)?,
                 })
             })
             .collect()
     }
 
-    /// Provider: notes that a proof's escrow has been seen open on the
-    /// ledger (so that its disappearance later means it closed).
-    pub fn earning_seen(&self, escrow: &ContentId) -> Result<(), StoreError> {
+    /// Marks receipts paid (their settlement is in a block).
+    pub fn mark_paid(&self, job: &JobId, paid: &[(TaskId, NodeId)]) -> Result<(), StoreError> {
         self.with(|c| {
-            c.execute("UPDATE earnings SET seen = 1 WHERE escrow = ?1", [escrow.to_string()])
-                .map(|_| ())
-        })
-    }
-
-    /// Provider: forgets a proof (paid, or its escrow closed).
-    pub fn forget_earning(&self, escrow: &ContentId, task: &TaskId) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM earnings WHERE escrow = ?1 AND task = ?2",
-                params![escrow.to_string(), task.to_string()],
-            )
-            .map(|_| ())
+            let tx = c.transaction()?;
+            for (t, p) in paid {
+                tx.execute(
+                    "UPDATE receipts SET paid = 1 WHERE job = ?1 AND task = ?2 AND provider = ?3",
+                    params![job.to_string(), t.to_string(), p.to_string()],
+                )?;
+            }
+            tx.commit()
         })
     }
 
@@ -541,7 +515,7 @@ impl JobStore {
     /// the verdict touched.
     pub fn accept(
         &self,
-        job: &str,
+        job: &JobId,
         task: &TaskId,
         result: &ContentId,
         fuel: Fuel,
@@ -552,7 +526,7 @@ impl JobStore {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE tasks SET state = 'done', result = ?3, fuel = ?4 WHERE job = ?1 AND id = ?2",
-                params![job, task.to_string(), result.to_string(), fuel.0 as i64],
+                params![job.to_string(), task.to_string(), result.to_string(), fuel.0 as i64],
             )?;
             tx.execute(
                 "UPDATE receipts SET verdict = 'agreed' WHERE task = ?1 AND result = ?2 AND fuel = ?3",
@@ -580,22 +554,22 @@ impl JobStore {
     }
 
     /// Marks a task failed.
-    pub fn fail_task(&self, job: &str, task: &TaskId, reason: &str) -> Result<(), StoreError> {
+    pub fn fail_task(&self, job: &JobId, task: &TaskId, reason: &str) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE tasks SET state = 'failed', reason = ?3 WHERE job = ?1 AND id = ?2",
-                params![job, task.to_string(), reason],
+                params![job.to_string(), task.to_string(), reason],
             )
             .map(|_| ())
         })
     }
 
     /// Ends a job.
-    pub fn finish(&self, job: &str, state: State, reason: Option<&str>, now_ms: u64) -> Result<(), StoreError> {
+    pub fn finish(&self, job: &JobId, state: State, reason: Option<&str>, now_ms: u64) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE jobs SET state = ?2, reason = ?3, finished_ms = ?4 WHERE id = ?1",
-                params![job, state.as_str(), reason, now_ms as i64],
+                params![job.to_string(), state.as_str(), reason, now_ms as i64],
             )
             .map(|_| ())
         })
@@ -619,27 +593,21 @@ impl JobStore {
 
     /// What the node knows of providers.
     pub fn reputation(&self) -> Result<Reputation, StoreError> {
-        self.with(|c| {
+        let rows: Vec<(String, i64, i64, i64)> = self.with(|c| {
             let mut st = c.prepare("SELECT provider, agreed, disagreed, failed FROM reputation")?;
-            let mut rep = Reputation::default();
-            let rows = st.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Record {
-                        agreed: r.get::<_, i64>(1)? as u64,
-                        disagreed: r.get::<_, i64>(2)? as u64,
-                        failed: r.get::<_, i64>(3)? as u64,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (p, rec) = row?;
-                if let Ok(id) = p.parse::<NodeId>() {
-                    *rep.entry(id) = rec;
-                }
-            }
-            Ok(rep)
-        })
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })?;
+        let mut rep = Reputation::default();
+        for (p, agreed, disagreed, failed) in rows {
+            let id: NodeId = parse(&format!("reputation of {p}"), "provider", &p)?;
+            *rep.entry(id) = Record {
+                agreed: agreed as u64,
+                disagreed: disagreed as u64,
+                failed: failed as u64,
+            };
+        }
+        Ok(rep)
     }
 }
 
@@ -667,7 +635,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_store_from_before_ledger_payment_gains_its_columns() {
+    fn a_store_from_an_earlier_version_gains_its_columns() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.db");
         let old = Connection::open(&path).unwrap();
@@ -680,22 +648,69 @@ mod tests {
                  result TEXT NOT NULL, fuel INTEGER NOT NULL, charge TEXT NOT NULL,
                  signed BLOB NOT NULL, verdict TEXT NOT NULL DEFAULT 'pending',
                  PRIMARY KEY (task, provider));
-             INSERT INTO jobs (id, name, spec, state, created_ms) VALUES ('j', 'old', '{}', 'done', 1);",
+             INSERT INTO jobs (id, name, spec, state, created_ms) VALUES ('00000000000000aa', 'old', '{}', 'done', 1);",
         )
         .unwrap();
         drop(old);
+        let job: JobId = "00000000000000aa".parse().unwrap();
         let store = JobStore::open(&path).unwrap();
-        assert_eq!(store.escrow("j").unwrap(), None);
+        assert_eq!(store.escrow(&job).unwrap(), None);
         assert!(store.unsettled().unwrap().is_empty());
         let escrow = ContentId::of(b"e");
-        store.set_escrow("j", &escrow, Amount(5)).unwrap();
-        assert_eq!(store.escrow("j").unwrap(), Some((escrow, Amount(5), false)));
-        assert_eq!(store.unsettled().unwrap(), vec!["j".to_string()]);
+        store.set_escrow(&job, &escrow, Amount(5)).unwrap();
+        let recorded = EscrowRecord {
+            escrow,
+            amount: Amount(5),
+            settled: false,
+        };
+        assert_eq!(store.escrow(&job).unwrap(), Some(recorded));
+        assert_eq!(store.unsettled().unwrap(), vec![job]);
         // Opening again changes nothing.
         drop(store);
-        assert_eq!(
-            JobStore::open(&path).unwrap().escrow("j").unwrap(),
-            Some((escrow, Amount(5), false))
+        assert_eq!(JobStore::open(&path).unwrap().escrow(&job).unwrap(), Some(recorded));
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_naming_it_never_a_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        let store = JobStore::open(&path).unwrap();
+        let job = JobId::from_bytes([7; 8]);
+        let sub = JobSubmission {
+            name: "j".into(),
+            module: ContentId::of(b"m"),
+            stdin: ContentId::of(b""),
+            inputs: vec![],
+            limits: sharegrid_core::Limits::default(),
+            mode: sharegrid_core::Determinism::Native,
+            replication: 1,
+            quorum: 1,
+            price_ceiling: Amount(1),
+            budget: Amount(1),
+            deadline_secs: None,
+            arch: None,
+            min_memory: 0,
+            min_speed: 0.0,
+            credibility: None,
+            tasks: vec![vec!["a".into()], vec!["b".into()]],
+        };
+        store.create(&job, &sub, 1).unwrap();
+        assert_eq!(store.tasks(&job).unwrap()[1].args, vec!["b".to_string()]);
+        assert_eq!(store.tasks(&job).unwrap()[1].id, job.task(1));
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("UPDATE tasks SET args = 'not json' WHERE idx = 1")
+            .unwrap();
+        let err = store.tasks(&job).unwrap_err().to_string();
+        assert!(
+            err.contains("task 1 of job 0707070707070707") && err.contains("args"),
+            "{err}"
         );
+        c.execute_batch("UPDATE tasks SET args = '[]'; UPDATE jobs SET state = 'exploded'")
+            .unwrap();
+        let err = store.jobs().unwrap_err().to_string();
+        assert!(err.contains("state \"exploded\""), "{err}");
+        c.execute_batch("UPDATE jobs SET state = 'done', escrow = 'zz', escrow_amount = '1'")
+            .unwrap();
+        assert!(store.escrow(&job).unwrap_err().to_string().contains("escrow"));
     }
 }

@@ -15,6 +15,8 @@
 //! validator restarts with it and puts it in a block.
 
 mod client;
+pub(crate) mod follower;
+pub(crate) mod producer;
 mod store;
 
 use std::collections::HashSet;
@@ -25,11 +27,27 @@ use sharegrid_core::{Amount, ContentId, NodeId, NodeKey, Signed};
 use sharegrid_ledger::{Account, Block, BlockError, Chain, Escrow, Genesis, Op, State, TX_VERSION, Tx};
 use tokio::sync::watch;
 
-pub use client::LedgerClient;
+pub use client::{LedgerClient, LedgerError};
+pub use follower::{Applied, Follower, FollowerAction, FollowerInput};
+pub use producer::{Produce, Producer};
 pub use store::{FoundTx, LedgerStore, LedgerStoreError};
 
 /// A transaction's expiry, in blocks from now, when the node signs it.
 const TX_LIFETIME_BLOCKS: u64 = 10_000;
+
+/// Why a transaction was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// This node does not order transactions.
+    #[error("this node is not a validator")]
+    NotValidator,
+    /// The transaction does not apply: the ledger's reason.
+    #[error(transparent)]
+    Rejected(#[from] sharegrid_ledger::Rejection),
+    /// It could not be written to the pool (our problem; try again).
+    #[error("cannot store the transaction: {0}")]
+    Store(#[from] LedgerStoreError),
+}
 
 /// Why a block from a peer was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -167,8 +185,8 @@ impl Ledger {
     }
 
     /// An open escrow.
-    pub fn escrow(&self, job: &ContentId) -> Option<Escrow> {
-        self.with_state(|s| s.escrows.get(job).cloned())
+    pub fn escrow(&self, escrow: &ContentId) -> Option<Escrow> {
+        self.with_state(|s| s.escrows.get(escrow).cloned())
     }
 
     /// Transactions waiting for a block.
@@ -178,9 +196,9 @@ impl Ledger {
 
     /// Validator: checks `tx` against the pool's state and, if it applies,
     /// writes it to the pool and acknowledges it with its id.
-    pub fn accept(&self, tx: Signed) -> Result<ContentId, String> {
+    pub fn accept(&self, tx: Signed) -> Result<ContentId, AcceptError> {
         if !self.is_validator() {
-            return Err("this node is not a validator".into());
+            return Err(AcceptError::NotValidator);
         }
         let mut inner = self.lock();
         let id = tx.id();
@@ -188,12 +206,12 @@ impl Ledger {
             return Ok(id);
         }
         let height = inner.chain.height() + 1;
-        inner.pending_state.apply(&tx, height).map_err(|r| r.to_string())?;
+        inner.pending_state.apply(&tx, height)?;
         if let Err(e) = inner.store.pool_add(&tx) {
             // Not on disk: not acknowledged. Undo the check's effect.
             let pending = std::mem::take(&mut inner.pending);
             inner.repool(pending);
-            return Err(format!("cannot store the transaction: {e}"));
+            return Err(AcceptError::Store(e));
         }
         inner.pending.push(tx);
         inner.pending_ids.insert(id);

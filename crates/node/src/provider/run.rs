@@ -1,44 +1,19 @@
-//! The provider's handling of one assignment, split where the network
-//! comes in: [`Provider::prepare`] checks the signed assignment and the
-//! owner's policy and lists the blobs to fetch from the requestor;
-//! [`Provider::execute`] runs the task in the sandbox from the blob store and
-//! signs the receipt. The daemon's event loop moves the bytes in between;
-//! tests drive both halves directly or over loopback.
+//! Running one admitted assignment: its blobs from the blob store into the
+//! sandbox, the run, and its outputs kept (the canonical result encoding,
+//! a blob named by the result hash) for the requestor to fetch. Blocking:
+//! the daemon calls it on tokio's blocking pool. The decisions around it
+//! (admission, receipts, retention) are the [`super::Agent`]'s.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sharegrid_core::{Assignment, ContentId, NodeKey, Receipt, Signed, WIRE_VERSION};
+use sharegrid_core::{ContentId, Outcome};
 use sharegrid_sandbox::{RunReport, Sandbox, SandboxError, Task};
 
+use super::agent::{Prepared, RunOutput};
 use crate::blobs::{BlobError, BlobStore};
-use crate::policy::{MachineState, ProviderPolicy, Refusal};
 
-/// Largest signed assignment a provider reads.
-pub const MAX_ASSIGNMENT_BYTES: usize = 256 * 1024;
-
-/// An assignment that passed the checks, with the blobs still missing.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// The signed assignment (its body hash goes into the receipt).
-    pub signed: Signed,
-    /// The assignment.
-    pub assignment: Assignment,
-    /// Blobs to fetch from the requestor before running.
-    pub missing: Vec<ContentId>,
-}
-
-/// A task run: the signed receipt and the sandbox's report (with the
-/// outputs, to keep for the requestor).
-#[derive(Debug)]
-pub struct Executed {
-    /// The signed [`Receipt`].
-    pub receipt: Signed,
-    /// What the sandbox reported.
-    pub report: RunReport,
-}
-
-/// Why an accepted assignment could not produce a receipt.
+/// Why an admitted assignment could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError {
     /// A blob the run needs is not in the store.
@@ -50,33 +25,30 @@ pub enum ExecuteError {
     /// The sandbox refused the task description.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-    /// The receipt could not be encoded.
-    #[error("cannot sign the receipt: {0}")]
-    Sign(String),
-    /// The charge overflowed.
-    #[error("charge overflows at the agreed price")]
-    Overflow,
+    /// The outputs could not be kept.
+    #[error("cannot keep the outputs: {0}")]
+    Outputs(BlobError),
 }
 
-/// One provider: its key, policy, sandbox and blob store.
+/// Runs admitted assignments: the sandbox, the blob store the inputs come
+/// from, and the store the outputs go to.
 #[derive(Debug, Clone)]
 pub struct Provider {
-    key: Arc<NodeKey>,
-    policy: ProviderPolicy,
     sandbox: Arc<Sandbox>,
     blobs: BlobStore,
+    outputs: BlobStore,
     emulated_speed: Option<f64>,
     faulty: bool,
 }
 
 impl Provider {
-    /// A provider.
-    pub fn new(key: Arc<NodeKey>, policy: ProviderPolicy, sandbox: Arc<Sandbox>, blobs: BlobStore) -> Self {
+    /// A provider running tasks in `sandbox`, reading inputs from `blobs`
+    /// and keeping outputs in `outputs`.
+    pub fn new(sandbox: Arc<Sandbox>, blobs: BlobStore, outputs: BlobStore) -> Self {
         Provider {
-            key,
-            policy,
             sandbox,
             blobs,
+            outputs,
             emulated_speed: None,
             faulty: false,
         }
@@ -89,51 +61,41 @@ impl Provider {
         self
     }
 
-    /// Test-only: a provider that lies, returning a wrong result (its
-    /// stdout altered) with a receipt that is otherwise valid and signed.
+    /// For demos and tests: a provider that lies, returning a wrong result
+    /// (its stdout altered); its receipt is otherwise valid and signed.
     pub fn faulty(mut self) -> Self {
         self.faulty = true;
         self
     }
 
-    /// The owner's policy.
-    pub fn policy(&self) -> &ProviderPolicy {
-        &self.policy
+    /// The blob store inputs are read from.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
-    /// Checks a signed assignment (size, signature, version, signer) and the
-    /// owner's policy against `machine`; lists the blobs not yet held.
-    pub fn prepare(&self, signed: &Signed, machine: &MachineState) -> Result<Prepared, Refusal> {
-        let assignment: Assignment = signed
-            .open(MAX_ASSIGNMENT_BYTES)
-            .map_err(|e| Refusal::Invalid { why: e.to_string() })?;
-        self.prepare_opened(signed, assignment, machine)
-    }
-
-    /// [`Provider::prepare`] for an assignment already opened (verified) by
-    /// the caller, which wants the [`sharegrid_core::WireError`] itself.
-    pub fn prepare_opened(
-        &self,
-        signed: &Signed,
-        assignment: Assignment,
-        machine: &MachineState,
-    ) -> Result<Prepared, Refusal> {
-        self.policy.admit(&assignment, machine)?;
-        let mut needed = vec![assignment.module, assignment.stdin];
-        needed.extend(assignment.inputs.iter().map(|(_, id)| *id));
-        needed.sort();
-        needed.dedup();
-        let missing = needed.into_iter().filter(|id| !self.blobs.has(id)).collect();
-        Ok(Prepared {
-            signed: signed.clone(),
-            assignment,
-            missing,
-        })
+    /// The store outputs are kept in.
+    pub fn outputs(&self) -> &BlobStore {
+        &self.outputs
     }
 
     /// Runs a prepared assignment (blocking: call it off the async runtime)
-    /// and signs the receipt.
-    pub fn execute(&self, p: &Prepared) -> Result<Executed, ExecuteError> {
+    /// and keeps its outputs. An invalid module's outcome keeps nothing.
+    pub fn execute(&self, p: &Prepared) -> Result<RunOutput, ExecuteError> {
+        let report = self.run(p)?;
+        if !matches!(report.result.outcome, Outcome::InvalidModule { .. }) {
+            // Kept for the requestor, named by the result hash.
+            self.outputs
+                .put(&report.result.encode())
+                .map_err(ExecuteError::Outputs)?;
+        }
+        Ok(RunOutput {
+            outcome: report.result.outcome,
+            result: report.result_hash,
+            fuel: report.fuel,
+        })
+    }
+
+    fn run(&self, p: &Prepared) -> Result<RunReport, ExecuteError> {
         let a = &p.assignment;
         let load = |id: &ContentId| -> Result<Arc<[u8]>, ExecuteError> {
             Ok(Arc::from(self.blobs.get(id)?.ok_or(ExecuteError::MissingBlob(*id))?))
@@ -163,21 +125,6 @@ impl Provider {
                 std::thread::sleep(rest);
             }
         }
-        let receipt = Receipt {
-            version: WIRE_VERSION,
-            task: a.task,
-            provider: self.key.id(),
-            assignment: p.signed.id(),
-            outcome: report.result.outcome.clone(),
-            result: report.result_hash,
-            fuel: report.fuel,
-            price: a.price,
-            charge: a.price.cost(report.fuel).ok_or(ExecuteError::Overflow)?,
-        };
-        let signed = Signed::sign(&self.key, &receipt).map_err(|e| ExecuteError::Sign(e.to_string()))?;
-        Ok(Executed {
-            receipt: signed,
-            report,
-        })
+        Ok(report)
     }
 }

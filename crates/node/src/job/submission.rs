@@ -1,0 +1,228 @@
+//! A job as submitted to a node, and everything derived from it in one
+//! place: the program its tasks run, the constraints a provider must meet,
+//! the scheduler's policy, the worst case its escrow must cover, and the
+//! estimate shown before it starts. The CLI, the requestor engine and the
+//! payment task all ask this module; none derives these again.
+
+use serde::{Deserialize, Serialize};
+use sharegrid_core::job::JobFile;
+use sharegrid_core::{Amount, ContentId, Determinism, GigafuelPerSec, JobId, Limits, Offer, PricePerGfuel, Program};
+use sharegrid_sched::{Constraints, Credibility, JobPolicy, ProviderOffer};
+
+/// A job as submitted: everything needed to run (or resume) it. Stored as
+/// JSON in `node.db`, so its shape is kept stable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSubmission {
+    /// Name for listings.
+    pub name: String,
+    /// Module blob.
+    pub module: ContentId,
+    /// Stdin blob (every task).
+    pub stdin: ContentId,
+    /// Input blobs by path (every task).
+    pub inputs: Vec<(String, ContentId)>,
+    /// Each task's limits.
+    pub limits: Limits,
+    /// Mode.
+    pub mode: Determinism,
+    /// `r`.
+    pub replication: u32,
+    /// `q`.
+    pub quorum: u32,
+    /// Price ceiling per gigafuel.
+    pub price_ceiling: Amount,
+    /// Budget.
+    pub budget: Amount,
+    /// Seconds from submission to the deadline.
+    pub deadline_secs: Option<u64>,
+    /// Architecture constraint.
+    pub arch: Option<sharegrid_core::Arch>,
+    /// Memory a provider must give a task.
+    pub min_memory: u64,
+    /// Lowest provider speed.
+    pub min_speed: f64,
+    /// Credibility threshold for accepting a result alone.
+    pub credibility: Option<f64>,
+    /// Each task's arguments.
+    pub tasks: Vec<Vec<String>>,
+}
+
+/// What the node can tell of a job before it starts, from the live offers:
+/// worst cases from the fuel limit (the real fuel is known only after
+/// running).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Tasks in the job.
+    pub tasks: usize,
+    /// Replicas per task.
+    pub replication: u32,
+    /// Providers whose offers qualify.
+    pub qualifying: usize,
+    /// Their speed in all, gigafuel per second.
+    pub speed: f64,
+    /// The most the job can cost if every replica uses its whole fuel
+    /// limit at the dearest qualifying price (within the budget).
+    pub worst_cost: Amount,
+    /// How long that much fuel takes at their speed, in seconds.
+    pub worst_secs: u64,
+}
+
+impl JobSubmission {
+    /// The submission of a parsed job file whose module, stdin and inputs
+    /// are in the blob store under these ids.
+    pub fn from_job_file(
+        job: &JobFile,
+        module: ContentId,
+        stdin: ContentId,
+        inputs: Vec<(String, ContentId)>,
+    ) -> JobSubmission {
+        JobSubmission {
+            name: job.name.clone(),
+            module,
+            stdin,
+            inputs,
+            limits: job.limits,
+            mode: job.mode,
+            replication: job.replication,
+            quorum: job.quorum,
+            price_ceiling: job.price_ceiling.0,
+            budget: job.budget,
+            deadline_secs: job.deadline_secs,
+            arch: job.arch,
+            min_memory: job.min_memory,
+            min_speed: job.min_speed.0,
+            credibility: job.credibility,
+            tasks: job.expand(),
+        }
+    }
+
+    /// What every task runs, apart from its arguments.
+    pub fn program(&self) -> Program {
+        Program {
+            module: self.module,
+            stdin: self.stdin,
+            inputs: self.inputs.clone(),
+            limits: self.limits,
+            mode: self.mode,
+        }
+    }
+
+    /// What a provider must offer to take the job's tasks.
+    pub fn constraints(&self) -> Constraints {
+        Constraints {
+            price_ceiling: PricePerGfuel(self.price_ceiling),
+            arch: self.arch,
+            min_memory: self.min_memory,
+            min_speed: GigafuelPerSec(self.min_speed),
+            mode: self.mode,
+        }
+    }
+
+    /// The scheduler's policy for job `id` submitted at `created_ms`.
+    pub fn policy(&self, id: JobId, created_ms: u64) -> JobPolicy {
+        let mut policy = JobPolicy::new(self.replication, self.quorum, self.constraints(), self.budget);
+        policy.deadline_ms = self
+            .deadline_secs
+            .map(|s| created_ms.saturating_add(s.saturating_mul(1000)));
+        policy.credibility = self.credibility.map(|threshold| Credibility {
+            threshold,
+            ..Credibility::default()
+        });
+        policy.seed = id.seed();
+        policy
+    }
+
+    /// The most the job can spend, which its escrow must hold: its budget,
+    /// or — bounded by it — every task's most replicas (as the scheduler's
+    /// policy allows them) at the fuel limit and the price ceiling. `None`
+    /// when both are unbounded.
+    pub fn escrow_budget(&self) -> Option<Amount> {
+        let max_replicas = self.policy(JobId::from_bytes([0; 8]), 0).max_replicas;
+        let runs = (self.tasks.len() as u128).saturating_mul(u128::from(max_replicas));
+        let worst = PricePerGfuel(self.price_ceiling)
+            .cost(self.limits.fuel)
+            .and_then(|per_run| per_run.0.checked_mul(runs));
+        let bound = worst.map_or(self.budget.0, |w| w.min(self.budget.0));
+        (bound < u128::MAX).then_some(Amount(bound))
+    }
+
+    /// The estimate from the live `offers`.
+    pub fn estimate(&self, offers: &[Offer]) -> Estimate {
+        let c = self.constraints();
+        let ok: Vec<&Offer> = offers
+            .iter()
+            .filter(|o| c.check(&ProviderOffer::from(*o)).is_ok())
+            .collect();
+        let replicas = self.tasks.len() as u128 * u128::from(self.replication);
+        let worst_fuel = u128::from(self.limits.fuel.0).saturating_mul(replicas);
+        let max_price = ok.iter().map(|o| o.price.0.0).max().unwrap_or(0);
+        let worst_cost = Amount(worst_fuel.div_ceil(1_000_000_000).saturating_mul(max_price)).min(self.budget);
+        let speed: f64 = ok.iter().map(|o| o.speed.0 * f64::from(o.cores)).sum();
+        let secs = worst_fuel as f64 / 1e9 / speed.max(1e-9);
+        Estimate {
+            tasks: self.tasks.len(),
+            replication: self.replication,
+            qualifying: ok.len(),
+            speed,
+            worst_cost,
+            worst_secs: if ok.is_empty() {
+                0
+            } else {
+                secs.ceil().min(u64::MAX as f64) as u64
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sharegrid_core::Fuel;
+
+    fn sub(tasks: usize, r: u32, budget: u128, ceiling: u128) -> JobSubmission {
+        JobSubmission {
+            name: "t".into(),
+            module: ContentId::of(b"m"),
+            stdin: ContentId::of(b""),
+            inputs: vec![],
+            limits: Limits {
+                fuel: Fuel(2_000_000_000),
+                ..Limits::default()
+            },
+            mode: Determinism::Native,
+            replication: r,
+            quorum: r,
+            price_ceiling: Amount(ceiling),
+            budget: Amount(budget),
+            deadline_secs: Some(60),
+            arch: None,
+            min_memory: 0,
+            min_speed: 0.0,
+            credibility: None,
+            tasks: vec![vec![]; tasks],
+        }
+    }
+
+    #[test]
+    fn the_escrow_covers_every_replica_the_scheduler_may_run() {
+        let s = sub(10, 2, u128::MAX, 1_000);
+        let policy = s.policy(JobId::from_bytes([1; 8]), 0);
+        // Per run: 2 Gfuel × 1000 = 2000; runs: tasks × the policy's cap.
+        assert_eq!(
+            s.escrow_budget(),
+            Some(Amount(2_000 * 10 * u128::from(policy.max_replicas)))
+        );
+        assert_eq!(sub(10, 2, 5_000, 1_000).escrow_budget(), Some(Amount(5_000)));
+        assert_eq!(sub(10, 2, u128::MAX, u128::MAX).escrow_budget(), None);
+    }
+
+    #[test]
+    fn the_policy_carries_the_jobs_terms() {
+        let s = sub(3, 3, 100, 7);
+        let p = s.policy(JobId::from_bytes([2; 8]), 1_000);
+        assert_eq!((p.replication, p.quorum), (3, 3));
+        assert_eq!(p.deadline_ms, Some(61_000));
+        assert_eq!(p.constraints, s.constraints());
+        assert_eq!(p.seed, JobId::from_bytes([2; 8]).seed());
+    }
+}
