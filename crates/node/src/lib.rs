@@ -31,7 +31,7 @@ mod machine;
 mod metrics;
 mod payment;
 mod provider;
-// pub mod sim;
+pub mod sim;
 pub mod testnet;
 
 pub use api::{ApiClient, ApiError, ApiRequest, JobView, PaymentView, RemoteRun, RemoteTask, Transferred};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sharegrid_core::{ContentId, Outcome};
 use sharegrid_sandbox::{RunReport, Sandbox, SandboxError, Task};
 
-use super::agent::{Prepared, RunOutput};
+use super::vocab::{Prepared, RunOutput};
 use crate::blobs::{BlobError, BlobStore};
 
 /// Why an admitted assignment could not run.
