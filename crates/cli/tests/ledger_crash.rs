@@ -8,7 +8,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use sharegrid_core::{Amount, ContentId, NodeKey};
 use sharegrid_node::{ApiClient, ApiRequest, LedgerStore, NodeHome, Transferred};
@@ -48,19 +47,22 @@ fn killed_validator_restarts_with_every_acknowledged_transaction() {
     let mut seed = 0x9e37_79b9_u64;
     while kills < 6 {
         let mut node = start(dir.path());
-        // Stream transfers for a while (varying), then SIGKILL mid-stream.
+        // Stream transfers; after a varying number of them is acknowledged,
+        // SIGKILL from another thread while the stream goes on, so the kill
+        // lands mid-stream (an event, not a time, decides when).
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let run_for = Duration::from_millis(150 + (seed >> 33) % 400);
-        let until = Instant::now() + run_for;
+        let kill_after = 5 + (seed >> 33) % 60;
+        let (now, go) = std::sync::mpsc::sync_channel::<()>(1);
         let killer = std::thread::spawn({
             let pid = node.id();
             move || {
-                std::thread::sleep(run_for);
+                let _ = go.recv();
                 let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
         });
+        let mut sent = 0u64;
         if let Ok(mut api) = ApiClient::connect(&home.api_socket()) {
-            while Instant::now() < until + Duration::from_millis(50) {
+            loop {
                 let req = ApiRequest::Transfer {
                     to,
                     amount: Amount(1 + acked.len() as u128),
@@ -70,8 +72,14 @@ fn killed_validator_restarts_with_every_acknowledged_transaction() {
                     Ok(t) => acked.push(t.tx),
                     Err(_) => break, // killed: not acknowledged
                 }
+                sent += 1;
+                if sent == kill_after {
+                    let _ = now.try_send(());
+                }
             }
         }
+        // Should the node have died before (it must not), kill it anyway.
+        let _ = now.try_send(());
         killer.join().unwrap();
         let _ = node.wait();
         kills += 1;

@@ -37,6 +37,20 @@ pub struct Program {
     pub mode: Determinism,
 }
 
+impl Program {
+    /// The program running `module` with `stdin`, no input files, the
+    /// default limits, in `native` mode.
+    pub fn new(module: ContentId, stdin: ContentId) -> Program {
+        Program {
+            module,
+            stdin,
+            inputs: Vec::new(),
+            limits: Limits::default(),
+            mode: Determinism::Native,
+        }
+    }
+}
+
 /// Who asks whom, at what price, paid from which escrow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Terms {
@@ -172,13 +186,7 @@ mod tests {
     use crate::keys::NodeKey;
 
     fn assignment() -> Assignment {
-        let program = Program {
-            module: ContentId::of(b"m"),
-            stdin: ContentId::of(b""),
-            inputs: vec![],
-            limits: Limits::default(),
-            mode: Determinism::Native,
-        };
+        let program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
         let terms = Terms {
             requestor: NodeKey::from_seed([1; 32]).id(),
             provider: NodeKey::from_seed([2; 32]).id(),

@@ -7,8 +7,8 @@
 
 use proptest::prelude::*;
 use sharegrid_core::{
-    Amount, Assignment, ContentId, Determinism, Fuel, Limits, NodeKey, Outcome, PricePerGfuel, Receipt, ResultHash,
-    Signed, TaskId, WIRE_VERSION,
+    Amount, Assignment, ContentId, Fuel, NodeKey, Outcome, PricePerGfuel, Program, Receipt, ResultHash, Signed, TaskId,
+    Terms, WIRE_VERSION,
 };
 use sharegrid_ledger::{
     Allocation, Block, BlockError, Chain, Genesis, Header, Op, Paid, Params, Rejection, State, TX_VERSION, Tx, txs_root,
@@ -65,21 +65,14 @@ fn task(i: u8) -> TaskId {
 /// A proof that `provider` did task `t` for `requestor`; a non-zero
 /// `price_bump` makes the receipt charge another price than the agreed one.
 fn proof(escrow: ContentId, requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bump: i128) -> Paid {
-    let a = Assignment {
-        version: WIRE_VERSION,
-        task: t,
+    let program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
+    let terms = Terms {
         requestor: requestor.id(),
         provider: provider.id(),
-        module: ContentId::of(b"m"),
-        args: vec![],
-        stdin: ContentId::of(b""),
-        inputs: vec![],
-        limits: Limits::default(),
-        mode: Determinism::Native,
         price: PricePerGfuel(Amount(10)),
-        expires_at_ms: u64::MAX,
         escrow: Some(escrow),
     };
+    let a = Assignment::new(t, vec![], &program, terms, 0);
     let sa = Signed::sign(requestor, &a).unwrap();
     let price = PricePerGfuel(Amount((10 + price_bump) as u128));
     let r = Receipt {

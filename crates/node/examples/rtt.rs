@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sharegrid_core::{Amount, Assignment, Limits, NodeKey, PricePerGfuel, Program, TaskId, Terms};
+use sharegrid_core::{Amount, Assignment, NodeKey, PricePerGfuel, Program, TaskId, Terms};
 use sharegrid_node::Assigned;
 use sharegrid_node::testnet::{self, ProviderSpec};
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
@@ -48,13 +48,7 @@ async fn main() {
     let requestor = &r.handle;
 
     let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
-    let program = Program {
-        module: r.blobs.put(&module).unwrap(),
-        stdin: r.blobs.put(b"").unwrap(),
-        inputs: vec![],
-        limits: Limits::default(),
-        mode: sharegrid_core::Determinism::Native,
-    };
+    let program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
     let terms = Terms {
         requestor: rk.id(),
         provider: pk.id(),

@@ -69,6 +69,10 @@ async fn at_height(node: &TestNode, height: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("sharegrid_node=debug"))
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let (vkey, pkey, rkey) = (
         Arc::new(NodeKey::from_seed([1; 32])),

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sharegrid_core::{
-    Amount, Arch, Assignment, ContentId, Determinism, Fuel, GigafuelPerSec, Limits, NodeKey, Offer, PricePerGfuel,
-    Signed, TaskId, WIRE_VERSION, encode,
+    Amount, Arch, Assignment, ContentId, Determinism, Fuel, GigafuelPerSec, NodeKey, Offer, PricePerGfuel, Program,
+    Signed, TaskId, Terms, WIRE_VERSION, encode,
 };
 use sharegrid_net::{
     BehaviourEvent, Multiaddr, NetConfig, OFFERS_TOPIC, SwarmEvent, TaskRequest, build_swarm, gossipsub,
@@ -117,24 +117,16 @@ fn assignment(
     args: &[&str],
     price: u128,
 ) -> Assignment {
-    let module_id = requestor.blobs.put(module).unwrap();
-    let stdin = requestor.blobs.put(b"").unwrap();
+    let program = Program::new(requestor.blobs.put(module).unwrap(), requestor.blobs.put(b"").unwrap());
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    Assignment {
-        version: WIRE_VERSION,
-        task: TaskId::local(&module_id, &args, b""),
+    let terms = Terms {
         requestor: requestor.key.id(),
         provider,
-        module: module_id,
-        args,
-        stdin,
-        inputs: vec![],
-        limits: Limits::default(),
-        mode: Determinism::Native,
         price: PricePerGfuel(Amount(price)),
-        expires_at_ms: u64::MAX,
         escrow: None,
-    }
+    };
+    let task = TaskId::local(&program.module, &args, b"");
+    Assignment::new(task, args, &program, terms, sharegrid_node::now_ms())
 }
 
 fn refused(r: Result<Assigned, AssignError>) -> String {
@@ -414,21 +406,20 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
     let mut events = p.handle.subscribe();
     let mut evil = Attacker::new(9, p.addr().await).await;
     let evil_peer = *evil.swarm.local_peer_id();
-    let template = Assignment {
-        version: WIRE_VERSION,
-        task: TaskId::from_bytes([1; 32]),
+    let program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
+    let terms = Terms {
         requestor: evil.key.id(),
         provider: p.key.id(),
-        module: ContentId::of(b"m"),
-        args: vec![],
-        stdin: ContentId::of(b""),
-        inputs: vec![],
-        limits: Limits::default(),
-        mode: Determinism::Native,
         price: PricePerGfuel(Amount(0)),
-        expires_at_ms: u64::MAX,
         escrow: None,
     };
+    let template = Assignment::new(
+        TaskId::from_bytes([1; 32]),
+        vec![],
+        &program,
+        terms,
+        sharegrid_node::now_ms(),
+    );
     let refusal = |r: Result<sharegrid_net::TaskResponse, String>| match r {
         Ok(sharegrid_net::TaskResponse::Refused { reason }) => reason,
         other => panic!("expected a refusal, got {other:?}"),

@@ -8,9 +8,10 @@
 
 use std::time::Instant;
 
+use sharegrid_core::Offer;
 use sharegrid_core::{Amount, Determinism, Fuel, GigafuelPerSec, NodeKey, PricePerGfuel, TaskId};
 use sharegrid_sched::sim::{SimProvider, simulate};
-use sharegrid_sched::{Action, Constraints, JobPolicy, ProviderOffer, Reputation, Scheduler, TaskSpec};
+use sharegrid_sched::{Action, Constraints, JobPolicy, Reputation, Scheduler, TaskSpec};
 
 fn constraints() -> Constraints {
     Constraints {
@@ -86,8 +87,9 @@ fn decision_time(offers: usize, tasks: usize) -> f64 {
         let mut seed = [3u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
         s.on_event(
-            sharegrid_sched::Event::Offer(ProviderOffer {
-                id: NodeKey::from_seed(seed).id(),
+            sharegrid_sched::Event::Offer(Offer {
+                version: sharegrid_core::WIRE_VERSION,
+                provider: NodeKey::from_seed(seed).id(),
                 arch: sharegrid_core::Arch::X86_64,
                 cores: 1,
                 memory_bytes: 1 << 33,
@@ -95,6 +97,9 @@ fn decision_time(offers: usize, tasks: usize) -> f64 {
                 speed: GigafuelPerSec(1.0 + (i % 97) as f64 / 13.0),
                 price: PricePerGfuel(Amount(1 + (i % 5) as u128)),
                 modes: vec![Determinism::Native],
+                software: "test".into(),
+                seq: 1,
+                expires_at_ms: u64::MAX,
             }),
             0,
         );

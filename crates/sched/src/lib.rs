@@ -25,6 +25,6 @@ pub mod reputation;
 pub mod scheduler;
 pub mod sim;
 
-pub use matching::{Constraints, NoMatch, ProviderOffer};
+pub use matching::{Constraints, NoMatch};
 pub use reputation::{Credibility, Record, Reputation};
 pub use scheduler::{Action, Event, JobPolicy, Progress, Scheduler, TaskSpec, Vote};

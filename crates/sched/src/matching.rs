@@ -6,43 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, Arch, Determinism, GigafuelPerSec, NodeId, Offer, PricePerGfuel};
-
-/// What the scheduler needs of an offer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProviderOffer {
-    /// The provider.
-    pub id: NodeId,
-    /// Architecture class.
-    pub arch: Arch,
-    /// Task slots (cores given).
-    pub cores: u32,
-    /// Memory given, bytes.
-    pub memory_bytes: u64,
-    /// Slots free when the offer was made.
-    pub free_slots: u32,
-    /// Benchmark speed.
-    pub speed: GigafuelPerSec,
-    /// Price asked.
-    pub price: PricePerGfuel,
-    /// Modes accepted.
-    pub modes: Vec<Determinism>,
-}
-
-impl From<&Offer> for ProviderOffer {
-    fn from(o: &Offer) -> Self {
-        ProviderOffer {
-            id: o.provider,
-            arch: o.arch,
-            cores: o.cores,
-            memory_bytes: o.memory_bytes,
-            free_slots: o.free_slots,
-            speed: o.speed,
-            price: o.price,
-            modes: o.modes.clone(),
-        }
-    }
-}
+use sharegrid_core::{Amount, Arch, Determinism, GigafuelPerSec, Offer, PricePerGfuel};
 
 /// A job's requirements of a provider.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,7 +42,7 @@ pub enum Mismatch {
 
 impl Constraints {
     /// Whether `o` qualifies, or the first reason it does not.
-    pub fn check(&self, o: &ProviderOffer) -> Result<(), Mismatch> {
+    pub fn check(&self, o: &Offer) -> Result<(), Mismatch> {
         if o.price > self.price_ceiling {
             return Err(Mismatch::OverPrice);
         }
@@ -116,7 +80,7 @@ pub struct NoMatch {
 
 impl NoMatch {
     /// Builds the report from offers (deduplicated by provider by the caller).
-    pub fn of<'a>(c: &Constraints, offers: impl IntoIterator<Item = &'a ProviderOffer>) -> NoMatch {
+    pub fn of<'a>(c: &Constraints, offers: impl IntoIterator<Item = &'a Offer>) -> NoMatch {
         let mut r = NoMatch::default();
         for o in offers {
             r.providers += 1;
@@ -189,9 +153,10 @@ mod tests {
     use super::*;
     use sharegrid_core::NodeKey;
 
-    fn offer(seed: u8, arch: Arch, mem: u64, p: u128) -> ProviderOffer {
-        ProviderOffer {
-            id: NodeKey::from_seed([seed; 32]).id(),
+    fn offer(seed: u8, arch: Arch, mem: u64, p: u128) -> Offer {
+        Offer {
+            version: sharegrid_core::WIRE_VERSION,
+            provider: NodeKey::from_seed([seed; 32]).id(),
             arch,
             cores: 4,
             memory_bytes: mem,
@@ -199,6 +164,9 @@ mod tests {
             speed: GigafuelPerSec(10.0),
             price: price(p),
             modes: vec![Determinism::Native],
+            software: "test".into(),
+            seq: 1,
+            expires_at_ms: u64::MAX,
         }
     }
 

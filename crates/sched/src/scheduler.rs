@@ -25,9 +25,9 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, Arch, Fuel, NodeId, PricePerGfuel, ResultHash, TaskId};
+use sharegrid_core::{Amount, Arch, Fuel, NodeId, Offer, PricePerGfuel, ResultHash, TaskId};
 
-use crate::matching::{Constraints, NoMatch, ProviderOffer};
+use crate::matching::{Constraints, NoMatch};
 use crate::reputation::{Credibility, Reputation};
 
 /// A job's scheduling and verification settings.
@@ -105,7 +105,7 @@ pub struct Vote {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A live offer (new or updated).
-    Offer(ProviderOffer),
+    Offer(Offer),
     /// A provider left (its connections closed or it stopped answering).
     Gone(NodeId),
     /// A verified receipt for a dispatched task.
@@ -228,7 +228,7 @@ struct TaskState {
 
 #[derive(Debug)]
 struct Prov {
-    offer: ProviderOffer,
+    offer: Offer,
     usable: bool,
     gone: bool,
     cap: u32,
@@ -390,7 +390,7 @@ impl Scheduler {
         if let Some(k) = pr.free_key.take() {
             self.free.remove(&(k, p));
         }
-        let record = self.reputation.get(&pr.offer.id);
+        let record = self.reputation.get(&pr.offer.provider);
         // Live: may still get work from this job (qualifies, here, not shunned).
         let live = pr.usable && !pr.gone && !record.shunned();
         if live != pr.live {
@@ -464,13 +464,13 @@ impl Scheduler {
         }
     }
 
-    fn on_offer(&mut self, o: ProviderOffer, now: u64) {
+    fn on_offer(&mut self, o: Offer, now: u64) {
         let usable = self.policy.constraints.check(&o).is_ok();
-        let p = match self.prov_ix.get(&o.id) {
+        let p = match self.prov_ix.get(&o.provider) {
             Some(&p) => p,
             None => {
                 let p = self.provs.len();
-                self.prov_ix.insert(o.id, p);
+                self.prov_ix.insert(o.provider, p);
                 self.provs.push(Prov {
                     offer: o.clone(),
                     usable,
@@ -512,7 +512,7 @@ impl Scheduler {
         if !self.release(t, p, now) {
             return;
         }
-        let id = self.provs[p].offer.id;
+        let id = self.provs[p].offer.provider;
         self.reputation.entry(id).failed += 1;
         let task = &mut self.tasks[t];
         if task.state != State::Open {
@@ -724,7 +724,7 @@ impl Scheduler {
         let compute_ms = spec.fuel_limit.0 as f64 / (pr.offer.speed.0.max(1e-9) * 1e9) * 1000.0;
         let timeout_ms = ((compute_ms * 2.0) as u64 + 10_000).min(spec.timeout_ms.saturating_add(30_000));
         let id = spec.id;
-        let provider = pr.offer.id;
+        let provider = pr.offer.provider;
         let arch = pr.offer.arch;
         let task = &mut self.tasks[t];
         task.worst = worst;

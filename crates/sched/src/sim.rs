@@ -10,9 +10,9 @@ use std::collections::{BinaryHeap, HashMap};
 
 use sharegrid_core::{Amount, Arch, Determinism, Fuel, GigafuelPerSec, NodeId, NodeKey, ResultHash, TaskId};
 
-use crate::matching::ProviderOffer;
 use crate::reputation::Reputation;
 use crate::scheduler::{Action, Event, JobPolicy, Scheduler, TaskSpec, Vote};
+use sharegrid_core::Offer;
 
 /// A simulated provider.
 #[derive(Clone, Debug)]
@@ -83,8 +83,9 @@ pub fn simulate(
         seq += 1;
     };
     for (i, p) in providers.iter().enumerate() {
-        let offer = ProviderOffer {
-            id: ids[i],
+        let offer = Offer {
+            version: sharegrid_core::WIRE_VERSION,
+            provider: ids[i],
             arch: Arch::X86_64,
             cores: p.cores,
             memory_bytes: 1 << 40,
@@ -92,6 +93,9 @@ pub fn simulate(
             speed: GigafuelPerSec(p.speed),
             price: sharegrid_core::PricePerGfuel(Amount(p.price)),
             modes: vec![Determinism::Native, Determinism::Portable],
+            software: "test".into(),
+            seq: 1,
+            expires_at_ms: u64::MAX,
         };
         push(&mut queue, 0, Event::Offer(offer), &mut events);
         if let Some(at) = p.leaves_at_ms {

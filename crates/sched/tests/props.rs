@@ -211,10 +211,12 @@ fn the_budget_is_never_exceeded() {
 /// except for the spot-checked share, which gets a second replica.
 #[test]
 fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
+    use sharegrid_core::Offer;
     use sharegrid_core::{Arch, NodeKey, ResultHash};
-    use sharegrid_sched::{Credibility, Event, ProviderOffer, Reputation, Scheduler, TaskSpec, Vote};
-    let offer = |seed: u8| ProviderOffer {
-        id: NodeKey::from_seed([seed; 32]).id(),
+    use sharegrid_sched::{Credibility, Event, Reputation, Scheduler, TaskSpec, Vote};
+    let offer = |seed: u8| Offer {
+        version: sharegrid_core::WIRE_VERSION,
+        provider: NodeKey::from_seed([seed; 32]).id(),
         arch: Arch::X86_64,
         cores: 1000,
         memory_bytes: 1 << 40,
@@ -222,10 +224,13 @@ fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
         speed: GigafuelPerSec(if seed == 1 { 8.0 } else { 1.0 }),
         price: price(1),
         modes: vec![Determinism::Native],
+        software: "test".into(),
+        seq: 1,
+        expires_at_ms: u64::MAX,
     };
     let (veteran, newcomer) = (offer(1), offer(2));
     let mut rep = Reputation::default();
-    rep.entry(veteran.id).agreed = 100_000;
+    rep.entry(veteran.provider).agreed = 100_000;
     let mut policy = JobPolicy::new(2, 2, constraints(10), Amount(1 << 100));
     policy.credibility = Some(Credibility {
         threshold: 0.999,
@@ -263,7 +268,7 @@ fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
                 Event::Receipt {
                     task: spec.id,
                     vote: Vote {
-                        provider: veteran.id,
+                        provider: veteran.provider,
                         result: ResultHash::from_bytes(*spec.id.as_bytes()),
                         fuel: Fuel(1),
                     },
@@ -276,7 +281,7 @@ fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
     }
     for a in s.poll(3) {
         if let Action::Accepted { agreeing, .. } = a {
-            assert_eq!(agreeing, vec![veteran.id]);
+            assert_eq!(agreeing, vec![veteran.provider]);
             accepted_alone += 1;
         }
     }
@@ -287,10 +292,12 @@ fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
 /// faster one is worth a higher price.
 #[test]
 fn price_and_speed_are_weighed_together() {
+    use sharegrid_core::Offer;
     use sharegrid_core::{Arch, NodeKey};
-    use sharegrid_sched::{Event, ProviderOffer, Reputation, Scheduler, TaskSpec};
-    let offer = |seed: u8, speed: f64, p: u128| ProviderOffer {
-        id: NodeKey::from_seed([seed; 32]).id(),
+    use sharegrid_sched::{Event, Reputation, Scheduler, TaskSpec};
+    let offer = |seed: u8, speed: f64, p: u128| Offer {
+        version: sharegrid_core::WIRE_VERSION,
+        provider: NodeKey::from_seed([seed; 32]).id(),
         arch: Arch::X86_64,
         cores: 1,
         memory_bytes: 1 << 40,
@@ -298,8 +305,11 @@ fn price_and_speed_are_weighed_together() {
         speed: GigafuelPerSec(speed),
         price: price(p),
         modes: vec![Determinism::Native],
+        software: "test".into(),
+        seq: 1,
+        expires_at_ms: u64::MAX,
     };
-    let first = |offers: &[ProviderOffer]| {
+    let first = |offers: &[Offer]| {
         let spec = vec![TaskSpec {
             id: tasks(1, 1)[0].0,
             fuel_limit: Fuel(1_000_000_000),
@@ -320,7 +330,7 @@ fn price_and_speed_are_weighed_together() {
         })
     };
     let (cheap, dear) = (offer(1, 4.0, 1), offer(2, 4.0, 9));
-    assert_eq!(first(&[dear.clone(), cheap.clone()]), Some(cheap.id));
+    assert_eq!(first(&[dear.clone(), cheap.clone()]), Some(cheap.provider));
     let fast_dear = offer(3, 8.0, 9);
-    assert_eq!(first(&[fast_dear.clone(), cheap]), Some(fast_dear.id));
+    assert_eq!(first(&[fast_dear.clone(), cheap]), Some(fast_dear.provider));
 }

@@ -9,7 +9,7 @@ use sharegrid_net::{
     BlobFetch, BlobRequest, BlobResponse, FetchError, FetchStep, Incoming, Misbehaviour, PeerId, request_response,
 };
 
-use super::{Daemon, FetchFailure, FetchOwner, Internal, RequestFailure};
+use super::{Daemon, FetchFailure, FetchOwner, Internal};
 use crate::blobs::BlobStore;
 use crate::provider::AgentInput;
 
@@ -63,10 +63,7 @@ impl Daemon {
                 error,
                 ..
             } => {
-                let (failure, bad) = RequestFailure::of(&error, &peer, self.closed_why(&peer));
-                if let Some(what) = bad {
-                    self.misbehaved(peer, what, format!("blob response: {failure}"));
-                }
+                let failure = self.outbound_failed("blob", peer, &error);
                 if let Some((_, _, owner)) = self.fetches.remove(&request_id) {
                     self.fetched(owner, Err(FetchFailure::Request(failure)));
                 }

@@ -272,10 +272,7 @@ impl Daemon {
                 error,
                 ..
             } => {
-                let (failure, bad) = RequestFailure::of(&error, &peer, self.closed_why(&peer));
-                if let Some(what) = bad {
-                    self.misbehaved(peer, what, format!("ledger response: {failure}"));
-                }
+                let failure = self.outbound_failed("ledger", peer, &error);
                 match self.ledger_waiters.remove(&request_id) {
                     Some(LedgerWaiter::Client(reply)) => {
                         let _ = reply.send(Err(failure));

@@ -382,6 +382,21 @@ impl Daemon {
         tracing::debug!(%peer, %protocol, "inbound request failed: {error}");
     }
 
+    /// What an outbound request's failure means, counting it against the
+    /// peer when its answer broke the protocol.
+    fn outbound_failed(
+        &mut self,
+        protocol: &str,
+        peer: PeerId,
+        error: &request_response::OutboundFailure,
+    ) -> RequestFailure {
+        let (failure, bad) = RequestFailure::of(error, &peer, self.closed_why(&peer));
+        if let Some(what) = bad {
+            self.misbehaved(peer, what, format!("{protocol} response: {failure}"));
+        }
+        failure
+    }
+
     /// Runs `work` on the blocking pool and sends its result back to the
     /// loop, counting it while it waits or runs.
     fn blocking(&self, work: impl FnOnce() -> Internal + Send + 'static) {

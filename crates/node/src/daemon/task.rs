@@ -116,10 +116,7 @@ impl Daemon {
                 error,
                 ..
             } => {
-                let (failure, bad) = RequestFailure::of(&error, &peer, self.closed_why(&peer));
-                if let Some(what) = bad {
-                    self.misbehaved(peer, what, format!("task response: {failure}"));
-                }
+                let failure = self.outbound_failed("task", peer, &error);
                 if let Some(reply) = self.assigns.remove(&request_id) {
                     let _ = reply.send(Err(failure));
                 }

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use sharegrid_core::{Assignment, ContentId, Fuel, JobId, NodeId, Offer, Program, Receipt, ResultHash, TaskId, Terms};
-use sharegrid_sched::{Action, Event, ProviderOffer, Record, Reputation, Scheduler, TaskSpec, Vote};
+use sharegrid_sched::{Action, Event, Record, Reputation, Scheduler, TaskSpec, Vote};
 
 use super::engine::LiveJob;
 use super::store::{State, TaskRow};
@@ -182,7 +182,7 @@ impl JobDriver {
             return out;
         }
         match input {
-            JobInput::Offer(o) => self.sched.on_event(Event::Offer(ProviderOffer::from(&*o)), now_ms),
+            JobInput::Offer(o) => self.sched.on_event(Event::Offer(*o), now_ms),
             JobInput::Gone(p) => self.sched.on_event(Event::Gone(p), now_ms),
             JobInput::Receipt(r) => self.sched.on_event(
                 Event::Receipt {
@@ -296,32 +296,10 @@ impl JobDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sharegrid_core::{
-        Amount, Arch, Determinism, GigafuelPerSec, Limits, NodeKey, Outcome, PricePerGfuel, WIRE_VERSION,
-    };
+    use sharegrid_core::{Amount, Arch, Determinism, GigafuelPerSec, NodeKey, Outcome, PricePerGfuel, WIRE_VERSION};
 
     fn sub(tasks: usize, r: u32) -> JobSubmission {
-        JobSubmission {
-            name: "t".into(),
-            module: ContentId::of(b"m"),
-            stdin: ContentId::of(b""),
-            inputs: vec![],
-            limits: Limits {
-                fuel: Fuel(1_000_000_000),
-                ..Limits::default()
-            },
-            mode: Determinism::Native,
-            replication: r,
-            quorum: r,
-            price_ceiling: Amount(100),
-            budget: Amount(1_000_000),
-            deadline_secs: Some(600),
-            arch: None,
-            min_memory: 0,
-            min_speed: 0.0,
-            credibility: None,
-            tasks: (0..tasks).map(|i| vec![i.to_string()]).collect(),
-        }
+        JobSubmission::sample(tasks, r)
     }
 
     fn rows(id: JobId, s: &JobSubmission) -> Vec<TaskRow> {

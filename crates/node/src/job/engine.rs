@@ -194,17 +194,22 @@ impl Requestor {
         let mut events = self.subscribe();
         let life = self.node.lifecycle().clone();
         loop {
+            // The store is read at the start and when the job may have
+            // ended, never per task event (a job's row sums its tasks).
             let row = self.store.job(&id.to_string())?;
             if row.as_ref().is_none_or(|r| r.state != State::Running) {
                 return Ok(row);
             }
-            tokio::select! {
-                ev = events.recv() => match ev {
-                    Ok(JobEvent::Ended { job, .. }) if job == *id => {}
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return Ok(row),
-                },
-                () = life.stopping() => return Ok(row),
+            loop {
+                tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(JobEvent::Ended { job, .. }) if job == *id => break,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return Ok(row),
+                    },
+                    () = life.stopping() => return Ok(row),
+                }
             }
         }
     }

@@ -85,7 +85,7 @@ impl JobStore {
             c.query_row(
                 "SELECT escrow, escrow_amount, settled FROM jobs WHERE id = ?1",
                 [job.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| <_>::try_from(r),
             )
             .optional()
         })?;
@@ -142,8 +142,7 @@ impl JobStore {
                 "SELECT task, provider, assignment, signed FROM receipts
                  WHERE job = ?1 AND verdict = 'agreed' AND paid = 0 ORDER BY task, provider",
             )?;
-            st.query_map([job.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect()
+            st.query_map([job.to_string()], |r| <_>::try_from(r))?.collect()
         })?;
         rows.into_iter()
             .map(|(t, p, a, r)| {
@@ -236,8 +235,7 @@ impl JobStore {
     pub fn reputation(&self) -> Result<Reputation, StoreError> {
         let rows: Vec<(String, i64, i64, i64)> = self.with(|c| {
             let mut st = c.prepare("SELECT provider, agreed, disagreed, failed FROM reputation")?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect()
+            st.query_map([], |r| <_>::try_from(r))?.collect()
         })?;
         let mut rep = Reputation::default();
         for (p, agreed, disagreed, failed) in rows {

@@ -229,7 +229,7 @@ impl JobStore {
     pub fn unfinished(&self) -> Result<Vec<(JobId, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = self.with(|c| {
             let mut st = c.prepare("SELECT id, created_ms FROM jobs WHERE state = 'running' ORDER BY created_ms")?;
-            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            st.query_map([], |r| <_>::try_from(r))?.collect()
         })?;
         rows.into_iter()
             .map(|(id, at)| Ok((parse("a job", "id", &id)?, at as u64)))
@@ -279,20 +279,7 @@ impl JobStore {
                  WHERE ?1 IS NULL OR substr(j.id, 1, length(?1)) = ?1
                  GROUP BY j.id ORDER BY j.created_ms DESC",
             )?;
-            st.query_map([prefix], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            })?
-            .collect()
+            st.query_map([prefix], |r| <_>::try_from(r))?.collect()
         })?;
         rows.into_iter()
             .map(|(id, name, state, reason, created, finished, total, done, failed)| {
@@ -318,18 +305,7 @@ impl JobStore {
         let rows: Vec<Row> = self.with(|c| {
             let mut st =
                 c.prepare("SELECT idx, id, args, state, result, fuel, reason FROM tasks WHERE job = ?1 ORDER BY idx")?;
-            st.query_map([id.to_string()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
-            })?
-            .collect()
+            st.query_map([id.to_string()], |r| <_>::try_from(r))?.collect()
         })?;
         rows.into_iter()
             .map(|(index, task, args, state, result, fuel, reason)| {

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sharegrid_core::job::JobFile;
 use sharegrid_core::{Amount, ContentId, Determinism, GigafuelPerSec, JobId, Limits, Offer, PricePerGfuel, Program};
-use sharegrid_sched::{Constraints, Credibility, JobPolicy, ProviderOffer};
+use sharegrid_sched::{Constraints, Credibility, JobPolicy};
 
 /// A job as submitted: everything needed to run (or resume) it. Stored as
 /// JSON in `node.db`, so its shape is kept stable.
@@ -149,10 +149,7 @@ impl JobSubmission {
     /// The estimate from the live `offers`.
     pub fn estimate(&self, offers: &[Offer]) -> Estimate {
         let c = self.constraints();
-        let ok: Vec<&Offer> = offers
-            .iter()
-            .filter(|o| c.check(&ProviderOffer::from(*o)).is_ok())
-            .collect();
+        let ok: Vec<&Offer> = offers.iter().filter(|o| c.check(o).is_ok()).collect();
         let replicas = self.tasks.len() as u128 * u128::from(self.replication);
         let worst_fuel = u128::from(self.limits.fuel.0).saturating_mul(replicas);
         let max_price = ok.iter().map(|o| o.price.0.0).max().unwrap_or(0);
@@ -175,32 +172,46 @@ impl JobSubmission {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sharegrid_core::Fuel;
-
-    fn sub(tasks: usize, r: u32, budget: u128, ceiling: u128) -> JobSubmission {
+impl JobSubmission {
+    /// For tests: `tasks` tasks (arguments `["0"]`, `["1"]`, …) at r = q =
+    /// `r`, 1 Gfuel each, a price ceiling of 100 and a budget of 1,000,000.
+    pub(crate) fn sample(tasks: usize, r: u32) -> JobSubmission {
         JobSubmission {
             name: "t".into(),
             module: ContentId::of(b"m"),
             stdin: ContentId::of(b""),
             inputs: vec![],
             limits: Limits {
-                fuel: Fuel(2_000_000_000),
+                fuel: sharegrid_core::Fuel(1_000_000_000),
                 ..Limits::default()
             },
             mode: Determinism::Native,
             replication: r,
             quorum: r,
-            price_ceiling: Amount(ceiling),
-            budget: Amount(budget),
-            deadline_secs: Some(60),
+            price_ceiling: Amount(100),
+            budget: Amount(1_000_000),
+            deadline_secs: Some(600),
             arch: None,
             min_memory: 0,
             min_speed: 0.0,
             credibility: None,
-            tasks: vec![vec![]; tasks],
+            tasks: (0..tasks).map(|i| vec![i.to_string()]).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sharegrid_core::Fuel;
+
+    fn sub(tasks: usize, r: u32, budget: u128, ceiling: u128) -> JobSubmission {
+        let mut s = JobSubmission::sample(tasks, r);
+        s.limits.fuel = Fuel(2_000_000_000);
+        s.budget = Amount(budget);
+        s.price_ceiling = Amount(ceiling);
+        s.deadline_secs = Some(60);
+        s
     }
 
     #[test]

@@ -490,8 +490,11 @@ async fn claims_pass(p: &Payments, proofs: &ProofStore) {
             ClaimStep::Claim { escrow, task, op } => match p.client.send_and_wait(*op, LEDGER_WAIT).await {
                 Ok((tx, h)) => {
                     tracing::info!(%task, tx = %tx.short(), height = h, "claimed pay from an unsettled escrow");
+                    // Forgotten before it is announced: a listener that hears
+                    // of the claim finds the proof gone.
+                    let forgotten = proofs.forget(&escrow, &task).map_err(PayError::from);
                     p.emit(PaymentEvent::Claimed { escrow, task });
-                    proofs.forget(&escrow, &task).map_err(PayError::from)
+                    forgotten
                 }
                 Err(e) => Err(PayError::from(e)),
             },

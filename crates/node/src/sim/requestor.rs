@@ -10,7 +10,7 @@ use sharegrid_net::{MAX_RECEIPT_BYTES, OfferBook, TaskResponse};
 
 use super::ledger::{Follows, Intent, Wallet};
 use super::net::{Ix, Msg, REQUESTOR};
-use super::world::{REQUEST_TIMEOUT_MS, TASK_TIMEOUT_MS, Waiting, World, request_of};
+use super::world::{Fetching, REQUEST_TIMEOUT_MS, TASK_TIMEOUT_MS, Waiting, World, request_of};
 use crate::job::{JobAction, JobDriver, JobInput, JobSubmission, State, TaskRow};
 use crate::ledger::FollowerInput;
 
@@ -112,10 +112,13 @@ impl World {
             }
             JobAction::Keep {
                 task, result, agreeing, ..
-            } => {
-                let rest = agreeing.clone();
-                self.fetch(j, task, result, agreeing, rest);
-            }
+            } => self.fetch(Fetching {
+                job: j,
+                task,
+                result,
+                rest: agreeing.clone(),
+                agreeing,
+            }),
             JobAction::FailTask { task, reason } => {
                 self.requestor.jobs[j].ended.insert(task, Err(reason));
             }
@@ -129,31 +132,23 @@ impl World {
         }
     }
 
-    /// Fetches the accepted `result` of `task` from the next of `rest`.
-    pub(super) fn fetch(
-        &mut self,
-        j: usize,
-        task: TaskId,
-        result: ResultHash,
-        agreeing: Vec<NodeId>,
-        mut rest: Vec<NodeId>,
-    ) {
-        if rest.is_empty() {
-            let why = format!("accepted result {} could not be fetched", result);
-            return self.drive(j, JobInput::Kept { task, result: Err(why) });
+    /// Fetches the accepted result from the next agreeing provider not yet asked.
+    pub(super) fn fetch(&mut self, mut f: Fetching) {
+        if f.rest.is_empty() {
+            let why = format!("accepted result {} could not be fetched", f.result);
+            return self.drive(
+                f.job,
+                JobInput::Kept {
+                    task: f.task,
+                    result: Err(why),
+                },
+            );
         }
-        let first = rest.remove(0);
+        let first = f.rest.remove(0);
         let Some(to) = self.ix_of_id(&first) else { return };
-        let id = ContentId::from_bytes(*result.as_bytes());
+        let id = ContentId::from_bytes(*f.result.as_bytes());
         let req = self.request(REQUESTOR, to, REQUEST_TIMEOUT_MS, |req| Msg::Fetch { req, id });
-        let w = Waiting::Fetch {
-            job: j,
-            task,
-            result,
-            agreeing,
-            rest,
-        };
-        self.requestor.waiting.insert(req, (to, w));
+        self.requestor.waiting.insert(req, (to, Waiting::Fetch(f)));
     }
 
     pub(super) fn requestor_msg(&mut self, from: Ix, msg: Msg) {
@@ -194,23 +189,13 @@ impl World {
                 self.drive(job, input);
             }
             Msg::Fetched { req, found } => {
-                let Some((
-                    _,
-                    Waiting::Fetch {
-                        job,
-                        task,
-                        result,
-                        agreeing,
-                        rest,
-                    },
-                )) = self.requestor.waiting.remove(&req)
-                else {
+                let Some((_, Waiting::Fetch(f))) = self.requestor.waiting.remove(&req) else {
                     return;
                 };
                 if found {
-                    self.kept(job, task, result, &agreeing);
+                    self.kept(&f);
                 } else {
-                    self.fetch(job, task, result, agreeing, rest);
+                    self.fetch(f);
                 }
             }
             other => {
@@ -224,16 +209,22 @@ impl World {
 
     /// An accepted result is held: the task is done, its agreeing receipts
     /// are marked agreed (payable), as the job store does.
-    pub(super) fn kept(&mut self, j: usize, task: TaskId, result: ResultHash, agreeing: &[NodeId]) {
-        let job = &mut self.requestor.jobs[j];
+    pub(super) fn kept(&mut self, f: &Fetching) {
+        let job = &mut self.requestor.jobs[f.job];
         for ((t, p), (_, _, agreed, _)) in job.receipts.iter_mut() {
-            if *t == task && agreeing.contains(p) {
+            if *t == f.task && f.agreeing.contains(p) {
                 *agreed = true;
             }
         }
-        job.results.insert(task, result);
-        job.ended.insert(task, Ok(result));
-        self.drive(j, JobInput::Kept { task, result: Ok(()) });
+        job.results.insert(f.task, f.result);
+        job.ended.insert(f.task, Ok(f.result));
+        self.drive(
+            f.job,
+            JobInput::Kept {
+                task: f.task,
+                result: Ok(()),
+            },
+        );
     }
 
     pub(super) fn requestor_failed(&mut self, to: Ix, w: Waiting, why: &str) {
@@ -246,13 +237,7 @@ impl World {
                 };
                 self.drive(job, input);
             }
-            Waiting::Fetch {
-                job,
-                task,
-                result,
-                agreeing,
-                rest,
-            } => self.fetch(job, task, result, agreeing, rest),
+            Waiting::Fetch(f) => self.fetch(f),
             Waiting::Ledger => {
                 let peer = self.peers[to];
                 self.follow(REQUESTOR, FollowerInput::Failed { peer, why: why.into() });

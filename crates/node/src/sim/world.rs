@@ -38,6 +38,16 @@ pub(crate) fn honest(task: &TaskId) -> ResultHash {
     ResultHash::from_bytes(*blake3::hash(task.as_bytes()).as_bytes())
 }
 
+/// An accepted result being fetched from the agreeing providers in turn.
+pub(super) struct Fetching {
+    pub(super) job: usize,
+    pub(super) task: TaskId,
+    pub(super) result: ResultHash,
+    pub(super) agreeing: Vec<NodeId>,
+    /// Those not yet asked.
+    pub(super) rest: Vec<NodeId>,
+}
+
 /// A request a node waits on.
 pub(super) enum Waiting {
     Assign {
@@ -45,13 +55,7 @@ pub(super) enum Waiting {
         a: Box<Assignment>,
         signed: Signed,
     },
-    Fetch {
-        job: usize,
-        task: TaskId,
-        result: ResultHash,
-        agreeing: Vec<NodeId>,
-        rest: Vec<NodeId>,
-    },
+    Fetch(Fetching),
     Ledger,
 }
 

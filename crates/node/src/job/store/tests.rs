@@ -47,24 +47,8 @@ fn a_corrupt_row_is_an_error_naming_it_never_a_default() {
     let path = dir.path().join("node.db");
     let store = JobStore::open(&path).unwrap();
     let job = JobId::from_bytes([7; 8]);
-    let sub = JobSubmission {
-        name: "j".into(),
-        module: ContentId::of(b"m"),
-        stdin: ContentId::of(b""),
-        inputs: vec![],
-        limits: sharegrid_core::Limits::default(),
-        mode: sharegrid_core::Determinism::Native,
-        replication: 1,
-        quorum: 1,
-        price_ceiling: Amount(1),
-        budget: Amount(1),
-        deadline_secs: None,
-        arch: None,
-        min_memory: 0,
-        min_speed: 0.0,
-        credibility: None,
-        tasks: vec![vec!["a".into()], vec!["b".into()]],
-    };
+    let mut sub = JobSubmission::sample(2, 1);
+    sub.tasks = vec![vec!["a".into()], vec!["b".into()]];
     store.create(&job, &sub, 1).unwrap();
     assert_eq!(store.tasks(&job).unwrap()[1].args, vec!["b".to_string()]);
     assert_eq!(store.tasks(&job).unwrap()[1].id, job.task(1));
