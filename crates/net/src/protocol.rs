@@ -48,6 +48,10 @@ pub const MAX_BLOB_REQUEST_BYTES: u64 = 256;
 /// Largest blob response: one chunk plus framing.
 pub const MAX_BLOB_RESPONSE_BYTES: u64 = MAX_CHUNK_BYTES as u64 + 1024;
 
+/// Largest task result (its canonical encoding, fetched as a blob) a
+/// requestor takes.
+pub const MAX_RESULT_BYTES: u64 = 1 << 30;
+
 /// Asks for bytes `offset..offset+len` of the blob `id`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRequest {

@@ -26,8 +26,6 @@ use crate::job::{JobRow, JobSubmission, LiveJob, Requestor, TaskRow};
 
 /// Longest request line read, in bytes.
 const MAX_REQUEST_BYTES: u64 = 1 << 20;
-/// Largest result fetched for `run`.
-const MAX_RESULT_BYTES: u64 = 1 << 30;
 
 /// A request to the node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -370,7 +368,7 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
         Assigned::Receipt { receipt, .. } => *receipt,
     };
     let id = ContentId::from_bytes(*receipt.result.as_bytes());
-    node.fetch_into(&receipt.provider, id, MAX_RESULT_BYTES, blobs)
+    node.fetch_into(&receipt.provider, id, sharegrid_net::MAX_RESULT_BYTES, blobs)
         .await
         .map_err(|e| format!("fetching the result: {e}"))?;
     Ok(RemoteRun { receipt, result: id })

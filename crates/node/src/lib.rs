@@ -44,8 +44,8 @@ pub use daemon::{
 };
 pub use home::{HomeError, InitReport, NodeHome, SOLO_SUPPLY, solo_genesis};
 pub use job::{
-    EscrowRecord, Estimate, JobAction, JobDriver, JobEvent, JobInput, JobRow, JobStore, JobSubmission, KeptReceipt,
-    LiveJob, Requestor, State, StoreError, SubmitError, TaskRow,
+    EscrowRecord, Estimate, JobAction, JobDriver, JobEvent, JobInput, JobRow, JobStore, JobSubmission, KeepError,
+    KeptReceipt, LiveJob, Requestor, State, StoreError, SubmitError, TaskRow,
 };
 pub use launch::{CachedBenchmark, Launched, benchmark, launch};
 pub use ledger::{

@@ -191,7 +191,7 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
                         AgentAction::Execute { run, prepared } => {
                             let (provider, tx) = (provider.clone(), done_tx.clone());
                             tokio::task::spawn_blocking(move || {
-                                let result = provider.execute(&prepared).map_err(|e| e.to_string());
+                                let result = provider.execute(&prepared);
                                 tx.blocking_send((run, result)).unwrap();
                             });
                         }

@@ -231,7 +231,7 @@ impl Daemon {
                 let span = tracing::info_span!("run", %run, task = %prepared.assignment.task);
                 self.blocking(move || {
                     let _span = span.entered();
-                    let result = provider.execute(&prepared).map_err(|e| e.to_string());
+                    let result = provider.execute(&prepared);
                     Internal::Agent(AgentInput::Ran { run, result })
                 });
             }

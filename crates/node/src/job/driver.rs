@@ -47,10 +47,29 @@ pub enum JobInput {
         /// The task.
         task: TaskId,
         /// How it went.
-        result: Result<(), String>,
+        result: Result<(), KeepError>,
     },
     /// Time passed.
     Tick,
+}
+
+/// Why an accepted result could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum KeepError {
+    /// No agreeing provider gave its bytes.
+    #[error("accepted result {result} could not be fetched: {last}")]
+    Fetch {
+        /// The result.
+        result: ContentId,
+        /// The last provider's failure.
+        last: String,
+    },
+    /// Recording it failed.
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
+    /// The node stopped.
+    #[error("the node has stopped")]
+    Stopped,
 }
 
 /// What the driver wants done.
@@ -203,7 +222,10 @@ impl JobDriver {
             JobInput::Kept { task, result } => {
                 self.keeping = self.keeping.saturating_sub(1);
                 match result {
-                    Err(why) => out.push(JobAction::FailTask { task, reason: why }),
+                    Err(why) => out.push(JobAction::FailTask {
+                        task,
+                        reason: why.to_string(),
+                    }),
                     Ok(()) => {
                         self.accepted_since_settle += 1;
                         if let Some(batch) = self.settle_batch
@@ -475,7 +497,10 @@ mod tests {
         let acts = d.handle(
             JobInput::Kept {
                 task: id.task(0),
-                result: Err("could not fetch".into()),
+                result: Err(KeepError::Fetch {
+                    result: ContentId::of(b"r"),
+                    last: "gone".into(),
+                }),
             },
             3,
         );
@@ -483,7 +508,7 @@ mod tests {
             acts[0],
             JobAction::FailTask {
                 task: id.task(0),
-                reason: "could not fetch".into()
+                reason: format!("accepted result {} could not be fetched: gone", ContentId::of(b"r"))
             }
         );
         assert!(matches!(acts[1], JobAction::Finish { .. }));

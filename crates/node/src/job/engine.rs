@@ -24,7 +24,7 @@ use sharegrid_sched::{Progress, Record};
 use tokio::sync::{broadcast, mpsc};
 use tracing::Instrument;
 
-use super::driver::{JobAction, JobDriver, JobInput};
+use super::driver::{JobAction, JobDriver, JobInput, KeepError};
 use super::store::{JobRow, JobStore, State, StoreError};
 use super::submission::JobSubmission;
 use crate::blobs::BlobStore;
@@ -32,8 +32,6 @@ use crate::clock::now_ms;
 use crate::daemon::{AssignError, Assigned, NodeEvent, NodeHandle};
 use crate::payment::{FundError, Payments};
 
-/// Largest result fetched.
-const MAX_RESULT_BYTES: u64 = 1 << 30;
 /// How often a job's driver is asked to act when nothing else happens
 /// (timeouts, deadlines, blocked providers coming free).
 const JOB_TICK: Duration = Duration::from_millis(250);
@@ -347,8 +345,7 @@ impl Requestor {
                                 accepted: true,
                             });
                         }
-                        let result = kept.map_err(|e| e.to_string());
-                        let _ = tx.send(JobInput::Kept { task, result }).await;
+                        let _ = tx.send(JobInput::Kept { task, result: kept }).await;
                     }
                     .in_current_span(),
                 );
@@ -428,7 +425,11 @@ impl Requestor {
         let mut last = String::from("no provider to fetch from");
         let mut got = false;
         for p in agreeing {
-            match self.node.fetch_into(p, id, MAX_RESULT_BYTES, &self.blobs).await {
+            match self
+                .node
+                .fetch_into(p, id, sharegrid_net::MAX_RESULT_BYTES, &self.blobs)
+                .await
+            {
                 Ok(()) => {
                     got = true;
                     break;
@@ -453,20 +454,6 @@ impl Requestor {
         }
         Ok(())
     }
-}
-
-/// Why an accepted result could not be kept.
-#[derive(Debug, thiserror::Error)]
-enum KeepError {
-    /// No agreeing provider gave its bytes.
-    #[error("accepted result {result} could not be fetched: {last}")]
-    Fetch { result: ContentId, last: String },
-    /// Recording it failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The node stopped.
-    #[error("the node has stopped")]
-    Stopped,
 }
 
 fn random_u64() -> u64 {

@@ -376,7 +376,13 @@ impl Agent {
         }
     }
 
-    fn on_ran(&mut self, run: RunId, result: Result<RunOutput, String>, now_ms: u64, out: &mut Vec<AgentAction>) {
+    fn on_ran(
+        &mut self,
+        run: RunId,
+        result: Result<RunOutput, super::run::ExecuteError>,
+        now_ms: u64,
+        out: &mut Vec<AgentAction>,
+    ) {
         let Some(r) = self.runs.get_mut(&run) else { return };
         let peer = r.peer;
         let output = match result {

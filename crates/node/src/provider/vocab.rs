@@ -6,6 +6,8 @@
 use sharegrid_core::{Assignment, ContentId, Fuel, Outcome, ResultHash, Signed, TaskId};
 use sharegrid_net::{Misbehaviour, PeerId};
 
+use super::run::ExecuteError;
+
 /// A provider's name for one admitted assignment while it is in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RunId(pub u64);
@@ -103,7 +105,7 @@ pub enum AgentInput {
         /// The run.
         run: RunId,
         /// What it produced.
-        result: Result<RunOutput, String>,
+        result: Result<RunOutput, ExecuteError>,
     },
     /// The proof of work of a run was kept (or keeping it failed, which the
     /// shell has logged): its receipt may leave.

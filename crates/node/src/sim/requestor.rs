@@ -11,7 +11,7 @@ use sharegrid_net::{MAX_RECEIPT_BYTES, OfferBook, TaskResponse};
 use super::ledger::{Follows, Intent, Wallet};
 use super::net::{Ix, Msg, REQUESTOR};
 use super::world::{Fetching, REQUEST_TIMEOUT_MS, TASK_TIMEOUT_MS, Waiting, World, request_of};
-use crate::job::{JobAction, JobDriver, JobInput, JobSubmission, State, TaskRow};
+use crate::job::{JobAction, JobDriver, JobInput, JobSubmission, KeepError, State, TaskRow};
 use crate::ledger::FollowerInput;
 
 /// A job of the requestor.
@@ -135,7 +135,10 @@ impl World {
     /// Fetches the accepted result from the next agreeing provider not yet asked.
     pub(super) fn fetch(&mut self, mut f: Fetching) {
         if f.rest.is_empty() {
-            let why = format!("accepted result {} could not be fetched", f.result);
+            let why = KeepError::Fetch {
+                result: ContentId::from_bytes(*f.result.as_bytes()),
+                last: "no agreeing provider had it".into(),
+            };
             return self.drive(
                 f.job,
                 JobInput::Kept {
