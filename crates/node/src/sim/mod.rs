@@ -396,3 +396,6 @@ fn check(w: &mut World, supply: u128) {
     }
     w.stats.violations.extend(bad);
 }
+
+#[cfg(test)]
+mod tests;
