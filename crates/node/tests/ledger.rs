@@ -83,7 +83,7 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
     let settings = LedgerSettings {
         block_interval_ms: 20,
         idle_block_secs: 1,
-        claim_after_blocks: 5,
+        claim_after_blocks: 2,
         close_after_blocks: 10_000,
         settle_batch: 1_000,
         ..LedgerSettings::default()

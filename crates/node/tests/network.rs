@@ -236,7 +236,7 @@ async fn a_provider_refuses_with_a_specific_reason() {
 
     // One slot: a long task holds it, a second is refused as busy.
     let mut long = assignment(&r, p.key.id(), &spin_module(), &[], 10);
-    long.limits.fuel = Fuel(20_000_000_000);
+    long.limits.fuel = Fuel(3_000_000_000);
     let h = r.handle.clone();
     let mut p_events = p.handle.subscribe();
     let first = tokio::spawn(async move { h.assign(&long).await });
@@ -590,7 +590,7 @@ async fn shutdown_finishes_running_work_and_refuses_new_work() {
     let r = node(12, None).await;
     r.handle.dial(p.addr().await).await.unwrap();
     let mut long = assignment(&r, p.key.id(), &spin_module(), &[], 0);
-    long.limits.fuel = Fuel(8_000_000_000);
+    long.limits.fuel = Fuel(4_000_000_000);
     let h = r.handle.clone();
     let mut p_events = p.handle.subscribe();
     let running = tokio::spawn(async move { h.assign(&long).await });
