@@ -127,6 +127,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         price_ceiling: Amount(100_000),
         budget: Amount(100_000_000),
         deadline_secs: Some(600),
+        wait_for_providers_secs: None,
         arch: None,
         min_memory: 64 << 20,
         min_speed: 0.0,

@@ -162,6 +162,30 @@ pub(crate) fn progress_line(job: &JobRow, live: Option<&LiveJob>) -> String {
     )
 }
 
+/// `12 tasks for 40 s: no provider qualifies: … (taken as offers arrive;
+/// the job fails at its deadline, in 29 m 20 s)`.
+pub(crate) fn waiting_line(w: &sharegrid_sched::Waiting, deadline_ms: Option<u64>, now: u64) -> String {
+    let waited = now.saturating_sub(w.since_ms) / 1000;
+    let until = match deadline_ms {
+        Some(d) => format!("the job fails at its deadline, in {}", duration(d.saturating_sub(now) / 1000)),
+        None => "the job has no deadline".into(),
+    };
+    format!(
+        "{} tasks for {}: {} (taken as offers arrive; {until})",
+        w.tasks,
+        duration(waited),
+        w.why
+    )
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} m {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 /// Polls the job until it ends, drawing a progress line on stderr.
 pub(crate) fn follow(api: &mut ApiClient, id: &str, draw: bool) -> anyhow::Result<JobView> {
     loop {
@@ -169,7 +193,10 @@ pub(crate) fn follow(api: &mut ApiClient, id: &str, draw: bool) -> anyhow::Resul
         if draw {
             let running = v.live.as_ref().map_or(0, |l| l.progress.running);
             let mut line = format!("\r{}", progress_line(&v.job, v.live.as_ref()));
-            if let Some(w) = v.live.as_ref().and_then(|l| l.why_no_match.as_ref())
+            if let Some(w) = v.live.as_ref().and_then(|l| l.waiting.as_ref()) {
+                let secs = sharegrid_node::now_ms().saturating_sub(w.since_ms) / 1000;
+                line.push_str(&format!(" — waiting {secs} s: {}", w.why));
+            } else if let Some(w) = v.live.as_ref().and_then(|l| l.why_no_match.as_ref())
                 && running == 0
             {
                 line.push_str(&format!(" — waiting: {w}"));
@@ -265,7 +292,9 @@ pub(crate) fn job(home: &Path, a: JobArgs) -> anyhow::Result<ExitCode> {
             "now       {} running on {} providers",
             l.progress.running, l.progress.providers_in_use
         );
-        if let Some(w) = &l.why_no_match {
+        if let Some(w) = &l.waiting {
+            println!("waiting   {}", waiting_line(w, l.deadline_ms, sharegrid_node::now_ms()));
+        } else if let Some(w) = &l.why_no_match {
             println!("matching  {w}");
         }
     }

@@ -17,6 +17,10 @@ use crate::limits::{Determinism, Limits};
 use crate::units::{Fuel, GigafuelPerSec};
 use crate::wire::Arch;
 
+/// The deadline of a job file that sets none: a day from submission.
+/// Until then a job waits for the providers it lacks.
+pub const DEFAULT_DEADLINE_SECS: u64 = 24 * 3600;
+
 /// Most tasks one job may expand to.
 pub const MAX_TASKS: usize = 1_000_000;
 
@@ -49,6 +53,9 @@ pub struct JobFile {
     pub budget: Amount,
     /// Seconds from submission by which the job must be done.
     pub deadline_secs: Option<u64>,
+    /// Fail early when no provider qualifies, or a task lacks enough
+    /// distinct ones, for this many seconds (None: wait until the deadline).
+    pub wait_for_providers_secs: Option<u64>,
     /// Only this architecture.
     pub arch: Option<Arch>,
     /// Memory a provider must give a task (default: the memory limit).
@@ -98,6 +105,7 @@ struct RawJob {
     price_ceiling: Option<toml::Value>,
     budget: Option<toml::Value>,
     deadline: Option<String>,
+    wait_for_providers: Option<String>,
     #[serde(default)]
     constraints: RawConstraints,
     credibility: Option<f64>,
@@ -291,18 +299,25 @@ impl JobFile {
         };
         let price_ceiling = PricePerGfuel(amount("price_ceiling", &j.price_ceiling)?.unwrap_or(Amount(u128::MAX)));
         let budget = amount("budget", &j.budget)?.unwrap_or(Amount(u128::MAX));
-        let deadline_secs = j
-            .deadline
-            .as_ref()
-            .map(|t| {
-                parse_duration_ms(t).map(|ms| ms.div_ceil(1000)).ok_or_else(|| {
-                    bad(
-                        "deadline",
-                        format!("{t:?} is not a duration (examples: \"10m\", \"2h\")"),
-                    )
+        let secs = |key: &str, v: &Option<String>| {
+            v.as_ref()
+                .map(|t| {
+                    parse_duration_ms(t)
+                        .map(|ms| ms.div_ceil(1000))
+                        .ok_or_else(|| bad(key, format!("{t:?} is not a duration (examples: \"10m\", \"2h\")")))
                 })
-            })
-            .transpose()?;
+                .transpose()
+        };
+        let deadline_secs = secs("deadline", &j.deadline)?.unwrap_or(DEFAULT_DEADLINE_SECS);
+        let wait_for_providers_secs = secs("wait_for_providers", &j.wait_for_providers)?;
+        if let Some(w) = wait_for_providers_secs
+            && w >= deadline_secs
+        {
+            return Err(bad(
+                "wait_for_providers",
+                format!("{w} s is not before the deadline ({deadline_secs} s); leave it unset to wait until the deadline"),
+            ));
+        }
         if let Some(c) = j.credibility
             && !(0.0..1.0).contains(&c)
         {
@@ -377,7 +392,8 @@ impl JobFile {
             quorum,
             price_ceiling,
             budget,
-            deadline_secs,
+            deadline_secs: Some(deadline_secs),
+            wait_for_providers_secs,
             arch: j.constraints.arch,
             min_memory,
             min_speed: GigafuelPerSec(j.constraints.min_speed.unwrap_or(0.0)),

@@ -44,6 +44,7 @@ async fn main() {
         price_ceiling: Amount(1_000),
         budget: Amount(u128::MAX / 4),
         deadline_secs: None,
+        wait_for_providers_secs: None,
         arch: None,
         min_memory: 0,
         min_speed: 0.0,

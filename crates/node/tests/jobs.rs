@@ -50,6 +50,7 @@ fn tiles(r: &TestRequestor, cols: u32, rows: u32, replication: u32) -> JobSubmis
         price_ceiling: Amount(100),
         budget: Amount(u128::MAX / 4),
         deadline_secs: Some(300),
+        wait_for_providers_secs: None,
         arch: None,
         min_memory: 0,
         min_speed: 0.0,
@@ -138,7 +139,7 @@ async fn a_replicated_job_completes_and_a_liar_is_never_believed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_impossible_job_fails_fast_saying_why() {
+async fn an_impossible_job_that_asks_to_fail_fast_does_saying_why() {
     let dir = tempfile::tempdir().unwrap();
     let net = net(dir.path())
         .provider(ProviderSpec::new("a", 1.0, 1))
@@ -148,6 +149,7 @@ async fn an_impossible_job_fails_fast_saying_why() {
     let r = &net.requestor;
     let mut sub = tiles(r, 1, 1, 1);
     sub.min_memory = 64 << 30; // no provider gives 64 GiB
+    sub.wait_for_providers_secs = Some(1);
     let id = r.engine.submit(sub).await.unwrap();
     let job = wait_done(r, &id).await;
     assert_eq!(job.state, State::Failed);
@@ -156,6 +158,104 @@ async fn an_impossible_job_fails_fast_saying_why() {
         "no provider qualifies: 1 provider: 1 lack 64 GiB memory"
     );
     net.shutdown().await;
+}
+
+/// A job submitted while no provider is online waits (saying for what)
+/// and runs once one joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_submitted_with_no_providers_completes_once_one_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = net(dir.path()).start().await.unwrap();
+    let r = &net.requestor;
+    let sub = tiles(r, 2, 1, 1);
+    let id = r.engine.submit(sub.clone()).await.unwrap();
+    // The job says what it waits for (its view is refreshed as it runs).
+    let waiting = loop {
+        if let Some(w) = r.engine.live(&id).and_then(|l| l.waiting) {
+            break w;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(waiting.tasks, 2);
+    assert_eq!(waiting.why, "no provider qualifies: no providers seen on the network");
+    let key = Arc::new(NodeKey::from_seed([9; 32]));
+    let late = testnet::start_provider(
+        &dir.path().join("late"),
+        key,
+        &ProviderSpec::new("late", 2.0, 2),
+        sandbox(),
+        testnet::loopback(),
+        None,
+    )
+    .await
+    .unwrap();
+    testnet::connect(&r.node.handle, &late).await.unwrap();
+    let job = wait_done(r, &id).await;
+    assert_eq!((job.state, job.accepted), (State::Done, 2), "{:?}", job.reason);
+    check_against_local(r, &id, &sub);
+    late.handle.shutdown().await;
+    net.shutdown().await;
+}
+
+/// With no provider until its deadline, a job fails then, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_no_providers_until_its_deadline_fails_then_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = net(dir.path()).start().await.unwrap();
+    let r = &net.requestor;
+    let mut sub = tiles(r, 1, 1, 1);
+    sub.deadline_secs = Some(2);
+    let id = r.engine.submit(sub).await.unwrap();
+    let job = wait_done(r, &id).await;
+    assert_eq!(job.state, State::Failed);
+    let reason = job.reason.unwrap();
+    assert!(
+        reason.starts_with("deadline passed with 0 of 1 tasks accepted; 1 tasks waited ")
+            && reason.ends_with(" s for providers: no provider qualifies: no providers seen on the network"),
+        "{reason}"
+    );
+    net.shutdown().await;
+}
+
+/// A node whose provider is on runs its own r = 1 job on itself: one
+/// machine is enough to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_machine_runs_its_own_job_on_its_own_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Arc::new(NodeKey::from_seed([7; 32]));
+    let home = dir.path().join("solo");
+    let node = testnet::start_provider(
+        &home,
+        key,
+        &ProviderSpec::new("solo", 2.0, 2),
+        sandbox(),
+        testnet::loopback(),
+        None,
+    )
+    .await
+    .unwrap();
+    let r = testnet::requestor(node, None).unwrap();
+    // Its own offer is among those it sees, though no peer is connected.
+    let offers = r.node.handle.wait_for_offers(1).await;
+    assert_eq!(offers[0].provider, r.node.key.id());
+    let mut ran = r.node.handle.subscribe();
+    let sub = tiles(&r, 2, 2, 1);
+    let id = r.engine.submit(sub.clone()).await.unwrap();
+    let job = wait_done(&r, &id).await;
+    assert_eq!((job.state, job.accepted), (State::Done, 4), "{:?}", job.reason);
+    check_against_local(&r, &id, &sub);
+    wait_for(&mut ran, "a run on the node's own provider", |e| {
+        matches!(e, NodeEvent::Ran { .. }).then_some(())
+    })
+    .await
+    .unwrap();
+    // Its outputs were handed over locally and then dropped, as after a peer's fetch.
+    wait_for(&mut ran, "an output dropped once fetched", |e| {
+        matches!(e, NodeEvent::OutputDropped(_)).then_some(())
+    })
+    .await
+    .unwrap();
+    r.node.handle.shutdown().await;
 }
 
 /// A provider killed mid-job (its network loop gone at once, connections

@@ -38,6 +38,7 @@ fn tiles(blobs: &sharegrid_node::BlobStore, n: u32) -> JobSubmission {
         price_ceiling: Amount(2_000),
         budget: Amount(1_000_000),
         deadline_secs: None,
+        wait_for_providers_secs: None,
         arch: None,
         min_memory: 0,
         min_speed: 0.0,

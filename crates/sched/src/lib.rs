@@ -27,4 +27,4 @@ pub mod sim;
 
 pub use matching::{Constraints, NoMatch};
 pub use reputation::{Credibility, Record, Reputation};
-pub use scheduler::{Action, Event, JobPolicy, Progress, Scheduler, TaskSpec, Vote};
+pub use scheduler::{Action, Event, JobPolicy, Progress, Scheduler, TaskSpec, Vote, Waiting};

@@ -49,8 +49,10 @@ pub struct JobPolicy {
     pub max_in_flight_per_provider: u32,
     /// Accept credible providers alone (None: always a quorum).
     pub credibility: Option<Credibility>,
-    /// Fail the job if no provider qualifies for this long.
-    pub no_match_grace_ms: u64,
+    /// Fail early when no provider qualifies — or a task lacks enough
+    /// distinct ones — for this long. None (the default): wait, taking new
+    /// offers as they arrive, until the deadline.
+    pub no_match_grace_ms: Option<u64>,
     /// Failed attempts (refusals, timeouts, departures) before a task fails.
     pub max_failures_per_task: u32,
     /// Copy stragglers to idle providers near the end.
@@ -71,12 +73,23 @@ impl JobPolicy {
             deadline_ms: None,
             max_in_flight_per_provider: 64,
             credibility: None,
-            no_match_grace_ms: 10_000,
+            no_match_grace_ms: None,
             max_failures_per_task: 8,
             speculate: true,
             seed: 0,
         }
     }
+}
+
+/// What a job is waiting for, while it cannot place work it needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// Since when (milliseconds since the epoch).
+    pub since_ms: u64,
+    /// Tasks that wait.
+    pub tasks: usize,
+    /// For what: the providers it lacks.
+    pub why: String,
 }
 
 /// One task of the job.
@@ -367,6 +380,45 @@ impl Scheduler {
         NoMatch::of(
             &self.policy.constraints,
             self.provs.iter().filter(|p| !p.gone).map(|p| &p.offer),
+        )
+    }
+
+    /// What the job waits for, while it lacks providers: none qualifies,
+    /// or tasks need more distinct ones than there are. Offers arriving
+    /// end the wait; without [`JobPolicy::no_match_grace_ms`] it lasts
+    /// until the deadline.
+    pub fn waiting(&self) -> Option<Waiting> {
+        if self.finished || self.open.is_empty() {
+            return None;
+        }
+        if self.live == 0 {
+            return Some(Waiting {
+                since_ms: self.no_usable_since.unwrap_or(self.now),
+                tasks: self.open.len(),
+                why: format!("no provider qualifies: {}", self.no_match()),
+            });
+        }
+        let stuck: Vec<usize> = self
+            .open
+            .iter()
+            .copied()
+            .filter(|&t| self.tasks[t].stuck_since.is_some())
+            .collect();
+        let first = stuck.iter().copied().min_by_key(|&t| self.tasks[t].stuck_since)?;
+        Some(Waiting {
+            since_ms: self.tasks[first].stuck_since.unwrap_or(self.now),
+            tasks: stuck.len(),
+            why: self.lacking(first),
+        })
+    }
+
+    /// Why task `t` cannot get the replicas it needs.
+    fn lacking(&self, t: usize) -> String {
+        format!(
+            "needs {} more distinct providers for a quorum of {}, but all {} qualifying providers were used",
+            self.need(t),
+            self.policy.quorum,
+            self.live
         )
     }
 
@@ -720,6 +772,7 @@ impl Scheduler {
         if add(add(self.spent, self.committed), worst).0 > self.policy.budget.0 {
             return false;
         }
+        self.tasks[t].stuck_since = None;
         let spec = &self.tasks[t].spec;
         let compute_ms = spec.fuel_limit.0 as f64 / (pr.offer.speed.0.max(1e-9) * 1e9) * 1000.0;
         let timeout_ms = ((compute_ms * 2.0) as u64 + 10_000).min(spec.timeout_ms.saturating_add(30_000));
@@ -794,8 +847,15 @@ impl Scheduler {
             && now_ms >= d
             && !self.open.is_empty()
         {
+            let waited = self
+                .waiting()
+                .map(|w| {
+                    let secs = now_ms.saturating_sub(w.since_ms) / 1000;
+                    format!("; {} tasks waited {secs} s for providers: {}", w.tasks, w.why)
+                })
+                .unwrap_or_default();
             return self.end(format!(
-                "deadline passed with {} of {} tasks accepted",
+                "deadline passed with {} of {} tasks accepted{waited}",
                 self.accepted,
                 self.tasks.len()
             ));
@@ -803,7 +863,9 @@ impl Scheduler {
         let usable = self.live > 0;
         if !usable && !self.open.is_empty() {
             let since = *self.no_usable_since.get_or_insert(now_ms);
-            if now_ms.saturating_sub(since) >= self.policy.no_match_grace_ms {
+            if let Some(grace) = self.policy.no_match_grace_ms
+                && now_ms.saturating_sub(since) >= grace
+            {
                 return self.end(format!("no provider qualifies: {}", self.no_match()));
             }
         } else {
@@ -892,8 +954,9 @@ impl Scheduler {
         }
     }
 
-    /// Whether task `t` has been unable, for the grace period, to find any
-    /// qualifying provider it has not already used; if so it fails.
+    /// Whether task `t` has been unable, for the grace period (when the
+    /// job sets one), to find any qualifying provider it has not already
+    /// used; if so it fails. It notes since when it waits either way.
     fn out_of_providers(&mut self, t: usize, now: u64) -> bool {
         let task = &self.tasks[t];
         let failed_out = task.excluded.iter().copied().filter(|&p| excluded(task, p));
@@ -906,15 +969,11 @@ impl Scheduler {
             return false;
         }
         let since = *self.tasks[t].stuck_since.get_or_insert(now);
-        if now.saturating_sub(since) < self.policy.no_match_grace_ms {
-            return false;
+        match self.policy.no_match_grace_ms {
+            Some(grace) if now.saturating_sub(since) >= grace => {}
+            _ => return false,
         }
-        let reason = format!(
-            "needs {} more distinct providers for a quorum of {}, but all {} qualifying providers were used",
-            self.need(t),
-            self.policy.quorum,
-            self.live
-        );
+        let reason = self.lacking(t);
         self.fail_task(t, reason);
         true
     }

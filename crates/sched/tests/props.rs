@@ -9,10 +9,10 @@
 use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
-use sharegrid_core::{Amount, Determinism, Fuel, GigafuelPerSec, TaskId};
+use sharegrid_core::{Amount, Determinism, Fuel, GigafuelPerSec, NodeKey, Offer, ResultHash, TaskId};
 use sharegrid_sched::matching::price;
 use sharegrid_sched::sim::{SimProvider, simulate};
-use sharegrid_sched::{Action, Constraints, JobPolicy};
+use sharegrid_sched::{Action, Constraints, Event, JobPolicy, Reputation, Scheduler, TaskSpec, Vote};
 
 fn constraints(ceiling: u128) -> Constraints {
     Constraints {
@@ -66,7 +66,7 @@ proptest! {
         let q = (r - q_off.min(r - 1)).max(1);
         let mut policy = JobPolicy::new(r, q, constraints(ceiling), Amount(u128::MAX / 4));
         policy.seed = seed;
-        policy.no_match_grace_ms = 5_000;
+        policy.no_match_grace_ms = Some(5_000);
         let tasks = tasks(n, 4_000_000_000);
         let rep = simulate(policy, &tasks, &providers, 2, 10_000_000);
 
@@ -109,7 +109,7 @@ proptest! {
 }
 
 #[test]
-fn an_impossible_job_fails_fast_with_the_reasons() {
+fn an_impossible_job_fails_fast_with_the_reasons_when_it_asks_to() {
     let providers: Vec<SimProvider> = (0..3)
         .map(|_| SimProvider {
             speed: 4.0,
@@ -119,7 +119,8 @@ fn an_impossible_job_fails_fast_with_the_reasons() {
             leaves_at_ms: None,
         })
         .collect();
-    let policy = JobPolicy::new(2, 2, constraints(10), Amount(1 << 60));
+    let mut policy = JobPolicy::new(2, 2, constraints(10), Amount(1 << 60));
+    policy.no_match_grace_ms = Some(10_000);
     let rep = simulate(policy, &tasks(5, 1_000_000_000), &providers, 1, 1_000_000);
     match rep.actions.last().unwrap() {
         Action::JobFailed { reason } => {
@@ -131,6 +132,118 @@ fn an_impossible_job_fails_fast_with_the_reasons() {
         other => panic!("{other:?}"),
     }
     assert!(rep.makespan_ms <= 10_000, "fails within the grace period");
+}
+
+fn super_price(p: u128) -> sharegrid_core::PricePerGfuel {
+    price(p)
+}
+
+fn offer(seed: u8, ask: u128) -> Offer {
+    Offer {
+        version: sharegrid_core::WIRE_VERSION,
+        provider: NodeKey::from_seed([seed; 32]).id(),
+        arch: sharegrid_core::Arch::X86_64,
+        cores: 2,
+        memory_bytes: 1 << 40,
+        free_slots: 2,
+        speed: GigafuelPerSec(4.0),
+        price: super_price(ask),
+        modes: vec![Determinism::Native],
+        software: "test".into(),
+        seq: 1,
+        expires_at_ms: u64::MAX,
+    }
+}
+
+fn specs(n: usize) -> Vec<TaskSpec> {
+    tasks(n, 1_000_000_000)
+        .into_iter()
+        .map(|(id, fuel_limit)| TaskSpec {
+            id,
+            fuel_limit,
+            timeout_ms: 60_000,
+        })
+        .collect()
+}
+
+fn dispatches(actions: &[Action]) -> usize {
+    actions.iter().filter(|a| matches!(a, Action::Dispatch { .. })).count()
+}
+
+#[test]
+fn a_job_without_providers_waits_for_them_until_its_deadline() {
+    let mut policy = JobPolicy::new(1, 1, constraints(10), Amount(1 << 60));
+    policy.deadline_ms = Some(1_800_000);
+    let mut s = Scheduler::new(policy, specs(3), Reputation::default(), 0);
+    // Minutes pass with no provider: nothing fails, and the wait says why.
+    for now in (0..=600_000).step_by(250) {
+        let actions = s.poll(now);
+        assert!(actions.is_empty(), "at {now} ms: {actions:?}");
+    }
+    let w = s.waiting().expect("waiting");
+    assert_eq!((w.since_ms, w.tasks), (0, 3));
+    assert_eq!(w.why, "no provider qualifies: no providers seen on the network");
+    // A provider over the price ceiling does not end the wait…
+    s.on_event(Event::Offer(offer(1, 50)), 600_000);
+    assert!(s.poll(600_250).is_empty());
+    assert!(s.waiting().unwrap().why.contains("over price ceiling"), "{:?}", s.waiting());
+    // …one that qualifies does: the tasks go to it at once.
+    s.on_event(Event::Offer(offer(2, 5)), 700_000);
+    assert_eq!(dispatches(&s.poll(700_000)), 2, "its two free slots");
+    assert_eq!(s.waiting(), None);
+}
+
+#[test]
+fn a_job_still_without_providers_at_its_deadline_fails_then_with_the_reason() {
+    let mut policy = JobPolicy::new(1, 1, constraints(10), Amount(1 << 60));
+    policy.deadline_ms = Some(60_000);
+    let mut s = Scheduler::new(policy, specs(2), Reputation::default(), 0);
+    assert!(s.poll(59_999).is_empty());
+    match s.poll(60_000).as_slice() {
+        [Action::JobFailed { reason }] => assert_eq!(
+            reason,
+            "deadline passed with 0 of 2 tasks accepted; 2 tasks waited 60 s for providers: \
+             no provider qualifies: no providers seen on the network"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_task_short_of_distinct_providers_waits_for_another_to_join() {
+    let mut policy = JobPolicy::new(2, 2, constraints(10), Amount(1 << 60));
+    policy.deadline_ms = Some(1_800_000);
+    let mut s = Scheduler::new(policy, specs(2), Reputation::default(), 0);
+    let one = offer(1, 5);
+    s.on_event(Event::Offer(one.clone()), 0);
+    let sent = s.poll(0);
+    assert_eq!(dispatches(&sent), 2, "one replica of each task");
+    for a in &sent {
+        if let Action::Dispatch { task, .. } = a {
+            s.on_event(
+                Event::Receipt {
+                    task: *task,
+                    vote: Vote {
+                        provider: one.provider,
+                        result: ResultHash::from_bytes([9; 32]),
+                        fuel: Fuel(1_000_000_000),
+                    },
+                    charge: Amount(5),
+                    deterministic: true,
+                },
+                1_000,
+            );
+        }
+    }
+    for now in (1_000..=120_000).step_by(250) {
+        let actions = s.poll(now);
+        assert!(actions.is_empty(), "at {now} ms: {actions:?}");
+    }
+    let w = s.waiting().expect("waiting for a second provider");
+    assert_eq!((w.since_ms, w.tasks), (1_000, 2));
+    assert!(w.why.starts_with("needs 1 more distinct providers for a quorum of 2"), "{}", w.why);
+    s.on_event(Event::Offer(offer(2, 5)), 130_000);
+    assert_eq!(dispatches(&s.poll(130_000)), 2, "the second replicas");
 }
 
 #[test]
@@ -163,7 +276,7 @@ fn a_faulty_provider_never_wins_and_is_outvoted() {
 }
 
 #[test]
-fn too_few_distinct_providers_for_the_quorum_fails_the_task_with_a_reason() {
+fn too_few_distinct_providers_fails_the_task_with_a_reason_when_the_job_asks_to_fail_early() {
     let providers = vec![SimProvider {
         speed: 1.0,
         cores: 1,
@@ -171,7 +284,8 @@ fn too_few_distinct_providers_for_the_quorum_fails_the_task_with_a_reason() {
         faulty: false,
         leaves_at_ms: None,
     }];
-    let policy = JobPolicy::new(2, 2, constraints(1), Amount(1 << 60));
+    let mut policy = JobPolicy::new(2, 2, constraints(1), Amount(1 << 60));
+    policy.no_match_grace_ms = Some(10_000);
     let rep = simulate(policy, &tasks(1, 1_000_000_000), &providers, 2, 10_000_000);
     let failed = rep.actions.iter().find_map(|a| match a {
         Action::TaskFailed { reason, votes, .. } => Some((reason.clone(), votes.len())),

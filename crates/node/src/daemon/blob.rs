@@ -74,10 +74,57 @@ impl Daemon {
     }
 
     /// Starts fetching blob `id` (at most `max` bytes) from `peer` for `owner`.
+    /// From this node itself (its own provider's output, for its own
+    /// requestor) it is read from the stores, without the network.
     pub(super) fn fetch(&mut self, peer: PeerId, id: ContentId, max: u64, owner: FetchOwner) {
+        if peer == *self.swarm.local_peer_id() {
+            return self.fetch_local(id, max, owner);
+        }
         let f = BlobFetch::new(id, max);
         let req = self.swarm.behaviour_mut().blob.send_request(&peer, f.first().into());
         self.fetches.insert(req, (peer, f, owner));
+    }
+
+    fn fetch_local(&mut self, id: ContentId, max: u64, owner: FetchOwner) {
+        let outputs = self.agent.as_ref().map(|a| a.outputs().clone());
+        let blobs = self.blobs.clone();
+        self.blocking(move || {
+            let read = |s: &BlobStore| s.get(&id).ok().flatten();
+            let (found, output) = match outputs.as_ref().and_then(read) {
+                Some(b) => (Some(b), true),
+                None => (read(&blobs), false),
+            };
+            let result = match found {
+                None => Err(FetchFailure::Bad(FetchError::NotFound(id))),
+                Some(b) if b.len() as u64 > max => Err(FetchFailure::Bad(FetchError::TooLarge {
+                    total: b.len() as u64,
+                    max,
+                })),
+                Some(b) => Ok(b),
+            };
+            Internal::FetchedLocally {
+                owner,
+                id,
+                output: output && result.is_ok(),
+                result,
+            }
+        });
+    }
+
+    /// A local fetch ended: as a peer's would, an output goes once its
+    /// requestor (this node) has it.
+    pub(super) fn fetched_locally(
+        &mut self,
+        owner: FetchOwner,
+        id: ContentId,
+        output: bool,
+        result: Result<Vec<u8>, FetchFailure>,
+    ) {
+        self.fetched(owner, result);
+        if output {
+            let peer = *self.swarm.local_peer_id();
+            self.agent_input(AgentInput::OutputFetched { peer, output: id }, None);
+        }
     }
 
     fn serve_blob(

@@ -96,6 +96,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         key: opts.key.clone(),
         blobs: opts.blobs,
         book: OfferBook::new(opts.net.max_offers),
+        own_offer: None,
         offer_peers: HashMap::new(),
         scores: PeerScores::default(),
         banned: HashSet::new(),
@@ -133,6 +134,12 @@ pub(super) enum Internal {
         complete: bool,
     },
     Agent(crate::provider::AgentInput),
+    FetchedLocally {
+        owner: FetchOwner,
+        id: ContentId,
+        output: bool,
+        result: Result<Vec<u8>, FetchFailure>,
+    },
     Produced(Result<Option<Box<sharegrid_ledger::Block>>, String>),
     LedgerAnswer {
         channel: request_response::ResponseChannel<LedgerResponse>,
@@ -157,6 +164,8 @@ pub(super) struct Daemon {
     key: Arc<NodeKey>,
     blobs: BlobStore,
     book: OfferBook,
+    /// This node's own provider's latest offer: its jobs may run on it.
+    own_offer: Option<sharegrid_core::Offer>,
     offer_peers: HashMap<PeerId, sharegrid_core::NodeId>,
     scores: PeerScores,
     banned: HashSet<PeerId>,
@@ -282,7 +291,9 @@ impl Daemon {
                 let _ = tx.send(self.swarm.dial(addr).map_err(|e| e.to_string()));
             }
             Command::Offers(tx) => {
-                let offers = self.book.live(now_ms()).into_iter().cloned().collect();
+                let now = now_ms();
+                let mut offers: Vec<_> = self.book.live(now).into_iter().cloned().collect();
+                offers.extend(self.own_offer.iter().filter(|o| o.expires_at_ms > now).cloned());
                 let _ = tx.send(offers);
             }
             Command::Assign {
@@ -310,6 +321,12 @@ impl Daemon {
                 complete,
             } => self.blob_served(channel, response, peer, id, complete),
             Internal::Agent(input) => self.agent_input(input, None),
+            Internal::FetchedLocally {
+                owner,
+                id,
+                output,
+                result,
+            } => self.fetched_locally(owner, id, output, result),
             Internal::Produced(result) => self.on_produced(result),
             Internal::LedgerAnswer { channel, response } => {
                 let _ = self.swarm.behaviour_mut().ledger.send_response(channel, response);

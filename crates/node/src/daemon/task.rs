@@ -9,8 +9,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use sharegrid_core::{GigafuelPerSec, NodeKey, Signed};
-use sharegrid_net::{Incoming, Misbehaviour, PeerAction, PeerId, TaskRequest, TaskResponse, request_response};
+use sharegrid_core::{GigafuelPerSec, NodeKey, Offer, Signed};
+use sharegrid_net::{
+    Incoming, MAX_OFFER_BYTES, Misbehaviour, PeerAction, PeerId, TaskRequest, TaskResponse, request_response,
+};
 use tokio::sync::oneshot;
 
 use super::{Daemon, FetchOwner, Internal, NodeEvent, RequestFailure, now_ms};
@@ -47,7 +49,14 @@ pub(super) struct AgentPart {
     max_fetch_bytes: u64,
     proofs: Option<ProofStore>,
     /// The reply channel of each admitted run.
-    channels: HashMap<RunId, (PeerId, request_response::ResponseChannel<TaskResponse>)>,
+    channels: HashMap<RunId, (PeerId, Answer)>,
+}
+
+/// Where an assignment's answer goes: back over the network, or — for an
+/// assignment from this node's own requestor — straight to its caller.
+pub(super) enum Answer {
+    Net(request_response::ResponseChannel<TaskResponse>),
+    Local(oneshot::Sender<Result<TaskResponse, RequestFailure>>),
 }
 
 impl AgentPart {
@@ -95,11 +104,11 @@ impl Daemon {
                 message: Message::Request { request, channel, .. },
                 ..
             } => match request {
-                Incoming::Request(r) => self.on_assignment(peer, r.assignment, channel),
+                Incoming::Request(r) => self.on_assignment(peer, r.assignment, Answer::Net(channel)),
                 Incoming::Refused(e) => {
                     self.misbehaved(peer, Misbehaviour::of_wire(&e), format!("task request: {e}"));
                     let reason = Refusal::Invalid { why: e.to_string() }.to_string();
-                    self.answer(peer, channel, TaskResponse::Refused { reason });
+                    self.answer(peer, Answer::Net(channel), TaskResponse::Refused { reason });
                 }
             },
             Event::Message {
@@ -126,13 +135,18 @@ impl Daemon {
         }
     }
 
-    /// Sends a requestor's signed assignment to `provider`.
+    /// Sends a requestor's signed assignment to `provider`; to this node's
+    /// own agent without the network when `provider` is this node.
     pub(super) fn send_assignment(
         &mut self,
         provider: PeerId,
         signed: Signed,
         reply: oneshot::Sender<Result<TaskResponse, RequestFailure>>,
     ) {
+        let me = *self.swarm.local_peer_id();
+        if provider == me {
+            return self.on_assignment(me, signed, Answer::Local(reply));
+        }
         let id = self
             .swarm
             .behaviour_mut()
@@ -141,7 +155,7 @@ impl Daemon {
         self.assigns.insert(id, reply);
     }
 
-    fn answer(&mut self, peer: PeerId, channel: request_response::ResponseChannel<TaskResponse>, r: TaskResponse) {
+    fn answer(&mut self, peer: PeerId, answer: Answer, r: TaskResponse) {
         if let TaskResponse::Refused { reason } = &r {
             tracing::info!(%peer, "assignment refused: {reason}");
             self.metrics.assignments_refused.inc();
@@ -150,20 +164,22 @@ impl Daemon {
                 reason: reason.clone(),
             });
         }
-        let _ = self.swarm.behaviour_mut().task.send_response(channel, r);
+        match answer {
+            Answer::Net(channel) => {
+                let _ = self.swarm.behaviour_mut().task.send_response(channel, r);
+            }
+            Answer::Local(reply) => {
+                let _ = reply.send(Ok(r));
+            }
+        }
     }
 
-    fn on_assignment(
-        &mut self,
-        peer: PeerId,
-        signed: Signed,
-        channel: request_response::ResponseChannel<TaskResponse>,
-    ) {
+    fn on_assignment(&mut self, peer: PeerId, signed: Signed, channel: Answer) {
         if self.agent.is_none() {
             let reason = Refusal::NotProviding.to_string();
             return self.answer(peer, channel, TaskResponse::Refused { reason });
         }
-        let backed_off = self.scores.action(&peer) != PeerAction::Ignore;
+        let backed_off = peer != *self.swarm.local_peer_id() && self.scores.action(&peer) != PeerAction::Ignore;
         let input = AgentInput::Assignment {
             peer,
             signed,
@@ -178,7 +194,7 @@ impl Daemon {
     pub(super) fn agent_input(
         &mut self,
         first: AgentInput,
-        mut incoming: Option<(PeerId, request_response::ResponseChannel<TaskResponse>)>,
+        mut incoming: Option<(PeerId, Answer)>,
     ) {
         let mut inputs = VecDeque::from([first]);
         while let Some(input) = inputs.pop_front() {
@@ -197,7 +213,7 @@ impl Daemon {
     fn agent_action(
         &mut self,
         action: AgentAction,
-        incoming: &mut Option<(PeerId, request_response::ResponseChannel<TaskResponse>)>,
+        incoming: &mut Option<(PeerId, Answer)>,
         inputs: &mut VecDeque<AgentInput>,
     ) {
         let Some(part) = &mut self.agent else { return };
@@ -265,11 +281,24 @@ impl Daemon {
                 self.emit(NodeEvent::OutputDropped(id));
             }
             AgentAction::Publish(offer) => {
+                self.own_offer_signed(&offer);
                 if !self.publish_offer(&offer) {
                     inputs.push_back(AgentInput::PublishFailed);
                 }
             }
             AgentAction::Misbehaved { peer, what, why } => self.misbehaved(peer, what, why),
+        }
+    }
+
+    /// Keeps our provider's newest offer for this node's own jobs, and
+    /// tells them of it as of any offer seen.
+    fn own_offer_signed(&mut self, signed: &Signed) {
+        match signed.open::<Offer>(MAX_OFFER_BYTES) {
+            Ok(offer) => {
+                self.own_offer = Some(offer.clone());
+                self.emit(NodeEvent::OfferSeen(Box::new(offer)));
+            }
+            Err(e) => tracing::error!(error = %e, "our own offer does not open"),
         }
     }
 }

@@ -43,6 +43,12 @@ pub struct LiveJob {
     pub progress: Progress,
     /// Why no provider can take the job's work, while that is so.
     pub why_no_match: Option<String>,
+    /// What the job waits for, and since when, while it lacks providers.
+    #[serde(default)]
+    pub waiting: Option<sharegrid_sched::Waiting>,
+    /// When the job fails if it has not finished, ms since the epoch.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
 }
 
 /// Something that happened to a job, for whoever listens.

@@ -35,6 +35,10 @@ pub struct JobSubmission {
     pub budget: Amount,
     /// Seconds from submission to the deadline.
     pub deadline_secs: Option<u64>,
+    /// Fail early after waiting this long for providers it lacks (None:
+    /// wait until the deadline). Absent in rows stored before it existed.
+    #[serde(default)]
+    pub wait_for_providers_secs: Option<u64>,
     /// Architecture constraint.
     pub arch: Option<sharegrid_core::Arch>,
     /// Memory a provider must give a task.
@@ -88,6 +92,7 @@ impl JobSubmission {
             price_ceiling: job.price_ceiling.0,
             budget: job.budget,
             deadline_secs: job.deadline_secs,
+            wait_for_providers_secs: job.wait_for_providers_secs,
             arch: job.arch,
             min_memory: job.min_memory,
             min_speed: job.min_speed.0,
@@ -124,6 +129,7 @@ impl JobSubmission {
         policy.deadline_ms = self
             .deadline_secs
             .map(|s| created_ms.saturating_add(s.saturating_mul(1000)));
+        policy.no_match_grace_ms = self.wait_for_providers_secs.map(|s| s.saturating_mul(1000));
         policy.credibility = self.credibility.map(|threshold| Credibility {
             threshold,
             ..Credibility::default()
@@ -191,6 +197,7 @@ impl JobSubmission {
             price_ceiling: Amount(100),
             budget: Amount(1_000_000),
             deadline_secs: Some(600),
+            wait_for_providers_secs: None,
             arch: None,
             min_memory: 0,
             min_speed: 0.0,

@@ -311,6 +311,7 @@ fn job(j: usize, cfg: &SimConfig) -> JobSubmission {
         price_ceiling: Amount(1_000),
         budget: Amount(10_000_000_000),
         deadline_secs: Some(cfg.horizon_ms / 1000),
+        wait_for_providers_secs: None,
         arch: None,
         min_memory: 0,
         min_speed: 0.0,
