@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use sharegrid_core::job::JobFile;
-use sharegrid_core::{ContentId, Offer, TaskResult};
+use sharegrid_core::{ContentId, NodeId, Offer, TaskResult};
 use sharegrid_node::{ApiClient, ApiRequest, BlobStore, JobRow, JobSubmission, JobView, LiveJob, NodeHome, State};
 
 #[derive(Args, Debug)]
@@ -26,7 +26,7 @@ pub(crate) struct SubmitArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct JobArgs {
-    /// Job id (or a unique prefix).
+    /// Job id (a unique prefix, or `last` for the newest job).
     id: String,
     /// Print JSON.
     #[arg(long)]
@@ -35,7 +35,7 @@ pub(crate) struct JobArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct ResultsArgs {
-    /// Job id (or a unique prefix).
+    /// Job id (a unique prefix, or `last` for the newest job).
     id: String,
     /// Directory to write each accepted task's outputs into, as DIR/<task index>/.
     dir: PathBuf,
@@ -93,16 +93,35 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
 
 /// The estimate printed before a job starts (worked out by the node's
 /// [`JobSubmission::estimate`]; this only words it).
-fn estimate(sub: &JobSubmission, offers: &[Offer]) -> String {
-    let e = sub.estimate(offers);
+fn estimate(sub: &JobSubmission, offers: &[Offer], me: Option<&NodeId>) -> String {
+    let e = sub.estimate(offers, me);
     if e.qualifying == 0 {
         return format!(
-            "{} tasks × r={}: no qualifying provider seen yet",
+            "{} tasks × r={}: no qualifying provider seen yet; the job waits for providers until its deadline",
             e.tasks, e.replication
         );
     }
+    let own = if e.own {
+        if e.qualifying == 1 {
+            " (this node's own provider)"
+        } else {
+            " (this node's own provider among them)"
+        }
+    } else {
+        ""
+    };
+    let short = if (e.qualifying as u32) < e.replication {
+        format!(
+            "; r={} needs {} distinct providers, so each task waits for {} more to join",
+            e.replication,
+            e.replication,
+            e.replication - e.qualifying as u32
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} tasks × r={} on {} qualifying providers ({:.1} Gfuel/s in all); at most {} tokens and {} if every task used its whole fuel limit",
+        "{} tasks × r={} on {} qualifying providers{own} ({:.1} Gfuel/s in all); at most {} tokens and {} if every task used its whole fuel limit{short}",
         e.tasks,
         e.replication,
         e.qualifying,
@@ -117,7 +136,8 @@ pub(crate) fn submit(home: &Path, a: SubmitArgs) -> anyhow::Result<ExitCode> {
     let mut api = client(home)?;
     let offers: Vec<Offer> = api.call(&ApiRequest::Offers)?;
     if !a.json {
-        eprintln!("estimate  {}", estimate(&sub, &offers));
+        let me = NodeHome::new(home).identity().ok().map(|k| k.id());
+        eprintln!("estimate  {}", estimate(&sub, &offers, me.as_ref()));
     }
     let id: String = api.call(&ApiRequest::Submit(Box::new(sub)))?;
     if a.detach {
@@ -167,7 +187,10 @@ pub(crate) fn progress_line(job: &JobRow, live: Option<&LiveJob>) -> String {
 pub(crate) fn waiting_line(w: &sharegrid_sched::Waiting, deadline_ms: Option<u64>, now: u64) -> String {
     let waited = now.saturating_sub(w.since_ms) / 1000;
     let until = match deadline_ms {
-        Some(d) => format!("the job fails at its deadline, in {}", duration(d.saturating_sub(now) / 1000)),
+        Some(d) => format!(
+            "the job fails at its deadline, in {}",
+            duration(d.saturating_sub(now) / 1000)
+        ),
         None => "the job has no deadline".into(),
     };
     format!(
@@ -331,4 +354,24 @@ pub(crate) fn results(home: &Path, a: ResultsArgs) -> anyhow::Result<ExitCode> {
         a.dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waiting_line;
+
+    #[test]
+    fn a_waiting_job_says_for_what_since_when_and_until_when() {
+        let w = sharegrid_sched::Waiting {
+            since_ms: 1_000,
+            tasks: 12,
+            why: "no provider qualifies: no providers seen on the network".into(),
+        };
+        assert_eq!(
+            waiting_line(&w, Some(1_801_000), 41_000),
+            "12 tasks for 40 s: no provider qualifies: no providers seen on the network \
+             (taken as offers arrive; the job fails at its deadline, in 29 m 20 s)"
+        );
+        assert!(waiting_line(&w, None, 7_201_000).starts_with("12 tasks for 2 h 0 m: "));
+    }
 }

@@ -38,6 +38,15 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Create the node home: config.toml with documented defaults and an identity key.
     Init {
+        /// Join the network of the node at this address (HOST:PORT, or a
+        /// multiaddr): fetch its genesis and record the node as a bootstrap
+        /// peer. Without it, the home makes a test network of its own.
+        #[arg(long, value_name = "ADDRESS")]
+        join: Option<String>,
+        /// With --join: the network's genesis hash (or a prefix of at least
+        /// 8 hex digits) to check before joining.
+        #[arg(long, value_name = "HASH", requires = "join")]
+        genesis_hash: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -63,6 +72,12 @@ enum Command {
     Wallet(wallet::WalletArgs),
     /// Send tokens from this node's account (through the running node).
     Transfer(wallet::TransferArgs),
+    /// Test tokens for this node's account from the validator's faucet (a test network's).
+    Faucet,
+    /// Stop the running node (as Ctrl-C does) and wait until it has.
+    Stop,
+    /// This home's node id (its account address, and what `run --on` takes).
+    Id,
     /// Read and check the ledger: blocks, tx ID, account ADDR, verify.
     #[command(subcommand)]
     Ledger(wallet::LedgerCommand),
@@ -77,6 +92,8 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a detached node's log is a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHAREGRID_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
@@ -87,7 +104,14 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::main(&home, args),
         Command::Run(args) => run::main(&home, *args),
         Command::Bench(args) => bench::main(&home, args),
-        Command::Init { json } => node_cmds::init(&home, json),
+        Command::Init {
+            join,
+            genesis_hash,
+            json,
+        } => match join {
+            Some(addr) => node_cmds::join(&home, &addr, genesis_hash.as_deref(), json),
+            None => node_cmds::init(&home, json),
+        },
         Command::Config(cmd) => node_cmds::config(&home, cmd),
         Command::Node(args) => network::node(&home, args),
         Command::Offers(args) => network::offers(&home, args),
@@ -98,6 +122,9 @@ fn main() -> ExitCode {
         Command::Results(args) => jobs::results(&home, args),
         Command::Wallet(args) => wallet::wallet(&home, args),
         Command::Transfer(args) => wallet::transfer(&home, args),
+        Command::Faucet => wallet::faucet(&home),
+        Command::Stop => network::stop(&home),
+        Command::Id => node_cmds::id(&home),
         Command::Ledger(cmd) => wallet::ledger(&home, cmd),
     };
     match result {

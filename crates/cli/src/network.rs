@@ -2,6 +2,7 @@
 //! through its control socket: `sharegrid offers`, `sharegrid status`.
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -10,7 +11,12 @@ use sharegrid_core::Offer;
 use sharegrid_node::{ApiClient, ApiRequest, NodeHome, NodeStatus, launch};
 
 #[derive(Args, Debug)]
-pub(crate) struct NodeArgs {}
+pub(crate) struct NodeArgs {
+    /// Run in the background: return once the node answers, its output in
+    /// HOME/node.log; `sharegrid stop` stops it.
+    #[arg(long)]
+    detach: bool,
+}
 
 #[derive(Args, Debug)]
 pub(crate) struct ListArgs {
@@ -19,17 +25,38 @@ pub(crate) struct ListArgs {
     pub(crate) json: bool,
 }
 
-pub(crate) fn node(home: &Path, _a: NodeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn node(home: &Path, a: NodeArgs) -> anyhow::Result<ExitCode> {
+    if a.detach {
+        return detach(home);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let home = NodeHome::new(home);
         let node = launch(&home, std::env::vars().collect()).await?;
+        let pid = PidFile::write(&home)?;
         let h = &node.handle;
         let mut out = std::io::stdout().lock();
         writeln!(out, "node      {}", h.id())?;
         writeln!(out, "home      {}", home.root().display())?;
-        for a in h.listen_addrs().await {
+        let listening = h.listen_addrs().await;
+        for a in &listening {
             writeln!(out, "listening {}/p2p/{}", a, h.peer_id())?;
+        }
+        let tcp_port = |a: &str| -> Option<u16> {
+            let mut parts = a.split('/');
+            parts.by_ref().find(|p| *p == "tcp")?;
+            parts.next()?.parse().ok()
+        };
+        for configured in &home.config(std::env::vars())?.network.listen {
+            if let Some(port) = tcp_port(configured).filter(|p| *p != 0)
+                && !listening.iter().any(|a| tcp_port(&a.to_string()) == Some(port))
+            {
+                writeln!(
+                    out,
+                    "note      TCP port {port} is in use (another node on this machine?), so this node took \
+                     the next free one; [network] listen sets it"
+                )?;
+            }
         }
         let m = node.machine;
         match node.speed {
@@ -66,12 +93,122 @@ pub(crate) fn node(home: &Path, _a: NodeArgs) -> anyhow::Result<ExitCode> {
         )?;
         out.flush()?;
         drop(out);
-        wait_for_signal().await?;
+        let life = node.handle.lifecycle().clone();
+        tokio::select! {
+            r = wait_for_signal() => r?,
+            // `sharegrid stop`.
+            () = life.stopping() => {}
+        }
         eprintln!("stopping: no new work accepted; waiting for running tasks...");
         node.shutdown().await;
+        pid.remove();
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `HOME/node.pid` while a node runs (for `sharegrid stop`).
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(home: &NodeHome) -> anyhow::Result<PidFile> {
+        let path = home.root().join("node.pid");
+        std::fs::write(&path, format!("{}\n", std::process::id()))?;
+        Ok(PidFile(path))
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `sharegrid node --detach`: this program again as `node`, in its own
+/// process group, writing to HOME/node.log; returns once it has printed
+/// its start-up report (shown here), or fails with its log if it exits.
+fn detach(home: &Path) -> anyhow::Result<ExitCode> {
+    let h = NodeHome::new(home);
+    h.init()?;
+    if ApiClient::connect(&h.api_socket()).is_ok_and(|mut c| c.call::<NodeStatus>(&ApiRequest::Status).is_ok()) {
+        anyhow::bail!(
+            "a node is already running on {} (`sharegrid stop` stops it)",
+            h.root().display()
+        );
+    }
+    let log_path = h.root().join("node.log");
+    let log = std::fs::File::create(&log_path)?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--home")
+        .arg(h.root())
+        .arg("node")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()?;
+    // Its report ends with the line about stopping it.
+    let ready = "Ctrl-C stops the node";
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "the node exited ({status}) while starting; its log, {}:\n{text}",
+                log_path.display()
+            );
+        }
+        if text.contains(ready) {
+            // Its report, without the log lines (they start with a time).
+            let report = text
+                .lines()
+                .filter(|l| !l.contains(ready) && !l.starts_with(|c: char| c.is_ascii_digit()));
+            for line in report {
+                println!("{line}");
+            }
+            println!(
+                "running   in the background: pid {}, log {}; `sharegrid{} stop` stops it",
+                child.id(),
+                log_path.display(),
+                home_flag(home)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(300) {
+            anyhow::bail!(
+                "the node has not finished starting after 5 minutes; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// ` --home DIR` when `home` is not the default one.
+fn home_flag(home: &Path) -> String {
+    match std::env::var_os("HOME") {
+        Some(h) if Path::new(&h).join(".sharegrid") == home => String::new(),
+        _ => format!(" --home {}", home.display()),
+    }
+}
+
+/// `sharegrid stop`: asks the running node to stop and waits until it has.
+pub(crate) fn stop(home: &Path) -> anyhow::Result<ExitCode> {
+    let h = NodeHome::new(home);
+    let pid = std::fs::read_to_string(h.root().join("node.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    let _: String = client(home)?.call(&ApiRequest::Stop)?;
+    eprintln!("stopping: running tasks get the shutdown grace period");
+    // Gone once its process is (Linux: /proc), or else once the control
+    // socket no longer answers.
+    let alive = || match pid {
+        Some(p) if Path::new("/proc/self").exists() => Path::new(&format!("/proc/{p}")).exists(),
+        _ => ApiClient::connect(&h.api_socket()).is_ok(),
+    };
+    while alive() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -155,6 +292,20 @@ pub(crate) fn status(home: &Path, a: ListArgs) -> anyhow::Result<ExitCode> {
         println!("listening {l}");
     }
     println!("peers     {} connected, {} live offers", s.peers, s.offers);
+    let d = &s.discovery;
+    println!(
+        "discovery mDNS {}, {} bootstrap peer(s){}",
+        if d.mdns { "on" } else { "off" },
+        d.bootstrap.len(),
+        if d.bootstrap.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", d.bootstrap.join(", "))
+        }
+    );
+    if let Some(h) = &d.hint {
+        println!("hint      {h}");
+    }
     match &s.provider {
         Some(p) => println!(
             "provider  {}/{} slots busy, {} tasks run, {} outputs kept, {:.2} Gfuel/s{}",

@@ -155,6 +155,22 @@ pub(crate) fn transfer(home: &Path, a: TransferArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// `sharegrid faucet`: test tokens from the network validator's faucet.
+pub(crate) fn faucet(home: &Path) -> anyhow::Result<ExitCode> {
+    let h = NodeHome::new(home);
+    let mut api = ApiClient::connect(&h.api_socket())?;
+    let t: Transferred = api.call(&ApiRequest::Faucet)?;
+    let (_, genesis, store) = open(home)?;
+    let me = h.identity()?.id();
+    let balance = store.chain(&genesis)?.state().balance(&me);
+    println!(
+        "test tokens received: tx {} in block {}; balance {balance}",
+        t.tx,
+        t.height.unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn ledger(home: &Path, cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
     if let LedgerCommand::Wait { height, timeout } = cmd {
         let mut api = sharegrid_node::ApiClient::connect(&NodeHome::new(home).api_socket())?;

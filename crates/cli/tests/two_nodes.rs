@@ -297,3 +297,60 @@ fn a_task_crosses_between_two_node_processes() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node is running"));
 }
+
+/// `init --join` checks before it writes: an address where no node
+/// answers, or a network whose genesis is not the hash the user gave, is
+/// refused with the reason and leaves the new home without a genesis;
+/// the right hash (a prefix) joins.
+#[test]
+fn init_join_refuses_an_unreachable_peer_or_the_wrong_network_and_changes_nothing() {
+    let (a_home, b_home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_node(a_home.path(), &[]);
+    let network = std::fs::read_to_string(a_home.path().join("genesis.toml")).unwrap();
+    let hash = sharegrid_ledger::Genesis::from_toml(&network)
+        .unwrap()
+        .hash()
+        .to_string();
+    let join = |args: &[&str]| {
+        bin()
+            .arg("--home")
+            .arg(b_home.path())
+            .args(["init", "--join"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = join(&[&closed.to_string()]); // the listener is gone: nothing answers
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot reach /ip4/127.0.0.1/tcp/{}", closed.port())),
+        "{err}"
+    );
+    assert!(!b_home.path().join("genesis.toml").exists());
+
+    let out = join(&[&a.addr, "--genesis-hash", "00000000"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("has genesis {hash}, not 00000000: nothing was changed")),
+        "{err}"
+    );
+    assert!(!b_home.path().join("genesis.toml").exists());
+
+    let out = join(&[&a.addr, "--genesis-hash", &hash[..12], "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["genesis"], hash);
+    assert_eq!(v["bootstrap"], a.addr);
+    assert_eq!(
+        std::fs::read_to_string(b_home.path().join("genesis.toml")).unwrap(),
+        network
+    );
+    stop(a);
+}

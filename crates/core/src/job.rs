@@ -315,7 +315,9 @@ impl JobFile {
         {
             return Err(bad(
                 "wait_for_providers",
-                format!("{w} s is not before the deadline ({deadline_secs} s); leave it unset to wait until the deadline"),
+                format!(
+                    "{w} s is not before the deadline ({deadline_secs} s); leave it unset to wait until the deadline"
+                ),
             ));
         }
         if let Some(c) = j.credibility
@@ -492,6 +494,25 @@ arch = "x86_64"
         assert_eq!(tasks[0], ["0", "0", "8", "4"]);
         assert_eq!(tasks[1], ["0", "1", "8", "4"]);
         assert_eq!(tasks[31], ["7", "3", "8", "4"]);
+    }
+
+    #[test]
+    fn a_job_waits_for_providers_until_its_deadline_unless_it_asks_to_fail_early() {
+        let j = JobFile::parse("j.toml", GOOD).unwrap();
+        assert_eq!(j.wait_for_providers_secs, None);
+        let none = JobFile::parse("j.toml", &GOOD.replace("deadline = \"10m\"\n", "")).unwrap();
+        assert_eq!(none.deadline_secs, Some(DEFAULT_DEADLINE_SECS));
+        let early = GOOD.replace("deadline = \"10m\"", "deadline = \"10m\"\nwait_for_providers = \"2m\"");
+        assert_eq!(
+            JobFile::parse("j.toml", &early).unwrap().wait_for_providers_secs,
+            Some(120)
+        );
+        let late = GOOD.replace("deadline = \"10m\"", "deadline = \"10m\"\nwait_for_providers = \"1h\"");
+        let e = JobFile::parse("j.toml", &late).unwrap_err().to_string();
+        assert!(
+            e.contains("job.wait_for_providers: 3600 s is not before the deadline (600 s)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -40,6 +40,12 @@ pub struct NetConfig {
     pub departure_timeout: Duration,
     /// Offers a node keeps at most (the offer book's bound).
     pub max_offers: usize,
+    /// When a TCP listen port is taken (another node on this machine, most
+    /// often), try the next ones, up to this many; 0 refuses to start.
+    /// libp2p binds its listeners with `SO_REUSEPORT`, so without this
+    /// check a second node would silently share the first one's port and
+    /// the kernel would split incoming connections between them.
+    pub port_fallback: u16,
 }
 
 impl Default for NetConfig {
@@ -53,6 +59,7 @@ impl Default for NetConfig {
             task_timeout: Duration::from_secs(30 * 60),
             departure_timeout: Duration::from_secs(20),
             max_offers: 100_000,
+            port_fallback: 0,
         }
     }
 }
@@ -179,6 +186,63 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
     })
 }
 
+/// `addr`, or — when its TCP port is taken — the same address on the first
+/// of the next `fallback` ports that is free. Probed by binding a plain
+/// socket (without `SO_REUSEPORT`, which every libp2p listener sets and
+/// which a port shared on purpose would need), so a port another process
+/// listens on is never shared. Addresses without a fixed TCP port pass.
+fn unshared(addr: &Multiaddr, fallback: u16) -> Result<Multiaddr, NetError> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some(first)) = (ip, port) else {
+        return Ok(addr.clone());
+    };
+    if first == 0 {
+        return Ok(addr.clone());
+    }
+    let with_port = |port: u16| -> Multiaddr {
+        addr.iter()
+            .map(|p| match p {
+                Protocol::Tcp(_) => Protocol::Tcp(port),
+                other => other,
+            })
+            .collect()
+    };
+    let last = first.saturating_add(fallback);
+    for port in first..=last {
+        match std::net::TcpListener::bind((ip, port)) {
+            Ok(_) => return Ok(with_port(port)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => {
+                return Err(NetError::Listen {
+                    addr: with_port(port),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    let message = if fallback == 0 {
+        format!("TCP port {first} is in use (another node on this machine?); choose another in [network] listen")
+    } else {
+        format!(
+            "TCP ports {first} to {last} are all in use (other nodes on this machine?); choose a port in [network] listen"
+        )
+    };
+    Err(NetError::Listen {
+        addr: addr.clone(),
+        message,
+    })
+}
+
 /// A swarm for `key` with `cfg`: listening, bootstrap peers added to
 /// Kademlia and dialed. Must be called inside a tokio runtime.
 pub fn build_swarm(key: &NodeKey, cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
@@ -202,9 +266,13 @@ pub fn build_swarm(key: &NodeKey, cfg: &NetConfig) -> Result<Swarm<Behaviour>, N
         .map_err(|e| NetError::Behaviour(built.take().unwrap_or_else(|| e.to_string())))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_timeout))
         .build();
-    for addr in &cfg.listen {
+    for configured in &cfg.listen {
+        let addr = unshared(configured, cfg.port_fallback)?;
+        if addr != *configured {
+            tracing::warn!(%configured, %addr, "listen port in use (another node on this machine?); took the next free one");
+        }
         swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
-            addr: addr.clone(),
+            addr,
             message: e.to_string(),
         })?;
     }

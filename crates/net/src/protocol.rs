@@ -106,6 +106,13 @@ pub enum LedgerRequest {
     },
     /// The peer's head.
     Head,
+    /// The genesis of the peer's network (to join it).
+    Genesis,
+    /// Test tokens for `account` from the peer's faucet, if it runs one.
+    Faucet {
+        /// Who gets them.
+        account: sharegrid_core::NodeId,
+    },
 }
 
 /// A peer ledger's answer.
@@ -130,4 +137,6 @@ pub enum LedgerResponse {
         /// Height of its last block.
         height: u64,
     },
+    /// The genesis of the peer's network.
+    Genesis(Box<sharegrid_ledger::Genesis>),
 }

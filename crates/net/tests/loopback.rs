@@ -246,3 +246,49 @@ async fn blobs_cross_in_verified_chunks() {
     assert_eq!(chunks, 3, "2.5 MiB in 1 MiB chunks");
     assert!(matches!(missing.unwrap(), Err(FetchError::NotFound(_))));
 }
+
+/// The port a swarm listens on, once it does.
+async fn listening_port(swarm: &mut libp2p::Swarm<sharegrid_net::Behaviour>) -> u16 {
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            for p in address.iter() {
+                if let libp2p::multiaddr::Protocol::Tcp(port) = p {
+                    return port;
+                }
+            }
+        }
+    }
+}
+
+/// libp2p listens with SO_REUSEPORT, so a second node configured with the
+/// same port would share it with the first: it takes the next free one
+/// instead, or with no fallback refuses to start, naming the port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_never_shares_a_listen_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = |fallback: u16| NetConfig {
+        listen: vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()],
+        port_fallback: fallback,
+        ..NetConfig::default()
+    };
+    let mut first = build_swarm(&NodeKey::from_seed([1; 32]), &cfg(16)).unwrap();
+    assert_eq!(listening_port(&mut first).await, port);
+    let mut second = build_swarm(&NodeKey::from_seed([2; 32]), &cfg(16)).unwrap();
+    let took = listening_port(&mut second).await;
+    assert_ne!(took, port);
+    assert!(took > port && took <= port + 16, "{took}");
+    let refused = build_swarm(&NodeKey::from_seed([3; 32]), &cfg(0))
+        .err()
+        .expect("refused");
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "cannot listen on /ip4/127.0.0.1/tcp/{port}: TCP port {port} is in use (another node on this machine?); \
+             choose another in [network] listen"
+        )
+    );
+}

@@ -71,6 +71,12 @@ pub enum ApiRequest {
         /// Wait for the transaction to be in a block.
         wait: bool,
     },
+    /// Test tokens for this node's account from its network validator's
+    /// faucet, waited for in a block → [`Transferred`].
+    Faucet,
+    /// Stop the node as Ctrl-C does (running tasks get the grace period);
+    /// answered before it stops.
+    Stop,
 }
 
 /// The answer to [`ApiRequest::Transfer`].
@@ -232,7 +238,12 @@ pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobS
                     }
                     Ok(_) => {}
                 }
+                let mut stop = false;
                 let answer = match serde_json::from_slice::<ApiRequest>(&line) {
+                    Ok(ApiRequest::Stop) => {
+                        stop = true;
+                        serde_json::json!({ "ok": "stopping" })
+                    }
                     Ok(req) => match handle(&node, &blobs, &requestor, req).await {
                         Ok(v) => serde_json::json!({ "ok": v }),
                         Err(e) => serde_json::json!({ "error": e }),
@@ -241,7 +252,13 @@ pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobS
                 };
                 let mut out = answer.to_string();
                 out.push('\n');
-                if write.write_all(out.as_bytes()).await.is_err() {
+                let written = write.write_all(out.as_bytes()).await;
+                if stop {
+                    tracing::info!("stop asked through the control socket");
+                    conn_life.stop();
+                    return;
+                }
+                if written.is_err() {
                     return;
                 }
             }
@@ -274,6 +291,36 @@ async fn handle(
             };
             serde_json::to_value(Transferred { tx, height })
         }
+        ApiRequest::Faucet => {
+            let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
+            let ledger = client.ledger();
+            if ledger.is_validator() {
+                return Err("this node is its network's validator and holds its tokens; \
+                            the faucet is for nodes that joined it"
+                    .into());
+            }
+            let validator = ledger.validator().ok_or("the network has no validator")?;
+            let peer = sharegrid_net::peer_id(&validator).ok_or("the validator's id is not a valid key")?;
+            let request = sharegrid_net::LedgerRequest::Faucet { account: node.id() };
+            let tx = match node.ledger_request(peer, request).await {
+                Ok(sharegrid_net::LedgerResponse::Accepted { id }) => id,
+                Ok(sharegrid_net::LedgerResponse::Refused { reason }) => {
+                    return Err(format!("the validator's faucet refused: {reason}"));
+                }
+                Ok(other) => return Err(format!("the validator answered {other:?}")),
+                Err(e) => return Err(format!("cannot reach the validator {}: {e}", validator.short())),
+            };
+            let height = client
+                .wait(tx, std::time::Duration::from_secs(60))
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(Transferred {
+                tx,
+                height: Some(height),
+            })
+        }
+        // Answered by the connection, which then stops the node.
+        ApiRequest::Stop => serde_json::to_value("stopping"),
         ApiRequest::Jobs => serde_json::to_value(store.jobs().map_err(|e| e.to_string())?),
         ApiRequest::Job { id } => {
             let job = store

@@ -19,6 +19,9 @@ use crate::provider::ProviderPolicy;
 pub struct NetworkSettings {
     /// Addresses to listen on (multiaddrs).
     pub listen: Vec<String>,
+    /// When a listen port is taken, try the next ones, up to this many
+    /// (0: refuse to start instead).
+    pub port_fallback: u16,
     /// Peers to join through, each `/ip4/…/tcp/…/p2p/<peer id>`.
     pub bootstrap: Vec<String>,
     /// Find peers on the local network by mDNS.
@@ -33,6 +36,7 @@ impl Default for NetworkSettings {
     fn default() -> Self {
         NetworkSettings {
             listen: vec!["/ip4/0.0.0.0/tcp/4001".into()],
+            port_fallback: 16,
             bootstrap: Vec::new(),
             mdns: true,
             departure_timeout_secs: 20,
@@ -64,6 +68,7 @@ impl NetworkSettings {
             listen: parse("listen", &self.listen)?,
             bootstrap: parse("bootstrap", &self.bootstrap)?,
             mdns: self.mdns,
+            port_fallback: self.port_fallback,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             departure_timeout: Duration::from_secs(self.departure_timeout_secs),
             ..NetConfig::default()
@@ -102,6 +107,10 @@ pub struct LedgerSettings {
     /// Follower: seconds a peer may take to answer a sync request before
     /// another peer is asked.
     pub sync_timeout_secs: u64,
+    /// Test networks: tokens this node gives, from its own account, to an
+    /// account that asks (`sharegrid faucet`) and holds less; 0: none.
+    /// `sharegrid init` turns it on for the network a home makes itself.
+    pub faucet: u64,
 }
 
 impl Default for LedgerSettings {
@@ -113,6 +122,7 @@ impl Default for LedgerSettings {
             close_after_blocks: 8640,
             settle_batch: 500,
             sync_timeout_secs: 15,
+            faucet: 0,
         }
     }
 }
@@ -255,6 +265,9 @@ pub(crate) fn default_file() -> String {
          [network]\n\
          # Addresses to listen on.\n\
          listen = [\"/ip4/0.0.0.0/tcp/4001\"]\n\
+         # If a listen port is taken (another node on this machine), take the\n\
+         # next free one, trying up to this many; 0 refuses to start instead.\n\
+         port_fallback = 16\n\
          # Peers to join through, e.g. [\"/ip4/192.0.2.7/tcp/4001/p2p/12D3KooW...\"].\n\
          bootstrap = []\n\
          # Find peers on the local network by mDNS.\n\
@@ -280,7 +293,10 @@ pub(crate) fn default_file() -> String {
          settle_batch = 500\n\
          # Follower: seconds a peer may take to answer a sync request before\n\
          # another peer is asked.\n\
-         sync_timeout_secs = 15\n",
+         sync_timeout_secs = 15\n\
+         # Test networks: tokens given from this node's account to an account\n\
+         # that asks (`sharegrid faucet`) and holds less; 0 gives none.\n\
+         faucet = 0\n",
         d.cache_max_bytes,
         d.memory_cache_modules,
         d.max_input_bytes,

@@ -57,6 +57,29 @@ pub enum HomeError {
         /// What is wrong.
         message: String,
     },
+    /// The home already keeps another network's ledger.
+    #[error(
+        "{}: this home already keeps the ledger of network {has}; join network {wants} from a new home (--home)",
+        ledger.display()
+    )]
+    OtherNetwork {
+        /// Its ledger.
+        ledger: PathBuf,
+        /// The network it keeps (short hash).
+        has: String,
+        /// The network asked for (short hash).
+        wants: String,
+    },
+    /// `config.toml` is not TOML that can be edited.
+    #[error("{}: cannot set {key}: {message}", path.display())]
+    ConfigEdit {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// What `init` did.
@@ -68,6 +91,9 @@ pub struct InitReport {
     pub new_identity: bool,
     /// Whether `config.toml` was written (false: an existing one kept).
     pub new_config: bool,
+    /// Whether a network of its own was made (a new `genesis.toml`, the
+    /// faucet on); false: an existing genesis kept.
+    pub new_network: bool,
 }
 
 /// A node home directory.
@@ -152,6 +178,67 @@ impl NodeHome {
     /// another network's `genesis.toml` to join that one), keeping whatever
     /// already exists.
     pub fn init(&self) -> Result<InitReport, HomeError> {
+        let (id, new_identity, new_config) = self.prepare()?;
+        let genesis = self.genesis_path();
+        let new_network = !genesis.exists();
+        if new_network {
+            write_atomic(&genesis, solo_genesis(id).to_toml().as_bytes())?;
+            // A test network of its own: newcomers who join it may ask for
+            // tokens. A config the owner already had is left as it is.
+            if new_config {
+                self.edit_config("ledger.faucet", |doc| {
+                    doc["ledger"]["faucet"] = toml_edit::value(SOLO_FAUCET as i64);
+                })?;
+            }
+        }
+        Ok(InitReport {
+            id,
+            new_identity,
+            new_config,
+            new_network,
+        })
+    }
+
+    /// Makes this home a member of the network `genesis` describes, joined
+    /// through the peer at `bootstrap` (an address with `/p2p/<peer id>`):
+    /// the home (created as by [`NodeHome::init`] if need be) gets that
+    /// `genesis.toml`, the peer in `[network] bootstrap`, and no faucet (it
+    /// holds no supply). Refused, changing nothing, when the home already
+    /// keeps another network's ledger.
+    pub fn join(&self, genesis: &Genesis, bootstrap: &str) -> Result<InitReport, HomeError> {
+        let path = self.genesis_path();
+        let ledger = self.ledger_path();
+        if path.exists() && ledger.exists() {
+            let has = self.genesis()?.hash();
+            if has != genesis.hash() {
+                return Err(HomeError::OtherNetwork {
+                    ledger,
+                    has: has.short(),
+                    wants: genesis.hash().short(),
+                });
+            }
+        }
+        let (id, new_identity, new_config) = self.prepare()?;
+        write_atomic(&path, genesis.to_toml().as_bytes())?;
+        self.edit_config("network.bootstrap", |doc| {
+            let mut list = doc["network"]["bootstrap"].as_array().cloned().unwrap_or_default();
+            if !list.iter().any(|v| v.as_str() == Some(bootstrap)) {
+                list.push(bootstrap);
+            }
+            doc["network"]["bootstrap"] = toml_edit::value(list);
+            doc["ledger"]["faucet"] = toml_edit::value(0);
+        })?;
+        Ok(InitReport {
+            id,
+            new_identity,
+            new_config,
+            new_network: false,
+        })
+    }
+
+    /// The directory (0700), `config.toml` and the identity key, each kept
+    /// if it exists: (id, new identity, new config).
+    fn prepare(&self) -> Result<(NodeId, bool, bool), HomeError> {
         fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(io(&self.root))?;
         let config = self.config_path();
@@ -175,16 +262,24 @@ impl NodeHome {
                 .map_err(io(&key_path))?;
             f.sync_all().map_err(io(&key_path))?;
         }
-        let id = self.identity()?.id();
-        let genesis = self.genesis_path();
-        if !genesis.exists() {
-            fs::write(&genesis, solo_genesis(id).to_toml()).map_err(io(&genesis))?;
-        }
-        Ok(InitReport {
-            id,
-            new_identity,
-            new_config,
-        })
+        Ok((self.identity()?.id(), new_identity, new_config))
+    }
+
+    /// Edits `config.toml` in place, keeping its comments and layout; the
+    /// result must still load.
+    fn edit_config(&self, key: &str, edit: impl FnOnce(&mut toml_edit::DocumentMut)) -> Result<(), HomeError> {
+        let path = self.config_path();
+        let failed = |message: String| HomeError::ConfigEdit {
+            path: path.clone(),
+            key: key.into(),
+            message,
+        };
+        let text = fs::read_to_string(&path).map_err(io(&path))?;
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| failed(e.to_string()))?;
+        edit(&mut doc);
+        let out = doc.to_string();
+        toml::from_str::<NodeConfig>(&out).map_err(|e| failed(e.to_string()))?;
+        write_atomic(&path, out.as_bytes())
     }
 
     /// The node's key.
@@ -209,6 +304,19 @@ impl NodeHome {
     pub fn config(&self, env: impl IntoIterator<Item = (String, String)>) -> Result<NodeConfig, HomeError> {
         Ok(NodeConfig::load(&self.config_path(), env)?)
     }
+}
+
+/// Tokens the faucet of a network `init` made gives each newcomer.
+pub const SOLO_FAUCET: u64 = 1_000_000_000;
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a
+/// crash leaves the old file or the new one, never half of one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// Tokens a new node's own network starts with, all its own.
@@ -246,9 +354,44 @@ mod tests {
         assert_eq!(mode(&home.identity_path()), 0o600);
         assert_eq!(mode(home.root()), 0o700);
         let again = home.init().unwrap();
-        assert!(!again.new_identity && !again.new_config);
+        assert!(!again.new_identity && !again.new_config && !again.new_network);
         assert_eq!(again.id, first.id, "init never replaces an identity");
-        assert_eq!(home.config([]).unwrap(), NodeConfig::default());
+        // A network of its own, whose faucet is on; the rest is the defaults.
+        assert!(first.new_network);
+        let mut expected = NodeConfig::default();
+        expected.ledger.faucet = SOLO_FAUCET;
+        assert_eq!(home.config([]).unwrap(), expected);
+        let text = fs::read_to_string(home.config_path()).unwrap();
+        assert!(text.contains("# Test networks: tokens given"), "comments kept:\n{text}");
+    }
+
+    #[test]
+    fn join_takes_the_networks_genesis_and_bootstrap_and_never_a_second_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = solo_genesis(NodeKey::from_seed([5; 32]).id());
+        let peer = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWDJCL6E64aPDDfzB7vnH7g6hH6asbxf7Tv7uyMWnpmbuf";
+        let home = NodeHome::new(dir.path().join("b"));
+        let r = home.join(&theirs, peer).unwrap();
+        assert!(r.new_identity && r.new_config && !r.new_network);
+        assert_eq!(home.genesis().unwrap(), theirs);
+        let config = home.config([]).unwrap();
+        assert_eq!(config.network.bootstrap, vec![peer.to_string()]);
+        assert_eq!(config.ledger.faucet, 0, "a joined node holds no supply to give");
+        // Joining again through the same peer changes nothing; a start keeps the genesis.
+        home.join(&theirs, peer).unwrap();
+        assert_eq!(home.config([]).unwrap().network.bootstrap.len(), 1);
+        assert!(!home.init().unwrap().new_network);
+        assert_eq!(home.genesis().unwrap(), theirs);
+
+        // A home that keeps another network's ledger is refused, unchanged.
+        let other = NodeHome::new(dir.path().join("a"));
+        other.init().unwrap();
+        fs::write(other.ledger_path(), b"").unwrap();
+        let before = fs::read(other.config_path()).unwrap();
+        let err = other.join(&theirs, peer).unwrap_err();
+        assert!(matches!(err, HomeError::OtherNetwork { .. }), "{err}");
+        assert_eq!(fs::read(other.config_path()).unwrap(), before);
+        assert_ne!(other.genesis().unwrap(), theirs);
     }
 
     #[test]

@@ -127,6 +127,14 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
     })
     .await?;
     let client = LedgerClient::new(ledger.clone(), handle.clone());
+    if config.ledger.faucet > 0 {
+        crate::faucet::start_faucet(
+            &handle,
+            client.clone(),
+            sharegrid_core::Amount(u128::from(config.ledger.faucet)),
+        )
+        .await;
+    }
     let payments = Payments::start(&handle, client, store.clone(), config.ledger.clone());
     let requestor = Requestor::new(handle.clone(), blobs.clone(), store).with_payments(payments);
     let resumed = requestor.resume_all()?;

@@ -22,8 +22,10 @@ mod blobs;
 mod clock;
 mod config;
 mod daemon;
+mod faucet;
 mod home;
 mod job;
+mod join;
 mod launch;
 mod ledger;
 mod lifecycle;
@@ -39,14 +41,16 @@ pub use blobs::{BlobError, BlobStore};
 pub use clock::now_ms;
 pub use config::{ConfigError, LedgerSettings, NetworkSettings, NetworkSettingsError, NodeConfig, SandboxSettings};
 pub use daemon::{
-    AgentOptions, AgentStatus, AssignError, Assigned, DialError, FetchFailure, LedgerOptions, LedgerStatus,
-    MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, RequestFailure, start,
+    AgentOptions, AgentStatus, AssignError, Assigned, DialError, Discovery, FetchFailure, LedgerOptions, LedgerStatus,
+    MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, RequestFailure, discovery_hint, start,
 };
-pub use home::{HomeError, InitReport, NodeHome, SOLO_SUPPLY, solo_genesis};
+pub use faucet::{FaucetOrder, FaucetRules, GRANTS_PER_MINUTE, start_faucet};
+pub use home::{HomeError, InitReport, NodeHome, SOLO_FAUCET, SOLO_SUPPLY, solo_genesis};
 pub use job::{
     EscrowRecord, Estimate, JobAction, JobDriver, JobEvent, JobInput, JobRow, JobStore, JobSubmission, KeepError,
     KeptReceipt, LiveJob, Requestor, State, StoreError, SubmitError, TaskRow,
 };
+pub use join::{JoinError, check_genesis, fetch_genesis, parse_join_address};
 pub use launch::{CachedBenchmark, Launched, benchmark, launch};
 pub use ledger::{
     AcceptError, Applied, ApplyError, Follower, FollowerAction, FollowerInput, FoundTx, Head, Ledger, LedgerClient,

@@ -186,7 +186,11 @@ fn a_job_without_providers_waits_for_them_until_its_deadline() {
     // A provider over the price ceiling does not end the wait…
     s.on_event(Event::Offer(offer(1, 50)), 600_000);
     assert!(s.poll(600_250).is_empty());
-    assert!(s.waiting().unwrap().why.contains("over price ceiling"), "{:?}", s.waiting());
+    assert!(
+        s.waiting().unwrap().why.contains("over price ceiling"),
+        "{:?}",
+        s.waiting()
+    );
     // …one that qualifies does: the tasks go to it at once.
     s.on_event(Event::Offer(offer(2, 5)), 700_000);
     assert_eq!(dispatches(&s.poll(700_000)), 2, "its two free slots");
@@ -241,7 +245,11 @@ fn a_task_short_of_distinct_providers_waits_for_another_to_join() {
     }
     let w = s.waiting().expect("waiting for a second provider");
     assert_eq!((w.since_ms, w.tasks), (1_000, 2));
-    assert!(w.why.starts_with("needs 1 more distinct providers for a quorum of 2"), "{}", w.why);
+    assert!(
+        w.why.starts_with("needs 1 more distinct providers for a quorum of 2"),
+        "{}",
+        w.why
+    );
     s.on_event(Event::Offer(offer(2, 5)), 130_000);
     assert_eq!(dispatches(&s.poll(130_000)), 2, "the second replicas");
 }

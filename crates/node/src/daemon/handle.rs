@@ -35,6 +35,8 @@ pub(super) enum Command {
         request: LedgerRequest,
         reply: oneshot::Sender<Result<LedgerResponse, RequestFailure>>,
     },
+    /// Hand peers' faucet requests to this task.
+    ServeFaucet(mpsc::Sender<crate::faucet::FaucetOrder>),
     /// Stop at once, as a crash would.
     Kill,
 }
@@ -211,6 +213,12 @@ impl NodeHandle {
             .map_err(|_| FetchFailure::Stopped)?
             .map_err(|e| FetchFailure::Store(e.to_string()))?;
         Ok(())
+    }
+
+    /// Hands peers' requests for test tokens to `faucet` (see
+    /// [`crate::faucet`]); without one they are refused.
+    pub async fn serve_faucet(&self, faucet: mpsc::Sender<crate::faucet::FaucetOrder>) {
+        let _ = self.commands.send(Command::ServeFaucet(faucet)).await;
     }
 
     /// Sends a request to `peer`'s ledger.

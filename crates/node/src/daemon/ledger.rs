@@ -257,9 +257,9 @@ impl Daemon {
                         LedgerResponse::Head { genesis, height } => FollowerInput::Head { peer, genesis, height },
                         LedgerResponse::Blocks(blocks) => FollowerInput::Blocks { peer, blocks },
                         LedgerResponse::Refused { reason } => FollowerInput::Failed { peer, why: reason },
-                        LedgerResponse::Accepted { .. } => FollowerInput::Failed {
+                        LedgerResponse::Accepted { .. } | LedgerResponse::Genesis(_) => FollowerInput::Failed {
                             peer,
-                            why: "answered a sync request with an acknowledgement".into(),
+                            why: "answered a sync request with something else".into(),
                         },
                     };
                     self.follower_input(input);
@@ -329,6 +329,11 @@ impl Daemon {
                 };
                 Internal::LedgerAnswer { channel, response }
             }),
+            LedgerRequest::Genesis => {
+                let response = LedgerResponse::Genesis(Box::new(l.genesis().clone()));
+                let _ = self.swarm.behaviour_mut().ledger.send_response(channel, response);
+            }
+            LedgerRequest::Faucet { account } => self.faucet_request(account, channel),
             LedgerRequest::Blocks { from } => self.blocking(move || {
                 // Room for the framing beside the blocks.
                 let room = MAX_LEDGER_RESPONSE_BYTES as usize - 64 * 1024;
@@ -339,6 +344,43 @@ impl Daemon {
                 Internal::LedgerAnswer { channel, response }
             }),
         }
+    }
+
+    /// A peer asks for test tokens: handed to the faucet task, whose answer
+    /// comes back to the loop to be sent.
+    fn faucet_request(
+        &mut self,
+        account: sharegrid_core::NodeId,
+        channel: request_response::ResponseChannel<LedgerResponse>,
+    ) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let order = crate::faucet::FaucetOrder { account, reply };
+        let refused = match &self.faucet {
+            None => Some("this node runs no faucet ([ledger] faucet = 0)".to_string()),
+            Some(f) => f
+                .try_send(order)
+                .err()
+                .map(|_| "the faucet is busy; try again shortly".to_string()),
+        };
+        if let Some(reason) = refused {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .ledger
+                .send_response(channel, LedgerResponse::Refused { reason });
+            return;
+        }
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let response = match answer.await {
+                Ok(Ok(id)) => LedgerResponse::Accepted { id },
+                Ok(Err(reason)) => LedgerResponse::Refused { reason },
+                Err(_) => LedgerResponse::Refused {
+                    reason: "the faucet stopped".into(),
+                },
+            };
+            let _ = internal.send(Internal::LedgerAnswer { channel, response }).await;
+        });
     }
 
     /// Sends a caller's request to `peer`'s ledger.

@@ -48,7 +48,7 @@ mod task;
 pub use events::{AssignError, Assigned, FetchFailure, NodeEvent, RequestFailure};
 pub use handle::{DialError, NodeHandle};
 pub use ledger::LedgerOptions;
-pub use status::{AgentStatus, LedgerStatus, MisbehaviourCount, NodeStatus};
+pub use status::{AgentStatus, Discovery, LedgerStatus, MisbehaviourCount, NodeStatus, discovery_hint};
 pub use task::AgentOptions;
 
 use crate::blobs::BlobStore;
@@ -107,10 +107,14 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         last_heard: HashMap::new(),
         departure_timeout: opts.net.departure_timeout,
         listen: Vec::new(),
+        mdns: opts.net.mdns,
+        bootstrap: opts.net.bootstrap.clone(),
+        dial_error: None,
         internal: internal_tx,
         agent,
         ledger: opts.ledger.map(LedgerPart::new),
         ledger_waiters: HashMap::new(),
+        faucet: None,
         metrics,
     };
     let wants_listen = !opts.net.listen.is_empty();
@@ -179,10 +183,17 @@ pub(super) struct Daemon {
     last_heard: HashMap<PeerId, std::time::Instant>,
     departure_timeout: Duration,
     listen: Vec<Multiaddr>,
+    /// How peers are found (for status).
+    mdns: bool,
+    bootstrap: Vec<Multiaddr>,
+    /// The last failed dial, for status.
+    dial_error: Option<String>,
     internal: mpsc::Sender<Internal>,
     agent: Option<AgentPart>,
     ledger: Option<LedgerPart>,
     ledger_waiters: HashMap<request_response::OutboundRequestId, LedgerWaiter>,
+    /// The faucet task, on a test network's node that runs one.
+    faucet: Option<mpsc::Sender<crate::faucet::FaucetOrder>>,
     metrics: Metrics,
 }
 
@@ -306,6 +317,7 @@ impl Daemon {
                 let _ = tx.send(self.status());
             }
             Command::Ledger { peer, request, reply } => self.ledger_request(peer, request, reply),
+            Command::ServeFaucet(faucet) => self.faucet = Some(faucet),
             // Handled in the loop.
             Command::Kill => {}
         }
@@ -363,6 +375,12 @@ impl Daemon {
                 ..
             } => self.on_disconnected(peer_id, cause.map(|c| c.to_string())),
             SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                let mut why = error.to_string();
+                why.truncate(300);
+                tracing::debug!(peer = ?peer_id, "dial failed: {why}");
+                self.dial_error = Some(why);
+            }
             _ => {}
         }
     }

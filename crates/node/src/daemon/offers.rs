@@ -10,6 +10,12 @@ use super::{Daemon, NodeEvent, now_ms};
 
 impl Daemon {
     pub(super) fn on_gossip(&mut self, ev: gossipsub::Event) {
+        if let gossipsub::Event::Subscribed { topic, .. } = &ev {
+            if *topic == gossipsub::IdentTopic::new(OFFERS_TOPIC).hash() {
+                self.agent_input(crate::provider::AgentInput::PeerListening, None);
+            }
+            return;
+        }
         let gossipsub::Event::Message {
             propagation_source,
             message_id,

@@ -52,6 +52,45 @@ pub struct NodeStatus {
     pub misbehaviour: Vec<MisbehaviourCount>,
     /// The ledger, if kept.
     pub ledger: Option<LedgerStatus>,
+    /// How peers are found, and why none are when that is so.
+    #[serde(default)]
+    pub discovery: Discovery,
+}
+
+/// How a node finds peers (in [`NodeStatus`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Discovery {
+    /// mDNS on the local network.
+    pub mdns: bool,
+    /// The bootstrap peers configured.
+    pub bootstrap: Vec<String>,
+    /// The last failed dial, if any.
+    pub dial_error: Option<String>,
+    /// While no peer is connected: why, and what to set.
+    pub hint: Option<String>,
+}
+
+/// Why a node with no peers has none, and what to do; `None` with peers.
+pub fn discovery_hint(peers: usize, mdns: bool, bootstrap: usize, dial_error: Option<&str>) -> Option<String> {
+    if peers > 0 {
+        return None;
+    }
+    let join = "to join a node you know, run `sharegrid init --join ADDRESS` for a new home, or add \
+                its address (the `listening` line of `sharegrid status` on it) to [network] bootstrap";
+    Some(match (bootstrap, mdns) {
+        (0, true) => format!(
+            "no peers yet: mDNS is on but has found no node on the local network (it needs \
+             multicast between the machines, which many networks and containers block); {join}"
+        ),
+        (0, false) => {
+            format!("no peers: mDNS is off and [network] bootstrap is empty, so this node looks for no one; {join}")
+        }
+        (n, _) => format!(
+            "no peers: none of the {n} bootstrap peer(s) in [network] bootstrap is connected{}; \
+             check that they run and that the addresses (with /p2p/<peer id>) are right",
+            dial_error.map(|e| format!(" (last dial: {e})")).unwrap_or_default()
+        ),
+    })
 }
 
 /// Where a node's ledger stands.
@@ -96,6 +135,17 @@ impl Daemon {
                     count: n,
                 })
                 .collect(),
+            discovery: Discovery {
+                mdns: self.mdns,
+                bootstrap: self.bootstrap.iter().map(|a| a.to_string()).collect(),
+                dial_error: self.dial_error.clone(),
+                hint: discovery_hint(
+                    self.swarm.connected_peers().count(),
+                    self.mdns,
+                    self.bootstrap.len(),
+                    self.dial_error.as_deref(),
+                ),
+            },
             ledger: self.ledger.as_ref().map(|p| {
                 let l = &p.ledger;
                 let head = l.head();
@@ -107,5 +157,28 @@ impl Daemon {
                 }
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::discovery_hint;
+
+    #[test]
+    fn a_node_without_peers_says_why_and_what_to_set() {
+        assert_eq!(discovery_hint(1, true, 0, None), None);
+        let h = discovery_hint(0, true, 0, None).unwrap();
+        assert!(h.starts_with("no peers yet: mDNS is on but has found no node"), "{h}");
+        assert!(h.contains("sharegrid init --join ADDRESS"), "{h}");
+        let h = discovery_hint(0, false, 0, None).unwrap();
+        assert!(
+            h.starts_with("no peers: mDNS is off and [network] bootstrap is empty"),
+            "{h}"
+        );
+        let h = discovery_hint(0, false, 2, Some("connection refused")).unwrap();
+        assert!(
+            h.starts_with("no peers: none of the 2 bootstrap peer(s) in [network] bootstrap is connected (last dial: connection refused)"),
+            "{h}"
+        );
     }
 }

@@ -191,11 +191,7 @@ impl Daemon {
     /// Feeds the agent `first`, and carries out its actions (and the inputs
     /// they give back at once, in order). `incoming` is the reply channel
     /// of the assignment in `first`, if that is one.
-    pub(super) fn agent_input(
-        &mut self,
-        first: AgentInput,
-        mut incoming: Option<(PeerId, Answer)>,
-    ) {
+    pub(super) fn agent_input(&mut self, first: AgentInput, mut incoming: Option<(PeerId, Answer)>) {
         let mut inputs = VecDeque::from([first]);
         while let Some(input) = inputs.pop_front() {
             let Some(part) = &mut self.agent else { return };

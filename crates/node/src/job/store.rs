@@ -252,8 +252,12 @@ impl JobStore {
         self.job_rows(None)
     }
 
-    /// The job whose id is `id` or starts with it, if exactly one does.
+    /// The job whose id is `id` or starts with it, if exactly one does;
+    /// `last`: the newest.
     pub fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        if id == "last" {
+            return Ok(self.job_rows(None)?.into_iter().next());
+        }
         let mut rows = self.job_rows(Some(id))?;
         Ok(if rows.len() == 1 { rows.pop() } else { None })
     }

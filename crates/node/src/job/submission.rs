@@ -62,6 +62,9 @@ pub struct Estimate {
     pub replication: u32,
     /// Providers whose offers qualify.
     pub qualifying: usize,
+    /// Whether this node's own provider is one of them.
+    #[serde(default)]
+    pub own: bool,
     /// Their speed in all, gigafuel per second.
     pub speed: f64,
     /// The most the job can cost if every replica uses its whole fuel
@@ -152,10 +155,11 @@ impl JobSubmission {
         (bound < u128::MAX).then_some(Amount(bound))
     }
 
-    /// The estimate from the live `offers`.
-    pub fn estimate(&self, offers: &[Offer]) -> Estimate {
+    /// The estimate from the live `offers`, as seen by node `me`.
+    pub fn estimate(&self, offers: &[Offer], me: Option<&sharegrid_core::NodeId>) -> Estimate {
         let c = self.constraints();
         let ok: Vec<&Offer> = offers.iter().filter(|o| c.check(o).is_ok()).collect();
+        let own = me.is_some_and(|me| ok.iter().any(|o| o.provider == *me));
         let replicas = self.tasks.len() as u128 * u128::from(self.replication);
         let worst_fuel = u128::from(self.limits.fuel.0).saturating_mul(replicas);
         let max_price = ok.iter().map(|o| o.price.0.0).max().unwrap_or(0);
@@ -166,6 +170,7 @@ impl JobSubmission {
             tasks: self.tasks.len(),
             replication: self.replication,
             qualifying: ok.len(),
+            own,
             speed,
             worst_cost,
             worst_secs: if ok.is_empty() {

@@ -247,7 +247,7 @@ impl Agent {
                     }
                 }
             }
-            AgentInput::PublishFailed => self.published = None,
+            AgentInput::PublishFailed | AgentInput::PeerListening => self.published = None,
             AgentInput::Tick => {
                 let expired: Vec<ContentId> = self
                     .retained

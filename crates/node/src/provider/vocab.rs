@@ -122,6 +122,9 @@ pub enum AgentInput {
     },
     /// An offer could not be published (no peer yet): try again soon.
     PublishFailed,
+    /// A peer began listening for offers: publish again at the next tick,
+    /// so a newcomer learns this provider in a second, not an interval.
+    PeerListening,
     /// Time passed.
     Tick,
     /// Shutdown began: accept nothing more.

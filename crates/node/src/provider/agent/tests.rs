@@ -230,6 +230,10 @@ fn offers_follow_free_slots_and_the_interval() {
     // No peer to publish to: tried again on the next tick.
     a.handle(AgentInput::PublishFailed, HostSample::default(), 2_701);
     assert!(published(&a.handle(AgentInput::Tick, HostSample::default(), 2_800)).is_some());
+    // A newcomer listens for offers: it hears this one at the next tick.
+    assert!(published(&a.handle(AgentInput::Tick, HostSample::default(), 2_900)).is_none());
+    a.handle(AgentInput::PeerListening, HostSample::default(), 2_950);
+    assert!(published(&a.handle(AgentInput::Tick, HostSample::default(), 3_000)).is_some());
 }
 
 #[test]
