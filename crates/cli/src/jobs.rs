@@ -262,6 +262,7 @@ fn print_summary(v: &JobView) {
         let how = match (&p.error, p.settled) {
             (Some(e), _) => format!("not settled: {e} (tried again when the node restarts)"),
             (None, true) => "settled: agreeing receipts paid, the rest refunded".into(),
+            (None, false) if j.state == State::Running => "open: agreeing receipts are paid as the job runs".into(),
             (None, false) => "settling".into(),
         };
         println!("payment   escrow {} of {}, {how}", p.escrow.short(), p.amount);
