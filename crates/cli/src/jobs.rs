@@ -49,17 +49,40 @@ fn client(home: &Path) -> anyhow::Result<ApiClient> {
 pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let job = JobFile::parse(&path.display().to_string(), &text)?;
-    let base = path.parent().unwrap_or(Path::new("."));
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let h = NodeHome::new(home);
     let max = h.config(std::env::vars())?.sandbox.max_input_bytes;
     let blobs = BlobStore::open(h.blobs_dir(), max)?;
-    let read = |rel: &str, what: &str| -> anyhow::Result<Vec<u8>> {
+    // What a job file names is shipped to strangers: never a file of the
+    // node's home (its key, its config), and inputs and stdin only from
+    // beside or below the job file.
+    let base_dir = std::fs::canonicalize(base).with_context(|| format!("cannot read {}", base.display()))?;
+    let home_dir = std::fs::canonicalize(h.root()).ok();
+    let read = |rel: &str, what: &str, confined: bool| -> anyhow::Result<Vec<u8>> {
         let p = base.join(rel);
-        std::fs::read(&p).with_context(|| format!("{}: job.{what}: cannot read {}", path.display(), p.display()))
+        let at = std::fs::canonicalize(&p)
+            .with_context(|| format!("{}: job.{what}: cannot read {}", path.display(), p.display()))?;
+        if home_dir.as_ref().is_some_and(|h| at.starts_with(h)) {
+            anyhow::bail!(
+                "{}: job.{what}: {rel:?} is inside the node's home ({}); a job never ships its files",
+                path.display(),
+                h.root().display()
+            );
+        }
+        if confined && !at.starts_with(&base_dir) {
+            anyhow::bail!(
+                "{}: job.{what}: {rel:?} is outside the job file's directory; inputs and stdin must be beside or below it",
+                path.display()
+            );
+        }
+        std::fs::read(&at).with_context(|| format!("{}: job.{what}: cannot read {}", path.display(), p.display()))
     };
     let module = match (&job.module, &job.module_hash) {
         (Some(m), _) => {
-            let bytes = read(m, "module")?;
+            let bytes = read(m, "module", false)?;
             let bytes = if m.ends_with(".wat") {
                 wat::parse_bytes(&bytes)
                     .map_err(|e| anyhow::anyhow!("{}: job.module: {e}", path.display()))?
@@ -67,6 +90,11 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
             } else {
                 bytes
             };
+            anyhow::ensure!(
+                bytes.starts_with(b"\0asm"),
+                "{}: job.module: {m:?} is not a WebAssembly module (.wasm, or .wat text)",
+                path.display()
+            );
             blobs.put(&bytes)?
         }
         (None, Some(h)) => {
@@ -81,12 +109,12 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
         (None, None) => unreachable!("JobFile::parse requires a module"),
     };
     let stdin = match &job.stdin {
-        Some(f) => blobs.put(&read(f, "stdin")?)?,
+        Some(f) => blobs.put(&read(f, "stdin", true)?)?,
         None => blobs.put(b"")?,
     };
     let mut inputs = Vec::new();
     for (at, file) in &job.inputs {
-        inputs.push((at.clone(), blobs.put(&read(file, "inputs")?)?));
+        inputs.push((at.clone(), blobs.put(&read(file, "inputs", true)?)?));
     }
     Ok(JobSubmission::from_job_file(&job, module, stdin, inputs))
 }

@@ -82,7 +82,18 @@ pub(crate) struct RunArgs {
     price: Option<sharegrid_core::Amount>,
 }
 
-fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// The module at `path`, refused before it is read when it is larger
+/// than `max` bytes (`[sandbox] max_module_bytes`).
+fn read_module(path: &Path, max: usize) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read module {}", path.display()))?
+        .len();
+    if len > max as u64 {
+        anyhow::bail!(
+            "module {} is {len} bytes, over the limit of {max} bytes ([sandbox] max_module_bytes)",
+            path.display()
+        );
+    }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read module {}", path.display()))?;
     if path.extension().is_some_and(|e| e == "wat") {
         return wat::parse_bytes(&bytes)
@@ -134,7 +145,11 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(provider) = a.on {
         return remote(home, provider, a);
     }
-    let module = read_module(&a.module)?;
+    let max = sharegrid_node::NodeHome::new(home)
+        .config(std::env::vars())?
+        .sandbox
+        .max_module_bytes;
+    let module = read_module(&a.module, max)?;
     let stdin = read_stdin(a.stdin.as_deref())?;
     let sandbox = crate::home::sandbox(home, !a.no_cache, a.metering, !a.no_timeout)?;
     let inputs = match &a.input {
@@ -193,7 +208,7 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
     let h = sharegrid_node::NodeHome::new(home);
     let mut api = sharegrid_node::ApiClient::connect(&h.api_socket())?;
     let settings = h.config(std::env::vars())?.sandbox;
-    let module = read_module(&a.module)?;
+    let module = read_module(&a.module, settings.max_module_bytes)?;
     let stdin = read_stdin(a.stdin.as_deref())?;
     let inputs = match &a.input {
         Some(dir) => load_inputs(dir, settings.max_input_bytes, settings.max_input_files)?,

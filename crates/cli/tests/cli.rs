@@ -237,3 +237,77 @@ fn init_creates_the_home_and_config_drives_the_sandbox() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("config.toml") && err.contains("max_input_byts"), "{err}");
 }
+
+/// A job file someone else wrote cannot make `submit` ship the node's key,
+/// or any file outside the job's directory, to strangers: refused before
+/// anything reaches the node (none runs here).
+#[test]
+fn a_job_file_cannot_ship_the_nodes_key_or_files_outside_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    assert!(sharegrid(&home, &["init"]).status.success());
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(jobs.join("data.txt"), "fine\n").unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "not yours\n").unwrap();
+    let pi = guest("pi");
+    let job = |extra: &str, module: &str| {
+        let path = jobs.join("job.toml");
+        std::fs::write(
+            &path,
+            format!("[job]\nmodule = {module:?}\nargs = [\"1\", \"10\"]\nreplication = 1\nprice_ceiling = 1\n{extra}"),
+        )
+        .unwrap();
+        let out = sharegrid(&home, &["submit", path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let pi = pi.to_str().unwrap();
+    let key = job("inputs = { \"k\" = \"../home/identity.key\" }\n", pi);
+    assert!(
+        key.contains("job.inputs: \"../home/identity.key\" is inside the node's home"),
+        "{key}"
+    );
+    let out = job("stdin = \"../secret.txt\"\n", pi);
+    assert!(
+        out.contains("job.stdin: \"../secret.txt\" is outside the job file's directory"),
+        "{out}"
+    );
+    let abs = job(
+        &format!("inputs = {{ \"s\" = {:?} }}\n", dir.path().join("secret.txt")),
+        pi,
+    );
+    assert!(abs.contains("is outside the job file's directory"), "{abs}");
+    let module = job("", "../home/identity.key");
+    assert!(
+        module.contains("job.module: \"../home/identity.key\" is inside the node's home"),
+        "{module}"
+    );
+    let text = job("", "data.txt");
+    assert!(
+        text.contains("job.module: \"data.txt\" is not a WebAssembly module"),
+        "{text}"
+    );
+    // Beside the job file, an input is fine (the node is not running, so
+    // that is where this one stops).
+    let ok = job("inputs = { \"d\" = \"data.txt\" }\n", pi);
+    assert!(ok.contains("no node is running"), "{ok}");
+}
+
+#[test]
+fn run_refuses_a_module_over_the_size_limit_before_reading_it() {
+    let home = tempfile::tempdir().unwrap();
+    let out = bin()
+        .arg("--home")
+        .arg(home.path())
+        .env("SHAREGRID_SANDBOX__MAX_MODULE_BYTES", "1000")
+        .args(["run", guest("pi").to_str().unwrap(), "--", "1", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bytes, over the limit of 1000 bytes ([sandbox] max_module_bytes)"),
+        "{err}"
+    );
+}

@@ -58,7 +58,8 @@ pub struct JobFile {
     pub wait_for_providers_secs: Option<u64>,
     /// Only this architecture.
     pub arch: Option<Arch>,
-    /// Memory a provider must give a task (default: the memory limit).
+    /// Memory a provider must give a task (default: the memory limit plus
+    /// the output limit, which a task holds while it runs).
     pub min_memory: u64,
     /// Lowest provider benchmark speed.
     pub min_speed: GigafuelPerSec,
@@ -66,6 +67,87 @@ pub struct JobFile {
     pub credibility: Option<f64>,
     /// The sweep: parameter → values, in file order of names (sorted).
     pub sweep: BTreeMap<String, Vec<String>>,
+}
+
+/// A job's terms, checked by the same rules wherever the job comes from:
+/// a job file, or a program talking to a node's API.
+#[derive(Clone, Debug)]
+pub struct JobTerms<'a> {
+    /// Each task's limits.
+    pub limits: &'a Limits,
+    /// Replicas per task.
+    pub replication: u32,
+    /// Agreeing results needed.
+    pub quorum: u32,
+    /// Seconds from submission to the deadline.
+    pub deadline_secs: Option<u64>,
+    /// Seconds to wait for providers before failing early.
+    pub wait_for_providers_secs: Option<u64>,
+    /// Credibility threshold for accepting a result alone.
+    pub credibility: Option<f64>,
+    /// The input files' paths under `/in`.
+    pub inputs: Vec<&'a str>,
+    /// Lowest provider speed, Gfuel/s.
+    pub min_speed: f64,
+}
+
+/// A term that breaks a rule: the job file's field, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("job.{field}: {message}")]
+pub struct TermError {
+    /// The field (as in the job file).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl JobTerms<'_> {
+    /// Every rule of a job's terms, or the first one broken.
+    pub fn check(&self) -> Result<(), TermError> {
+        let bad = |field, message: String| Err(TermError { field, message });
+        let l = self.limits;
+        if l.fuel.0 == 0 || l.memory_bytes == 0 {
+            return bad("fuel", "fuel and memory limits must be above zero".into());
+        }
+        if l.stack_bytes == 0 || l.stack_bytes > Limits::MAX_STACK_BYTES {
+            return bad(
+                "stack",
+                format!("must be between 1 byte and {} bytes", Limits::MAX_STACK_BYTES),
+            );
+        }
+        let (r, q) = (self.replication, self.quorum);
+        if r == 0 || r > 16 {
+            return bad("replication", format!("{r} is not between 1 and 16"));
+        }
+        if q == 0 || q > r {
+            return bad("quorum", format!("{q} must be between 1 and the replication ({r})"));
+        }
+        if let (Some(w), Some(d)) = (self.wait_for_providers_secs, self.deadline_secs)
+            && w >= d
+        {
+            return bad(
+                "wait_for_providers",
+                format!("{w} s is not before the deadline ({d} s); leave it unset to wait until the deadline"),
+            );
+        }
+        if let Some(c) = self.credibility
+            && !(0.0..1.0).contains(&c)
+        {
+            return bad("credibility", format!("{c} must be in [0, 1)"));
+        }
+        for path in &self.inputs {
+            if let Err(e) = crate::result::validate_out_path(path) {
+                return bad("inputs", format!("{path:?}: {e}"));
+            }
+        }
+        if !(self.min_speed.is_finite() && self.min_speed >= 0.0) {
+            return bad(
+                "min_speed",
+                format!("{} is not a speed (Gfuel/s, 0 or more)", self.min_speed),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A mistake in a job file: where, and what.
@@ -267,27 +349,8 @@ impl JobFile {
                 })?,
             },
         };
-        if limits.fuel.0 == 0 || limits.memory_bytes == 0 {
-            return Err(bad("fuel", "fuel and memory limits must be above zero".into()));
-        }
-        if limits.stack_bytes == 0 || limits.stack_bytes > Limits::MAX_STACK_BYTES {
-            return Err(bad(
-                "stack",
-                format!("must be between 1 byte and {} bytes", Limits::MAX_STACK_BYTES),
-            ));
-        }
-
         let replication = j.replication.unwrap_or(2);
         let quorum = j.quorum.unwrap_or(replication);
-        if replication == 0 || replication > 16 {
-            return Err(bad("replication", format!("{replication} is not between 1 and 16")));
-        }
-        if quorum == 0 || quorum > replication {
-            return Err(bad(
-                "quorum",
-                format!("{quorum} must be between 1 and the replication ({replication})"),
-            ));
-        }
         let amount = |key: &str, v: &Option<toml::Value>| -> Result<Option<Amount>, JobFileError> {
             v.as_ref()
                 .map(|v| {
@@ -310,31 +373,45 @@ impl JobFile {
         };
         let deadline_secs = secs("deadline", &j.deadline)?.unwrap_or(DEFAULT_DEADLINE_SECS);
         let wait_for_providers_secs = secs("wait_for_providers", &j.wait_for_providers)?;
-        if let Some(w) = wait_for_providers_secs
-            && w >= deadline_secs
-        {
-            return Err(bad(
-                "wait_for_providers",
-                format!(
-                    "{w} s is not before the deadline ({deadline_secs} s); leave it unset to wait until the deadline"
-                ),
-            ));
+        JobTerms {
+            limits: &limits,
+            replication,
+            quorum,
+            deadline_secs: Some(deadline_secs),
+            wait_for_providers_secs,
+            credibility: j.credibility,
+            inputs: j.inputs.keys().map(String::as_str).collect(),
+            min_speed: j.constraints.min_speed.unwrap_or(0.0),
         }
-        if let Some(c) = j.credibility
-            && !(0.0..1.0).contains(&c)
-        {
-            return Err(bad("credibility", format!("{c} must be in [0, 1)")));
-        }
-        let min_memory = size("min_memory", &j.constraints.min_memory, limits.memory_bytes)?;
+        .check()
+        .map_err(|e| bad(e.field, e.message))?;
+        // What a task holds on its provider: its memory and its outputs.
+        let held = limits.memory_bytes.saturating_add(limits.output_bytes);
+        let min_memory = size("min_memory", &j.constraints.min_memory, held)?;
 
+        // Counted before any value is made: a file cannot make the parser
+        // build millions of strings it then refuses.
+        let too_many = |total: u128| {
+            err(
+                None,
+                format!("job.sweep: expands to {total} tasks, over the limit of {MAX_TASKS}"),
+            )
+        };
         let mut sweep = BTreeMap::new();
+        let mut total: u128 = 1;
         for (name, spanned) in j.sweep {
             let line = line_of(spanned.span().start + 1);
             let values: Vec<String> = match spanned.into_inner() {
                 RawSweep::List(v) if v.is_empty() => {
                     return Err(err(line, format!("job.sweep.{name}: an empty list sweeps nothing")));
                 }
-                RawSweep::List(v) => v.iter().map(value_str).collect(),
+                RawSweep::List(v) => {
+                    total = total.saturating_mul(v.len() as u128);
+                    if total > MAX_TASKS as u128 {
+                        return Err(too_many(total));
+                    }
+                    v.iter().map(value_str).collect()
+                }
                 RawSweep::Range { range: [a, b], step } => {
                     let step = step.unwrap_or(1);
                     if step <= 0 || b <= a {
@@ -343,21 +420,20 @@ impl JobFile {
                             format!("job.sweep.{name}: range [{a}, {b}] with step {step} is empty"),
                         ));
                     }
+                    // In i128: any i64 range and step, without wrapping.
+                    let (a, b, step) = (i128::from(a), i128::from(b), i128::from(step));
                     let n = (b - a + step - 1) / step;
-                    if n as u128 > MAX_TASKS as u128 {
+                    if n > MAX_TASKS as i128 {
                         return Err(err(line, format!("job.sweep.{name}: {n} values is too many")));
+                    }
+                    total = total.saturating_mul(n as u128);
+                    if total > MAX_TASKS as u128 {
+                        return Err(too_many(total));
                     }
                     (0..n).map(|i| (a + i * step).to_string()).collect()
                 }
             };
             sweep.insert(name, values);
-        }
-        let total: u128 = sweep.values().map(|v| v.len() as u128).product();
-        if total > MAX_TASKS as u128 {
-            return Err(err(
-                None,
-                format!("job.sweep: expands to {total} tasks, over the limit of {MAX_TASKS}"),
-            ));
         }
         // Every placeholder must name a swept parameter, and every parameter be used.
         let used = placeholders(&j.args).map_err(|m| bad("args", m))?;
@@ -372,11 +448,6 @@ impl JobFile {
                     None,
                     format!("job.sweep.{p}: not used in job.args (write {{{p}}} where it goes)"),
                 ));
-            }
-        }
-        for path in j.inputs.keys() {
-            if let Err(e) = crate::result::validate_out_path(path) {
-                return Err(bad("inputs", format!("{path:?}: {e}")));
             }
         }
         Ok(JobFile {
@@ -513,6 +584,37 @@ arch = "x86_64"
             e.contains("job.wait_for_providers: 3600 s is not before the deadline (600 s)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sweep_arithmetic_never_wraps() {
+        let e = |text: &str| JobFile::parse("j.toml", text).unwrap_err().to_string();
+        let wide = "[job]\nmodule = \"m.wasm\"\nargs = [\"{x}\"]\n\
+                    [job.sweep]\nx = { range = [-9223372036854775808, 9223372036854775807] }\n";
+        assert!(
+            e(wide).contains("job.sweep.x: 18446744073709551615 values is too many"),
+            "{}",
+            e(wide)
+        );
+        let step = wide.replace(
+            "9223372036854775807] }",
+            "9223372036854775807], step = 9223372036854775807 }",
+        );
+        let j = JobFile::parse("j.toml", &step).unwrap();
+        assert_eq!(j.sweep["x"], ["-9223372036854775808", "-1", "9223372036854775806"]);
+        // Many parameters whose product overflows any integer: too many tasks.
+        let mut many = String::from("[job]\nmodule = \"m.wasm\"\nargs = [");
+        let names: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+        many += &names
+            .iter()
+            .map(|n| format!("\"{{{n}}}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        many += "]\n[job.sweep]\n";
+        for n in &names {
+            many += &format!("{n} = {{ range = [0, 1000000] }}\n");
+        }
+        assert!(e(&many).contains("over the limit of 1000000"), "{}", e(&many));
     }
 
     #[test]

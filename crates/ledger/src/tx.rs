@@ -144,7 +144,7 @@ pub enum Rejection {
     #[error("task {0} is not in the job")]
     TaskNotInJob(TaskId),
     /// A task paid already to this provider.
-    #[error("task {0} is paid already to this provider")]
+    #[error("task {0} {ALREADY_PAID}")]
     AlreadyPaid(TaskId),
     /// A pair that does not prove the work (names the mismatch).
     #[error("bad proof of work: {0}")]
@@ -181,4 +181,14 @@ pub enum Rejection {
     /// Something malformed in the operation itself.
     #[error("{0}")]
     Malformed(String),
+}
+
+/// The words of [`Rejection::AlreadyPaid`], which travels as text
+/// (`LedgerResponse::Refused`): a settlement refused for them raced a
+/// provider's claim, and goes through once re-planned.
+const ALREADY_PAID: &str = "is paid already to this provider";
+
+/// Whether a refusal's `reason` is [`Rejection::AlreadyPaid`].
+pub fn is_already_paid(reason: &str) -> bool {
+    reason.contains(ALREADY_PAID)
 }

@@ -6,7 +6,10 @@ use libp2p::identity::{self, Keypair};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, kad, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns, noise, ping, tcp,
+    yamux,
+};
 use sharegrid_core::{NodeId, NodeKey};
 
 use crate::codec::CappedCbor;
@@ -46,7 +49,14 @@ pub struct NetConfig {
     /// check a second node would silently share the first one's port and
     /// the kernel would split incoming connections between them.
     pub port_fallback: u16,
+    /// Inbound connections established at once, at most.
+    pub max_inbound: u32,
+    /// Inbound connections still handshaking at once, at most.
+    pub max_pending_incoming: u32,
 }
+
+/// Connections to one peer at once (two may cross when both dial).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
 
 impl Default for NetConfig {
     fn default() -> Self {
@@ -60,6 +70,8 @@ impl Default for NetConfig {
             departure_timeout: Duration::from_secs(20),
             max_offers: 100_000,
             port_fallback: 0,
+            max_inbound: 512,
+            max_pending_incoming: 64,
         }
     }
 }
@@ -106,6 +118,8 @@ pub struct Behaviour {
     pub blob: request_response::Behaviour<CappedCbor<BlobRequest, BlobResponse>>,
     /// Point to point: ledger transactions and blocks.
     pub ledger: request_response::Behaviour<CappedCbor<LedgerRequest, LedgerResponse>>,
+    /// Bounds on connections: a peer cannot open thousands.
+    pub limits: connection_limits::Behaviour,
 }
 
 /// The libp2p keypair of a node key (the same ed25519 key).
@@ -183,6 +197,12 @@ fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
         task,
         blob,
         ledger,
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_pending_incoming(Some(cfg.max_pending_incoming))
+                .with_max_established_incoming(Some(cfg.max_inbound))
+                .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+        ),
     })
 }
 

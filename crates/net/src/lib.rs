@@ -26,10 +26,12 @@ mod offers;
 mod peers;
 mod protocol;
 
-pub use behaviour::{Behaviour, BehaviourEvent, NetConfig, NetError, build_swarm, keypair, peer_id};
+pub use behaviour::{
+    Behaviour, BehaviourEvent, MAX_CONNECTIONS_PER_PEER, NetConfig, NetError, build_swarm, keypair, peer_id,
+};
 pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
 pub use codec::{CappedCbor, Incoming, wire_error};
-pub use offers::{OfferBook, OfferRejection};
+pub use offers::{MAX_OFFER_LIFETIME_MS, OfferBook, OfferRejection};
 pub use peers::{Misbehaviour, PeerAction, PeerScores};
 pub use protocol::{
     BLOB_PROTOCOL, BLOCKS_TOPIC, BlobRequest, BlobResponse, LEDGER_PROTOCOL, LedgerRequest, LedgerResponse,

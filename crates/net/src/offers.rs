@@ -10,6 +10,11 @@ use libp2p::PeerId;
 use crate::behaviour::peer_id;
 use crate::protocol::MAX_OFFER_BYTES;
 
+/// The furthest ahead an offer's expiry is believed: a later one is kept
+/// only this long (an offer far in the future would outlive its provider
+/// and push real ones out of a full book).
+pub const MAX_OFFER_LIFETIME_MS: u64 = 10 * 60 * 1000;
+
 /// Why an offer was dropped.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OfferRejection {
@@ -32,6 +37,10 @@ pub enum OfferRejection {
         /// Now.
         now_ms: u64,
     },
+    /// A claim no machine can make: a speed that is not a positive finite
+    /// number, no cores, or more free slots than cores.
+    #[error("implausible offer: {0}")]
+    Implausible(String),
     /// Older than (or the same as) one already held from this provider.
     #[error("stale offer: sequence {got} is not newer than {have}")]
     Stale {
@@ -46,7 +55,10 @@ impl OfferRejection {
     /// Whether the peer that sent it misbehaved (as opposed to the offer
     /// merely being late or superseded).
     pub fn is_misbehaviour(&self) -> bool {
-        matches!(self, OfferRejection::Invalid(_) | OfferRejection::WrongOrigin { .. })
+        matches!(
+            self,
+            OfferRejection::Invalid(_) | OfferRejection::WrongOrigin { .. } | OfferRejection::Implausible(_)
+        )
     }
 }
 
@@ -86,6 +98,18 @@ impl OfferBook {
                 now_ms,
             });
         }
+        let speed = offer.speed.0;
+        if !(speed.is_finite() && speed > 0.0) {
+            return Err(OfferRejection::Implausible(format!("speed {speed} Gfuel/s")));
+        }
+        if offer.cores == 0 || offer.free_slots > offer.cores {
+            return Err(OfferRejection::Implausible(format!(
+                "{} free slots of {} cores",
+                offer.free_slots, offer.cores
+            )));
+        }
+        let mut offer = offer;
+        offer.expires_at_ms = offer.expires_at_ms.min(now_ms.saturating_add(MAX_OFFER_LIFETIME_MS));
         if let Some(have) = self.offers.get(&offer.provider)
             && have.seq >= offer.seq
         {
@@ -115,6 +139,15 @@ impl OfferBook {
     /// Forgets a provider (it left).
     pub fn remove(&mut self, provider: &NodeId) {
         self.offers.remove(provider);
+    }
+
+    /// Forgets the provider behind libp2p peer `peer` (its connection
+    /// closed), if its offer is held; returns its id. A scan of the book
+    /// (bounded), so no second map of peers can outgrow it.
+    pub fn remove_peer(&mut self, peer: &PeerId) -> Option<NodeId> {
+        let node = *self.offers.keys().find(|n| peer_id(n).as_ref() == Some(peer))?;
+        self.offers.remove(&node);
+        Some(node)
     }
 
     /// Live offers, by provider id.
@@ -177,6 +210,50 @@ mod tests {
         assert_eq!(book.live(10).len(), 1, "no rejected offer was kept");
         book.expire(300);
         assert!(book.live(300).is_empty());
+    }
+
+    #[test]
+    fn far_future_or_implausible_offers_cannot_crowd_out_real_ones() {
+        let mut book = OfferBook::new(2);
+        let now = 1_000_000;
+        let real = NodeKey::from_seed([1; 32]);
+        book.accept(&offer(&real, 1, now + 90_000), None, now).unwrap();
+        // An offer "valid for a century" is kept at most the cap, so it
+        // expires before a real one re-published meanwhile.
+        let squatter = NodeKey::from_seed([2; 32]);
+        let kept = book.accept(&offer(&squatter, 1, u64::MAX), None, now).unwrap();
+        assert_eq!(kept.expires_at_ms, now + MAX_OFFER_LIFETIME_MS);
+        assert!(book.live(now + MAX_OFFER_LIFETIME_MS).is_empty());
+        // Speeds that are not positive finite numbers, and more free slots
+        // than cores, are the sender's misbehaviour and never kept.
+        let liar = NodeKey::from_seed([3; 32]);
+        for (speed, free) in [(f64::NAN, 2), (f64::INFINITY, 2), (-1.0, 2), (0.0, 2), (10.0, 3)] {
+            let o = Offer {
+                version: WIRE_VERSION,
+                provider: liar.id(),
+                arch: Arch::X86_64,
+                cores: 2,
+                memory_bytes: 1 << 30,
+                free_slots: free,
+                speed: GigafuelPerSec(speed),
+                price: PricePerGfuel(Amount(5)),
+                modes: vec![Determinism::Native],
+                software: "test".into(),
+                seq: 1,
+                expires_at_ms: now + 1000,
+            };
+            let bytes = encode(&Signed::sign(&liar, &o).unwrap()).unwrap();
+            let e = book.accept(&bytes, None, now).unwrap_err();
+            assert!(
+                matches!(e, OfferRejection::Implausible(_)) && e.is_misbehaviour(),
+                "{e}"
+            );
+        }
+        assert_eq!(book.live(now).len(), 2);
+        // A provider whose connection closed is forgotten by its peer id.
+        assert_eq!(book.remove_peer(&peer_id(&real.id()).unwrap()), Some(real.id()));
+        assert_eq!(book.remove_peer(&peer_id(&real.id()).unwrap()), None);
+        assert_eq!(book.live(now).len(), 1);
     }
 
     #[test]

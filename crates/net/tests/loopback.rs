@@ -292,3 +292,45 @@ async fn a_second_node_never_shares_a_listen_port() {
         )
     );
 }
+
+/// One client opening connection after connection (each with a fresh
+/// identity) gets at most the node's inbound bound; the rest are refused
+/// as they arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connections_are_bounded() {
+    let server_cfg = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        max_inbound: 3,
+        ..NetConfig::default()
+    };
+    let mut server = build_swarm(&NodeKey::from_seed([1; 32]), &server_cfg).unwrap();
+    let port = listening_port(&mut server).await;
+    let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
+    let clients = 8u8;
+    for i in 0..clients {
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let mut c = build_swarm(&NodeKey::from_seed([i + 10; 32]), &NetConfig::default()).unwrap();
+            c.dial(addr).unwrap();
+            loop {
+                c.select_next_some().await;
+            }
+        });
+    }
+    let (mut established, mut denied) = (0, 0);
+    while established + denied < clients {
+        match server.select_next_some().await {
+            SwarmEvent::ConnectionEstablished { .. } => established += 1,
+            SwarmEvent::IncomingConnectionError {
+                error: libp2p::swarm::ListenError::Denied { cause },
+                ..
+            } => {
+                assert!(cause.downcast::<libp2p::connection_limits::Exceeded>().is_ok());
+                denied += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((established, denied), (3, 5));
+    assert_eq!(server.connected_peers().count(), 3);
+}

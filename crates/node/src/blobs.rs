@@ -97,17 +97,13 @@ impl BlobStore {
     }
 
     /// Bytes `offset..offset+len` of a held blob and its total size, for
-    /// serving a chunk. Not verified (the fetching side verifies the whole);
-    /// a read from the start (a new fetch) first checks the whole file, so a
-    /// corrupted blob is deleted rather than served.
+    /// serving a chunk: only that range is read, whatever the offset, so a
+    /// peer asking for the start of a large blob again and again costs a
+    /// chunk each time, not the whole blob. Not verified here: the fetching
+    /// side verifies the whole against its id (and counts a corrupted blob
+    /// against the server).
     pub fn read_chunk(&self, id: &ContentId, offset: u64, len: u32) -> Result<Option<(Vec<u8>, u64)>, BlobError> {
         use std::io::{Read, Seek, SeekFrom};
-        if offset == 0 {
-            let Some(bytes) = self.get(id)? else { return Ok(None) };
-            let end = (len as usize).min(bytes.len());
-            let total = bytes.len() as u64;
-            return Ok(Some((bytes[..end].to_vec(), total)));
-        }
         let path = self.path(id);
         let mut f = match fs::File::open(&path) {
             Ok(f) => f,
@@ -161,6 +157,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_chunk_read_reads_only_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path().join("blobs"), 1 << 40).unwrap();
+        // A 1 TiB blob file (sparse): a chunk at its start is served from
+        // that range alone, never by reading or hashing the whole.
+        let id = ContentId::of(b"a large blob");
+        let path = store.path(&id);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::File::create(&path).unwrap().set_len(1 << 40).unwrap();
+        let (chunk, total) = store.read_chunk(&id, 0, 4096).unwrap().unwrap();
+        assert_eq!((chunk.len(), total), (4096, 1 << 40));
+        let (tail, _) = store.read_chunk(&id, (1 << 40) - 10, 4096).unwrap().unwrap();
+        assert_eq!(tail.len(), 10);
+        assert!(path.exists());
+    }
+
+    #[test]
     fn blobs_are_stored_by_hash_and_verified_on_read() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path().join("blobs"), 1000).unwrap();
@@ -197,9 +210,11 @@ mod tests {
             (data[950..].to_vec(), 1000)
         );
         assert_eq!(store.read_chunk(&id, 5000, 100).unwrap().unwrap(), (vec![], 1000));
-        // A corrupted file is caught at the start of a fetch.
+        // A corrupted file is served as it is: the fetcher verifies the
+        // whole against the id (BlobFetch), and `get` deletes it here.
         fs::write(dir.path().join(id.to_hex()), b"x").unwrap();
-        assert_eq!(store.read_chunk(&id, 0, 100).unwrap(), None);
+        assert_eq!(store.read_chunk(&id, 0, 100).unwrap(), Some((b"x".to_vec(), 1)));
+        assert_eq!(store.get(&id).unwrap(), None);
         let id = store.put(b"keep").unwrap();
         assert_eq!(store.remove_older_than(std::time::Duration::from_secs(3600)), 0);
         store.remove(&id).unwrap();

@@ -30,6 +30,8 @@ pub struct NetworkSettings {
     pub departure_timeout_secs: u64,
     /// An idle connection is closed after this many seconds.
     pub idle_timeout_secs: u64,
+    /// Inbound connections at once, at most (each peer at most two).
+    pub max_inbound_connections: u32,
 }
 
 impl Default for NetworkSettings {
@@ -41,6 +43,7 @@ impl Default for NetworkSettings {
             mdns: true,
             departure_timeout_secs: 20,
             idle_timeout_secs: 120,
+            max_inbound_connections: 512,
         }
     }
 }
@@ -71,6 +74,7 @@ impl NetworkSettings {
             port_fallback: self.port_fallback,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             departure_timeout: Duration::from_secs(self.departure_timeout_secs),
+            max_inbound: self.max_inbound_connections,
             ..NetConfig::default()
         })
     }
@@ -141,6 +145,8 @@ pub struct SandboxSettings {
     pub max_input_files: usize,
     /// Largest total size of a task's arguments, in bytes.
     pub max_args_bytes: usize,
+    /// Largest module compiled, in bytes.
+    pub max_module_bytes: usize,
 }
 
 impl Default for SandboxSettings {
@@ -152,6 +158,7 @@ impl Default for SandboxSettings {
             max_input_bytes: d.max_input_bytes,
             max_input_files: d.max_input_files,
             max_args_bytes: d.max_args_bytes,
+            max_module_bytes: d.max_module_bytes,
         }
     }
 }
@@ -166,6 +173,7 @@ impl SandboxSettings {
             max_input_bytes: self.max_input_bytes,
             max_input_files: self.max_input_files,
             max_args_bytes: self.max_args_bytes,
+            max_module_bytes: self.max_module_bytes,
             ..SandboxConfig::default()
         }
     }
@@ -234,14 +242,21 @@ pub(crate) fn default_file() -> String {
          max_input_files = {}\n\
          # Largest total size of a task's arguments, in bytes.\n\
          max_args_bytes = {}\n\
+         # Largest module compiled, in bytes.\n\
+         max_module_bytes = {}\n\
          \n\
          [provider]\n\
          # Provide compute to the network (the provider agent arrives with the network).\n\
          enabled = false\n\
          # Tasks at once; 0 = as many as the CPU share allows (one per core given).\n\
          slots = 0\n\
-         # Largest memory limit a task may ask for, in bytes.\n\
+         # Most memory one task may hold, in bytes: its memory limit plus its\n\
+         # output limit (outputs stay in memory until the task ends).\n\
          memory_per_task = {}\n\
+         # Most fuel one task may be given (about 15 minutes of a fast core).\n\
+         max_fuel_per_task = 10000000000000\n\
+         # Longest timeout one task may ask for, in seconds.\n\
+         max_timeout_secs = 3600\n\
          # Lowest price accepted, in token units per gigafuel (a decimal string).\n\
          price_floor = \"0\"\n\
          # Share of this machine's cores given to tasks, in percent.\n\
@@ -276,6 +291,8 @@ pub(crate) fn default_file() -> String {
          departure_timeout_secs = 20\n\
          # An idle connection is closed after this many seconds.\n\
          idle_timeout_secs = 120\n\
+         # Inbound connections at once, at most (each peer at most two).\n\
+         max_inbound_connections = 512\n\
          \n\
          [ledger]\n\
          # The network is the one genesis.toml (beside this file) describes.\n\
@@ -302,6 +319,7 @@ pub(crate) fn default_file() -> String {
         d.max_input_bytes,
         d.max_input_files,
         d.max_args_bytes,
+        d.max_module_bytes,
         ProviderPolicy::default().memory_per_task
     )
 }

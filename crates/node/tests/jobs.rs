@@ -160,6 +160,41 @@ async fn an_impossible_job_that_asks_to_fail_fast_does_saying_why() {
     net.shutdown().await;
 }
 
+/// A job that comes through the API (not a job file) is held to the job
+/// file's rules: refused with the field, and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_breaking_the_job_file_rules_is_refused_wherever_it_comes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = net(dir.path()).start().await.unwrap();
+    let r = &net.requestor;
+    let good = tiles(r, 1, 1, 1);
+    let refused = |sub: JobSubmission| async { r.engine.submit(sub).await.unwrap_err().to_string() };
+    let mut q = good.clone();
+    q.quorum = 3;
+    assert_eq!(
+        refused(q).await,
+        "job.quorum: 3 must be between 1 and the replication (1)"
+    );
+    let mut input = good.clone();
+    input.inputs = vec![("../../identity.key".into(), input.stdin)];
+    assert!(refused(input).await.starts_with("job.inputs: \"../../identity.key\""));
+    let mut stack = good.clone();
+    stack.limits.stack_bytes = 1 << 40;
+    assert!(
+        refused(stack)
+            .await
+            .starts_with("job.stack: must be between 1 byte and")
+    );
+    let mut speed = good.clone();
+    speed.min_speed = f64::NAN;
+    assert_eq!(
+        refused(speed).await,
+        "job.min_speed: NaN is not a speed (Gfuel/s, 0 or more)"
+    );
+    assert!(r.store.jobs().unwrap().is_empty(), "nothing refused was stored");
+    net.shutdown().await;
+}
+
 /// A job submitted while no provider is online waits (saying for what)
 /// and runs once one joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

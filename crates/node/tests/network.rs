@@ -176,6 +176,25 @@ async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run()
     assert_eq!(receipt.fuel, local.fuel);
     assert_eq!(receipt.charge, PricePerGfuel(Amount(5)).cost(local.fuel).unwrap());
 
+    // A stranger gets nothing: not the requestor's inputs or module, not
+    // the output kept for the requestor (as for a blob no one has).
+    let s = node(4, None).await;
+    s.handle.dial(r.addr().await).await.unwrap();
+    s.handle.dial(p1.addr().await).await.unwrap();
+    let output = ContentId::from_bytes(*receipt.result.as_bytes());
+    for (from, id) in [(&r, a.module), (&r, a.inputs[0].1), (&p1, output)] {
+        let got = s.handle.fetch_blob(from.handle.peer_id(), id, 1 << 30).await;
+        assert!(
+            matches!(
+                got,
+                Err(sharegrid_node::FetchFailure::Bad(sharegrid_net::FetchError::NotFound(
+                    _
+                )))
+            ),
+            "{got:?}"
+        );
+    }
+
     // The outputs are kept for the requestor and arrive verified.
     let mut p1_events = p1.handle.subscribe();
     let result = r.handle.fetch_result(&receipt, 1 << 30).await.unwrap();
@@ -186,7 +205,6 @@ async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run()
         result.stdout
     );
     // Once fetched, the provider lets them go.
-    let output = ContentId::from_bytes(*receipt.result.as_bytes());
     event(&mut p1_events, "the output released", |e| {
         matches!(e, NodeEvent::OutputDropped(id) if *id == output).then_some(())
     })
@@ -220,8 +238,18 @@ async fn a_provider_refuses_with_a_specific_reason() {
     let mut big = assignment(&r, p.key.id(), &pi, &["1", "10"], 10);
     big.limits.memory_bytes = 1 << 30;
     let why = refused(r.handle.assign(&big).await);
+    // Memory plus output (64 MiB by default): what the task would hold.
     assert!(
-        why.contains("asks for 1073741824 bytes of memory; this provider allows 536870912"),
+        why.contains("asks for 1140850688 bytes of memory and output; this provider allows 536870912"),
+        "{why}"
+    );
+    // Fuel and wall time are the owner's to bound too: no slot is pinned
+    // for a day by a task whose requestor is long gone.
+    let mut long = assignment(&r, p.key.id(), &pi, &["1", "10"], 10);
+    long.limits.timeout_ms = 86_400_000;
+    let why = refused(r.handle.assign(&long).await);
+    assert!(
+        why.contains("timeout of 86400 s is over this provider's 3600 s"),
         "{why}"
     );
 

@@ -6,6 +6,20 @@ use std::path::PathBuf;
 /// Why the sandbox could not run a task at all.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The host could not allocate the output the task's limits allowed.
+    /// A failure of the provider, never the task's result (so never
+    /// signed): providers bound what a task may hold by their policy.
+    #[error("the host ran out of memory for the task's output")]
+    HostMemory,
+    /// The module is larger than this sandbox compiles (a provider's
+    /// setting, so a refusal, never a result).
+    #[error("module is {bytes} bytes, over this sandbox's limit of {limit} bytes")]
+    ModuleTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A limit is outside what the sandbox supports.
     #[error("bad limit: {0}")]
     BadLimit(String),

@@ -129,6 +129,9 @@ pub struct SandboxConfig {
     pub max_input_files: usize,
     /// Largest total size of a task's arguments, in bytes.
     pub max_args_bytes: usize,
+    /// Largest module accepted, in bytes: compiling takes time and memory
+    /// in proportion to size, before any limit of the task applies.
+    pub max_module_bytes: usize,
     /// How fuel is counted. Only the default ([`Metering::Inline`]) is the
     /// protocol's fuel; the others are for benchmarks.
     pub metering: Metering,
@@ -146,6 +149,7 @@ impl Default for SandboxConfig {
             max_input_bytes: 1 << 30,
             max_input_files: 10_000,
             max_args_bytes: 1 << 20,
+            max_module_bytes: 128 << 20,
             metering: Metering::Inline,
             wall_clock_timeout: true,
         }
@@ -366,6 +370,12 @@ impl Sandbox {
         if l.timeout_ms == 0 {
             return Err(SandboxError::BadLimit("timeout must be positive".into()));
         }
+        if task.module.len() > self.config.max_module_bytes {
+            return Err(SandboxError::ModuleTooLarge {
+                bytes: task.module.len(),
+                limit: self.config.max_module_bytes,
+            });
+        }
         let args: usize = task.args.iter().map(|a| a.len() + 1).sum();
         if args > self.config.max_args_bytes {
             return Err(SandboxError::ArgsTooLarge {
@@ -524,6 +534,9 @@ impl Sandbox {
             }
             None => false,
         };
+        if store.data().end == Some(End::HostMemory) {
+            return Err(SandboxError::HostMemory);
+        }
         let meter = store.data().meter;
         let left = meter.left(&mut store);
         let fuel = match (meter, left) {
@@ -616,6 +629,8 @@ fn classify(host: &Host, e: &wasmtime::Error) -> Option<Outcome> {
         return Some(match end {
             End::Exit(exit_code) => Outcome::Completed { exit_code },
             End::OutputLimit => Outcome::OutputLimit,
+            // Never reported as an outcome: the run returns an error.
+            End::HostMemory => Outcome::Trap { trap: TrapKind::Other },
         });
     }
     if host.limiter.hit {

@@ -74,6 +74,9 @@ pub(crate) struct OutputBudget {
     left: u64,
     /// Set once a write was refused; the run then ends with `OutputLimit`.
     pub(crate) exceeded: bool,
+    /// Set when the host could not allocate output the budget allowed; the
+    /// run then ends as a host failure, never as the task's result.
+    pub(crate) host_full: bool,
 }
 
 impl OutputBudget {
@@ -81,6 +84,7 @@ impl OutputBudget {
         OutputBudget {
             left: limit,
             exceeded: false,
+            host_full: false,
         }
     }
 
@@ -324,6 +328,12 @@ impl Vfs {
         let len = usize::try_from(len).map_err(|_| Errno::Fbig)?;
         if len > data.len() {
             budget.charge((len - data.len()) as u64)?;
+            // An allocation the host cannot make ends the run (see
+            // `host_full`) instead of aborting the process.
+            if data.try_reserve_exact(len - data.len()).is_err() {
+                budget.host_full = true;
+                return Err(Errno::Fbig);
+            }
         }
         data.resize(len, 0);
         Ok(())

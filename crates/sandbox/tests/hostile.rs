@@ -111,6 +111,49 @@ fn sparse_file_bomb_is_charged_for_its_size() {
 }
 
 #[test]
+fn an_output_the_host_cannot_hold_ends_the_run_as_a_host_failure_not_an_abort() {
+    // The requestor allowed a huge output and the guest sizes a file to it
+    // (a pwrite far past the end does the same): the host cannot allocate
+    // that and must not abort. The run is the provider's failure — an
+    // error, never a signed result — and the sandbox serves the next task.
+    let sizing = |size: u64| {
+        wasi_module(
+            &format!(
+                r#"(drop (call $open (i32.const 4) (i32.const 0) (i32.const 100) (i32.const 3)
+                     (i32.const 1) (i64.const 0x42) (i64.const 0) (i32.const 0) (i32.const 300)))
+                   (drop (call $setsize (i32.load (i32.const 300)) (i64.const {size})))"#
+            ),
+            r#"(import "wasi_snapshot_preview1" "path_open"
+                 (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+               (import "wasi_snapshot_preview1" "fd_filestat_set_size" (func $setsize (param i32 i64) (result i32)))
+               (data (i32.const 100) "big")"#,
+        )
+    };
+    let sb = sandbox();
+    // Past what any allocator can give (over isize::MAX bytes)…
+    let mut sizes = vec![1u64 << 63];
+    // …and 15 TiB, which a machine that does not overcommit blindly refuses
+    // (with vm.overcommit_memory = 1 it would be granted, then touched).
+    if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() != "1") {
+        sizes.push(15 << 40);
+    }
+    for size in sizes {
+        let mut t = Task::new(sizing(size));
+        t.limits.output_bytes = u64::MAX;
+        let r = sb.run(&t);
+        assert!(matches!(r, Err(SandboxError::HostMemory)), "{size}: {r:?}");
+        // Within an output limit it is the task's own, deterministic outcome.
+        t.limits.output_bytes = 1 << 20;
+        assert_eq!(sb.run(&t).unwrap().result.outcome, Outcome::OutputLimit);
+    }
+    let next = Task::new(wat(r#"(module (memory (export "memory") 1) (func (export "_start")))"#));
+    assert_eq!(
+        sb.run(&next).unwrap().result.outcome,
+        Outcome::Completed { exit_code: 0 }
+    );
+}
+
+#[test]
 fn file_creation_bomb_hits_the_output_limit() {
     // Creates /out/aaaa, /out/aaab, ... by bumping the name's last bytes.
     let m = wasi_module(
@@ -306,4 +349,20 @@ fn structures_at_the_end_of_memory_fault_instead_of_wrapping() {
         (call $exit (call $p (i32.const 65520) (i32.const 0) (i32.const 1) (i32.const 100)))))"#);
     let r = sandbox().run(&Task::new(m)).unwrap();
     assert_eq!(r.result.outcome, Outcome::Completed { exit_code: 21 }, "EFAULT");
+}
+
+#[test]
+fn a_module_over_the_size_limit_is_refused_before_compiling() {
+    let sb = Sandbox::new(SandboxConfig {
+        max_module_bytes: 64,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let big = wasi_module("", "");
+    assert!(big.len() > 64);
+    let r = sb.run(&Task::new(big.clone()));
+    assert!(
+        matches!(r, Err(SandboxError::ModuleTooLarge { bytes, limit: 64 }) if bytes == big.len()),
+        "{r:?}"
+    );
 }

@@ -9,7 +9,7 @@ use sharegrid_net::{
     BlobFetch, BlobRequest, BlobResponse, FetchError, FetchStep, Incoming, Misbehaviour, PeerId, request_response,
 };
 
-use super::{Daemon, FetchFailure, FetchOwner, Internal};
+use super::{Daemon, FetchFailure, FetchOwner, Internal, now_ms};
 use crate::blobs::BlobStore;
 use crate::provider::AgentInput;
 
@@ -133,12 +133,26 @@ impl Daemon {
         request: BlobRequest,
         channel: request_response::ResponseChannel<BlobResponse>,
     ) {
-        let outputs = self.agent.as_ref().map(|a| a.outputs().clone());
-        let blobs = self.blobs.clone();
+        // Only to the parties of an assignment: an output to the requestor
+        // it is kept for, one of our blobs to a provider we assigned work
+        // naming it. Anyone else hears "not found", as for a blob we lack.
+        let outputs = self
+            .agent
+            .as_ref()
+            .filter(|a| a.agent.keeps_output_for(&request.id, &peer))
+            .map(|a| a.outputs().clone());
+        let granted = self
+            .grants
+            .get(&(peer, request.id))
+            .is_some_and(|&until| until > now_ms());
+        let blobs = granted.then(|| self.blobs.clone());
         self.blocking(move || {
             let len = request.len.min(sharegrid_net::MAX_CHUNK_BYTES);
             let read = |s: &BlobStore| s.read_chunk(&request.id, request.offset, len).ok().flatten();
-            let found = outputs.as_ref().and_then(read).or_else(|| read(&blobs));
+            let found = outputs
+                .as_ref()
+                .and_then(read)
+                .or_else(|| blobs.as_ref().and_then(read));
             let (response, complete) = match found {
                 Some((data, total)) => {
                     let complete = request.offset + data.len() as u64 >= total;

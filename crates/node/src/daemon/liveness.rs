@@ -39,9 +39,7 @@ impl Daemon {
         self.last_heard.remove(&peer);
         self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
         tracing::info!(%peer, %why, "peer gone");
-        if let Some(node) = self.offer_peers.remove(&peer) {
-            self.book.remove(&node);
-        }
+        self.book.remove_peer(&peer);
         self.emit(NodeEvent::PeerGone { peer, why });
     }
 

@@ -97,7 +97,6 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         blobs: opts.blobs,
         book: OfferBook::new(opts.net.max_offers),
         own_offer: None,
-        offer_peers: HashMap::new(),
         scores: PeerScores::default(),
         banned: HashSet::new(),
         events,
@@ -114,6 +113,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         agent,
         ledger: opts.ledger.map(LedgerPart::new),
         ledger_waiters: HashMap::new(),
+        grants: HashMap::new(),
         faucet: None,
         metrics,
     };
@@ -170,7 +170,6 @@ pub(super) struct Daemon {
     book: OfferBook,
     /// This node's own provider's latest offer: its jobs may run on it.
     own_offer: Option<sharegrid_core::Offer>,
-    offer_peers: HashMap<PeerId, sharegrid_core::NodeId>,
     scores: PeerScores,
     banned: HashSet<PeerId>,
     events: broadcast::Sender<NodeEvent>,
@@ -192,6 +191,9 @@ pub(super) struct Daemon {
     agent: Option<AgentPart>,
     ledger: Option<LedgerPart>,
     ledger_waiters: HashMap<request_response::OutboundRequestId, LedgerWaiter>,
+    /// Which peer may fetch which of our blobs, until when (ms): the
+    /// providers of our assignments, for the blobs those name.
+    grants: HashMap<(PeerId, ContentId), u64>,
     /// The faucet task, on a test network's node that runs one.
     faucet: Option<mpsc::Sender<crate::faucet::FaucetOrder>>,
     metrics: Metrics,
@@ -348,6 +350,8 @@ impl Daemon {
     }
 
     fn on_tick(&mut self) {
+        let now = now_ms();
+        self.grants.retain(|_, until| *until > now);
         self.book.expire(now_ms());
         self.metrics.offers.set(self.book.live(now_ms()).len() as i64);
         self.forget_old_ping_failures();

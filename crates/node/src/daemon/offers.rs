@@ -4,7 +4,7 @@
 //! follower.
 
 use sharegrid_core::{Signed, encode};
-use sharegrid_net::{BLOCKS_TOPIC, Misbehaviour, OFFERS_TOPIC, OfferRejection, PeerId, gossipsub, peer_id};
+use sharegrid_net::{BLOCKS_TOPIC, Misbehaviour, OFFERS_TOPIC, OfferRejection, PeerId, gossipsub};
 
 use super::{Daemon, NodeEvent, now_ms};
 
@@ -40,15 +40,13 @@ impl Daemon {
     fn on_offer(&mut self, from: PeerId, message: &gossipsub::Message) -> gossipsub::MessageAcceptance {
         match self.book.accept(&message.data, message.source, now_ms()) {
             Ok(offer) => {
-                if let Some(p) = peer_id(&offer.provider) {
-                    self.offer_peers.insert(p, offer.provider);
-                }
                 self.emit(NodeEvent::OfferSeen(Box::new(offer)));
                 gossipsub::MessageAcceptance::Accept
             }
             Err(rejection) if rejection.is_misbehaviour() => {
                 let what = match &rejection {
                     OfferRejection::Invalid(e) => Misbehaviour::of_wire(e),
+                    OfferRejection::Implausible(_) => Misbehaviour::Malformed,
                     _ => Misbehaviour::BadSignature,
                 };
                 self.misbehaved(from, what, rejection.to_string());

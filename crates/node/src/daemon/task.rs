@@ -22,6 +22,10 @@ use crate::provider::{
     Agent, AgentAction, AgentInput, AgentSettings, HostSample, Provider, ProviderPolicy, Refusal, Reply, RunId,
 };
 
+/// How long after an assignment's expiry its provider may still fetch the
+/// blobs it names (a slow fetch of large inputs).
+const BLOB_GRANT_MS: u64 = 30 * 60 * 1000;
+
 /// The provider agent's setup.
 #[derive(Debug)]
 pub struct AgentOptions {
@@ -146,6 +150,17 @@ impl Daemon {
         let me = *self.swarm.local_peer_id();
         if provider == me {
             return self.on_assignment(me, signed, Answer::Local(reply));
+        }
+        // The provider may fetch this assignment's blobs from us — and no
+        // one else may fetch ours.
+        if let Ok(a) = signed.open::<sharegrid_core::Assignment>(sharegrid_net::MAX_ASSIGNMENT_BYTES) {
+            let until = a.expires_at_ms.saturating_add(BLOB_GRANT_MS);
+            let mut blobs = vec![a.module, a.stdin];
+            blobs.extend(a.inputs.iter().map(|(_, id)| *id));
+            for blob in blobs {
+                let t = self.grants.entry((provider, blob)).or_insert(until);
+                *t = (*t).max(until);
+            }
         }
         let id = self
             .swarm

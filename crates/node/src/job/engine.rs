@@ -81,6 +81,9 @@ pub enum SubmitError {
     /// The job has no tasks.
     #[error("the job has no tasks")]
     Empty,
+    /// A term breaks the rules a job file's would be refused for.
+    #[error(transparent)]
+    Terms(#[from] sharegrid_core::job::TermError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -141,6 +144,7 @@ impl Requestor {
         if sub.tasks.is_empty() {
             return Err(SubmitError::Empty);
         }
+        sub.check()?;
         for id in std::iter::once(&sub.module)
             .chain(std::iter::once(&sub.stdin))
             .chain(sub.inputs.iter().map(|(_, id)| id))

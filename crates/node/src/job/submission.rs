@@ -5,7 +5,7 @@
 //! payment task all ask this module; none derives these again.
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::job::JobFile;
+use sharegrid_core::job::{JobFile, JobTerms, MAX_TASKS, TermError};
 use sharegrid_core::{Amount, ContentId, Determinism, GigafuelPerSec, JobId, Limits, Offer, PricePerGfuel, Program};
 use sharegrid_sched::{Constraints, Credibility, JobPolicy};
 
@@ -102,6 +102,29 @@ impl JobSubmission {
             credibility: job.credibility,
             tasks: job.expand(),
         }
+    }
+
+    /// The rules every job meets, as a job file's are checked
+    /// ([`JobTerms::check`]): a job submitted through the API is held to
+    /// them as one read from a file is.
+    pub fn check(&self) -> Result<(), TermError> {
+        if self.tasks.len() > MAX_TASKS {
+            return Err(TermError {
+                field: "sweep",
+                message: format!("{} tasks, over the limit of {MAX_TASKS}", self.tasks.len()),
+            });
+        }
+        JobTerms {
+            limits: &self.limits,
+            replication: self.replication,
+            quorum: self.quorum,
+            deadline_secs: self.deadline_secs,
+            wait_for_providers_secs: self.wait_for_providers_secs,
+            credibility: self.credibility,
+            inputs: self.inputs.iter().map(|(p, _)| p.as_str()).collect(),
+            min_speed: self.min_speed,
+        }
+        .check()
     }
 
     /// What every task runs, apart from its arguments.

@@ -51,6 +51,9 @@ impl LedgerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             LedgerError::Unreachable(_) | LedgerError::NotInBlock { .. } | LedgerError::Store(_) => true,
+            // A provider's claim paid some of the batch first: the next
+            // attempt is planned from a ledger that knows it.
+            LedgerError::Rejected(reason) if sharegrid_ledger::is_already_paid(reason) => true,
             LedgerError::Rejected(_) | LedgerError::NoValidator | LedgerError::Unexpected(_) | LedgerError::Stopped => {
                 false
             }

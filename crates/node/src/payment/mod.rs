@@ -526,5 +526,8 @@ mod tests {
         assert!(!PayError::Store(StoreError::Corrupt("x".into(), "y".into())).is_retryable());
         assert!(!PayError::Stopping.is_retryable());
         assert!(!PayError::Ledger(LedgerError::Rejected("no".into())).is_retryable());
+        // A settlement that raced a provider's claim is planned again.
+        let raced = sharegrid_ledger::Rejection::AlreadyPaid(sharegrid_core::TaskId::from_bytes([1; 32]));
+        assert!(PayError::Ledger(LedgerError::Rejected(format!("rejected: {raced}"))).is_retryable());
     }
 }

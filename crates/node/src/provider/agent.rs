@@ -166,7 +166,8 @@ impl Agent {
     pub fn offer(&mut self, host: HostSample, now_ms: u64) -> Offer {
         let p = &self.settings.policy;
         let slots = self.slots();
-        let memory = p.memory_per_task.saturating_mul(u64::from(slots));
+        // Per task: what one task may hold, as the scheduler matches it.
+        let memory = p.memory_per_task;
         let machine_memory = self.settings.machine.memory_bytes;
         self.seq = (self.seq + 1).max(now_ms);
         Offer {

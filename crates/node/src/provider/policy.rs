@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sharegrid_core::{Amount, Assignment, Determinism, NodeId, PricePerGfuel};
+use sharegrid_core::{Amount, Assignment, Determinism, Fuel, NodeId, PricePerGfuel};
 
 /// A daily window of local time, `HH:MM-HH:MM`; it may wrap past midnight
 /// (`22:00-06:00`).
@@ -84,8 +84,13 @@ pub struct ProviderPolicy {
     pub enabled: bool,
     /// Tasks run at once; 0 means one per core given.
     pub slots: u32,
-    /// Largest memory limit a task may ask for, in bytes.
+    /// Most memory one task may hold, in bytes: its linear memory limit
+    /// plus its output limit (outputs are held in memory while it runs).
     pub memory_per_task: u64,
+    /// Most fuel one task may be given (its fuel limit).
+    pub max_fuel_per_task: u64,
+    /// Longest wall-clock timeout one task may ask for, in seconds.
+    pub max_timeout_secs: u64,
     /// Lowest price accepted, in token units per gigafuel.
     pub price_floor: Amount,
     /// Share of the machine's cores given to tasks, in percent (1..=100).
@@ -115,6 +120,8 @@ impl Default for ProviderPolicy {
             enabled: false,
             slots: 0,
             memory_per_task: 1 << 30,
+            max_fuel_per_task: 10_000_000_000_000,
+            max_timeout_secs: 3600,
             price_floor: Amount(0),
             cpu_share_percent: 100,
             active_hours: Vec::new(),
@@ -171,13 +178,30 @@ pub enum Refusal {
         /// Slots this provider has.
         slots: u32,
     },
-    /// Asks for more memory than the owner allows per task.
-    #[error("task asks for {asked} bytes of memory; this provider allows {max}")]
+    /// Asks for more memory (linear memory plus output) than the owner
+    /// allows per task.
+    #[error("task asks for {asked} bytes of memory and output; this provider allows {max}")]
     OverMemoryPolicy {
         /// Memory the task's limits ask for.
         asked: u64,
         /// The policy's maximum.
         max: u64,
+    },
+    /// Asks for more fuel than the owner gives one task.
+    #[error("task's fuel limit {asked} is over this provider's {max} per task")]
+    OverFuelPolicy {
+        /// The task's fuel limit.
+        asked: Fuel,
+        /// The policy's maximum.
+        max: Fuel,
+    },
+    /// Asks for a longer timeout than the owner gives one task.
+    #[error("task's timeout of {asked_secs} s is over this provider's {max_secs} s per task")]
+    OverTimeoutPolicy {
+        /// The task's timeout, seconds (rounded up).
+        asked_secs: u64,
+        /// The policy's maximum.
+        max_secs: u64,
     },
     /// Pays less than the owner's floor.
     #[error("price {offered}/Gfuel is below this provider's floor of {floor}/Gfuel")]
@@ -262,10 +286,24 @@ impl ProviderPolicy {
         if !self.modes.contains(&a.mode) {
             return Err(Refusal::ModeNotAccepted { mode: a.mode });
         }
-        if a.limits.memory_bytes > self.memory_per_task {
+        let held = a.limits.memory_bytes.saturating_add(a.limits.output_bytes);
+        if held > self.memory_per_task {
             return Err(Refusal::OverMemoryPolicy {
-                asked: a.limits.memory_bytes,
+                asked: held,
                 max: self.memory_per_task,
+            });
+        }
+        if a.limits.fuel.0 > self.max_fuel_per_task {
+            return Err(Refusal::OverFuelPolicy {
+                asked: a.limits.fuel,
+                max: Fuel(self.max_fuel_per_task),
+            });
+        }
+        let asked_secs = a.limits.timeout_ms.div_ceil(1000);
+        if asked_secs > self.max_timeout_secs {
+            return Err(Refusal::OverTimeoutPolicy {
+                asked_secs,
+                max_secs: self.max_timeout_secs,
             });
         }
         let PricePerGfuel(offered) = a.price;
@@ -341,16 +379,43 @@ mod tests {
             Err(Refusal::Busy { slots: 4 })
         );
         let small = ProviderPolicy {
-            memory_per_task: 32 << 20,
+            memory_per_task: 100 << 20,
             ..on.clone()
         };
+        // Linear memory (64 MiB) plus output (64 MiB) is what a task holds.
         assert_eq!(
             small.admit(&a, &m),
             Err(Refusal::OverMemoryPolicy {
-                asked: 64 << 20,
-                max: 32 << 20
+                asked: 128 << 20,
+                max: 100 << 20
             })
         );
+        // A requestor cannot pin a slot for ever, nor make the host hold a
+        // huge output: fuel, timeout and output are the owner's to bound.
+        let mut greedy = a.clone();
+        greedy.limits.fuel = Fuel(u64::MAX);
+        assert_eq!(
+            on.admit(&greedy, &m),
+            Err(Refusal::OverFuelPolicy {
+                asked: Fuel(u64::MAX),
+                max: Fuel(10_000_000_000_000)
+            })
+        );
+        let mut forever = a.clone();
+        forever.limits.timeout_ms = 1000 * 86_400 * 1000;
+        assert_eq!(
+            on.admit(&forever, &m),
+            Err(Refusal::OverTimeoutPolicy {
+                asked_secs: 86_400_000,
+                max_secs: 3600
+            })
+        );
+        let mut huge_out = a.clone();
+        huge_out.limits.output_bytes = 16 << 40;
+        assert!(matches!(
+            on.admit(&huge_out, &m),
+            Err(Refusal::OverMemoryPolicy { max, .. }) if max == 1 << 30
+        ));
         let dear = ProviderPolicy {
             price_floor: Amount(101),
             ..on.clone()

@@ -34,6 +34,9 @@ pub(crate) enum End {
     Exit(i32),
     /// A write went past the output limit.
     OutputLimit,
+    /// The host could not allocate output the limits allowed: the run is
+    /// the provider's failure, not a result.
+    HostMemory,
 }
 
 /// A failed call: an errno for the guest, or the end of the run.
@@ -168,7 +171,9 @@ impl WasiCtx {
     /// Maps a vfs error to the call's failure: running out of output budget
     /// ends the run, anything else is an errno for the guest.
     fn vfs_err(&self, e: Errno) -> Fail {
-        if self.budget.exceeded {
+        if self.budget.host_full {
+            Fail::End(End::HostMemory)
+        } else if self.budget.exceeded {
             Fail::End(End::OutputLimit)
         } else {
             Fail::Errno(e)
@@ -585,6 +590,7 @@ impl WasiCtx {
                     } else {
                         &mut self.stderr
                     };
+                    out.try_reserve(len as usize).map_err(|_| Fail::End(End::HostMemory))?;
                     out.extend_from_slice(m.slice(ptr, len)?);
                 }
             }
