@@ -193,6 +193,24 @@ fn ends_segment(op: &Operator) -> bool {
     )
 }
 
+/// Bytes of a bulk memory operator (`memory.fill`, `memory.copy`,
+/// `memory.init`) charged one gas each, as a power of two.
+pub(crate) const BULK_BYTES_PER_GAS_LOG2: u32 = 2;
+
+/// For a bulk operator, whose length is the operand on top of the stack:
+/// how far to shift that length right to get its gas (`None` for any other
+/// operator). Memory operators are charged per [`BULK_BYTES_PER_GAS_LOG2`]
+/// bytes, table operators per element.
+fn bulk_shift(op: &Operator) -> Option<u32> {
+    match op {
+        Operator::MemoryFill { .. } | Operator::MemoryCopy { .. } | Operator::MemoryInit { .. } => {
+            Some(BULK_BYTES_PER_GAS_LOG2)
+        }
+        Operator::TableFill { .. } | Operator::TableCopy { .. } | Operator::TableInit { .. } => Some(0),
+        _ => None,
+    }
+}
+
 impl Reencode for Rewriter {
     type Error = String;
 
@@ -277,13 +295,20 @@ impl Reencode for Rewriter {
             .checked_add(declared)
             .ok_or_else(|| ReError::UserError("too many locals".into()))?;
         locals.push((1, ValType::I64));
-        let mut f = Function::new(locals);
 
         let mut ops = Vec::new();
         let mut reader = func.get_operators_reader()?;
         while !reader.eof() {
             ops.push(reader.read()?);
         }
+        // Bulk operators are charged by their length too: a scratch local
+        // holds it (only in functions that have one, so others are
+        // rewritten exactly as before).
+        let scratch = gas_local + 1;
+        if ops.iter().any(|op| bulk_shift(op).is_some()) {
+            locals.push((1, ValType::I32));
+        }
+        let mut f = Function::new(locals);
         if ops.is_empty() {
             return Err(ReError::UserError("a function body without `end`".into()));
         }
@@ -389,6 +414,20 @@ impl Reencode for Rewriter {
                     ));
                 }
                 _ => {}
+            }
+            if let Some(shift) = bulk_shift(op) {
+                // The length is the operand on top: charge it, keep it.
+                //   gas -= (u64) n >> shift
+                f.instruction(&Instruction::LocalTee(scratch));
+                f.instruction(&Instruction::LocalGet(gas_local));
+                f.instruction(&Instruction::LocalGet(scratch));
+                f.instruction(&Instruction::I64ExtendI32U);
+                if shift > 0 {
+                    f.instruction(&Instruction::I64Const(i64::from(shift)));
+                    f.instruction(&Instruction::I64ShrU);
+                }
+                f.instruction(&Instruction::I64Sub);
+                f.instruction(&Instruction::LocalSet(gas_local));
             }
             f.instruction(&self.instruction(op.clone())?);
             if is_call {

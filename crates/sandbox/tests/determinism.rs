@@ -220,6 +220,29 @@ fn gas_follows_the_documented_definition() {
 }
 
 #[test]
+fn bulk_memory_is_charged_by_its_length() {
+    // memory.fill and memory.copy of 64 KiB: each operator counts 1 like
+    // any other, plus 1 per 4 bytes it fills or copies. Before, a loop of
+    // them billed 7.7 s of CPU as 34,010 fuel.
+    let m = wat(r#"(module (memory (export "memory") 2)
+      (func (export "_start")
+        (memory.fill (i32.const 0) (i32.const 7) (i32.const 65536))
+        (memory.copy (i32.const 65536) (i32.const 0) (i32.const 65536))))"#);
+    let r = sandbox().run(&Task::new(m)).unwrap();
+    assert_completed(&r);
+    // 3 + fill + 3 + copy + end = 9 operators, plus 2 × 65536 / 4.
+    assert_eq!(r.fuel.0, 9 + 2 * 16384);
+    // A loop of large fills runs out of fuel in proportion to the bytes.
+    let m = wat(r#"(module (memory (export "memory") 16)
+      (func (export "_start")
+        (loop $l (memory.fill (i32.const 0) (i32.const 1) (i32.const 1048576)) (br $l))))"#);
+    let mut t = Task::new(m);
+    t.limits.fuel = sharegrid_core::Fuel(10_000_000);
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, sharegrid_core::Outcome::OutOfFuel);
+}
+
+#[test]
 fn gas_that_passes_zero_between_checks_is_out_of_fuel() {
     // Only function entry and loop heads check; the straight-line code after
     // the block runs past a budget of 3, and the run still ends out of fuel.
