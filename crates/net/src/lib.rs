@@ -32,7 +32,7 @@ pub use behaviour::{
 pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
 pub use codec::{CappedCbor, Incoming, wire_error};
 pub use offers::{MAX_OFFER_LIFETIME_MS, OfferBook, OfferRejection};
-pub use peers::{Misbehaviour, PeerAction, PeerScores};
+pub use peers::{Misbehaviour, PeerAction, PeerScores, Protocol, RateLimits};
 pub use protocol::{
     BLOB_PROTOCOL, BLOCKS_TOPIC, BlobRequest, BlobResponse, LEDGER_PROTOCOL, LedgerRequest, LedgerResponse,
     MAX_ASSIGNMENT_BYTES, MAX_BLOB_REQUEST_BYTES, MAX_BLOB_RESPONSE_BYTES, MAX_CHUNK_BYTES, MAX_HEADER_BYTES,

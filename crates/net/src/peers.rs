@@ -24,6 +24,8 @@ pub enum Misbehaviour {
     /// A ledger block that fails its checks (link, state root, a rejected
     /// transaction), signed by a validator or not.
     BadBlock,
+    /// A request over the per-peer rate of its protocol.
+    Flooding,
 }
 
 impl Misbehaviour {
@@ -36,6 +38,7 @@ impl Misbehaviour {
             Misbehaviour::BadBlob => "bad_blob",
             Misbehaviour::InvalidModule => "invalid_module",
             Misbehaviour::BadBlock => "bad_block",
+            Misbehaviour::Flooding => "flooding",
         }
     }
 
@@ -55,8 +58,92 @@ impl Misbehaviour {
         match self {
             Misbehaviour::BadSignature | Misbehaviour::BadBlob | Misbehaviour::BadBlock => 10,
             Misbehaviour::Oversized | Misbehaviour::Malformed => 5,
-            Misbehaviour::InvalidModule => 1,
+            Misbehaviour::InvalidModule | Misbehaviour::Flooding => 1,
         }
+    }
+}
+
+/// A request protocol, for [`RateLimits`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// `/sharegrid/task/1`.
+    Task,
+    /// `/sharegrid/blob/1` (one request per chunk of up to 1 MiB).
+    Blob,
+    /// `/sharegrid/ledger/1`.
+    Ledger,
+}
+
+impl Protocol {
+    /// (burst, requests per second) one peer may send. Well above what an
+    /// honest peer sends (a requestor's trivial tasks at full speed, a
+    /// 1 GiB input fetched in one go, a follower catching up), so only a
+    /// flood is refused.
+    pub const fn rate(self) -> (u32, u32) {
+        match self {
+            Protocol::Task => (2048, 1000),
+            Protocol::Blob => (1100, 500),
+            Protocol::Ledger => (256, 100),
+        }
+    }
+}
+
+/// Per-peer token buckets for each request protocol: what a peer may ask
+/// of this node per second. Bounded in peers tracked.
+#[derive(Debug)]
+pub struct RateLimits {
+    buckets: HashMap<(PeerId, Protocol), (f64, u64)>,
+    max_peers: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits::new(4096)
+    }
+}
+
+impl RateLimits {
+    /// Limits tracking at most `max_peers` (peer, protocol) buckets.
+    pub fn new(max_peers: usize) -> Self {
+        RateLimits {
+            buckets: HashMap::new(),
+            max_peers,
+        }
+    }
+
+    /// Whether `peer` may make one more `protocol` request at `now_ms`
+    /// (taking a token if so).
+    pub fn allow(&mut self, peer: PeerId, protocol: Protocol, now_ms: u64) -> bool {
+        let (burst, per_sec) = protocol.rate();
+        if !self.buckets.contains_key(&(peer, protocol)) && self.buckets.len() >= self.max_peers {
+            // Full: forget the fullest bucket (a peer quiet the longest).
+            let fullest = self
+                .buckets
+                .iter()
+                .max_by(|a, b| a.1.0.total_cmp(&b.1.0))
+                .map(|(k, _)| *k);
+            if let Some(k) = fullest {
+                self.buckets.remove(&k);
+            }
+        }
+        let (tokens, at) = self
+            .buckets
+            .entry((peer, protocol))
+            .or_insert((f64::from(burst), now_ms));
+        let refill = now_ms.saturating_sub(*at) as f64 / 1000.0 * f64::from(per_sec);
+        *tokens = (*tokens + refill).min(f64::from(burst));
+        *at = now_ms;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets a peer (it disconnected).
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.buckets.retain(|(p, _), _| p != peer);
     }
 }
 
@@ -170,5 +257,25 @@ mod tests {
             s.record(PeerId::random(), Misbehaviour::Malformed);
         }
         assert!(s.scores.len() <= 3);
+    }
+
+    #[test]
+    fn a_flood_is_refused_and_an_honest_rate_is_not() {
+        let mut r = RateLimits::default();
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        let (burst, per_sec) = Protocol::Ledger.rate();
+        let allowed = (0..10_000)
+            .filter(|_| r.allow(flooder, Protocol::Ledger, 1_000))
+            .count();
+        assert_eq!(allowed, burst as usize, "the burst, then nothing in the same instant");
+        assert!(r.allow(honest, Protocol::Ledger, 1_000), "another peer is unaffected");
+        assert!(r.allow(flooder, Protocol::Task, 1_000), "nor another protocol");
+        // A second later, the rate's worth again.
+        let later = (0..10_000)
+            .filter(|_| r.allow(flooder, Protocol::Ledger, 2_000))
+            .count();
+        assert_eq!(later, per_sec as usize);
+        r.forget(&flooder);
+        assert!(r.allow(flooder, Protocol::Ledger, 2_000));
     }
 }

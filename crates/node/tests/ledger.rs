@@ -365,3 +365,87 @@ async fn a_settlement_that_landed_before_a_crash_is_not_paid_again() {
     assert_eq!(rl.account(&pkey.id()).balance, earned);
     net.shutdown().await;
 }
+
+/// One peer asking a node's ledger as fast as it can gets the burst its
+/// rate allows, then refusals that count against it until it is banned;
+/// another peer's request is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_ledger_requests_is_refused_then_banned_while_others_are_served() {
+    use sharegrid_net::{LedgerRequest, LedgerResponse, Protocol};
+
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::builder(dir.path())
+        .ledger(LedgerSpec::default())
+        .start()
+        .await
+        .unwrap();
+    let node = &net.requestor.node;
+    let target = node.addr().await.unwrap();
+    let peer = node.handle.peer_id();
+    let plain = |seed: u8, name: &'static str| {
+        let home = dir.path().join(name);
+        async move {
+            testnet::start_plain(
+                &home,
+                name,
+                Arc::new(NodeKey::from_seed([seed; 32])),
+                testnet::loopback(),
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let flooder = plain(61, "flooder").await;
+    let honest = plain(62, "honest").await;
+    flooder.handle.dial(target.clone()).await.unwrap();
+    honest.handle.dial(target).await.unwrap();
+
+    let (burst, _) = Protocol::Ledger.rate();
+    // In waves of 50 at once (as many streams as one connection carries).
+    let mut answers = Vec::new();
+    for _ in 0..(burst + 200) / 50 {
+        let asks = (0..50).map(|_| flooder.handle.ledger_request(peer, LedgerRequest::Head));
+        answers.extend(futures::future::join_all(asks).await);
+    }
+    let answered = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(LedgerResponse::Head { .. })))
+        .count();
+    let limited = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(LedgerResponse::Refused { reason }) if reason.starts_with("rate limited")))
+        .count();
+    let errors: Vec<String> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().err().map(|e| e.to_string()))
+        .take(3)
+        .collect();
+    assert!(
+        answered >= burst as usize && answered < 450,
+        "{answered} {limited} {errors:?}"
+    );
+    assert!(limited > 0, "some were refused");
+    // The honest peer is served, and the flooder is on the node's table.
+    let head = honest.handle.ledger_request(peer, LedgerRequest::Head).await.unwrap();
+    assert!(matches!(head, LedgerResponse::Head { .. }), "{head:?}");
+    let status = node.handle.status().await.unwrap();
+    assert!(
+        status
+            .misbehaviour
+            .iter()
+            .any(|m| m.kind == "flooding" && m.peer == flooder.handle.peer_id().to_string()),
+        "{:?}",
+        status.misbehaviour
+    );
+    // Going on past 100 refusals, it is banned: cut off, not answered.
+    let mut after = Vec::new();
+    for _ in 0..6 {
+        let more = (0..50).map(|_| flooder.handle.ledger_request(peer, LedgerRequest::Head));
+        after.extend(futures::future::join_all(more).await);
+    }
+    assert!(after.iter().any(Result::is_err), "the flooder was disconnected");
+    flooder.handle.shutdown().await;
+    honest.handle.shutdown().await;
+    net.shutdown().await;
+}

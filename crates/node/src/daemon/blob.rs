@@ -22,6 +22,13 @@ impl Daemon {
                 message: Message::Request { request, channel, .. },
                 ..
             } => match request {
+                Incoming::Request(_) if !self.within_rate(peer, sharegrid_net::Protocol::Blob) => {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .blob
+                        .send_response(channel, BlobResponse::NotFound);
+                }
                 Incoming::Request(r) => self.serve_blob(peer, r, channel),
                 Incoming::Refused(e) => {
                     self.misbehaved(peer, Misbehaviour::of_wire(&e), format!("blob request: {e}"));

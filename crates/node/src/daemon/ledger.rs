@@ -303,6 +303,11 @@ impl Daemon {
                 .send_response(channel, LedgerResponse::Refused { reason });
         };
         let request = match request {
+            Incoming::Request(_) if !self.within_rate(peer, sharegrid_net::Protocol::Ledger) => {
+                let (_, per_sec) = sharegrid_net::Protocol::Ledger.rate();
+                let reason = format!("rate limited: over {per_sec} ledger requests a second from this peer");
+                return refuse(self, channel, reason);
+            }
             Incoming::Request(r) => r,
             Incoming::Refused(e) => {
                 self.misbehaved(peer, Misbehaviour::of_wire(&e), format!("ledger request: {e}"));

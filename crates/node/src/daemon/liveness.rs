@@ -40,6 +40,7 @@ impl Daemon {
         self.metrics.peers.set(self.swarm.connected_peers().count() as i64);
         tracing::info!(%peer, %why, "peer gone");
         self.book.remove_peer(&peer);
+        self.rates.forget(&peer);
         self.emit(NodeEvent::PeerGone { peer, why });
     }
 

@@ -98,6 +98,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         book: OfferBook::new(opts.net.max_offers),
         own_offer: None,
         scores: PeerScores::default(),
+        rates: sharegrid_net::RateLimits::default(),
         banned: HashSet::new(),
         events,
         assigns: HashMap::new(),
@@ -171,6 +172,7 @@ pub(super) struct Daemon {
     /// This node's own provider's latest offer: its jobs may run on it.
     own_offer: Option<sharegrid_core::Offer>,
     scores: PeerScores,
+    rates: sharegrid_net::RateLimits,
     banned: HashSet<PeerId>,
     events: broadcast::Sender<NodeEvent>,
     assigns: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<TaskResponse, RequestFailure>>>,
@@ -280,6 +282,22 @@ impl Daemon {
     }
 
     /// Counts bad input from `peer` and does what its score says.
+    /// Whether `peer` is within its rate for `protocol` (see
+    /// [`sharegrid_net::RateLimits`]); a request over it is counted as
+    /// flooding, so a peer that keeps on is banned.
+    fn within_rate(&mut self, peer: PeerId, protocol: sharegrid_net::Protocol) -> bool {
+        if self.rates.allow(peer, protocol, now_ms()) {
+            return true;
+        }
+        let (_, per_sec) = protocol.rate();
+        self.misbehaved(
+            peer,
+            Misbehaviour::Flooding,
+            format!("{protocol:?} requests over {per_sec} a second"),
+        );
+        false
+    }
+
     fn misbehaved(&mut self, peer: PeerId, what: Misbehaviour, why: String) {
         let action = self.scores.record(peer, what);
         self.metrics.misbehaved(what.as_str());

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sharegrid_core::{GigafuelPerSec, NodeKey, Offer, Signed};
 use sharegrid_net::{
-    Incoming, MAX_OFFER_BYTES, Misbehaviour, PeerAction, PeerId, TaskRequest, TaskResponse, request_response,
+    Incoming, MAX_OFFER_BYTES, Misbehaviour, PeerAction, PeerId, Protocol, TaskRequest, TaskResponse, request_response,
 };
 use tokio::sync::oneshot;
 
@@ -108,6 +108,11 @@ impl Daemon {
                 message: Message::Request { request, channel, .. },
                 ..
             } => match request {
+                Incoming::Request(_) if !self.within_rate(peer, Protocol::Task) => {
+                    let (_, per_sec) = Protocol::Task.rate();
+                    let reason = format!("rate limited: over {per_sec} task requests a second from this peer");
+                    self.answer(peer, Answer::Net(channel), TaskResponse::Refused { reason });
+                }
                 Incoming::Request(r) => self.on_assignment(peer, r.assignment, Answer::Net(channel)),
                 Incoming::Refused(e) => {
                     self.misbehaved(peer, Misbehaviour::of_wire(&e), format!("task request: {e}"));
