@@ -100,7 +100,6 @@ async fn main() {
     series(&r.handle, &honest, 0, 20).await;
     let quiet = series(&r.handle, &honest, 1_000, n).await;
 
-
     let q = median(quiet);
     println!("{n} sequential trivial tasks from an honest requestor, one provider, 127.0.0.1");
     println!("quiet                      median {:>8.3} ms", q.as_secs_f64() * 1e3);

@@ -197,6 +197,13 @@ impl Ticker {
         }
     }
 
+    /// Stops advancing `engine`'s epoch (it was dropped from the cache).
+    pub(crate) fn unregister(&self, engine: &Engine) {
+        if let Ok(mut list) = self.engines.lock() {
+            list.retain(|e| !Engine::same(e, engine));
+        }
+    }
+
     /// Raises `slot`'s flag once `deadline` passes (within one tick).
     pub(crate) fn watch(&self, deadline: std::time::Instant, slot: Arc<InterruptSlot>) {
         if let Ok(mut list) = self.watches.lock() {

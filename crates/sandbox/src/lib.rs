@@ -35,4 +35,4 @@ pub use cache::ModuleCache;
 pub use error::SandboxError;
 pub use hostdir::{HostDirError, load_inputs, save_outputs};
 pub use metering::Metering;
-pub use run::{ModuleSource, RunReport, Sandbox, SandboxConfig, Task};
+pub use run::{MAX_ENGINES, ModuleSource, RunReport, Sandbox, SandboxConfig, Task};

@@ -216,6 +216,10 @@ struct EngineEntry {
 
 type ModuleKey = (ContentId, Determinism, u64);
 
+/// Engines kept at most (one per determinism mode and stack limit in use),
+/// beyond those running tasks.
+pub const MAX_ENGINES: usize = 8;
+
 /// Runs tasks. Cheap to share (`&Sandbox` is `Sync`); one per process is
 /// enough. Holds the engines, the module caches and the epoch ticker.
 pub struct Sandbox {
@@ -263,6 +267,11 @@ impl Sandbox {
         })
     }
 
+    /// Engines held now (for tests of the bound).
+    pub fn engines_held(&self) -> usize {
+        self.engines.lock().map_or(0, |e| e.len())
+    }
+
     /// The sandbox's configuration.
     pub fn config(&self) -> &SandboxConfig {
         &self.config
@@ -272,6 +281,24 @@ impl Sandbox {
         let mut engines = self.engines.lock().map_err(|_| SandboxError::Poisoned)?;
         if let Some(e) = engines.get(&(mode, stack)) {
             return Ok(e.clone());
+        }
+        // An engine per (mode, stack limit), and a requestor picks the
+        // stack limit: bounded, by dropping idle engines (no run holds
+        // them) with the modules compiled for them.
+        if engines.len() >= MAX_ENGINES {
+            let idle: Vec<(Determinism, u64)> = engines
+                .iter()
+                .filter(|(_, e)| Arc::strong_count(e) == 1)
+                .map(|(k, _)| *k)
+                .collect();
+            let mut modules = self.modules.lock().map_err(|_| SandboxError::Poisoned)?;
+            for key in idle.iter().take(engines.len() + 1 - MAX_ENGINES) {
+                if let Some(old) = engines.remove(key) {
+                    self.ticker.unregister(&old.engine);
+                    modules.0.retain(|k, _| (k.1, k.2) != *key);
+                    modules.1.retain(|k| (k.1, k.2) != *key);
+                }
+            }
         }
         let engine = build_engine(
             mode,

@@ -366,3 +366,20 @@ fn a_module_over_the_size_limit_is_refused_before_compiling() {
         "{r:?}"
     );
 }
+
+#[test]
+fn requestors_picking_many_stack_limits_cannot_grow_the_engines_without_bound() {
+    // Each stack limit needs its own engine; a requestor picks the limit.
+    let sb = Sandbox::new(SandboxConfig::default()).unwrap();
+    let m = wat(r#"(module (memory (export "memory") 1) (func (export "_start")))"#);
+    for i in 0..(3 * sharegrid_sandbox::MAX_ENGINES as u64) {
+        let mut t = Task::new(m.clone());
+        t.limits.stack_bytes = (256 << 10) + i * 4096;
+        assert_eq!(sb.run(&t).unwrap().result.outcome, Outcome::Completed { exit_code: 0 });
+        assert!(sb.engines_held() <= sharegrid_sandbox::MAX_ENGINES);
+    }
+    // A limit seen before, its engine since dropped, runs as well again.
+    let mut t = Task::new(m);
+    t.limits.stack_bytes = 256 << 10;
+    assert_eq!(sb.run(&t).unwrap().result.outcome, Outcome::Completed { exit_code: 0 });
+}
