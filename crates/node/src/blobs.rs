@@ -146,6 +146,53 @@ impl BlobStore {
         n
     }
 
+    /// Marks the blob as used now (its file's modification time), so the
+    /// least recently used go first when the store is shrunk.
+    pub fn touch(&self, id: &ContentId) {
+        if let Ok(f) = fs::File::options().write(true).open(self.path(id)) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Bytes held in all.
+    pub fn total_bytes(&self) -> u64 {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        entries
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Deletes the least recently used blobs, except those in `keep`,
+    /// until the store holds at most `max_total` bytes; returns how many
+    /// went. A bounded cache for the inputs a provider fetches.
+    pub fn shrink_to(&self, max_total: u64, keep: &std::collections::HashSet<ContentId>) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf, bool)> = entries
+            .flatten()
+            .filter_map(|e| {
+                // Blobs only: a temporary file being written is not one.
+                let id = e.file_name().to_str()?.parse::<ContentId>().ok()?;
+                let m = e.metadata().ok()?;
+                Some((m.modified().ok()?, m.len(), e.path(), keep.contains(&id)))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort_by_key(|f| f.0);
+        let mut removed = 0;
+        for (_, len, path, kept) in files {
+            if total <= max_total {
+                break;
+            }
+            if !kept && fs::remove_file(&path).is_ok() {
+                total -= len;
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Whether the blob is held (not verified: use [`BlobStore::get`] to read).
     pub fn has(&self, id: &ContentId) -> bool {
         self.path(id).exists()
@@ -155,6 +202,28 @@ impl BlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shrinking_drops_the_least_recently_used_and_keeps_what_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 1 << 20).unwrap();
+        let ids: Vec<ContentId> = (0..4u8).map(|i| store.put(&[i; 1000]).unwrap()).collect();
+        // Oldest first by use: 0, 1, 2, 3; then 0 is used again.
+        for (i, id) in ids.iter().enumerate() {
+            let f = fs::File::options().write(true).open(store.path(id)).unwrap();
+            f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64))
+                .unwrap();
+        }
+        store.touch(&ids[0]);
+        let keep = std::collections::HashSet::from([ids[1]]);
+        assert_eq!(store.shrink_to(2000, &keep), 2);
+        assert!(
+            store.has(&ids[0]) && store.has(&ids[1]),
+            "the recently used and the kept stay"
+        );
+        assert!(!store.has(&ids[2]) && !store.has(&ids[3]));
+        assert_eq!(store.total_bytes(), 2000);
+    }
 
     #[test]
     fn a_chunk_read_reads_only_its_range() {

@@ -257,6 +257,9 @@ pub(crate) fn default_file() -> String {
          max_fuel_per_task = 10000000000000\n\
          # Longest timeout one task may ask for, in seconds.\n\
          max_timeout_secs = 3600\n\
+         # Bytes the store of fetched inputs (inputs/) may hold; past it the\n\
+         # least recently used go, never those of a running task.\n\
+         max_input_store_bytes = 10737418240\n\
          # Lowest price accepted, in token units per gigafuel (a decimal string).\n\
          price_floor = \"0\"\n\
          # Share of this machine's cores given to tasks, in percent.\n\

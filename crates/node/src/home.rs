@@ -145,6 +145,12 @@ impl NodeHome {
         self.root.join("outputs")
     }
 
+    /// `inputs/`: the modules and inputs this node's provider fetched to
+    /// run, a cache bounded by `[provider] max_input_store_bytes`.
+    pub fn inputs_dir(&self) -> PathBuf {
+        self.root.join("inputs")
+    }
+
     /// `api.sock`, the running node's control socket.
     pub fn api_socket(&self) -> PathBuf {
         self.root.join("api.sock")

@@ -107,7 +107,13 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         let p = Arc::new(SystemProbe::start(Duration::from_secs(1)));
         agent = Some(AgentOptions {
             policy: config.provider.clone(),
-            provider: Provider::new(sandbox, blobs.clone(), outputs),
+            // Fetched inputs apart from this node's own blobs: a cache the
+            // provider shrinks, never the requestor's modules and inputs.
+            provider: Provider::new(
+                sandbox,
+                BlobStore::open(home.inputs_dir(), config.sandbox.max_input_bytes)?,
+                outputs,
+            ),
             machine,
             speed: s,
             probe: p.clone(),

@@ -195,6 +195,36 @@ async fn a_job_breaking_the_job_file_rules_is_refused_wherever_it_comes_from() {
     net.shutdown().await;
 }
 
+/// A provider's store of fetched inputs stays within its owner's bound:
+/// jobs bringing new inputs push the least recently used out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetched_inputs_stay_within_the_providers_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = ProviderSpec::new("a", 2.0, 1);
+    spec.policy.max_input_store_bytes = 1 << 20;
+    let net = net(dir.path()).provider(spec).start().await.unwrap();
+    let r = &net.requestor;
+    let provider = net.provider("a").unwrap();
+    for i in 0..4u8 {
+        let mut sub = tiles(r, 1, 1, 1);
+        sub.inputs = vec![("data.bin".into(), r.node.blobs.put(&vec![i; 600 << 10]).unwrap())];
+        let id = r.engine.submit(sub).await.unwrap();
+        assert_eq!(wait_done(r, &id).await.state, State::Done);
+    }
+    // Shrunk off the loop after each run: wait until it has been.
+    let store = sharegrid_node::BlobStore::open(provider.home.join("blobs"), 1 << 30).unwrap();
+    let mut total = store.total_bytes();
+    for _ in 0..500 {
+        if total <= 1 << 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        total = store.total_bytes();
+    }
+    assert!(total <= 1 << 20, "{total} bytes held");
+    net.shutdown().await;
+}
+
 /// A job submitted while no provider is online waits (saying for what)
 /// and runs once one joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

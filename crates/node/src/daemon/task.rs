@@ -252,6 +252,7 @@ impl Daemon {
             }
             AgentAction::Fetch { run, peer, blob } => {
                 if part.provider.blobs().has(&blob) {
+                    part.provider.blobs().touch(&blob);
                     inputs.push_back(AgentInput::BlobReady { run });
                 } else {
                     let max = part.max_fetch_bytes;
@@ -290,6 +291,7 @@ impl Daemon {
                     self.answer(peer, channel, TaskResponse::Receipt(receipt));
                 }
                 self.emit(NodeEvent::Ran { task, outcome });
+                self.shrink_inputs();
             }
             AgentAction::DropOutput(id) => {
                 let outputs = part.outputs().clone();
@@ -316,5 +318,19 @@ impl Daemon {
             }
             Err(e) => tracing::error!(error = %e, "our own offer does not open"),
         }
+    }
+
+    /// Keeps the store of fetched inputs within the owner's bound, off the
+    /// loop: the least recently used go, never a running task's.
+    fn shrink_inputs(&mut self) {
+        let Some(part) = &self.agent else { return };
+        let (store, keep) = (part.provider_blobs().clone(), part.agent.blobs_in_use());
+        let max = part.agent.policy().max_input_store_bytes;
+        tokio::task::spawn_blocking(move || {
+            let removed = store.shrink_to(max, &keep);
+            if removed > 0 {
+                tracing::info!(removed, "least recently used inputs removed");
+            }
+        });
     }
 }

@@ -106,6 +106,11 @@ impl Agent {
         self.settings.policy.effective_slots(self.settings.machine.cores)
     }
 
+    /// The blobs the runs in flight need (kept when the input store shrinks).
+    pub fn blobs_in_use(&self) -> std::collections::HashSet<ContentId> {
+        self.runs.values().flat_map(|r| r.prepared.blobs()).collect()
+    }
+
     /// Slots in use (fetching, running or delivering).
     pub fn busy(&self) -> u32 {
         self.runs.len() as u32

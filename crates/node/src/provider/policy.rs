@@ -91,6 +91,9 @@ pub struct ProviderPolicy {
     pub max_fuel_per_task: u64,
     /// Longest wall-clock timeout one task may ask for, in seconds.
     pub max_timeout_secs: u64,
+    /// Bytes the store of fetched inputs may hold; past it the least
+    /// recently used go (never those of a run in flight).
+    pub max_input_store_bytes: u64,
     /// Lowest price accepted, in token units per gigafuel.
     pub price_floor: Amount,
     /// Share of the machine's cores given to tasks, in percent (1..=100).
@@ -122,6 +125,7 @@ impl Default for ProviderPolicy {
             memory_per_task: 1 << 30,
             max_fuel_per_task: 10_000_000_000_000,
             max_timeout_secs: 3600,
+            max_input_store_bytes: 10 << 30,
             price_floor: Amount(0),
             cpu_share_percent: 100,
             active_hours: Vec::new(),
