@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sharegrid_core::{Amount, Assignment, ContentId, NodeKey, PricePerGfuel, Program, TaskId, Terms};
+use sharegrid_core::{Amount, Assignment, ContentId, NodeKey, PricePerGfuel, TaskId, Terms};
 use sharegrid_net::{LedgerRequest, Protocol};
-use sharegrid_node::testnet::{self, ProviderSpec};
+use sharegrid_node::testnet;
 use sharegrid_node::{Assigned, FetchFailure, NodeHandle};
-use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -53,36 +52,17 @@ struct Tally {
 async fn main() {
     let n: usize = std::env::args().nth(1).map_or(500, |s| s.parse().expect("N"));
     let dir = tempfile::tempdir().unwrap();
-    let (pk, rk, fk, gk) = (
-        Arc::new(NodeKey::from_seed([1; 32])),
-        Arc::new(NodeKey::from_seed([2; 32])),
+    let pair = testnet::bench_pair(dir.path()).await.unwrap();
+    let (provider, r, program) = (&pair.provider, &pair.requestor, pair.program.clone());
+    let (pk, rk) = (provider.key.clone(), r.key.clone());
+    let (fk, gk) = (
         Arc::new(NodeKey::from_seed([3; 32])),
         Arc::new(NodeKey::from_seed([4; 32])),
     );
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let mut spec = ProviderSpec::new("p", 1.0, 1);
-    spec.memory_bytes = 1 << 33;
-    let provider = testnet::start_provider(
-        &dir.path().join("p"),
-        pk.clone(),
-        &spec,
-        sandbox,
-        testnet::loopback(),
-        None,
-    )
-    .await
-    .unwrap();
-    let r = testnet::start_plain(&dir.path().join("r"), "r", rk.clone(), testnet::loopback(), None)
-        .await
-        .unwrap();
     let f = testnet::start_plain(&dir.path().join("f"), "f", fk.clone(), testnet::loopback(), None)
         .await
         .unwrap();
-    testnet::connect(&r.handle, &provider).await.unwrap();
-    testnet::connect(&f.handle, &provider).await.unwrap();
-
-    let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
-    let program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
+    testnet::connect(&f.handle, provider).await.unwrap();
     let honest = {
         let program = program.clone();
         move |i: u64| {
@@ -109,7 +89,7 @@ async fn main() {
     let g = testnet::start_plain(&dir.path().join("g"), "g", gk.clone(), testnet::loopback(), None)
         .await
         .unwrap();
-    testnet::connect(&g.handle, &provider).await.unwrap();
+    testnet::connect(&g.handle, provider).await.unwrap();
     for (name, flooder, key, paced, from) in [
         ("flat out", &f.handle, &fk, false, 1_000_000),
         ("just under the rates", &g.handle, &gk, true, 2_000_000),

@@ -9,13 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sharegrid_core::{Amount, Assignment, NodeKey, PricePerGfuel, Program, TaskId, Terms};
+use sharegrid_core::{Amount, Assignment, PricePerGfuel, TaskId, Terms};
 use sharegrid_node::Assigned;
-use sharegrid_node::testnet::{self, ProviderSpec};
-use sharegrid_sandbox::{Sandbox, SandboxConfig};
+use sharegrid_node::testnet;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -25,39 +23,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn main() {
     let n: usize = std::env::args().nth(1).map_or(1000, |s| s.parse().expect("N"));
     let dir = tempfile::tempdir().unwrap();
-    let pk = Arc::new(NodeKey::from_seed([1; 32]));
-    let rk = Arc::new(NodeKey::from_seed([2; 32]));
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());
-    let mut spec = ProviderSpec::new("p", 1.0, 1);
-    spec.memory_bytes = 1 << 33;
-    spec.policy.offer_interval_secs = 30;
-    let provider = testnet::start_provider(
-        &dir.path().join("p"),
-        pk.clone(),
-        &spec,
-        sandbox,
-        testnet::loopback(),
-        None,
-    )
-    .await
-    .unwrap();
-    let r = testnet::start_plain(&dir.path().join("r"), "r", rk.clone(), testnet::loopback(), None)
-        .await
-        .unwrap();
-    testnet::connect(&r.handle, &provider).await.unwrap();
+    let pair = testnet::bench_pair(dir.path()).await.unwrap();
+    let (provider, r, program) = (&pair.provider, &pair.requestor, &pair.program);
     let requestor = &r.handle;
-
-    let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
-    let program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
     let terms = Terms {
-        requestor: rk.id(),
-        provider: pk.id(),
+        requestor: r.key.id(),
+        provider: provider.key.id(),
         price: PricePerGfuel(Amount(1)),
         escrow: None,
     };
     let assignment = |i: u64| {
         let task = TaskId::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes());
-        Assignment::new(task, vec![], &program, terms, sharegrid_node::now_ms())
+        Assignment::new(task, vec![], program, terms, sharegrid_node::now_ms())
     };
     // Warm up: connection, blob fetch of the module, compilation.
     for i in 0..20 {

@@ -383,6 +383,42 @@ pub async fn start_plain(
     })
 }
 
+/// Two nodes for the round-trip benchmarks: a one-slot provider (seed 1)
+/// and a plain requestor (seed 2) connected to it, under `dir`, with the
+/// requestor holding a module that does nothing (`program`).
+#[derive(Debug)]
+pub struct BenchPair {
+    /// The provider.
+    pub provider: TestNode,
+    /// The requestor.
+    pub requestor: TestNode,
+    /// A trivial program, its blobs in the requestor's store.
+    pub program: sharegrid_core::Program,
+}
+
+/// Starts a [`BenchPair`] under `dir`.
+pub async fn bench_pair(dir: &Path) -> Result<BenchPair, TestnetError> {
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).map_err(|e| TestnetError::Start(e.to_string()))?);
+    let mut spec = ProviderSpec::new("p", 1.0, 1);
+    spec.memory_bytes = 1 << 33;
+    let pk = Arc::new(NodeKey::from_seed([1; 32]));
+    let provider = start_provider(&dir.join("p"), pk, &spec, sandbox, loopback(), None).await?;
+    let rk = Arc::new(NodeKey::from_seed([2; 32]));
+    let requestor = start_plain(&dir.join("r"), "r", rk, loopback(), None).await?;
+    connect(&requestor.handle, &provider).await?;
+    let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+        .map_err(|e| TestnetError::Start(e.to_string()))?;
+    let program = sharegrid_core::Program::new(
+        requestor.blobs.put(&module).map_err(store_err)?,
+        requestor.blobs.put(b"").map_err(store_err)?,
+    );
+    Ok(BenchPair {
+        provider,
+        requestor,
+        program,
+    })
+}
+
 /// Makes `node` a requestor: its job store in its home, its engine, and
 /// with a ledger its payment task.
 pub fn requestor(node: TestNode, settings: Option<&LedgerSettings>) -> Result<TestRequestor, TestnetError> {
