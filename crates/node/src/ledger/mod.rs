@@ -91,6 +91,11 @@ struct Inner {
 /// A node's ledger.
 pub struct Ledger {
     inner: Mutex<Inner>,
+    /// A second connection to `ledger.db` for what peers and commands read
+    /// (blocks, transactions, history): WAL lets it read committed blocks
+    /// while the chain is written, so a peer's `Blocks` request never holds
+    /// the lock blocks and transactions are applied under.
+    reader: Mutex<LedgerStore>,
     key: Arc<NodeKey>,
     genesis: Genesis,
     heads: watch::Sender<u64>,
@@ -107,6 +112,7 @@ impl Ledger {
     /// pool re-checked against it.
     pub fn open(path: &Path, genesis: Genesis, key: Arc<NodeKey>) -> Result<Arc<Ledger>, LedgerStoreError> {
         let store = LedgerStore::open(path, &genesis)?;
+        let reader = Mutex::new(LedgerStore::open(path, &genesis)?);
         let chain = store.chain(&genesis)?;
         let pooled = store.pool()?;
         let (heads, _) = watch::channel(chain.height());
@@ -120,6 +126,7 @@ impl Ledger {
                 pending_ids: HashSet::new(),
                 own_next,
             }),
+            reader,
             key,
             genesis,
             heads,
@@ -321,22 +328,27 @@ impl Ledger {
 
     /// Blocks from `from` (a sync answer).
     pub fn blocks(&self, from: u64, max: usize, max_bytes: usize) -> Result<Vec<Block>, LedgerStoreError> {
-        self.lock().store.blocks(from, max, max_bytes)
+        self.read().blocks(from, max, max_bytes)
     }
 
     /// A transaction in a block.
     pub fn tx(&self, id: &ContentId) -> Result<Option<FoundTx>, LedgerStoreError> {
-        self.lock().store.tx(id)
+        self.read().tx(id)
     }
 
     /// The height of the block holding transaction `id`.
     pub fn tx_height(&self, id: &ContentId) -> Result<Option<u64>, LedgerStoreError> {
-        self.lock().store.tx_height(id)
+        self.read().tx_height(id)
     }
 
     /// The latest transactions touching `account`.
     pub fn history(&self, account: &NodeId, limit: usize) -> Result<Vec<FoundTx>, LedgerStoreError> {
-        self.lock().store.history(account, limit)
+        self.read().history(account, limit)
+    }
+
+    /// The reading connection (never the chain's lock).
+    fn read(&self) -> MutexGuard<'_, LedgerStore> {
+        self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether any escrow is open (the validator then keeps heights moving
@@ -367,5 +379,30 @@ impl Inner {
         self.pending = kept;
         self.pending_state = state;
         stale
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peers_block_read_never_waits_for_the_chains_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Arc::new(NodeKey::from_seed([1; 32]));
+        let genesis = crate::home::solo_genesis(key.id());
+        let ledger = Ledger::open(&dir.path().join("ledger.db"), genesis, key).unwrap();
+        // The chain's lock is held (as while a block is applied)…
+        let held = ledger.lock();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let reader = ledger.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.blocks(0, 256, 16 << 20).map(|b| b.len()));
+        });
+        // …and a peer's read is answered meanwhile (a guard against a hang,
+        // not a measure of speed).
+        let got = rx.recv_timeout(std::time::Duration::from_secs(30));
+        drop(held);
+        assert!(matches!(got, Ok(Ok(_))), "{got:?}");
     }
 }
