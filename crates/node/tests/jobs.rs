@@ -205,21 +205,22 @@ async fn fetched_inputs_stay_within_the_providers_bound() {
     let net = net(dir.path()).provider(spec).start().await.unwrap();
     let r = &net.requestor;
     let provider = net.provider("a").unwrap();
+    let mut events = provider.handle.subscribe();
     for i in 0..4u8 {
         let mut sub = tiles(r, 1, 1, 1);
         sub.inputs = vec![("data.bin".into(), r.node.blobs.put(&vec![i; 600 << 10]).unwrap())];
         let id = r.engine.submit(sub).await.unwrap();
         assert_eq!(wait_done(r, &id).await.state, State::Done);
     }
-    // Shrunk off the loop after each run: wait until it has been.
-    let store = sharegrid_node::BlobStore::open(provider.home.join("blobs"), 1 << 30).unwrap();
-    let mut total = store.total_bytes();
-    for _ in 0..500 {
-        if total <= 1 << 20 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        total = store.total_bytes();
+    // The store is brought within its bound after each of the four runs.
+    let mut total = 0;
+    for _ in 0..4 {
+        total = wait_for(&mut events, "the input store shrunk after a run", |e| match e {
+            NodeEvent::InputsShrunk { held_bytes, .. } => Some(*held_bytes),
+            _ => None,
+        })
+        .await
+        .unwrap();
     }
     assert!(total <= 1 << 20, "{total} bytes held");
     net.shutdown().await;
@@ -233,14 +234,15 @@ async fn a_job_submitted_with_no_providers_completes_once_one_joins() {
     let net = net(dir.path()).start().await.unwrap();
     let r = &net.requestor;
     let sub = tiles(r, 2, 1, 1);
+    let mut jobs = r.engine.subscribe();
     let id = r.engine.submit(sub.clone()).await.unwrap();
-    // The job says what it waits for (its view is refreshed as it runs).
-    let waiting = loop {
-        if let Some(w) = r.engine.live(&id).and_then(|l| l.waiting) {
-            break w;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    // The job says what it waits for.
+    let waiting = wait_for(&mut jobs, "the job waiting for providers", |e| match e {
+        JobEvent::Waiting { job, waiting } if *job == id => Some(waiting.clone()),
+        _ => None,
+    })
+    .await
+    .unwrap();
     assert_eq!(waiting.tasks, 2);
     assert_eq!(waiting.why, "no provider qualifies: no providers seen on the network");
     let key = Arc::new(NodeKey::from_seed([9; 32]));

@@ -53,6 +53,14 @@ pub enum NodeEvent {
     /// An output this provider kept was let go (fetched by its requestor,
     /// or past its retention time).
     OutputDropped(ContentId),
+    /// The store of fetched inputs was brought within its bound after a
+    /// run: how many blobs went, and the bytes it holds now.
+    InputsShrunk {
+        /// Blobs removed.
+        removed: usize,
+        /// Bytes held after.
+        held_bytes: u64,
+    },
     /// The node's ledger has a new head.
     Block {
         /// Its height.

@@ -139,6 +139,10 @@ pub(super) enum Internal {
         complete: bool,
     },
     Agent(crate::provider::AgentInput),
+    InputsShrunk {
+        removed: usize,
+        held_bytes: u64,
+    },
     FetchedLocally {
         owner: FetchOwner,
         id: ContentId,
@@ -364,6 +368,9 @@ impl Daemon {
                 let _ = self.swarm.behaviour_mut().ledger.send_response(channel, response);
             }
             Internal::Applied { peer, result } => self.on_applied(peer, result),
+            Internal::InputsShrunk { removed, held_bytes } => {
+                self.emit(NodeEvent::InputsShrunk { removed, held_bytes });
+            }
         }
     }
 

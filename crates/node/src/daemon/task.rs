@@ -326,11 +326,12 @@ impl Daemon {
         let Some(part) = &self.agent else { return };
         let (store, keep) = (part.provider_blobs().clone(), part.agent.blobs_in_use());
         let max = part.agent.policy().max_input_store_bytes;
-        tokio::task::spawn_blocking(move || {
-            let removed = store.shrink_to(max, &keep);
+        self.blocking(move || {
+            let (removed, held_bytes) = store.shrink_to(max, &keep);
             if removed > 0 {
-                tracing::info!(removed, "least recently used inputs removed");
+                tracing::info!(removed, held_bytes, "least recently used inputs removed");
             }
+            Internal::InputsShrunk { removed, held_bytes }
         });
     }
 }

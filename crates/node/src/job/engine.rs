@@ -63,6 +63,15 @@ pub enum JobEvent {
         /// Accepted, or failed.
         accepted: bool,
     },
+    /// The job lacks providers and waits for them (see
+    /// [`sharegrid_sched::Scheduler::waiting`]): sent when it starts
+    /// waiting, or waits for something else.
+    Waiting {
+        /// The job.
+        job: JobId,
+        /// For what, since when.
+        waiting: sharegrid_sched::Waiting,
+    },
     /// The job ended (recorded in the store).
     Ended {
         /// The job.
@@ -261,6 +270,7 @@ impl Requestor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inputs: Vec<JobInput> = self.offers(&mut peers).await;
         let mut last_live = std::time::Instant::now() - Duration::from_secs(1);
+        let mut waiting_for: Option<String> = None;
         loop {
             inputs.push(JobInput::Tick);
             for input in inputs.drain(..) {
@@ -273,10 +283,16 @@ impl Requestor {
             }
             if last_live.elapsed() >= Duration::from_millis(200) {
                 last_live = std::time::Instant::now();
-                self.live
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, driver.live());
+                let live = driver.live();
+                // Told once each time the job starts waiting, or waits for
+                // something else.
+                if live.waiting.as_ref().map(|w| &w.why) != waiting_for.as_ref() {
+                    waiting_for = live.waiting.as_ref().map(|w| w.why.clone());
+                    if let Some(waiting) = live.waiting.clone() {
+                        let _ = self.events.send(JobEvent::Waiting { job: id, waiting });
+                    }
+                }
+                self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(id, live);
             }
             tokio::select! {
                 ev = events.recv() => match ev {
