@@ -210,31 +210,23 @@ pub(crate) fn progress_line(job: &JobRow, live: Option<&LiveJob>) -> String {
     )
 }
 
-/// `12 tasks for 40 s: no provider qualifies: … (taken as offers arrive;
-/// the job fails at its deadline, in 29 m 20 s)`.
+/// `12 tasks for 40s: no provider qualifies: … (taken as offers arrive;
+/// the job fails at its deadline, in 29m 20s)`.
 pub(crate) fn waiting_line(w: &sharegrid_sched::Waiting, deadline_ms: Option<u64>, now: u64) -> String {
     let waited = now.saturating_sub(w.since_ms) / 1000;
     let until = match deadline_ms {
         Some(d) => format!(
             "the job fails at its deadline, in {}",
-            duration(d.saturating_sub(now) / 1000)
+            humantime::format_duration(Duration::from_secs(d.saturating_sub(now) / 1000))
         ),
         None => "the job has no deadline".into(),
     };
     format!(
         "{} tasks for {}: {} (taken as offers arrive; {until})",
         w.tasks,
-        duration(waited),
+        humantime::format_duration(Duration::from_secs(waited)),
         w.why
     )
-}
-
-fn duration(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs} s"),
-        60..3600 => format!("{} m {} s", secs / 60, secs % 60),
-        _ => format!("{} h {} m", secs / 3600, secs % 3600 / 60),
-    }
 }
 
 /// Polls the job until it ends, drawing a progress line on stderr.
@@ -398,9 +390,9 @@ mod tests {
         };
         assert_eq!(
             waiting_line(&w, Some(1_801_000), 41_000),
-            "12 tasks for 40 s: no provider qualifies: no providers seen on the network \
-             (taken as offers arrive; the job fails at its deadline, in 29 m 20 s)"
+            "12 tasks for 40s: no provider qualifies: no providers seen on the network \
+             (taken as offers arrive; the job fails at its deadline, in 29m 20s)"
         );
-        assert!(waiting_line(&w, None, 7_201_000).starts_with("12 tasks for 2 h 0 m: "));
+        assert!(waiting_line(&w, None, 7_201_000).starts_with("12 tasks for 2h: "));
     }
 }

@@ -65,6 +65,15 @@ pub struct Terms {
 }
 
 impl Assignment {
+    /// Every blob a run of it reads: module, stdin, inputs, each once.
+    pub fn blobs(&self) -> Vec<ContentId> {
+        let mut needed = vec![self.module, self.stdin];
+        needed.extend(self.inputs.iter().map(|(_, id)| *id));
+        needed.sort();
+        needed.dedup();
+        needed
+    }
+
     /// The assignment of task `task` (with `args`) running `program`, on
     /// `terms`, made at `now_ms`: void [`ASSIGNMENT_TTL_MS`] later.
     pub fn new(task: TaskId, args: Vec<String>, program: &Program, terms: Terms, now_ms: u64) -> Assignment {

@@ -134,6 +134,13 @@ pub fn peer_id(id: &NodeId) -> Option<PeerId> {
     Some(PeerId::from_public_key(&identity::PublicKey::from(pk)))
 }
 
+/// The node id of a libp2p peer id, when it carries an ed25519 key (every
+/// sharegrid node's does: [`peer_id`] backwards, without a search).
+pub fn node_id(peer: &PeerId) -> Option<NodeId> {
+    let key = identity::PublicKey::try_decode_protobuf(peer.as_ref().digest()).ok()?;
+    Some(NodeId::from_bytes(key.try_into_ed25519().ok()?.to_bytes()))
+}
+
 fn behaviour(key: &Keypair, cfg: &NetConfig) -> Result<Behaviour, NetError> {
     let me = key.public().to_peer_id();
     let gossip_config = gossipsub::ConfigBuilder::default()

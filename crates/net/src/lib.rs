@@ -27,7 +27,7 @@ mod peers;
 mod protocol;
 
 pub use behaviour::{
-    Behaviour, BehaviourEvent, MAX_CONNECTIONS_PER_PEER, NetConfig, NetError, build_swarm, keypair, peer_id,
+    Behaviour, BehaviourEvent, MAX_CONNECTIONS_PER_PEER, NetConfig, NetError, build_swarm, keypair, node_id, peer_id,
 };
 pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
 pub use codec::{CappedCbor, Incoming, wire_error};

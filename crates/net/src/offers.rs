@@ -142,12 +142,11 @@ impl OfferBook {
     }
 
     /// Forgets the provider behind libp2p peer `peer` (its connection
-    /// closed), if its offer is held; returns its id. A scan of the book
-    /// (bounded), so no second map of peers can outgrow it.
+    /// closed), if its offer is held; returns its id. The peer id carries
+    /// the node's key, so no second map of peers is kept beside the book.
     pub fn remove_peer(&mut self, peer: &PeerId) -> Option<NodeId> {
-        let node = *self.offers.keys().find(|n| peer_id(n).as_ref() == Some(peer))?;
-        self.offers.remove(&node);
-        Some(node)
+        let node = crate::behaviour::node_id(peer)?;
+        self.offers.remove(&node).map(|_| node)
     }
 
     /// Live offers, by provider id.
@@ -250,7 +249,12 @@ mod tests {
             );
         }
         assert_eq!(book.live(now).len(), 2);
-        // A provider whose connection closed is forgotten by its peer id.
+        // A provider whose connection closed is forgotten by its peer id,
+        // which carries its node id.
+        assert_eq!(
+            crate::behaviour::node_id(&peer_id(&real.id()).unwrap()),
+            Some(real.id())
+        );
         assert_eq!(book.remove_peer(&peer_id(&real.id()).unwrap()), Some(real.id()));
         assert_eq!(book.remove_peer(&peer_id(&real.id()).unwrap()), None);
         assert_eq!(book.live(now).len(), 1);

@@ -205,7 +205,7 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
                         }
                         AgentAction::KeepProof { .. } => unreachable!("no escrow here"),
                         AgentAction::Misbehaved { why, .. } => panic!("{why}"),
-                        AgentAction::DropOutput(_) | AgentAction::Publish(_) => {}
+                        AgentAction::DropOutput(_) | AgentAction::Publish { .. } => {}
                     }
                 }
             }

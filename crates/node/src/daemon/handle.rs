@@ -21,6 +21,10 @@ pub(super) enum Command {
     Assign {
         provider: PeerId,
         signed: Signed,
+        /// The blobs it names, which the provider may then fetch from us…
+        blobs: Vec<ContentId>,
+        /// …around its expiry.
+        expires_at_ms: u64,
         reply: oneshot::Sender<Result<TaskResponse, RequestFailure>>,
     },
     Fetch {
@@ -156,6 +160,8 @@ impl NodeHandle {
             .ask(|reply| Command::Assign {
                 provider,
                 signed,
+                blobs: assignment.blobs(),
+                expires_at_ms: assignment.expires_at_ms,
                 reply,
             })
             .await

@@ -334,8 +334,10 @@ impl Daemon {
             Command::Assign {
                 provider,
                 signed,
+                blobs,
+                expires_at_ms,
                 reply,
-            } => self.send_assignment(provider, signed, reply),
+            } => self.send_assignment(provider, signed, (blobs, expires_at_ms), reply),
             Command::Fetch { peer, id, max, reply } => self.fetch(peer, id, max, FetchOwner::Client(reply)),
             Command::Status(tx) => {
                 let _ = tx.send(self.status());

@@ -9,9 +9,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use sharegrid_core::{GigafuelPerSec, NodeKey, Offer, Signed};
+use sharegrid_core::{GigafuelPerSec, NodeKey, Signed};
 use sharegrid_net::{
-    Incoming, MAX_OFFER_BYTES, Misbehaviour, PeerAction, PeerId, Protocol, TaskRequest, TaskResponse, request_response,
+    Incoming, Misbehaviour, PeerAction, PeerId, Protocol, TaskRequest, TaskResponse, request_response,
 };
 use tokio::sync::oneshot;
 
@@ -150,6 +150,7 @@ impl Daemon {
         &mut self,
         provider: PeerId,
         signed: Signed,
+        (blobs, expires_at_ms): (Vec<sharegrid_core::ContentId>, u64),
         reply: oneshot::Sender<Result<TaskResponse, RequestFailure>>,
     ) {
         let me = *self.swarm.local_peer_id();
@@ -158,14 +159,10 @@ impl Daemon {
         }
         // The provider may fetch this assignment's blobs from us — and no
         // one else may fetch ours.
-        if let Ok(a) = signed.open::<sharegrid_core::Assignment>(sharegrid_net::MAX_ASSIGNMENT_BYTES) {
-            let until = a.expires_at_ms.saturating_add(BLOB_GRANT_MS);
-            let mut blobs = vec![a.module, a.stdin];
-            blobs.extend(a.inputs.iter().map(|(_, id)| *id));
-            for blob in blobs {
-                let t = self.grants.entry((provider, blob)).or_insert(until);
-                *t = (*t).max(until);
-            }
+        let until = expires_at_ms.saturating_add(BLOB_GRANT_MS);
+        for blob in blobs {
+            let t = self.grants.entry((provider, blob)).or_insert(until);
+            *t = (*t).max(until);
         }
         let id = self
             .swarm
@@ -298,25 +295,15 @@ impl Daemon {
                 tokio::task::spawn_blocking(move || outputs.remove(&id));
                 self.emit(NodeEvent::OutputDropped(id));
             }
-            AgentAction::Publish(offer) => {
-                self.own_offer_signed(&offer);
-                if !self.publish_offer(&offer) {
+            AgentAction::Publish { offer, signed } => {
+                // This node's own jobs may run here: they see it as any offer.
+                self.own_offer = Some((*offer).clone());
+                self.emit(NodeEvent::OfferSeen(offer));
+                if !self.publish_offer(&signed) {
                     inputs.push_back(AgentInput::PublishFailed);
                 }
             }
             AgentAction::Misbehaved { peer, what, why } => self.misbehaved(peer, what, why),
-        }
-    }
-
-    /// Keeps our provider's newest offer for this node's own jobs, and
-    /// tells them of it as of any offer seen.
-    fn own_offer_signed(&mut self, signed: &Signed) {
-        match signed.open::<Offer>(MAX_OFFER_BYTES) {
-            Ok(offer) => {
-                self.own_offer = Some(offer.clone());
-                self.emit(NodeEvent::OfferSeen(Box::new(offer)));
-            }
-            Err(e) => tracing::error!(error = %e, "our own offer does not open"),
         }
     }
 

@@ -125,8 +125,6 @@ pub struct JobDriver {
     args: HashMap<TaskId, Vec<String>>,
     escrow: Option<ContentId>,
     sched: Scheduler,
-    /// When the job fails unless finished.
-    deadline_ms: Option<u64>,
     /// Accepted results being kept.
     keeping: usize,
     ended: Option<(State, Option<String>)>,
@@ -161,9 +159,7 @@ impl JobDriver {
                 timeout_ms: sub.limits.timeout_ms,
             })
             .collect();
-        let policy = sub.policy(id, created_ms);
-        let deadline_ms = policy.deadline_ms;
-        let mut sched = Scheduler::new(policy, specs, reputation, now_ms);
+        let mut sched = Scheduler::new(sub.policy(id, created_ms), specs, reputation, now_ms);
         for t in rows {
             // Accepted or failed: ended, never run again.
             if t.state != State::Running {
@@ -176,7 +172,6 @@ impl JobDriver {
             args: rows.iter().map(|t| (t.id, t.args.clone())).collect(),
             escrow,
             sched,
-            deadline_ms,
             keeping: 0,
             ended: None,
             finished: false,
@@ -196,7 +191,7 @@ impl JobDriver {
         LiveJob {
             why_no_match: (progress.providers_in_use == 0 && !self.finished).then(|| self.sched.no_match().to_string()),
             waiting: self.sched.waiting(),
-            deadline_ms: self.deadline_ms,
+            deadline_ms: self.sched.deadline_ms(),
             progress,
         }
     }

@@ -303,7 +303,10 @@ impl Agent {
         match Signed::sign(&self.key, &offer) {
             Ok(signed) => {
                 self.published = Some((now_ms, offer.free_slots));
-                out.push(AgentAction::Publish(signed));
+                out.push(AgentAction::Publish {
+                    offer: Box::new(offer),
+                    signed,
+                });
             }
             Err(e) => tracing::error!(error = %e, "cannot sign the offer"),
         }

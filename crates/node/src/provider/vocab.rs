@@ -3,7 +3,7 @@
 //! run's id, the host's state, a run's output, an admitted assignment and a
 //! proof of work.
 
-use sharegrid_core::{Assignment, ContentId, Fuel, Outcome, ResultHash, Signed, TaskId};
+use sharegrid_core::{Assignment, ContentId, Fuel, Offer, Outcome, ResultHash, Signed, TaskId};
 use sharegrid_net::{Misbehaviour, PeerId};
 
 use super::run::ExecuteError;
@@ -65,12 +65,7 @@ pub struct Prepared {
 impl Prepared {
     /// Every blob the run reads: module, stdin, inputs, each once.
     pub fn blobs(&self) -> Vec<ContentId> {
-        let a = &self.assignment;
-        let mut needed = vec![a.module, a.stdin];
-        needed.extend(a.inputs.iter().map(|(_, id)| *id));
-        needed.sort();
-        needed.dedup();
-        needed
+        self.assignment.blobs()
     }
 }
 
@@ -204,8 +199,13 @@ pub enum AgentAction {
     },
     /// Delete an output blob nobody will fetch any more.
     DropOutput(ContentId),
-    /// Gossip this signed offer.
-    Publish(Signed),
+    /// Gossip this signed offer (`offer` is what it signs).
+    Publish {
+        /// The offer.
+        offer: Box<Offer>,
+        /// It, signed.
+        signed: Signed,
+    },
     /// Count bad input against a peer.
     Misbehaved {
         /// The peer.

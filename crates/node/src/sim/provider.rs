@@ -169,7 +169,7 @@ impl World {
                     AgentAction::DropOutput(id) => {
                         self.providers[p - 2].outputs.remove(&id);
                     }
-                    AgentAction::Publish(offer) => self.send(p, REQUESTOR, Msg::Offer(offer)),
+                    AgentAction::Publish { signed, .. } => self.send(p, REQUESTOR, Msg::Offer(signed)),
                     AgentAction::Misbehaved { why, .. } => {
                         self.stats
                             .violations

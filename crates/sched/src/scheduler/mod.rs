@@ -255,6 +255,11 @@ impl Scheduler {
         )
     }
 
+    /// When the job fails if it has not finished, ms since the epoch.
+    pub fn deadline_ms(&self) -> Option<u64> {
+        self.policy.deadline_ms
+    }
+
     /// Whether the job has ended (done or failed).
     pub fn is_finished(&self) -> bool {
         self.finished

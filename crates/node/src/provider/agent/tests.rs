@@ -212,7 +212,11 @@ fn offers_follow_free_slots_and_the_interval() {
     let (mut a, key) = agent(2);
     let published = |acts: &[AgentAction]| -> Option<Offer> {
         acts.iter().find_map(|x| match x {
-            AgentAction::Publish(s) => Some(s.open(1 << 16).unwrap()),
+            AgentAction::Publish { offer, signed } => {
+                let opened: Offer = signed.open(1 << 16).unwrap();
+                assert_eq!(opened, **offer, "the offer is what was signed");
+                Some(opened)
+            }
             _ => None,
         })
     };
