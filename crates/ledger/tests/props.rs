@@ -11,7 +11,8 @@ use sharegrid_core::{
     Terms, WIRE_VERSION,
 };
 use sharegrid_ledger::{
-    Allocation, Block, BlockError, Chain, Genesis, Header, Op, Paid, Params, Rejection, State, TX_VERSION, Tx, txs_root,
+    Allocation, Block, BlockError, Chain, Genesis, Header, Op, Paid, Params, Rejection, State, TX_VERSION, Tx,
+    Unpayable, txs_root,
 };
 
 fn key(i: u8) -> NodeKey {
@@ -641,4 +642,65 @@ fn a_provider_with_no_balance_pays_its_claims_fee_from_the_claim() {
         },
     );
     assert!(matches!(s.apply(&again, 3), Err(Rejection::AlreadyPaid(_))));
+}
+
+#[test]
+fn an_escrow_pays_a_run_only_while_open_funded_and_for_its_own_task() {
+    let (requestor, provider, other) = (key(0), key(1), key(2));
+    let mut state = genesis(&[1_000_000, 1_000, 1_000_000]);
+    let escrow = ContentId::of(b"job");
+    let open = Op::OpenEscrow {
+        escrow,
+        budget: Amount(1_000),
+        tasks: vec![task(1), task(2)],
+        claim_height: 5,
+        close_height: 10,
+    };
+    let assignment = |t: TaskId, fuel: u64, escrow: Option<ContentId>| {
+        let mut program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
+        program.limits.fuel = Fuel(fuel);
+        let terms = Terms {
+            requestor: requestor.id(),
+            provider: provider.id(),
+            price: PricePerGfuel(Amount(10)),
+            escrow,
+        };
+        Assignment::new(t, vec![], &program, terms, 0)
+    };
+    let a = assignment(task(1), 50 * Fuel::GIGA.0, Some(escrow));
+    assert_eq!(state.can_pay(&a, 1), Err(Unpayable::NotOpen(escrow)), "not funded yet");
+    state.apply(&tx(&requestor, 0, open), 1).unwrap();
+    // 50 Gfuel at 10 = 500, plus 2.5% = 512.
+    assert_eq!(state.can_pay(&a, 2), Ok(Amount(512)));
+    assert_eq!(state.most_a_run_costs(&a), Some(Amount(512)));
+    assert_eq!(
+        state.can_pay(&assignment(task(1), 0, None), 2),
+        Err(Unpayable::NoEscrow)
+    );
+    let not_its = assignment(task(3), 1, Some(escrow));
+    assert!(matches!(state.can_pay(&not_its, 2), Err(Unpayable::NotItsTask { .. })));
+    let too_big = assignment(task(1), 100 * Fuel::GIGA.0, Some(escrow));
+    assert!(matches!(
+        state.can_pay(&too_big, 2),
+        Err(Unpayable::Short { need: Amount(1025), .. })
+    ));
+    let mut theirs = a.clone();
+    theirs.requestor = other.id();
+    assert_eq!(state.can_pay(&theirs, 2), Err(Unpayable::OtherRequestor(escrow)));
+    assert!(matches!(
+        state.can_pay(&a, 10),
+        Err(Unpayable::Closing { close_height: 10, .. })
+    ));
+    // Paid once for task 1: this provider's second run of it is not paid.
+    let pay = Op::Settle {
+        escrow,
+        paid: vec![proof(escrow, &requestor, &provider, task(1), Fuel::GIGA.0, 0)],
+        last: false,
+    };
+    state.apply(&tx(&requestor, 1, pay), 3).unwrap();
+    assert_eq!(state.can_pay(&a, 3), Err(Unpayable::AlreadyPaid(task(1))));
+    // Closed: nothing more is paid.
+    state.apply(&tx(&other, 0, Op::CloseExpired { escrow }), 10).unwrap();
+    let b = assignment(task(2), 1, Some(escrow));
+    assert_eq!(state.can_pay(&b, 11), Err(Unpayable::NotOpen(escrow)));
 }
