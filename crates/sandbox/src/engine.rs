@@ -147,6 +147,7 @@ impl InterruptSlot {
 #[derive(Debug)]
 struct Watch {
     deadline: std::time::Instant,
+    cancel: crate::run::Cancel,
     slot: Arc<InterruptSlot>,
 }
 
@@ -173,7 +174,7 @@ impl Ticker {
                                 if Arc::strong_count(&w.slot) == 1 {
                                     return false; // the run is over
                                 }
-                                if now >= w.deadline {
+                                if now >= w.deadline || w.cancel.is_cancelled() {
                                     w.slot.fire();
                                     return false;
                                 }
@@ -204,10 +205,11 @@ impl Ticker {
         }
     }
 
-    /// Raises `slot`'s flag once `deadline` passes (within one tick).
-    pub(crate) fn watch(&self, deadline: std::time::Instant, slot: Arc<InterruptSlot>) {
+    /// Raises `slot`'s flag once `deadline` passes or `cancel` is raised
+    /// (within one tick).
+    pub(crate) fn watch(&self, deadline: std::time::Instant, cancel: crate::run::Cancel, slot: Arc<InterruptSlot>) {
         if let Ok(mut list) = self.watches.lock() {
-            list.push(Watch { deadline, slot });
+            list.push(Watch { deadline, cancel, slot });
         }
     }
 

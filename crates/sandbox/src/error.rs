@@ -11,6 +11,9 @@ pub enum SandboxError {
     /// signed): providers bound what a task may hold by their policy.
     #[error("the host ran out of memory for the task's output")]
     HostMemory,
+    /// The run was stopped by its caller ([`crate::Cancel`]).
+    #[error("the run was cancelled")]
+    Cancelled,
     /// The module is larger than this sandbox compiles (a provider's
     /// setting, so a refusal, never a result).
     #[error("module is {bytes} bytes, over this sandbox's limit of {limit} bytes")]

@@ -25,6 +25,22 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// wasmtime itself.
 const HOST_STACK_MARGIN: usize = 4 << 20;
 
+/// Stops a run from another thread: see [`Sandbox::run_cancellable`].
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// Stops the run (if it still goes on).
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// One task: a module, what it reads, and what it may use.
 #[derive(Clone, Debug)]
 pub struct Task {
@@ -449,6 +465,13 @@ impl Sandbox {
     /// limits, oversized inputs) or a host failure; everything the module
     /// does, including being invalid, is an [`Outcome`] in the report.
     pub fn run(&self, task: &Task) -> Result<RunReport, SandboxError> {
+        self.run_cancellable(task, &Cancel::default())
+    }
+
+    /// [`Sandbox::run`], stopped early when `cancel` is raised (within one
+    /// ticker period, for inline gas, the default): the run ends in
+    /// [`SandboxError::Cancelled`], never a result.
+    pub fn run_cancellable(&self, task: &Task, cancel: &Cancel) -> Result<RunReport, SandboxError> {
         self.check_task(task)?;
         let stack = task.limits.stack_bytes as usize;
         // wasmtime runs guest code on the calling thread's stack, so each run
@@ -457,20 +480,27 @@ impl Sandbox {
             std::thread::Builder::new()
                 .name("sandbox-task".into())
                 .stack_size(stack + HOST_STACK_MARGIN)
-                .spawn_scoped(s, || self.run_here(task))
+                .spawn_scoped(s, || self.run_here(task, cancel))
                 .map_err(SandboxError::Thread)?
                 .join()
                 .map_err(|_| SandboxError::Panicked)?
         })
     }
 
-    fn run_here(&self, task: &Task) -> Result<RunReport, SandboxError> {
+    fn run_here(&self, task: &Task, cancel: &Cancel) -> Result<RunReport, SandboxError> {
         let started = Instant::now();
         let module_id = ContentId::of(&task.module);
         let entry = self.engine(task.mode, task.limits.stack_bytes)?;
         let key = (module_id, task.mode, task.limits.stack_bytes);
         let prepared = self.module(&entry.engine, key, &task.module)?;
         let prepare_time = started.elapsed();
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Cancelled);
+        }
+        // Compiling counts against the wall-clock timeout: the run gets
+        // what is left of it, and a compile that used it all is a timeout.
+        // (Cranelift cannot be interrupted; `max_module_bytes` bounds it.)
+        let deadline = started + task.limits.timeout();
         let report = |result: TaskResult, fuel: Fuel, source: ModuleSource, run_time: Duration| RunReport {
             task: task.id,
             module: module_id,
@@ -492,6 +522,10 @@ impl Sandbox {
         };
 
         let run_started = Instant::now();
+        if self.config.wall_clock_timeout && run_started >= deadline {
+            let result = TaskResult::empty(Outcome::Timeout);
+            return Ok(report(result, Fuel(0), source, Duration::ZERO));
+        }
         let host = Host {
             wasi: WasiCtx::new(
                 &task.id,
@@ -524,7 +558,7 @@ impl Sandbox {
             Metering::Instrumented | Metering::Inline => Meter::Global(None),
             Metering::Off => Meter::Off,
         };
-        store.set_epoch_deadline(Ticker::ticks_for(task.limits.timeout()));
+        store.set_epoch_deadline(Ticker::ticks_for(deadline.saturating_duration_since(run_started)));
         store.epoch_deadline_trap();
 
         let outcome = match entry.linker.instantiate(&mut store, &module) {
@@ -536,7 +570,7 @@ impl Sandbox {
             },
             Ok(instance) => {
                 store.data_mut().memory = instance.get_memory(&mut store, "memory");
-                match self.start_metering(&mut store, &instance, fuel_limit, task, run_started) {
+                match self.start_metering(&mut store, &instance, fuel_limit, (deadline, cancel)) {
                     Err(e) => return Err(engine_err(e)),
                     Ok(Some(early)) => early,
                     Ok(None) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
@@ -563,6 +597,9 @@ impl Sandbox {
         };
         if store.data().end == Some(End::HostMemory) {
             return Err(SandboxError::HostMemory);
+        }
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Cancelled);
         }
         let meter = store.data().meter;
         let left = meter.left(&mut store);
@@ -599,8 +636,7 @@ impl Sandbox {
         store: &mut Store<Host>,
         instance: &wasmtime::Instance,
         fuel_limit: u64,
-        task: &Task,
-        run_started: Instant,
+        (deadline, cancel): (Instant, &Cancel),
     ) -> wasmtime::Result<Option<Outcome>> {
         let Meter::Global(None) = store.data().meter else {
             return Ok(None);
@@ -632,7 +668,7 @@ impl Sandbox {
         {
             let slot = Arc::new(InterruptSlot::default());
             slot.arm(mem.data_ptr(&*store) as usize);
-            self.ticker.watch(run_started + task.limits.timeout(), slot.clone());
+            self.ticker.watch(deadline, cancel.clone(), slot.clone());
             store.data_mut().interrupt = Some(slot);
         }
         Ok(None)
