@@ -74,7 +74,9 @@ pub(crate) struct RunArgs {
     json: bool,
     /// Run on this provider (its node id) through the running node, instead
     /// of locally. The receipt's signature and charge are checked and the
-    /// outputs fetched and verified against its result hash.
+    /// outputs fetched and verified against its result hash. No escrow pays
+    /// for it, so providers that require one (the default) refuse: use it on
+    /// your own node, or submit a job.
     #[arg(long, value_name = "NODE_ID")]
     on: Option<sharegrid_core::NodeId>,
     /// With --on: the price per gigafuel to agree (default: the provider's offer).

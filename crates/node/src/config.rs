@@ -262,6 +262,10 @@ pub(crate) fn default_file() -> String {
          max_input_store_bytes = 10737418240\n\
          # Lowest price accepted, in token units per gigafuel (a decimal string).\n\
          price_floor = \"0\"\n\
+         # Work for others only against an escrow on the ledger that holds what\n\
+         # the run may cost (checked before fetching anything, and at every\n\
+         # block while it runs). This node's own tasks are exempt.\n\
+         require_escrow = true\n\
          # Share of this machine's cores given to tasks, in percent.\n\
          cpu_share_percent = 100\n\
          # Local-time windows in which new work is accepted, e.g. [\"22:00-07:00\"]; empty = always.\n\

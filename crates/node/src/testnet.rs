@@ -318,7 +318,11 @@ pub async fn start_provider(
         net,
         blobs: blobs.clone(),
         agent: Some(AgentOptions {
-            policy: spec.policy.clone(),
+            // Without a ledger there is no escrow to require.
+            policy: ProviderPolicy {
+                require_escrow: spec.policy.require_escrow && ledger.is_some(),
+                ..spec.policy.clone()
+            },
             provider,
             machine: MachineInfo {
                 arch: Arch::host(),

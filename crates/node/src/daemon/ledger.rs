@@ -142,6 +142,7 @@ impl Daemon {
             part.last_height = height;
             self.metrics.block_height.set(height as i64);
             self.emit(NodeEvent::Block { height });
+            self.recheck_escrows();
         }
     }
 
@@ -254,7 +255,16 @@ impl Daemon {
                 }
                 Some(LedgerWaiter::Sync(_)) => {
                     let input = match response {
-                        LedgerResponse::Head { genesis, height } => FollowerInput::Head { peer, genesis, height },
+                        LedgerResponse::Head {
+                            genesis,
+                            height,
+                            header,
+                        } => FollowerInput::Head {
+                            peer,
+                            genesis,
+                            height,
+                            header,
+                        },
                         LedgerResponse::Blocks(blocks) => FollowerInput::Blocks { peer, blocks },
                         LedgerResponse::Refused { reason } => FollowerInput::Failed { peer, why: reason },
                         LedgerResponse::Accepted { .. } | LedgerResponse::Genesis(_) => FollowerInput::Failed {
@@ -324,6 +334,7 @@ impl Daemon {
                 let response = LedgerResponse::Head {
                     genesis: head.genesis,
                     height: head.height,
+                    header: l.head_header(),
                 };
                 let _ = self.swarm.behaviour_mut().ledger.send_response(channel, response);
             }

@@ -37,6 +37,7 @@ use sharegrid_net::{
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 mod blob;
+mod escrow;
 mod events;
 mod handle;
 mod ledger;
@@ -103,6 +104,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         events,
         assigns: HashMap::new(),
         fetches: HashMap::new(),
+        next_fetch: 0,
         ping_failures: HashMap::new(),
         last_heard: HashMap::new(),
         departure_timeout: opts.net.departure_timeout,
@@ -113,6 +115,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         internal: internal_tx,
         agent,
         ledger: opts.ledger.map(LedgerPart::new),
+        parked_escrows: Vec::new(),
         ledger_waiters: HashMap::new(),
         grants: HashMap::new(),
         faucet: None,
@@ -158,6 +161,18 @@ pub(super) enum Internal {
         peer: PeerId,
         result: crate::ledger::Applied,
     },
+    EscrowStanding(Vec<escrow::Standing>),
+    /// A chunk of a fetch streamed to disk is written: ask for the next.
+    ChunkWritten(Box<Fetching>, sharegrid_net::BlobRequest),
+}
+
+/// A blob fetch in flight: from whom, its state, who waits, and its
+/// number (for its part file, when streamed to disk).
+pub(super) struct Fetching {
+    peer: PeerId,
+    fetch: BlobFetch,
+    owner: FetchOwner,
+    number: u64,
 }
 
 /// Who waits for a blob being fetched.
@@ -180,7 +195,9 @@ pub(super) struct Daemon {
     banned: HashSet<PeerId>,
     events: broadcast::Sender<NodeEvent>,
     assigns: HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<TaskResponse, RequestFailure>>>,
-    fetches: HashMap<request_response::OutboundRequestId, (PeerId, BlobFetch, FetchOwner)>,
+    fetches: HashMap<request_response::OutboundRequestId, Fetching>,
+    /// Numbers fetches streamed to disk (each its own part file).
+    next_fetch: u64,
     /// Why a peer's connection was closed (ping), kept a while so the
     /// requests that fail with it can say so.
     ping_failures: HashMap<PeerId, (String, std::time::Instant)>,
@@ -196,6 +213,8 @@ pub(super) struct Daemon {
     internal: mpsc::Sender<Internal>,
     agent: Option<AgentPart>,
     ledger: Option<LedgerPart>,
+    /// Assignments waiting for their escrow to appear on the ledger.
+    parked_escrows: Vec<escrow::Parked>,
     ledger_waiters: HashMap<request_response::OutboundRequestId, LedgerWaiter>,
     /// Which peer may fetch which of our blobs, until when (ms): the
     /// providers of our assignments, for the blobs those name.
@@ -370,6 +389,8 @@ impl Daemon {
                 let _ = self.swarm.behaviour_mut().ledger.send_response(channel, response);
             }
             Internal::Applied { peer, result } => self.on_applied(peer, result),
+            Internal::EscrowStanding(checks) => self.on_escrow_standing(checks),
+            Internal::ChunkWritten(f, next) => self.next_chunk(*f, next),
             Internal::InputsShrunk { removed, held_bytes } => {
                 self.emit(NodeEvent::InputsShrunk { removed, held_bytes });
             }
@@ -383,6 +404,7 @@ impl Daemon {
         self.metrics.offers.set(self.book.live(now_ms()).len() as i64);
         self.forget_old_ping_failures();
         self.agent_input(crate::provider::AgentInput::Tick, None);
+        self.expire_parked_escrows();
         self.ledger_tick();
     }
 

@@ -13,6 +13,7 @@ use sharegrid_core::{GigafuelPerSec, NodeKey, Signed};
 use sharegrid_net::{
     Incoming, Misbehaviour, PeerAction, PeerId, Protocol, TaskRequest, TaskResponse, request_response,
 };
+use sharegrid_sandbox::Cancel;
 use tokio::sync::oneshot;
 
 use super::{Daemon, FetchOwner, Internal, NodeEvent, RequestFailure, now_ms};
@@ -54,6 +55,8 @@ pub(super) struct AgentPart {
     proofs: Option<ProofStore>,
     /// The reply channel of each admitted run.
     channels: HashMap<RunId, (PeerId, Answer)>,
+    /// How to stop each run in the sandbox.
+    cancels: HashMap<RunId, Cancel>,
 }
 
 /// Where an assignment's answer goes: back over the network, or — for an
@@ -78,6 +81,7 @@ impl AgentPart {
             max_fetch_bytes: a.max_fetch_bytes,
             proofs: a.proofs,
             channels: HashMap::new(),
+            cancels: HashMap::new(),
         }
     }
 
@@ -212,6 +216,9 @@ impl Daemon {
         let mut inputs = VecDeque::from([first]);
         while let Some(input) = inputs.pop_front() {
             let Some(part) = &mut self.agent else { return };
+            if let AgentInput::Ran { run, .. } = &input {
+                part.cancels.remove(run);
+            }
             let host = part.host();
             let actions = part.agent.handle(input, host, now_ms());
             for action in actions {
@@ -256,12 +263,20 @@ impl Daemon {
                     self.fetch(peer, blob, max, FetchOwner::Run(run));
                 }
             }
+            AgentAction::CheckEscrow { run, assignment } => self.check_escrow(run, assignment),
+            AgentAction::Cancel { run } => {
+                if let Some(cancel) = part.cancels.remove(&run) {
+                    cancel.cancel();
+                }
+            }
             AgentAction::Execute { run, prepared } => {
                 let provider = part.provider.clone();
+                let cancel = Cancel::default();
+                part.cancels.insert(run, cancel.clone());
                 let span = tracing::info_span!("run", %run, task = %prepared.assignment.task);
                 self.blocking(move || {
                     let _span = span.entered();
-                    let result = provider.execute(&prepared);
+                    let result = provider.execute(&prepared, &cancel);
                     Internal::Agent(AgentInput::Ran { run, result })
                 });
             }

@@ -6,7 +6,9 @@
 //!
 //! An assignment's life here: opened (signature, signer = the sending peer,
 //! size) → admitted by the owner's [`ProviderPolicy`] → a [`RunId`] and a
-//! slot → its blobs fetched (the shell skips those it holds) → run → a
+//! slot → for a stranger's task, its escrow shown by the ledger to hold
+//! what the run may cost (before anything is fetched; a run whose escrow
+//! can no longer pay is cancelled) → its blobs fetched (the shell skips those it holds) → run → a
 //! receipt made and signed ([`Receipt::for_run`]) → delivered, after the
 //! proof of work is kept when an escrow pays for it. Every refusal names
 //! its reason.
@@ -52,6 +54,11 @@ struct Run {
     prepared: Prepared,
     /// Blobs not yet in the store.
     waiting: usize,
+    /// Paid from an escrow the ledger must show can pay (see
+    /// [`ProviderPolicy::needs_escrow`]).
+    escrowed: bool,
+    /// The ledger showed it can (or no escrow is needed).
+    funded: bool,
     /// The receipt, once made, waiting for its proof to be kept.
     receipt: Option<(Signed, Outcome, Fuel)>,
 }
@@ -208,6 +215,38 @@ impl Agent {
                 signed,
                 backed_off,
             } => self.on_assignment(peer, signed, backed_off, host, now_ms, &mut out),
+            AgentInput::EscrowChecked { run, result } => match result {
+                Ok(()) => {
+                    if let Some(r) = self.runs.get_mut(&run)
+                        && !r.funded
+                    {
+                        r.funded = true;
+                        self.fetch(run, &mut out);
+                    }
+                }
+                Err(why) => {
+                    if let Some(r) = self.runs.remove(&run) {
+                        out.push(AgentAction::Refuse {
+                            reply: Reply::Run(run),
+                            reason: Refusal::Unfunded { why }.to_string(),
+                            peer: r.peer,
+                        });
+                    }
+                }
+            },
+            AgentInput::Unpayable { run, why } => {
+                // A receipt already made is delivered: the work is done.
+                if self.runs.get(&run).is_some_and(|r| r.receipt.is_none())
+                    && let Some(r) = self.runs.remove(&run)
+                {
+                    out.push(AgentAction::Cancel { run });
+                    out.push(AgentAction::Refuse {
+                        reply: Reply::Run(run),
+                        reason: format!("run cancelled: its escrow can no longer pay for it: {why}"),
+                        peer: r.peer,
+                    });
+                }
+            }
             AgentInput::BlobReady { run } => {
                 if let Some(r) = self.runs.get_mut(&run) {
                     r.waiting = r.waiting.saturating_sub(1);
@@ -365,24 +404,60 @@ impl Agent {
             out.push(refuse(refusal.to_string()));
             return;
         }
+        let escrowed = self.settings.policy.needs_escrow(&assignment, &self.me());
+        if escrowed && assignment.escrow.is_none() {
+            let why = sharegrid_ledger::Unpayable::NoEscrow.to_string();
+            out.push(refuse(Refusal::Unfunded { why }.to_string()));
+            return;
+        }
         let run = RunId(self.next_run);
         self.next_run += 1;
         let prepared = Prepared { signed, assignment };
         let blobs = prepared.blobs();
         let task = prepared.assignment.task;
         out.push(AgentAction::Admitted { run, task, peer });
+        if escrowed {
+            out.push(AgentAction::CheckEscrow {
+                run,
+                assignment: Box::new(prepared.assignment.clone()),
+            });
+        }
         self.runs.insert(
             run,
             Run {
                 peer,
                 prepared,
                 waiting: blobs.len(),
+                escrowed,
+                funded: !escrowed,
                 receipt: None,
             },
         );
-        for blob in blobs {
-            out.push(AgentAction::Fetch { run, peer, blob });
+        if !escrowed {
+            self.fetch(run, out);
         }
+    }
+
+    fn fetch(&self, run: RunId, out: &mut Vec<AgentAction>) {
+        if let Some(r) = self.runs.get(&run) {
+            for blob in r.prepared.blobs() {
+                out.push(AgentAction::Fetch {
+                    run,
+                    peer: r.peer,
+                    blob,
+                });
+            }
+        }
+    }
+
+    /// Runs whose escrow the ledger showed could pay, not yet answered: the
+    /// shell checks them again at every block.
+    pub fn escrowed_runs(&self) -> Vec<(RunId, Assignment)> {
+        self.runs
+            .iter()
+            .filter(|(_, r)| r.escrowed && r.funded && r.receipt.is_none())
+            .map(|(id, r)| (*id, r.prepared.assignment.clone()))
+            .collect()
     }
 
     fn on_ran(

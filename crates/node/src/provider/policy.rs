@@ -96,6 +96,11 @@ pub struct ProviderPolicy {
     pub max_input_store_bytes: u64,
     /// Lowest price accepted, in token units per gigafuel.
     pub price_floor: Amount,
+    /// Work only against an escrow on the ledger that can pay for the run
+    /// (checked before anything is fetched, and at every block while it
+    /// runs: a run its escrow can no longer pay for is cancelled). This
+    /// node's own tasks are exempt.
+    pub require_escrow: bool,
     /// Share of the machine's cores given to tasks, in percent (1..=100).
     pub cpu_share_percent: u8,
     /// Daily windows of local time in which new work is accepted; empty
@@ -127,6 +132,7 @@ impl Default for ProviderPolicy {
             max_timeout_secs: 3600,
             max_input_store_bytes: 10 << 30,
             price_floor: Amount(0),
+            require_escrow: true,
             cpu_share_percent: 100,
             active_hours: Vec::new(),
             idle_only: false,
@@ -214,6 +220,12 @@ pub enum Refusal {
         offered: Amount,
         /// The floor.
         floor: Amount,
+    },
+    /// No escrow that can pay for the run (this provider requires one).
+    #[error("this provider works only against a funded escrow: {why}")]
+    Unfunded {
+        /// What the ledger says.
+        why: String,
     },
     /// Outside the owner's active hours.
     #[error("outside active hours ({windows})")]
@@ -318,6 +330,12 @@ impl ProviderPolicy {
             });
         }
         Ok(())
+    }
+
+    /// Whether a run of `a` must be paid from an escrow the ledger shows
+    /// can pay for it: always for others' tasks, unless the owner opted out.
+    pub fn needs_escrow(&self, a: &Assignment, me: &NodeId) -> bool {
+        self.require_escrow && a.requestor != *me
     }
 }
 

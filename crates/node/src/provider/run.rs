@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sharegrid_core::{ContentId, Outcome};
-use sharegrid_sandbox::{RunReport, Sandbox, SandboxError, Task};
+use sharegrid_sandbox::{Cancel, RunReport, Sandbox, SandboxError, Task};
 
 use super::vocab::{Prepared, RunOutput};
 use crate::blobs::{BlobError, BlobStore};
@@ -80,8 +80,8 @@ impl Provider {
 
     /// Runs a prepared assignment (blocking: call it off the async runtime)
     /// and keeps its outputs. An invalid module's outcome keeps nothing.
-    pub fn execute(&self, p: &Prepared) -> Result<RunOutput, ExecuteError> {
-        let report = self.run(p)?;
+    pub fn execute(&self, p: &Prepared, cancel: &Cancel) -> Result<RunOutput, ExecuteError> {
+        let report = self.run(p, cancel)?;
         if !matches!(report.result.outcome, Outcome::InvalidModule { .. }) {
             // Kept for the requestor, named by the result hash.
             self.outputs
@@ -95,11 +95,24 @@ impl Provider {
         })
     }
 
-    fn run(&self, p: &Prepared) -> Result<RunReport, ExecuteError> {
+    fn run(&self, p: &Prepared, cancel: &Cancel) -> Result<RunReport, ExecuteError> {
         let a = &p.assignment;
         let load = |id: &ContentId| -> Result<Arc<[u8]>, ExecuteError> {
             Ok(Arc::from(self.blobs.get(id)?.ok_or(ExecuteError::MissingBlob(*id))?))
         };
+        // Sizes first, from the files: inputs over the sandbox's bound are
+        // refused before any is read into memory.
+        let mut total = 0u64;
+        for id in std::iter::once(&a.stdin).chain(a.inputs.iter().map(|(_, id)| id)) {
+            total = total.saturating_add(self.blobs.len(id).ok_or(ExecuteError::MissingBlob(*id))?);
+        }
+        let limit = self.sandbox.config().max_input_bytes;
+        if total > limit {
+            return Err(ExecuteError::Sandbox(SandboxError::InputTooLarge {
+                bytes: total,
+                limit,
+            }));
+        }
         let mut inputs = BTreeMap::new();
         for (path, id) in &a.inputs {
             inputs.insert(path.clone(), load(id)?);
@@ -114,7 +127,7 @@ impl Provider {
             mode: a.mode,
         };
         let started = std::time::Instant::now();
-        let mut report = self.sandbox.run(&task)?;
+        let mut report = self.sandbox.run_cancellable(&task, cancel)?;
         if self.faulty {
             report.result.stdout.extend_from_slice(b"\n(a lie)\n");
             report.result_hash = report.result.hash();

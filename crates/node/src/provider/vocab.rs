@@ -82,6 +82,22 @@ pub enum AgentInput {
         /// Whether the node is backing off from this peer.
         backed_off: bool,
     },
+    /// The ledger says whether the escrow of a run's assignment can pay
+    /// for it (asked by [`AgentAction::CheckEscrow`]).
+    EscrowChecked {
+        /// The run.
+        run: RunId,
+        /// Whether it can, or why not.
+        result: Result<(), String>,
+    },
+    /// The escrow of a run in flight can no longer pay for it (closed,
+    /// drained, or the task paid already): the run is cancelled.
+    Unpayable {
+        /// The run.
+        run: RunId,
+        /// Why, for the requestor.
+        why: String,
+    },
     /// A blob a run needs is in the blob store.
     BlobReady {
         /// The run.
@@ -158,6 +174,20 @@ pub enum AgentAction {
         task: TaskId,
         /// The requestor.
         peer: PeerId,
+    },
+    /// Ask the ledger whether the assignment's escrow can pay for a run of
+    /// it; answer with [`AgentInput::EscrowChecked`]. Nothing is fetched
+    /// before the answer.
+    CheckEscrow {
+        /// The run.
+        run: RunId,
+        /// Its assignment.
+        assignment: Box<Assignment>,
+    },
+    /// Stop a run in the sandbox: its answer went out already.
+    Cancel {
+        /// The run.
+        run: RunId,
     },
     /// Have `blob` in the blob store (fetch it from `peer` if missing, at
     /// most the agent's fetch bound), then say [`AgentInput::BlobReady`].

@@ -183,6 +183,10 @@ pub fn run(cfg: &SimConfig) -> SimReport {
                     enabled: true,
                     slots,
                     offer_interval_secs: 5,
+                    // Escrow checks are not simulated: the simulated
+                    // requestor funds every job before assigning, and the
+                    // check itself is tested against real nodes.
+                    require_escrow: false,
                     ..ProviderPolicy::default()
                 },
                 machine: MachineInfo {

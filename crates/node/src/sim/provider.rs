@@ -113,6 +113,11 @@ impl World {
                             self.providers[p - 2].runs.insert(run, req);
                         }
                     }
+                    // Not asked for: simulated providers do not require escrows.
+                    AgentAction::CheckEscrow { run, .. } => {
+                        inputs.push_back(AgentInput::EscrowChecked { run, result: Ok(()) })
+                    }
+                    AgentAction::Cancel { .. } => {}
                     // The blobs are taken as held: their transfer is not simulated.
                     AgentAction::Fetch { run, .. } => inputs.push_back(AgentInput::BlobReady { run }),
                     AgentAction::Execute { run, prepared } => {

@@ -80,6 +80,8 @@ pub(crate) fn providing(price_floor: u128) -> ProviderPolicy {
         enabled: true,
         price_floor: Amount(price_floor),
         offer_interval_secs: 1,
+        // These nodes keep no ledger: their assignments name no escrow.
+        require_escrow: false,
         ..ProviderPolicy::default()
     }
 }

@@ -12,6 +12,7 @@ fn agent(slots: u32) -> (Agent, Arc<NodeKey>) {
             price_floor: Amount(10),
             offer_interval_secs: 1,
             output_retention_secs: 60,
+            require_escrow: false,
             ..ProviderPolicy::default()
         },
         machine: MachineInfo {
@@ -263,4 +264,128 @@ fn outputs_expire_after_their_retention_time() {
     let acts = a.handle(AgentInput::Tick, HostSample::default(), 61_000);
     assert!(acts.iter().any(|x| matches!(x, AgentAction::DropOutput(_))));
     assert_eq!(a.outputs_retained(), 0);
+}
+
+fn requiring_escrow() -> (Agent, Arc<NodeKey>) {
+    let (a, key) = agent(2);
+    let mut settings = a.settings.clone();
+    settings.policy.require_escrow = true;
+    (Agent::new(key.clone(), settings), key)
+}
+
+fn fetches(actions: &[AgentAction]) -> usize {
+    actions
+        .iter()
+        .filter(|x| matches!(x, AgentAction::Fetch { .. }))
+        .count()
+}
+
+fn refusal(actions: &[AgentAction]) -> Option<&str> {
+    actions.iter().find_map(|x| match x {
+        AgentAction::Refuse { reason, .. } => Some(reason.as_str()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_stranger_without_an_escrow_is_refused_before_anything_is_fetched() {
+    let (mut a, key) = requiring_escrow();
+    let actions = assign(&mut a, signed(key.id(), 100, None, 1));
+    let why = refusal(&actions).expect("refused");
+    assert!(why.contains("works only against a funded escrow"), "{why}");
+    assert_eq!(fetches(&actions), 0);
+    assert_eq!(a.busy(), 0);
+}
+
+#[test]
+fn nothing_is_fetched_until_the_ledger_shows_the_escrow_can_pay() {
+    let (mut a, key) = requiring_escrow();
+    let escrow = ContentId::of(b"escrow");
+    let actions = assign(&mut a, signed(key.id(), 100, Some(escrow), 1));
+    let run = run_of(&actions);
+    assert!(actions.iter().any(|x| matches!(x, AgentAction::CheckEscrow { .. })));
+    assert_eq!(fetches(&actions), 0, "fetching waits for the ledger");
+    assert!(a.escrowed_runs().is_empty(), "not funded yet");
+    let ok = a.handle(
+        AgentInput::EscrowChecked { run, result: Ok(()) },
+        HostSample::default(),
+        11,
+    );
+    assert_eq!(fetches(&ok), 3);
+    assert_eq!(a.escrowed_runs().len(), 1);
+
+    // A second assignment whose escrow cannot pay is refused with the reason.
+    let actions = assign(&mut a, signed(key.id(), 100, Some(escrow), 2));
+    let second = run_of(&actions);
+    let no = a.handle(
+        AgentInput::EscrowChecked {
+            run: second,
+            result: Err("escrow holds 5, less than the 10 this run may cost".into()),
+        },
+        HostSample::default(),
+        12,
+    );
+    let why = refusal(&no).expect("refused");
+    assert!(why.contains("holds 5, less than the 10"), "{why}");
+    assert_eq!(fetches(&no), 0);
+    assert_eq!(a.busy(), 1, "the refused run's slot is free again");
+}
+
+#[test]
+fn a_run_whose_escrow_can_no_longer_pay_is_cancelled_and_answered() {
+    let (mut a, key) = requiring_escrow();
+    let actions = assign(&mut a, signed(key.id(), 100, Some(ContentId::of(b"e")), 1));
+    let run = run_of(&actions);
+    a.handle(
+        AgentInput::EscrowChecked { run, result: Ok(()) },
+        HostSample::default(),
+        11,
+    );
+    let acts = a.handle(
+        AgentInput::Unpayable {
+            run,
+            why: "escrow closed".into(),
+        },
+        HostSample::default(),
+        12,
+    );
+    assert!(
+        acts.iter()
+            .any(|x| matches!(x, AgentAction::Cancel { run: r } if *r == run))
+    );
+    let why = refusal(&acts).expect("answered");
+    assert!(why.contains("cancelled") && why.contains("escrow closed"), "{why}");
+    assert_eq!(a.busy(), 0);
+    // The sandbox's late answer changes nothing.
+    let late = a.handle(
+        AgentInput::Ran {
+            run,
+            result: Ok(output()),
+        },
+        HostSample::default(),
+        13,
+    );
+    assert!(late.is_empty(), "{late:?}");
+}
+
+#[test]
+fn this_nodes_own_tasks_need_no_escrow() {
+    let (a, key) = requiring_escrow();
+    let mut settings = a.settings.clone();
+    settings.policy.require_escrow = true;
+    // The requestor is the provider itself.
+    let me = Arc::new(requestor());
+    let mut own = Agent::new(me.clone(), settings);
+    let actions = own.handle(
+        AgentInput::Assignment {
+            peer: peer(),
+            signed: signed(me.id(), 100, None, 1),
+            backed_off: false,
+        },
+        HostSample::default(),
+        10,
+    );
+    assert!(refusal(&actions).is_none(), "{actions:?}");
+    assert_eq!(fetches(&actions), 3);
+    drop(key);
 }
