@@ -26,6 +26,8 @@ pub enum Misbehaviour {
     BadBlock,
     /// A request over the per-peer rate of its protocol.
     Flooding,
+    /// A peer that proved it had blocks, then did not send them in time.
+    Stalled,
 }
 
 impl Misbehaviour {
@@ -39,6 +41,7 @@ impl Misbehaviour {
             Misbehaviour::InvalidModule => "invalid_module",
             Misbehaviour::BadBlock => "bad_block",
             Misbehaviour::Flooding => "flooding",
+            Misbehaviour::Stalled => "stalled",
         }
     }
 
@@ -58,6 +61,7 @@ impl Misbehaviour {
         match self {
             Misbehaviour::BadSignature | Misbehaviour::BadBlob | Misbehaviour::BadBlock => 10,
             Misbehaviour::Oversized | Misbehaviour::Malformed => 5,
+            Misbehaviour::Stalled => 3,
             Misbehaviour::InvalidModule | Misbehaviour::Flooding => 1,
         }
     }

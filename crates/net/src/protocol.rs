@@ -136,6 +136,9 @@ pub enum LedgerResponse {
         genesis: ContentId,
         /// Height of its last block.
         height: u64,
+        /// That block's signed header (none at height 0): a follower syncs
+        /// only to a height a validator signed.
+        header: Option<Signed>,
     },
     /// The genesis of the peer's network.
     Genesis(Box<sharegrid_ledger::Genesis>),

@@ -281,6 +281,7 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
                             Incoming::Request(LedgerRequest::Head) => LedgerResponse::Head {
                                 genesis: genesis.hash(),
                                 height: 1,
+                                header: Some(serving.header.clone()),
                             },
                             _ => LedgerResponse::Blocks(vec![]),
                         };
@@ -309,6 +310,72 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
     assert!(refused, "the bad block was never refused");
     assert_eq!(fl.head().hash, good.hash());
     assert_eq!(fl.account(&vkey.id()).balance, Amount(10 + 1));
+    follower.handle.shutdown().await;
+}
+
+/// A peer answering a follower's head request with a height no validator
+/// signed (a bare number, as before heads were signed) is counted, and the
+/// follower asks it for no blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_height_no_validator_signed_steers_no_sync() {
+    use futures::StreamExt;
+    use sharegrid_net::{
+        BehaviourEvent, Incoming, LedgerRequest, LedgerResponse, SwarmEvent, build_swarm, request_response,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let vkey = NodeKey::from_seed([51; 32]);
+    let fkey = Arc::new(NodeKey::from_seed([52; 32]));
+    let genesis = testnet::genesis(&vkey, &vkey, 1_000, 100);
+    let fl = testnet::open_ledger(dir.path(), &genesis, &fkey).unwrap();
+    let settings = LedgerSpec::default().settings;
+    let follower = testnet::start_plain(
+        dir.path(),
+        "follower",
+        fkey,
+        testnet::loopback(),
+        Some((fl.clone(), &settings)),
+    )
+    .await
+    .unwrap();
+    let mallory = NodeKey::from_seed([53; 32]);
+    let mut rogue = build_swarm(&mallory, &testnet::loopback()).unwrap();
+    rogue.dial(follower.addr().await.unwrap()).unwrap();
+    let mut events = follower.handle.subscribe();
+    let mut asked_for_blocks = false;
+    let run = async {
+        loop {
+            tokio::select! {
+                ev = rogue.select_next_some() => if let SwarmEvent::Behaviour(BehaviourEvent::Ledger(request_response::Event::Message {
+                    message: request_response::Message::Request { request, channel, .. },
+                    ..
+                })) = ev {
+                    let response = match request {
+                        Incoming::Request(LedgerRequest::Head) => LedgerResponse::Head {
+                            genesis: genesis.hash(),
+                            height: 1_000_000,
+                            header: None,
+                        },
+                        _ => {
+                            asked_for_blocks = true;
+                            LedgerResponse::Blocks(vec![])
+                        }
+                    };
+                    let _ = rogue.behaviour_mut().ledger.send_response(channel, response);
+                },
+                ev = events.recv() => if let NodeEvent::Misbehaved { what, why, .. } = ev.unwrap() {
+                    assert_eq!(what.as_str(), "bad_block");
+                    return why;
+                },
+            }
+        }
+    };
+    let why = tokio::time::timeout(testnet::WAIT_GUARD, run)
+        .await
+        .expect("the head was refused");
+    assert!(why.contains("without a signed header"), "{why}");
+    assert!(!asked_for_blocks);
+    assert_eq!(fl.head().height, 0);
     follower.handle.shutdown().await;
 }
 

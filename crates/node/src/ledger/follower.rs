@@ -6,12 +6,15 @@
 //! loop), count a peer's bad input.
 //!
 //! One sync at a time, from one peer: only that peer's answers feed or end
-//! it, and a peer that does not answer within `sync_timeout_ms` loses the
-//! slot. A gossiped header is accepted only if it is signed by a validator
-//! of our genesis; a peer whose blocks do not check is counted.
+//! it. A sync starts only at a height a validator of our genesis signed: a
+//! gossiped header, or a peer's head answer carrying its head block's signed
+//! header (a bare height steers nothing). A peer that does not answer
+//! within `sync_timeout_ms` loses the slot, is counted as stalled, and the
+//! next peer that proved a height takes over at once; a peer whose blocks
+//! do not check is counted.
 //!
 //! Never does: apply a block itself (the ledger checks every block), or
-//! trust a height it was told beyond asking for blocks.
+//! trust a height no validator signed.
 
 use sharegrid_core::{ContentId, NodeId, Signed, decode_capped};
 use sharegrid_ledger::{Block, Header};
@@ -41,6 +44,8 @@ pub enum FollowerInput {
         genesis: ContentId,
         /// Its head's height.
         height: u64,
+        /// Its head block's signed header (none at height 0).
+        header: Option<Signed>,
     },
     /// A peer's answer to a block request.
     Blocks {
@@ -114,7 +119,13 @@ pub struct Follower {
     sync: Option<Sync>,
     /// The highest height any peer announced.
     best_seen: u64,
+    /// Peers that showed a validator-signed height, with it: who to sync
+    /// from next when the current peer stalls (at most [`MAX_SOURCES`]).
+    sources: Vec<(PeerId, u64)>,
 }
+
+/// Peers remembered as sources of blocks.
+const MAX_SOURCES: usize = 16;
 
 impl Follower {
     /// A follower of the chain of `genesis`, whose blocks `validators` sign.
@@ -125,6 +136,7 @@ impl Follower {
             sync_timeout_ms,
             sync: None,
             best_seen: 0,
+            sources: Vec::new(),
         }
     }
 
@@ -150,13 +162,7 @@ impl Follower {
     ) -> Result<Vec<FollowerAction>, (Misbehaviour, String)> {
         let bad = |e: sharegrid_core::WireError| (Misbehaviour::of_wire(&e), e.to_string());
         let header: Signed = decode_capped(data, MAX_HEADER_BYTES).map_err(bad)?;
-        let h: Header = header.open(MAX_HEADER_BYTES).map_err(bad)?;
-        if !self.validators.contains(&h.producer) {
-            return Err((
-                Misbehaviour::BadBlock,
-                format!("produced by {}, not a validator", h.producer.short()),
-            ));
-        }
+        let h = self.validator_signed(&header)?;
         let mut out = Vec::new();
         // Fetch from the producer itself where known: a relay may not have
         // the blocks yet.
@@ -164,16 +170,51 @@ impl Follower {
         Ok(out)
     }
 
+    /// The header, if a validator of our genesis signed it.
+    fn validator_signed(&self, header: &Signed) -> Result<Header, (Misbehaviour, String)> {
+        let h: Header = header
+            .open(MAX_HEADER_BYTES)
+            .map_err(|e| (Misbehaviour::of_wire(&e), e.to_string()))?;
+        if !self.validators.contains(&h.producer) {
+            return Err((
+                Misbehaviour::BadBlock,
+                format!("produced by {}, not a validator", h.producer.short()),
+            ));
+        }
+        Ok(h)
+    }
+
     /// Takes in `input` with our head's height at `now_ms`.
     pub fn handle(&mut self, input: FollowerInput, head: u64, now_ms: u64) -> Vec<FollowerAction> {
         let mut out = Vec::new();
         match input {
             FollowerInput::Connected(peer) => out.push(FollowerAction::AskHead(peer)),
-            FollowerInput::Head { peer, genesis, height } => {
-                if genesis == self.genesis {
-                    self.behind(peer, height, head, now_ms, &mut out);
-                } else {
+            FollowerInput::Head {
+                peer,
+                genesis,
+                height,
+                header,
+            } => {
+                if genesis != self.genesis {
                     tracing::debug!(%peer, "peer follows another ledger (genesis {})", genesis.short());
+                } else if height > head {
+                    // A height ahead of ours counts only with a validator's
+                    // signed header for exactly that height.
+                    let proved = match &header {
+                        None => Err((Misbehaviour::BadBlock, format!("head {height} without a signed header"))),
+                        Some(signed) => self.validator_signed(signed).and_then(|h| {
+                            if h.height == height {
+                                Ok(())
+                            } else {
+                                let why = format!("head {height} with a header for height {}", h.height);
+                                Err((Misbehaviour::BadBlock, why))
+                            }
+                        }),
+                    };
+                    match proved {
+                        Ok(()) => self.behind(peer, height, head, now_ms, &mut out),
+                        Err((what, why)) => out.push(FollowerAction::Misbehaved { peer, what, why }),
+                    }
                 }
             }
             FollowerInput::Blocks { peer, blocks } => match &mut self.sync {
@@ -192,6 +233,8 @@ impl Follower {
                 tracing::debug!(%peer, "ledger sync request failed: {why}");
                 if self.sync.is_some_and(|s| s.peer == peer && !s.applying) {
                     self.sync = None;
+                    self.forget(peer);
+                    self.next_source(head, now_ms, &mut out);
                 }
             }
             FollowerInput::Applied { peer, result } => {
@@ -221,16 +264,49 @@ impl Follower {
                 {
                     tracing::debug!(peer = %s.peer, "sync peer did not answer in time; the slot is free");
                     self.sync = None;
+                    self.forget(s.peer);
+                    out.push(FollowerAction::Misbehaved {
+                        peer: s.peer,
+                        what: Misbehaviour::Stalled,
+                        why: format!("no blocks within {} ms of asking", self.sync_timeout_ms),
+                    });
+                    self.next_source(head, now_ms, &mut out);
                 }
             }
         }
         out
     }
 
-    /// A peer has blocks up to `height`: fetch if we lack some.
+    /// A peer showed a validator-signed height: fetch if we lack some.
     fn behind(&mut self, peer: PeerId, height: u64, head: u64, now_ms: u64, out: &mut Vec<FollowerAction>) {
         self.best_seen = self.best_seen.max(height);
+        self.forget(peer);
+        self.sources.push((peer, height));
+        if self.sources.len() > MAX_SOURCES {
+            // The lowest goes.
+            if let Some(i) = (0..self.sources.len()).min_by_key(|&i| self.sources[i].1) {
+                self.sources.remove(i);
+            }
+        }
         if self.sync.is_none() && height > head {
+            self.request(peer, head, now_ms, out);
+        }
+    }
+
+    fn forget(&mut self, peer: PeerId) {
+        self.sources.retain(|(p, _)| *p != peer);
+    }
+
+    /// After a sync ended badly: the peer with the highest proved height
+    /// above ours takes over.
+    fn next_source(&mut self, head: u64, now_ms: u64, out: &mut Vec<FollowerAction>) {
+        let best = self
+            .sources
+            .iter()
+            .filter(|(_, h)| *h > head)
+            .max_by_key(|(_, h)| *h)
+            .copied();
+        if let Some((peer, _)) = best {
             self.request(peer, head, now_ms, out);
         }
     }
@@ -246,203 +322,4 @@ impl Follower {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use sharegrid_core::{Amount, NodeKey, encode};
-    use sharegrid_ledger::{Allocation, Chain, Genesis, Params};
-
-    fn peer(seed: u8) -> PeerId {
-        sharegrid_net::peer_id(&NodeKey::from_seed([seed; 32]).id()).unwrap()
-    }
-
-    fn genesis(v: &NodeKey) -> Genesis {
-        Genesis {
-            validators: vec![v.id()],
-            params: Params {
-                treasury: v.id(),
-                network_fee_bps: 0,
-                min_fee: Amount(0),
-            },
-            balances: vec![Allocation {
-                account: v.id(),
-                amount: Amount(1),
-            }],
-        }
-    }
-
-    fn header_bytes(signer: &NodeKey, g: &Genesis) -> (Vec<u8>, Block) {
-        let chain = Chain::new(g).unwrap();
-        let p = chain.propose(signer, vec![], 1).unwrap();
-        (encode(&p.block.header).unwrap(), p.block)
-    }
-
-    #[test]
-    fn an_announced_height_starts_one_sync_fed_only_by_its_peer() {
-        let v = NodeKey::from_seed([1; 32]);
-        let g = genesis(&v);
-        let mut f = Follower::new(g.hash(), vec![v.id()], 5_000);
-        let (bytes, block) = header_bytes(&v, &g);
-        let acts = f.on_announcement(peer(7), &bytes, 0, 100).unwrap();
-        assert_eq!(acts, vec![FollowerAction::RequestBlocks { peer: peer(7), from: 1 }]);
-        // A second announcement while syncing starts nothing.
-        assert!(f.on_announcement(peer(8), &bytes, 0, 101).unwrap().is_empty());
-        // Another peer's blocks are ignored; ours are applied.
-        assert!(
-            f.handle(
-                FollowerInput::Blocks {
-                    peer: peer(8),
-                    blocks: vec![block.clone()]
-                },
-                0,
-                102
-            )
-            .is_empty()
-        );
-        let acts = f.handle(
-            FollowerInput::Blocks {
-                peer: peer(7),
-                blocks: vec![block],
-            },
-            0,
-            103,
-        );
-        assert!(matches!(&acts[..], [FollowerAction::Apply { peer: p, .. }] if *p == peer(7)));
-        // Applied, caught up: the sync ends.
-        assert!(
-            f.handle(
-                FollowerInput::Applied {
-                    peer: peer(7),
-                    result: Applied::Blocks(1)
-                },
-                1,
-                104
-            )
-            .is_empty()
-        );
-        assert_eq!(f.syncing_from(), None);
-    }
-
-    #[test]
-    fn a_header_not_signed_by_a_validator_is_misbehaviour() {
-        let v = NodeKey::from_seed([1; 32]);
-        let mallory = NodeKey::from_seed([2; 32]);
-        let g = genesis(&v);
-        let mut f = Follower::new(g.hash(), vec![v.id()], 5_000);
-        let (bytes, _) = header_bytes(&mallory, &genesis(&mallory));
-        let (what, why) = f.on_announcement(peer(7), &bytes, 0, 1).unwrap_err();
-        assert_eq!(what, Misbehaviour::BadBlock);
-        assert!(why.contains("not a validator"), "{why}");
-        assert!(f.on_announcement(peer(7), b"garbage", 0, 1).is_err());
-        assert_eq!(f.syncing_from(), None);
-    }
-
-    #[test]
-    fn bad_blocks_are_counted_and_a_silent_peer_loses_the_slot() {
-        let v = NodeKey::from_seed([1; 32]);
-        let g = genesis(&v);
-        let mut f = Follower::new(g.hash(), vec![v.id()], 5_000);
-        let acts = f.handle(
-            FollowerInput::Head {
-                peer: peer(7),
-                genesis: g.hash(),
-                height: 3,
-            },
-            0,
-            0,
-        );
-        assert_eq!(acts, vec![FollowerAction::RequestBlocks { peer: peer(7), from: 1 }]);
-        // Another network's head is ignored.
-        assert!(
-            f.handle(
-                FollowerInput::Head {
-                    peer: peer(8),
-                    genesis: ContentId::of(b"x"),
-                    height: 9
-                },
-                0,
-                1
-            )
-            .is_empty()
-        );
-        // Silent for the timeout: the slot is free, the next head is asked of another peer.
-        assert!(f.handle(FollowerInput::Tick, 0, 4_999).is_empty());
-        f.handle(FollowerInput::Tick, 0, 5_000);
-        assert_eq!(f.syncing_from(), None);
-        let acts = f.handle(
-            FollowerInput::Head {
-                peer: peer(9),
-                genesis: g.hash(),
-                height: 3,
-            },
-            0,
-            5_001,
-        );
-        assert_eq!(acts, vec![FollowerAction::RequestBlocks { peer: peer(9), from: 1 }]);
-        let acts = f.handle(
-            FollowerInput::Blocks {
-                peer: peer(9),
-                blocks: vec![header_bytes(&v, &g).1],
-            },
-            0,
-            5_002,
-        );
-        assert_eq!(acts.len(), 1);
-        let acts = f.handle(
-            FollowerInput::Applied {
-                peer: peer(9),
-                result: Applied::Invalid("wrong state root".into()),
-            },
-            0,
-            5_003,
-        );
-        assert!(matches!(
-            &acts[..],
-            [FollowerAction::Misbehaved {
-                what: Misbehaviour::BadBlock,
-                ..
-            }]
-        ));
-        // Still behind: the next announcement syncs again.
-        assert_eq!(f.best_seen(), 3);
-        assert_eq!(f.syncing_from(), None);
-    }
-
-    #[test]
-    fn a_partial_sync_continues_from_the_same_peer() {
-        let v = NodeKey::from_seed([1; 32]);
-        let g = genesis(&v);
-        let mut f = Follower::new(g.hash(), vec![v.id()], 5_000);
-        f.handle(
-            FollowerInput::Head {
-                peer: peer(7),
-                genesis: g.hash(),
-                height: 500,
-            },
-            0,
-            0,
-        );
-        f.handle(
-            FollowerInput::Blocks {
-                peer: peer(7),
-                blocks: vec![header_bytes(&v, &g).1],
-            },
-            0,
-            1,
-        );
-        let acts = f.handle(
-            FollowerInput::Applied {
-                peer: peer(7),
-                result: Applied::Blocks(256),
-            },
-            256,
-            2,
-        );
-        assert_eq!(
-            acts,
-            vec![FollowerAction::RequestBlocks {
-                peer: peer(7),
-                from: 257
-            }]
-        );
-    }
-}
+mod tests;

@@ -24,7 +24,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sharegrid_core::{Amount, ContentId, NodeId, NodeKey, Signed};
-use sharegrid_ledger::{Account, Block, BlockError, Chain, Escrow, Genesis, Op, State, TX_VERSION, Tx};
+use sharegrid_ledger::{
+    Account, Block, BlockError, Chain, Escrow, Genesis, MAX_BLOCK_BYTES, Op, State, TX_VERSION, Tx,
+};
 use tokio::sync::watch;
 
 pub use client::{LedgerClient, LedgerError};
@@ -86,6 +88,9 @@ struct Inner {
     /// The next nonce for this node's own transactions (a follower's may be
     /// ahead of the chain while its transactions travel).
     own_next: u64,
+    /// The head block's signed header (none at height 0): what this node
+    /// shows a peer asking for its head.
+    head_header: Option<Signed>,
 }
 
 /// A node's ledger.
@@ -117,6 +122,10 @@ impl Ledger {
         let pooled = store.pool()?;
         let (heads, _) = watch::channel(chain.height());
         let own_next = chain.state().accounts.get(&key.id()).map_or(0, |a| a.nonce);
+        let head_header = match chain.height() {
+            0 => None,
+            h => store.blocks(h, 1, MAX_BLOCK_BYTES)?.pop().map(|b| b.header),
+        };
         let ledger = Ledger {
             inner: Mutex::new(Inner {
                 pending_state: chain.state().clone(),
@@ -125,6 +134,7 @@ impl Ledger {
                 pending: Vec::new(),
                 pending_ids: HashSet::new(),
                 own_next,
+                head_header,
             }),
             reader,
             key,
@@ -174,6 +184,11 @@ impl Ledger {
             hash: inner.chain.head(),
             time_ms: inner.chain.time_ms(),
         }
+    }
+
+    /// The head block's signed header (none at height 0).
+    pub fn head_header(&self) -> Option<Signed> {
+        self.lock().head_header.clone()
     }
 
     /// Watches the head's height.
@@ -248,6 +263,7 @@ impl Ledger {
         let block = p.block.clone();
         let included: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
         inner.chain.commit(p);
+        inner.head_header = Some(block.header.clone());
         let rest: Vec<Signed> = std::mem::take(&mut inner.pending)
             .into_iter()
             .filter(|t| !included.contains(&t.id()) && !dropped.contains(&t.id()))
@@ -271,6 +287,7 @@ impl Ledger {
         let (header, state) = inner.chain.check(block)?;
         inner.store.commit(block, &header, &state)?;
         inner.chain.advance(block, &header, state);
+        inner.head_header = Some(block.header.clone());
         // A follower's own transactions in this block are no longer in flight.
         let chain_nonce = inner.chain.state().accounts.get(&self.key.id()).map_or(0, |a| a.nonce);
         inner.own_next = inner.own_next.max(chain_nonce);

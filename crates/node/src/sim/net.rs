@@ -70,7 +70,12 @@ pub(crate) enum Msg {
     /// Asks for the head (request `req`).
     Head { req: u64 },
     /// The head.
-    HeadIs { req: u64, genesis: ContentId, height: u64 },
+    HeadIs {
+        req: u64,
+        genesis: ContentId,
+        height: u64,
+        header: Option<sharegrid_core::Signed>,
+    },
     /// Asks for blocks from a height (request `req`).
     Blocks { req: u64, from: u64 },
     /// Blocks.

@@ -345,7 +345,20 @@ impl World {
             }
             Msg::Head { req } => {
                 let (genesis, height) = (self.validator.chain.genesis_hash(), self.validator.chain.height());
-                self.send(VALIDATOR, from, Msg::HeadIs { req, genesis, height });
+                let header = match height {
+                    0 => None,
+                    h => self.validator.blocks_from(h, 1).pop().map(|b| b.header),
+                };
+                self.send(
+                    VALIDATOR,
+                    from,
+                    Msg::HeadIs {
+                        req,
+                        genesis,
+                        height,
+                        header,
+                    },
+                );
             }
             Msg::Blocks { req, from: h } => {
                 let blocks = self.validator.blocks_from(h, 64);
@@ -404,7 +417,17 @@ impl World {
         let peer = self.peers[VALIDATOR];
         let now = self.q.now;
         let input = match msg {
-            Msg::HeadIs { genesis, height, .. } => FollowerInput::Head { peer, genesis, height },
+            Msg::HeadIs {
+                genesis,
+                height,
+                header,
+                ..
+            } => FollowerInput::Head {
+                peer,
+                genesis,
+                height,
+                header,
+            },
             Msg::BlocksAre { blocks, .. } => FollowerInput::Blocks { peer, blocks },
             Msg::Announce(data) => {
                 let f = self.follows(node);
