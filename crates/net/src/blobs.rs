@@ -1,6 +1,13 @@
 //! Fetching a blob in chunks, as a state machine without I/O: it says which
 //! chunk to ask for next, takes the answers, and hands back the bytes only
 //! once their BLAKE3 hash is the id they were asked for.
+//!
+//! Two ways to take the bytes: [`BlobFetch::new`] gathers them in memory
+//! (a result a requestor reads), [`BlobFetch::to_disk`] hands each chunk
+//! out to be written where it belongs ([`FetchStep::Write`]) and keeps only
+//! a running hash, so a large input never sits in memory. Either way the
+//! size the peer states is checked against the bound on its first answer,
+//! before a byte is kept.
 
 use sharegrid_core::ContentId;
 
@@ -42,7 +49,11 @@ pub struct BlobFetch {
     id: ContentId,
     max: u64,
     total: Option<u64>,
-    data: Vec<u8>,
+    /// Bytes received so far.
+    have: u64,
+    /// The bytes, when gathered in memory.
+    data: Option<Vec<u8>>,
+    hasher: blake3::Hasher,
 }
 
 /// What to do after a chunk.
@@ -52,17 +63,45 @@ pub enum FetchStep {
     Next(BlobRequest),
     /// Done: the verified bytes.
     Done(Vec<u8>),
+    /// (Fetching to disk.) Write `data` at `offset`; then ask for `next`,
+    /// or, with none, the blob is complete and its hash checked.
+    Write {
+        /// Where the bytes go.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+        /// The blob's size, as checked against the bound.
+        total: u64,
+        /// The next request; `None` when this was the last chunk.
+        next: Option<BlobRequest>,
+    },
 }
 
 impl BlobFetch {
-    /// Starts fetching `id`, accepting at most `max` bytes.
+    /// Starts fetching `id` into memory, accepting at most `max` bytes.
     pub fn new(id: ContentId, max: u64) -> Self {
         BlobFetch {
             id,
             max,
             total: None,
-            data: Vec::new(),
+            have: 0,
+            data: Some(Vec::new()),
+            hasher: blake3::Hasher::new(),
         }
+    }
+
+    /// Starts fetching `id` chunk by chunk to disk (see [`FetchStep::Write`]),
+    /// accepting at most `max` bytes.
+    pub fn to_disk(id: ContentId, max: u64) -> Self {
+        BlobFetch {
+            data: None,
+            ..BlobFetch::new(id, max)
+        }
+    }
+
+    /// The blob being fetched.
+    pub fn id(&self) -> ContentId {
+        self.id
     }
 
     /// The first request.
@@ -86,24 +125,37 @@ impl BlobFetch {
         if *self.total.get_or_insert(total) != total {
             return Err(FetchError::BadChunk("total size changed"));
         }
-        let have = self.data.len() as u64;
-        let expected = (total - have).min(u64::from(MAX_CHUNK_BYTES));
+        let offset = self.have;
+        let expected = (total - offset).min(u64::from(MAX_CHUNK_BYTES));
         if chunk.len() as u64 != expected {
             return Err(FetchError::BadChunk("chunk length is not what was asked"));
         }
-        self.data.extend_from_slice(&chunk);
-        if (self.data.len() as u64) < total {
-            return Ok(FetchStep::Next(BlobRequest {
-                id: self.id,
-                offset: self.data.len() as u64,
-                len: MAX_CHUNK_BYTES,
-            }));
-        }
-        let data = std::mem::take(&mut self.data);
-        if ContentId::of(&data) != self.id {
+        self.hasher.update(&chunk);
+        self.have += expected;
+        let next = (self.have < total).then_some(BlobRequest {
+            id: self.id,
+            offset: self.have,
+            len: MAX_CHUNK_BYTES,
+        });
+        if next.is_none() && ContentId::from_bytes(*self.hasher.finalize().as_bytes()) != self.id {
             return Err(FetchError::HashMismatch(self.id));
         }
-        Ok(FetchStep::Done(data))
+        match (&mut self.data, next) {
+            (None, next) => Ok(FetchStep::Write {
+                offset,
+                data: chunk,
+                total,
+                next,
+            }),
+            (Some(data), Some(next)) => {
+                data.extend_from_slice(&chunk);
+                Ok(FetchStep::Next(next))
+            }
+            (Some(data), None) => {
+                data.extend_from_slice(&chunk);
+                Ok(FetchStep::Done(std::mem::take(data)))
+            }
+        }
     }
 }
 
@@ -132,6 +184,7 @@ mod tests {
             match f.on_response(serve(Some(served), &req))? {
                 FetchStep::Next(r) => req = r,
                 FetchStep::Done(d) => return Ok(d),
+                other => panic!("in memory, not {other:?}"),
             }
         }
     }
@@ -161,5 +214,43 @@ mod tests {
             total: 3,
         };
         assert!(matches!(f.on_response(short), Err(FetchError::BadChunk(_))));
+    }
+
+    /// To disk: the chunks come out in order with their offsets, the size
+    /// is checked on the first answer, the hash on the last.
+    #[test]
+    fn a_fetch_to_disk_hands_out_chunks_and_checks_the_whole() {
+        let big: Vec<u8> = (0..(2 * MAX_CHUNK_BYTES as usize + 5))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let fetch = |served: &[u8], max: u64| -> Result<Vec<u8>, FetchError> {
+            let mut f = BlobFetch::to_disk(ContentId::of(&big), max);
+            let mut file = vec![0u8; 0];
+            let mut req = f.first();
+            loop {
+                match f.on_response(serve(Some(served), &req))? {
+                    FetchStep::Write {
+                        offset,
+                        data,
+                        total,
+                        next,
+                    } => {
+                        assert_eq!(total, served.len() as u64);
+                        assert_eq!(offset, file.len() as u64);
+                        file.extend(data);
+                        match next {
+                            Some(r) => req = r,
+                            None => return Ok(file),
+                        }
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        assert_eq!(fetch(&big, 10 << 20).unwrap(), big);
+        let mut lie = big.clone();
+        lie[MAX_CHUNK_BYTES as usize + 1] ^= 1;
+        assert!(matches!(fetch(&lie, 10 << 20), Err(FetchError::HashMismatch(_))));
+        assert!(matches!(fetch(&big, 1 << 20), Err(FetchError::TooLarge { .. })));
     }
 }

@@ -229,6 +229,7 @@ async fn blobs_cross_in_verified_chunks() {
                                     fetcher.behaviour_mut().blob.send_request(&holder_peer, req.into());
                                 }
                                 FetchStep::Done(bytes) => got = Some(bytes),
+                                other => panic!("in memory, not {other:?}"),
                             }
                         }
                         if got.is_some() && missing.is_some() {

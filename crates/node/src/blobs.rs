@@ -45,11 +45,65 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
 }
 
 impl BlobStore {
-    /// Opens (creating) the store in `dir`; blobs over `max_blob_bytes` are refused.
+    /// Opens (creating) the store in `dir`; blobs over `max_blob_bytes` are
+    /// refused. Parts of fetches a crash interrupted are deleted.
     pub fn open(dir: impl Into<PathBuf>, max_blob_bytes: u64) -> Result<Self, BlobError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_str().is_some_and(|n| n.ends_with(".part")) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
         Ok(BlobStore { dir, max_blob_bytes })
+    }
+
+    fn part_path(&self, id: &ContentId, fetch: u64) -> PathBuf {
+        self.dir.join(format!("{}.{fetch}.part", id.to_hex()))
+    }
+
+    /// Writes `data` at `offset` of fetch number `fetch`'s part of blob `id`
+    /// (a fetch streamed to disk; parts never count as blobs).
+    pub fn write_part(&self, id: &ContentId, fetch: u64, offset: u64, data: &[u8]) -> Result<(), BlobError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.part_path(id, fetch);
+        if offset.saturating_add(data.len() as u64) > self.max_blob_bytes {
+            return Err(BlobError::TooLarge {
+                len: offset.saturating_add(data.len() as u64),
+                max: self.max_blob_bytes,
+            });
+        }
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(offset == 0)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.write_all_at(data, offset).map_err(io(&path))
+    }
+
+    /// Makes a complete part (its hash checked as it arrived) the blob `id`.
+    pub fn commit_part(&self, id: &ContentId, fetch: u64, total: u64) -> Result<(), BlobError> {
+        let part = self.part_path(id, fetch);
+        let f = fs::File::open(&part).map_err(io(&part))?;
+        let len = f.metadata().map_err(io(&part))?.len();
+        if len != total {
+            let _ = fs::remove_file(&part);
+            return Err(BlobError::Io {
+                path: part,
+                source: std::io::Error::other(format!("{len} bytes written of {total}")),
+            });
+        }
+        f.sync_all().map_err(io(&part))?;
+        let path = self.path(id);
+        fs::rename(&part, &path).map_err(io(&path))
+    }
+
+    /// Deletes a failed fetch's part.
+    pub fn remove_part(&self, id: &ContentId, fetch: u64) {
+        let _ = fs::remove_file(self.part_path(id, fetch));
     }
 
     fn path(&self, id: &ContentId) -> PathBuf {
@@ -194,6 +248,11 @@ impl BlobStore {
             }
         }
         (removed, total)
+    }
+
+    /// The size of a held blob (not verified).
+    pub fn len(&self, id: &ContentId) -> Option<u64> {
+        fs::metadata(self.path(id)).ok().map(|m| m.len())
     }
 
     /// Whether the blob is held (not verified: use [`BlobStore::get`] to read).

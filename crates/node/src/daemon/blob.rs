@@ -9,7 +9,7 @@ use sharegrid_net::{
     BlobFetch, BlobRequest, BlobResponse, FetchError, FetchStep, Incoming, Misbehaviour, PeerId, request_response,
 };
 
-use super::{Daemon, FetchFailure, FetchOwner, Internal, now_ms};
+use super::{Daemon, FetchFailure, FetchOwner, Fetching, Internal, now_ms};
 use crate::blobs::BlobStore;
 use crate::provider::AgentInput;
 
@@ -43,25 +43,8 @@ impl Daemon {
                 message: Message::Response { request_id, response },
                 ..
             } => {
-                let Some((peer, mut fetch, owner)) = self.fetches.remove(&request_id) else {
-                    return;
-                };
-                match fetch.on_response(response) {
-                    Ok(FetchStep::Next(req)) => {
-                        let id = self.swarm.behaviour_mut().blob.send_request(&peer, req.into());
-                        self.fetches.insert(id, (peer, fetch, owner));
-                    }
-                    Ok(FetchStep::Done(bytes)) => self.fetched(owner, Ok(bytes)),
-                    Err(e) => {
-                        if e.is_misbehaviour() {
-                            let what = match e {
-                                FetchError::TooLarge { .. } => Misbehaviour::Oversized,
-                                _ => Misbehaviour::BadBlob,
-                            };
-                            self.misbehaved(peer, what, format!("blob: {e}"));
-                        }
-                        self.fetched(owner, Err(FetchFailure::Bad(e)));
-                    }
+                if let Some(f) = self.fetches.remove(&request_id) {
+                    self.on_chunk(f, response);
                 }
             }
             Event::OutboundFailure {
@@ -71,8 +54,9 @@ impl Daemon {
                 ..
             } => {
                 let failure = self.outbound_failed("blob", peer, &error);
-                if let Some((_, _, owner)) = self.fetches.remove(&request_id) {
-                    self.fetched(owner, Err(FetchFailure::Request(failure)));
+                if let Some(f) = self.fetches.remove(&request_id) {
+                    self.drop_part(&f);
+                    self.fetched(f.owner, Err(FetchFailure::Request(failure)));
                 }
             }
             Event::InboundFailure { peer, error, .. } => self.inbound_failure(peer, "blob", error),
@@ -87,9 +71,82 @@ impl Daemon {
         if peer == *self.swarm.local_peer_id() {
             return self.fetch_local(id, max, owner);
         }
-        let f = BlobFetch::new(id, max);
-        let req = self.swarm.behaviour_mut().blob.send_request(&peer, f.first().into());
-        self.fetches.insert(req, (peer, f, owner));
+        // A run's input goes to disk chunk by chunk; a caller's blob (a
+        // result it reads) is gathered in memory.
+        let fetch = match owner {
+            FetchOwner::Run(_) => BlobFetch::to_disk(id, max),
+            FetchOwner::Client(_) => BlobFetch::new(id, max),
+        };
+        self.next_fetch += 1;
+        let first = fetch.first();
+        let f = Fetching {
+            peer,
+            fetch,
+            owner,
+            number: self.next_fetch,
+        };
+        self.next_chunk(f, first);
+    }
+
+    /// Asks for a fetch's next chunk.
+    pub(super) fn next_chunk(&mut self, f: Fetching, req: BlobRequest) {
+        let id = self.swarm.behaviour_mut().blob.send_request(&f.peer, req.into());
+        self.fetches.insert(id, f);
+    }
+
+    fn on_chunk(&mut self, mut f: Fetching, response: BlobResponse) {
+        match f.fetch.on_response(response) {
+            Ok(FetchStep::Next(req)) => self.next_chunk(f, req),
+            Ok(FetchStep::Done(bytes)) => self.fetched(f.owner, Ok(bytes)),
+            Ok(FetchStep::Write {
+                offset,
+                data,
+                total,
+                next,
+            }) => {
+                let FetchOwner::Run(run) = f.owner else { return };
+                let Some(part) = &self.agent else { return };
+                let store = part.provider_blobs().clone();
+                // Written off the loop; the next chunk is asked for once this
+                // one is on disk, so a fetch holds one chunk in memory.
+                self.blocking(move || {
+                    let (id, n) = (f.fetch.id(), f.number);
+                    let written = store.write_part(&id, n, offset, &data);
+                    let failed = |e: crate::blobs::BlobError| {
+                        store.remove_part(&id, n);
+                        let why = format!("provider cannot store an input: {e}");
+                        Internal::Agent(AgentInput::BlobFailed { run, why })
+                    };
+                    match (written, next) {
+                        (Err(e), _) => failed(e),
+                        (Ok(()), Some(next)) => Internal::ChunkWritten(Box::new(f), next),
+                        (Ok(()), None) => match store.commit_part(&id, n, total) {
+                            Ok(()) => Internal::Agent(AgentInput::BlobReady { run }),
+                            Err(e) => failed(e),
+                        },
+                    }
+                });
+            }
+            Err(e) => {
+                if e.is_misbehaviour() {
+                    let what = match e {
+                        FetchError::TooLarge { .. } => Misbehaviour::Oversized,
+                        _ => Misbehaviour::BadBlob,
+                    };
+                    self.misbehaved(f.peer, what, format!("blob: {e}"));
+                }
+                self.drop_part(&f);
+                self.fetched(f.owner, Err(FetchFailure::Bad(e)));
+            }
+        }
+    }
+
+    /// Deletes the part a failed fetch to disk left.
+    fn drop_part(&self, f: &Fetching) {
+        if let (FetchOwner::Run(_), Some(part)) = (&f.owner, &self.agent) {
+            let (store, id, n) = (part.provider_blobs().clone(), f.fetch.id(), f.number);
+            tokio::task::spawn_blocking(move || store.remove_part(&id, n));
+        }
     }
 
     fn fetch_local(&mut self, id: ContentId, max: u64, owner: FetchOwner) {
