@@ -283,14 +283,19 @@ fn value_str(v: &toml::Value) -> String {
 impl JobFile {
     /// Parses and checks `text`, read from `file` (used in errors).
     pub fn parse(file: &str, text: &str) -> Result<JobFile, JobFileError> {
-        let line_of = |offset: usize| Some(text[..offset.min(text.len())].lines().count().max(1));
+        // The line of the byte at `offset`: counted in bytes, since a
+        // parser's offset may fall inside a multi-byte character.
+        let line_of = |offset: usize| {
+            let before = &text.as_bytes()[..offset.min(text.len())];
+            Some(before.iter().filter(|b| **b == b'\n').count() + 1)
+        };
         let err = |line: Option<usize>, message: String| JobFileError {
             file: file.to_string(),
             line,
             message,
         };
         let raw: Raw = toml::from_str(text).map_err(|e| {
-            let line = e.span().and_then(|s| line_of(s.start + 1));
+            let line = e.span().and_then(|s| line_of(s.start));
             err(line, e.message().trim().to_string())
         })?;
         // Semantic errors name the field; the line is the field's when found.
@@ -400,7 +405,7 @@ impl JobFile {
         let mut sweep = BTreeMap::new();
         let mut total: u128 = 1;
         for (name, spanned) in j.sweep {
-            let line = line_of(spanned.span().start + 1);
+            let line = line_of(spanned.span().start);
             let values: Vec<String> = match spanned.into_inner() {
                 RawSweep::List(v) if v.is_empty() => {
                     return Err(err(line, format!("job.sweep.{name}: an empty list sweeps nothing")));
@@ -584,6 +589,16 @@ arch = "x86_64"
             e.contains("job.wait_for_providers: 3600 s is not before the deadline (600 s)"),
             "{e}"
         );
+    }
+
+    /// Found by the `job_file` fuzz target: an error's offset inside a
+    /// multi-byte character panicked while finding its line.
+    #[test]
+    fn an_error_inside_a_multibyte_character_names_its_line() {
+        let e = JobFile::parse("j.toml", "''\u{7c0}\u{12}\0\u{f}").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+        let e = JobFile::parse("j.toml", "[job]\nmodule = \"\u{e9}\u{e9}\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
     }
 
     #[test]
