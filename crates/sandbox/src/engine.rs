@@ -19,6 +19,30 @@ use crate::metering::Metering;
 /// How often the epoch advances; a timeout fires within one tick of its limit.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Proposals with non-deterministic or unbounded behaviour: off.
+pub(crate) const FEATURES_OFF: WasmFeatures = WasmFeatures::THREADS
+    .union(WasmFeatures::SHARED_EVERYTHING_THREADS)
+    .union(WasmFeatures::EXCEPTIONS)
+    .union(WasmFeatures::LEGACY_EXCEPTIONS)
+    .union(WasmFeatures::GC)
+    .union(WasmFeatures::FUNCTION_REFERENCES)
+    .union(WasmFeatures::STACK_SWITCHING)
+    .union(WasmFeatures::MEMORY64)
+    .union(WasmFeatures::MULTI_MEMORY)
+    .union(WasmFeatures::CUSTOM_PAGE_SIZES)
+    .union(WasmFeatures::WIDE_ARITHMETIC)
+    .union(WasmFeatures::RELAXED_SIMD);
+
+/// Deterministic proposals that compilers emit today: on.
+pub(crate) const FEATURES_ON: WasmFeatures = WasmFeatures::SIMD
+    .union(WasmFeatures::BULK_MEMORY)
+    .union(WasmFeatures::MULTI_VALUE)
+    .union(WasmFeatures::REFERENCE_TYPES)
+    .union(WasmFeatures::TAIL_CALL)
+    .union(WasmFeatures::EXTENDED_CONST)
+    .union(WasmFeatures::SIGN_EXTENSION)
+    .union(WasmFeatures::SATURATING_FLOAT_TO_INT);
+
 /// Builds the engine for `mode` with a wasm stack of `stack_bytes`, metered
 /// by `metering`, with or without epoch interruption for timeouts.
 pub(crate) fn build_engine(
@@ -48,34 +72,11 @@ pub(crate) fn build_engine(
         // Proposals with non-deterministic or unbounded behaviour stay off.
         // (set through the feature mask: some have no setter in a build
         // without wasmtime's `threads` and `gc` features).
-        .wasm_features(
-            WasmFeatures::THREADS
-                | WasmFeatures::SHARED_EVERYTHING_THREADS
-                | WasmFeatures::EXCEPTIONS
-                | WasmFeatures::LEGACY_EXCEPTIONS
-                | WasmFeatures::GC
-                | WasmFeatures::FUNCTION_REFERENCES
-                | WasmFeatures::STACK_SWITCHING
-                | WasmFeatures::MEMORY64
-                | WasmFeatures::MULTI_MEMORY
-                | WasmFeatures::CUSTOM_PAGE_SIZES
-                | WasmFeatures::WIDE_ARITHMETIC,
-            false,
-        )
+        .wasm_features(FEATURES_OFF, false)
         .wasm_relaxed_simd(false)
         .relaxed_simd_deterministic(true)
         // Deterministic proposals that compilers emit today stay on.
-        .wasm_features(
-            WasmFeatures::SIMD
-                | WasmFeatures::BULK_MEMORY
-                | WasmFeatures::MULTI_VALUE
-                | WasmFeatures::REFERENCE_TYPES
-                | WasmFeatures::TAIL_CALL
-                | WasmFeatures::EXTENDED_CONST
-                | WasmFeatures::SIGN_EXTENSION
-                | WasmFeatures::SATURATING_FLOAT_TO_INT,
-            true,
-        )
+        .wasm_features(FEATURES_ON, true)
         // Backtraces cost time on every trap and say nothing a result needs.
         .wasm_backtrace_max_frames(None);
     if metering == Metering::Inline {

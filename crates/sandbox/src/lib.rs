@@ -35,4 +35,37 @@ pub use cache::ModuleCache;
 pub use error::SandboxError;
 pub use hostdir::{HostDirError, load_inputs, save_outputs};
 pub use metering::Metering;
-pub use run::{MAX_ENGINES, ModuleSource, RunReport, Sandbox, SandboxConfig, Task};
+pub use run::{Cancel, MAX_ENGINES, ModuleSource, RunReport, Sandbox, SandboxConfig, Task};
+
+/// Entry points for the fuzz targets in `fuzz/`; built only with the
+/// `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::wasi::fuzz::calls as wasi_calls;
+
+    /// Rewrites a module the validator accepted to meter itself, and checks
+    /// the rewrite is itself valid: what the sandbox compiles from a
+    /// stranger's module. An input the validator refuses is `Err`, with why.
+    /// Validated by wasmparser with the engine's proposals (what
+    /// `Module::validate` runs first), which is many times faster.
+    pub fn gas_rewrite(wasm: &[u8]) -> Result<(), String> {
+        use crate::engine::{FEATURES_OFF, FEATURES_ON};
+        let given = (wasmparser::WasmFeatures::default() | FEATURES_ON).difference(FEATURES_OFF);
+        let validate = |bytes: &[u8], features| {
+            wasmparser::Validator::new_with_features(features)
+                .validate_all(bytes)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        validate(wasm, given)?;
+        if let Ok(out) = crate::gas::instrument_inline(wasm) {
+            // The rewrite adds a memory for the interrupt flag.
+            let with_flag = given | wasmparser::WasmFeatures::MULTI_MEMORY;
+            if let Err(e) = validate(&out, with_flag) {
+                panic!("the metered rewrite of a valid module is invalid: {e}");
+            }
+        }
+        Ok(())
+    }
+}

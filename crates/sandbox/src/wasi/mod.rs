@@ -13,6 +13,8 @@
 
 pub(crate) mod abi;
 pub(crate) mod ctx;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 
 use wasmtime::{Caller, Linker};
 
