@@ -67,6 +67,8 @@ pub struct ProviderSpec {
     pub policy: ProviderPolicy,
     /// Memory it offers.
     pub memory_bytes: u64,
+    /// Largest input blob it fetches.
+    pub max_fetch_bytes: u64,
     /// Its owner's machine: host load and time of day, set by hand (noon
     /// and idle unless a test says otherwise).
     pub probe: Arc<FixedProbe>,
@@ -88,6 +90,7 @@ impl ProviderSpec {
                 ..ProviderPolicy::default()
             },
             memory_bytes: 8 << 30,
+            max_fetch_bytes: 1 << 30,
             probe: {
                 let p = FixedProbe::default();
                 p.minute.store(12 * 60, std::sync::atomic::Ordering::Relaxed);
@@ -331,7 +334,7 @@ pub async fn start_provider(
             },
             speed: GigafuelPerSec(spec.speed),
             probe: spec.probe.clone(),
-            max_fetch_bytes: 1 << 30,
+            max_fetch_bytes: spec.max_fetch_bytes,
             proofs,
         }),
         ledger: ledger.as_ref().map(|(l, s)| LedgerOptions::new(l.clone(), s)),

@@ -431,3 +431,54 @@ async fn a_restarted_requestor_resumes_without_rerunning_accepted_tasks() {
     r2.node.handle.shutdown().await;
     net.shutdown().await;
 }
+
+/// An input larger than the provider fetches is refused on the first
+/// chunk's stated size: nothing of it is kept (no part file, no blob), and
+/// the provider serves the next task as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_over_the_providers_bound_is_refused_before_it_is_kept() {
+    use sharegrid_core::{Assignment, ContentId, PricePerGfuel, Program, TaskId, Terms};
+    use sharegrid_node::Assigned;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = ProviderSpec::new("a", 2.0, 1);
+    spec.max_fetch_bytes = 256 << 10;
+    let net = net(dir.path()).provider(spec).start().await.unwrap();
+    let r = &net.requestor.node;
+    let p = net.provider("a").unwrap();
+    let module = std::fs::read(format!("{}/../../guests/wasm/pi.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let assign = |input: &[u8], n: u64| {
+        let mut program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
+        program.inputs = vec![("data.bin".into(), r.blobs.put(input).unwrap())];
+        let terms = Terms {
+            requestor: r.key.id(),
+            provider: p.key.id(),
+            price: PricePerGfuel(Amount(1)),
+            escrow: None,
+        };
+        let args = vec!["5".to_string(), "1000".to_string()];
+        let task = TaskId::local(&program.module, &args, &n.to_le_bytes());
+        Assignment::new(task, args, &program, terms, sharegrid_node::now_ms())
+    };
+    let big = vec![7u8; 3 << 20];
+    let why = match r.handle.assign(&assign(&big, 1)).await.unwrap() {
+        Assigned::Refused(why) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(why.contains("over the 262144-byte limit"), "{why}");
+    assert!(!p.blobs.has(&ContentId::of(&big)));
+    let parts = std::fs::read_dir(p.home.join("blobs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .count();
+    assert_eq!(parts, 0, "no part of it is left");
+    // A small input is fetched (to disk, in chunks) and runs.
+    let small = vec![3u8; 100 << 10];
+    assert!(matches!(
+        r.handle.assign(&assign(&small, 2)).await.unwrap(),
+        Assigned::Receipt { .. }
+    ));
+    assert!(p.blobs.has(&ContentId::of(&small)));
+    net.shutdown().await;
+}

@@ -383,3 +383,56 @@ fn requestors_picking_many_stack_limits_cannot_grow_the_engines_without_bound() 
     t.limits.stack_bytes = 256 << 10;
     assert_eq!(sb.run(&t).unwrap().result.outcome, Outcome::Completed { exit_code: 0 });
 }
+
+/// A module that takes long to compile and nothing to run: 3,000
+/// functions, `_start` empty.
+fn slow_to_compile() -> Vec<u8> {
+    let mut src = String::from("(module (memory (export \"memory\") 1) (func (export \"_start\"))");
+    for i in 0..3_000 {
+        src.push_str(&format!(
+            "(func (param i64) (result i64) local.get 0 i64.const {i} i64.mul i64.const 7 i64.rem_u local.get 0 i64.add)"
+        ));
+    }
+    src.push(')');
+    wat(&src)
+}
+
+#[test]
+fn compiling_counts_against_the_timeout() {
+    let module = slow_to_compile();
+    // Compiling it takes far more than a millisecond: the run is over
+    // before its empty `_start` is called.
+    let mut t = Task::new(module.clone());
+    t.limits.timeout_ms = 1;
+    let r = sandbox().run(&t).unwrap();
+    assert_eq!(r.result.outcome, Outcome::Timeout);
+    assert_eq!(r.fuel, Fuel(0));
+    // With time to compile, the same module completes.
+    t.limits.timeout_ms = 60_000;
+    assert_completed(&sandbox().run(&t).unwrap());
+}
+
+#[test]
+fn a_cancelled_run_stops_long_before_its_timeout() {
+    let s = sandbox();
+    let mut t = Task::new(wat(LOOP));
+    t.limits.fuel = Fuel(u64::MAX / 2);
+    t.limits.timeout_ms = 600_000;
+    let cancel = sharegrid_sandbox::Cancel::default();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| s.run_cancellable(&t, &cancel));
+        // Whether the cancel lands before the loop starts or while it
+        // spins, the run ends cancelled, never as a result.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        cancel.cancel();
+        let ended = run.join().unwrap();
+        assert!(matches!(ended, Err(SandboxError::Cancelled)), "{ended:?}");
+    });
+    // Liveness: ten minutes were allowed.
+    assert!(started.elapsed().as_secs() < 60);
+    // The sandbox runs the next task as before.
+    let mut ok = Task::new(wat(LOOP));
+    ok.limits.fuel = Fuel(1_000);
+    assert_eq!(s.run(&ok).unwrap().result.outcome, Outcome::OutOfFuel);
+}
