@@ -30,6 +30,14 @@ fuzz_target!(init: sharegrid_fuzz::seeds::write_if_asked("module"), |data: &[u8]
     // Small modules: more of them a second, the same shapes of code.
     config.max_funcs = config.max_funcs.min(16);
     config.max_instructions = config.max_instructions.min(256);
+    config.max_types = config.max_types.min(16);
+    config.max_data_segments = config.max_data_segments.min(4);
+    config.max_element_segments = config.max_element_segments.min(4);
+    config.max_elements = config.max_elements.min(64);
+    config.max_table_elements = config.max_table_elements.min(1024);
+    config.max_globals = config.max_globals.min(16);
+    config.max_imports = config.max_imports.min(16);
+    config.max_exports = config.max_exports.min(16);
     let Ok(module) = wasm_smith::Module::new(config, &mut u) else { return };
     let wasm = module.to_bytes();
     // wasm-smith may still use a proposal the engine turns off (typed
