@@ -482,3 +482,43 @@ async fn an_input_over_the_providers_bound_is_refused_before_it_is_kept() {
     assert!(p.blobs.has(&ContentId::of(&small)));
     net.shutdown().await;
 }
+
+/// A task with many input files: the provider fetches them a bounded
+/// number at a time from its requestor, so the connection (which carries
+/// only so many streams at once) stays up and the task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_with_hundreds_of_input_files_is_fetched_and_runs() {
+    use sharegrid_core::{Assignment, PricePerGfuel, Program, TaskId, Terms};
+    use sharegrid_node::Assigned;
+
+    let dir = tempfile::tempdir().unwrap();
+    let net = net(dir.path())
+        .provider(ProviderSpec::new("a", 2.0, 1))
+        .start()
+        .await
+        .unwrap();
+    let r = &net.requestor.node;
+    let p = net.provider("a").unwrap();
+    let module = std::fs::read(format!("{}/../../guests/wasm/pi.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
+    program.inputs = (0..600u32)
+        .map(|i| {
+            (
+                format!("part/{i:04}"),
+                r.blobs.put(&i.to_le_bytes().repeat(64)).unwrap(),
+            )
+        })
+        .collect();
+    let terms = Terms {
+        requestor: r.key.id(),
+        provider: p.key.id(),
+        price: PricePerGfuel(Amount(1)),
+        escrow: None,
+    };
+    let args = vec!["5".to_string(), "1000".to_string()];
+    let task = TaskId::local(&program.module, &args, b"many");
+    let a = Assignment::new(task, args, &program, terms, sharegrid_node::now_ms());
+    let answer = r.handle.assign(&a).await.unwrap();
+    assert!(matches!(answer, Assigned::Receipt { .. }), "{answer:?}");
+    net.shutdown().await;
+}

@@ -9,7 +9,21 @@ use sharegrid_net::{
     BlobFetch, BlobRequest, BlobResponse, FetchError, FetchStep, Incoming, Misbehaviour, PeerId, request_response,
 };
 
+use std::collections::VecDeque;
+
 use super::{Daemon, FetchFailure, FetchOwner, Fetching, Internal, now_ms};
+
+/// Fetches from one peer at once, at most: a connection carries only so
+/// many streams (yamux refuses more: "max sub-streams reached"), and a
+/// task may name thousands of input files.
+pub(super) const MAX_FETCHES_PER_PEER: usize = 32;
+
+/// The fetches from one peer.
+#[derive(Default)]
+pub(super) struct PeerFetches {
+    running: usize,
+    queued: VecDeque<(ContentId, u64, FetchOwner)>,
+}
 use crate::blobs::BlobStore;
 use crate::provider::AgentInput;
 
@@ -56,6 +70,7 @@ impl Daemon {
                 let failure = self.outbound_failed("blob", peer, &error);
                 if let Some(f) = self.fetches.remove(&request_id) {
                     self.drop_part(&f);
+                    self.fetch_over(f.peer);
                     self.fetched(f.owner, Err(FetchFailure::Request(failure)));
                 }
             }
@@ -71,6 +86,12 @@ impl Daemon {
         if peer == *self.swarm.local_peer_id() {
             return self.fetch_local(id, max, owner);
         }
+        let turn = self.peer_fetches.entry(peer).or_default();
+        if turn.running >= MAX_FETCHES_PER_PEER {
+            turn.queued.push_back((id, max, owner));
+            return;
+        }
+        turn.running += 1;
         // A run's input goes to disk chunk by chunk; a caller's blob (a
         // result it reads) is gathered in memory.
         let fetch = match owner {
@@ -88,6 +109,22 @@ impl Daemon {
         self.next_chunk(f, first);
     }
 
+    /// A fetch from `peer` is over (its last chunk arrived, or it failed):
+    /// the next one waiting for that peer starts.
+    pub(super) fn fetch_over(&mut self, peer: PeerId) {
+        let Some(turn) = self.peer_fetches.get_mut(&peer) else {
+            return;
+        };
+        turn.running = turn.running.saturating_sub(1);
+        match turn.queued.pop_front() {
+            Some((id, max, owner)) => self.fetch(peer, id, max, owner),
+            None if turn.running == 0 => {
+                self.peer_fetches.remove(&peer);
+            }
+            None => {}
+        }
+    }
+
     /// Asks for a fetch's next chunk.
     pub(super) fn next_chunk(&mut self, f: Fetching, req: BlobRequest) {
         let id = self.swarm.behaviour_mut().blob.send_request(&f.peer, req.into());
@@ -97,13 +134,20 @@ impl Daemon {
     fn on_chunk(&mut self, mut f: Fetching, response: BlobResponse) {
         match f.fetch.on_response(response) {
             Ok(FetchStep::Next(req)) => self.next_chunk(f, req),
-            Ok(FetchStep::Done(bytes)) => self.fetched(f.owner, Ok(bytes)),
+            Ok(FetchStep::Done(bytes)) => {
+                self.fetch_over(f.peer);
+                self.fetched(f.owner, Ok(bytes));
+            }
             Ok(FetchStep::Write {
                 offset,
                 data,
                 total,
                 next,
             }) => {
+                if next.is_none() {
+                    // All of it arrived: the peer's turn goes to the next fetch.
+                    self.fetch_over(f.peer);
+                }
                 let FetchOwner::Run(run) = f.owner else { return };
                 let Some(part) = &self.agent else { return };
                 let store = part.provider_blobs().clone();
@@ -115,14 +159,15 @@ impl Daemon {
                     let failed = |e: crate::blobs::BlobError| {
                         store.remove_part(&id, n);
                         let why = format!("provider cannot store an input: {e}");
-                        Internal::Agent(AgentInput::BlobFailed { run, why })
+                        AgentInput::BlobFailed { run, why }
                     };
                     match (written, next) {
-                        (Err(e), _) => failed(e),
-                        (Ok(()), Some(next)) => Internal::ChunkWritten(Box::new(f), next),
+                        (Err(e), Some(_)) => Internal::ChunkWritten(Box::new(f), Err(failed(e))),
+                        (Err(e), None) => Internal::Agent(failed(e)),
+                        (Ok(()), Some(next)) => Internal::ChunkWritten(Box::new(f), Ok(next)),
                         (Ok(()), None) => match store.commit_part(&id, n, total) {
                             Ok(()) => Internal::Agent(AgentInput::BlobReady { run }),
-                            Err(e) => failed(e),
+                            Err(e) => Internal::Agent(failed(e)),
                         },
                     }
                 });
@@ -136,6 +181,7 @@ impl Daemon {
                     self.misbehaved(f.peer, what, format!("blob: {e}"));
                 }
                 self.drop_part(&f);
+                self.fetch_over(f.peer);
                 self.fetched(f.owner, Err(FetchFailure::Bad(e)));
             }
         }

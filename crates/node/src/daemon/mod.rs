@@ -105,6 +105,7 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         assigns: HashMap::new(),
         fetches: HashMap::new(),
         next_fetch: 0,
+        peer_fetches: HashMap::new(),
         ping_failures: HashMap::new(),
         last_heard: HashMap::new(),
         departure_timeout: opts.net.departure_timeout,
@@ -163,7 +164,12 @@ pub(super) enum Internal {
     },
     EscrowStanding(Vec<escrow::Standing>),
     /// A chunk of a fetch streamed to disk is written: ask for the next.
-    ChunkWritten(Box<Fetching>, sharegrid_net::BlobRequest),
+    /// A chunk of a fetch streamed to disk: written (ask for the next), or
+    /// not (the fetch ends, the run is told).
+    ChunkWritten(
+        Box<Fetching>,
+        Result<sharegrid_net::BlobRequest, crate::provider::AgentInput>,
+    ),
 }
 
 /// A blob fetch in flight: from whom, its state, who waits, and its
@@ -198,6 +204,8 @@ pub(super) struct Daemon {
     fetches: HashMap<request_response::OutboundRequestId, Fetching>,
     /// Numbers fetches streamed to disk (each its own part file).
     next_fetch: u64,
+    /// Fetches from each peer: how many run, and those waiting their turn.
+    peer_fetches: HashMap<PeerId, blob::PeerFetches>,
     /// Why a peer's connection was closed (ping), kept a while so the
     /// requests that fail with it can say so.
     ping_failures: HashMap<PeerId, (String, std::time::Instant)>,
@@ -390,7 +398,11 @@ impl Daemon {
             }
             Internal::Applied { peer, result } => self.on_applied(peer, result),
             Internal::EscrowStanding(checks) => self.on_escrow_standing(checks),
-            Internal::ChunkWritten(f, next) => self.next_chunk(*f, next),
+            Internal::ChunkWritten(f, Ok(next)) => self.next_chunk(*f, next),
+            Internal::ChunkWritten(f, Err(input)) => {
+                self.fetch_over(f.peer);
+                self.agent_input(input, None);
+            }
             Internal::InputsShrunk { removed, held_bytes } => {
                 self.emit(NodeEvent::InputsShrunk { removed, held_bytes });
             }
