@@ -147,11 +147,38 @@ pub fn seeds(target: &str) -> anyhow::Result<Vec<Vec<u8>>> {
         "wasi" => vec![vec![
             0, 23, 4, 0, 0, 0, 0, 16, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 20, 1, 0, 0, 0,
         ]],
+        // Small modules (inputs are kept under 512 bytes, for speed) with
+        // loops, branches, calls, bulk memory and a start function.
         "module" => {
-            let mut m = files("../guests/wasm", Some(0))?;
+            let mut m: Vec<Vec<u8>> = SMALL_MODULES
+                .iter()
+                .map(|src| wat::parse_str(src).map(|b| tagged(0, b)))
+                .collect::<Result<_, _>>()?;
             m.push(tagged(1, vec![7; 64]));
             m
         }
         other => anyhow::bail!("no target named {other}"),
     })
 }
+
+const SMALL_MODULES: &[&str] = &[
+    r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#,
+    r#"(module (memory 1) (func $f (param i32) (result i32) local.get 0 i32.const 1 i32.add)
+        (func (export "_start") (local i32)
+          (block (loop (local.set 0 (call $f (local.get 0)))
+            (br_if 1 (i32.gt_u (local.get 0) (i32.const 100))) (br 0)))
+          (memory.fill (i32.const 0) (i32.const 7) (i32.const 100))
+          (memory.copy (i32.const 200) (i32.const 0) (i32.const 50))))"#,
+    r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1) (global $g (mut i32) (i32.const 0))
+        (table 2 funcref) (elem (i32.const 0) $a $b)
+        (func $a (result i32) i32.const 1) (func $b (result i32) i32.const 2)
+        (func (export "_start")
+          (global.set $g (call_indirect (result i32) (i32.const 1)))
+          (block (block (br_table 0 1 (global.get $g))) (call $exit (i32.const 3)))))"#,
+    r#"(module (memory 1 2) (data (i32.const 8) "hello")
+        (func $start (drop (memory.grow (i32.const 1))))
+        (start $start)
+        (func (export "_start") (local i64) (local.set 0 (i64.const 5))
+          (if (i64.eqz (local.get 0)) (then unreachable) (else nop))))"#,
+];
