@@ -126,6 +126,9 @@ fn a_task_crosses_between_two_node_processes() {
             ("SHAREGRID_PROVIDER__ENABLED", "true"),
             ("SHAREGRID_PROVIDER__OFFER_INTERVAL_SECS", "1"),
             ("SHAREGRID_PROVIDER__PRICE_FLOOR", r#""1000""#),
+            // `run --on` below pays through no escrow: this owner opts out
+            // of requiring one (the job further down is escrowed anyway).
+            ("SHAREGRID_PROVIDER__REQUIRE_ESCROW", "false"),
         ],
     );
     let bootstrap = format!(r#"["{}"]"#, provider.addr);
