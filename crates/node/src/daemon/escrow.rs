@@ -6,8 +6,8 @@
 //!
 //! An escrow not open yet may be in a block this node has not seen: the
 //! check waits up to [`ESCROW_WAIT_BLOCKS`] new blocks or
-//! [`ESCROW_WAIT_MS`], whichever comes first, holding the slot but
-//! fetching nothing. Every new block checks again the escrows of the runs
+//! [`ESCROW_WAIT_MS`], whichever comes first, fetching nothing and holding
+//! no slot, at most [`MAX_PARKED`] assignments at once. Every new block checks again the escrows of the runs
 //! in flight; one that can no longer pay cancels its run.
 
 use sharegrid_core::Assignment;
@@ -20,6 +20,10 @@ use crate::provider::{AgentInput, RunId};
 pub(super) const ESCROW_WAIT_BLOCKS: u32 = 3;
 /// Longest an assignment waits for its escrow to appear, in milliseconds.
 pub(super) const ESCROW_WAIT_MS: u64 = 30_000;
+/// Assignments waiting for their escrow at once, at most. They hold no
+/// slot; past this, one whose escrow is not open is refused at once, so
+/// assignments naming escrows that never come cost a bounded amount.
+pub(super) const MAX_PARKED: usize = 64;
 
 /// An assignment whose escrow is not open yet.
 pub(super) struct Parked {
@@ -125,20 +129,35 @@ impl Daemon {
         let now = now_ms();
         for c in checks {
             match (c.parked, c.result) {
-                (Some(_), Ok(())) => self.agent_input(
-                    AgentInput::EscrowChecked {
+                (Some(_), Ok(())) => {
+                    self.emit(super::NodeEvent::Funded {
+                        task: c.assignment.task,
+                    });
+                    let input = AgentInput::EscrowChecked {
                         run: c.run,
                         result: Ok(()),
-                    },
-                    None,
-                ),
-                (Some((blocks_left, until_ms)), Err(Unpayable::NotOpen(_))) if blocks_left > 0 && until_ms > now => {
+                    };
+                    self.agent_input(input, None);
+                }
+                (Some((blocks_left, until_ms)), Err(Unpayable::NotOpen(_)))
+                    if blocks_left > 0 && until_ms > now && self.parked_escrows.len() < MAX_PARKED =>
+                {
                     self.parked_escrows.push(Parked {
                         run: c.run,
                         assignment: c.assignment,
                         blocks_left,
                         until_ms,
                     });
+                }
+                (Some(_), Err(why @ Unpayable::NotOpen(_))) if self.parked_escrows.len() >= MAX_PARKED => {
+                    let why = format!("{why}; {MAX_PARKED} assignments already wait for theirs here");
+                    self.agent_input(
+                        AgentInput::EscrowChecked {
+                            run: c.run,
+                            result: Err(why),
+                        },
+                        None,
+                    );
                 }
                 (Some(_), Err(why)) => self.escrow_refused(c.run, &why),
                 (None, Ok(())) => {}

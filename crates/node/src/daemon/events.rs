@@ -43,6 +43,12 @@ pub enum NodeEvent {
         /// The task.
         task: TaskId,
     },
+    /// The ledger showed that the escrow of an admitted assignment can pay
+    /// for its run: it takes a slot and its blobs are fetched.
+    Funded {
+        /// The task.
+        task: TaskId,
+    },
     /// This provider ran a task and returned its receipt.
     Ran {
         /// The task.

@@ -118,9 +118,16 @@ impl Agent {
         self.runs.values().flat_map(|r| r.prepared.blobs()).collect()
     }
 
-    /// Slots in use (fetching, running or delivering).
+    /// Slots in use (fetching, running or delivering). An assignment
+    /// waiting for the ledger to show its escrow holds none, so assignments
+    /// naming escrows that never come cannot pin the slots.
     pub fn busy(&self) -> u32 {
-        self.runs.len() as u32
+        self.runs.values().filter(|r| r.funded).count() as u32
+    }
+
+    /// Assignments waiting for the ledger to show their escrow.
+    pub fn awaiting_escrow(&self) -> u32 {
+        self.runs.values().filter(|r| !r.funded).count() as u32
     }
 
     /// Whether new work is accepted.
@@ -217,11 +224,23 @@ impl Agent {
             } => self.on_assignment(peer, signed, backed_off, host, now_ms, &mut out),
             AgentInput::EscrowChecked { run, result } => match result {
                 Ok(()) => {
-                    if let Some(r) = self.runs.get_mut(&run)
-                        && !r.funded
-                    {
-                        r.funded = true;
-                        self.fetch(run, &mut out);
+                    let slots = self.slots();
+                    let full = self.busy() >= slots;
+                    match self.runs.get_mut(&run) {
+                        Some(r) if !r.funded && full => {
+                            let peer = r.peer;
+                            self.runs.remove(&run);
+                            out.push(AgentAction::Refuse {
+                                reply: Reply::Run(run),
+                                reason: Refusal::Busy { slots }.to_string(),
+                                peer,
+                            });
+                        }
+                        Some(r) if !r.funded => {
+                            r.funded = true;
+                            self.fetch(run, &mut out);
+                        }
+                        _ => {}
                     }
                 }
                 Err(why) => {

@@ -389,3 +389,46 @@ fn this_nodes_own_tasks_need_no_escrow() {
     assert_eq!(fetches(&actions), 3);
     drop(key);
 }
+
+#[test]
+fn assignments_waiting_for_their_escrow_hold_no_slot() {
+    let (mut a, key) = requiring_escrow();
+    let escrow = Some(ContentId::of(b"e"));
+    // Three assignments for a provider of two slots: none is busy yet.
+    let runs: Vec<RunId> = (1..=3)
+        .map(|t| {
+            let acts = assign(&mut a, signed(key.id(), 100, escrow, t));
+            assert!(refusal(&acts).is_none(), "{acts:?}");
+            run_of(&acts)
+        })
+        .collect();
+    assert_eq!((a.busy(), a.awaiting_escrow()), (0, 3));
+    assert_eq!(
+        a.offer(HostSample::default(), 10).free_slots,
+        2,
+        "the offer still shows both"
+    );
+    // Funded in turn: two take the slots, the third is refused as busy.
+    for run in &runs[..2] {
+        let acts = a.handle(
+            AgentInput::EscrowChecked {
+                run: *run,
+                result: Ok(()),
+            },
+            HostSample::default(),
+            11,
+        );
+        assert_eq!(fetches(&acts), 3);
+    }
+    let acts = a.handle(
+        AgentInput::EscrowChecked {
+            run: runs[2],
+            result: Ok(()),
+        },
+        HostSample::default(),
+        12,
+    );
+    let why = refusal(&acts).expect("refused");
+    assert!(why.contains("busy"), "{why}");
+    assert_eq!((a.busy(), a.awaiting_escrow()), (2, 0));
+}
