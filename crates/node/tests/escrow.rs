@@ -47,6 +47,20 @@ fn refusal(a: Assigned) -> String {
     }
 }
 
+/// A provider of one slot and a requestor on the requestor's ledger, and
+/// the requestor's ledger client.
+async fn one_provider_on_a_ledger(dir: &std::path::Path) -> (Testnet, LedgerClient) {
+    let net = Testnet::builder(dir)
+        .provider(ProviderSpec::new("p", 1.0, 1))
+        .ledger(LedgerSpec::default())
+        .start()
+        .await
+        .unwrap();
+    let r = &net.requestor.node;
+    let client = LedgerClient::new(r.ledger.clone().unwrap(), r.handle.clone());
+    (net, client)
+}
+
 /// Opens an escrow of `budget` for the first `tasks` tasks of `job`.
 async fn open(client: &LedgerClient, r: &TestNode, job: &JobId, tasks: usize, budget: u128) -> ContentId {
     let escrow = job.escrow(&r.key.id());
@@ -65,15 +79,8 @@ async fn open(client: &LedgerClient, r: &TestNode, job: &JobId, tasks: usize, bu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn strangers_are_served_only_against_an_escrow_that_can_pay() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Testnet::builder(dir.path())
-        .provider(ProviderSpec::new("p", 1.0, 1))
-        .ledger(LedgerSpec::default())
-        .start()
-        .await
-        .unwrap();
-    let p = &net.providers[0];
-    let r = &net.requestor.node;
-    let client = LedgerClient::new(r.ledger.clone().unwrap(), r.handle.clone());
+    let (net, client) = one_provider_on_a_ledger(dir.path()).await;
+    let (p, r) = (&net.providers[0], &net.requestor.node);
     let pi = guest("pi");
     let small = Limits {
         fuel: Fuel(2_000_000_000),
@@ -138,15 +145,8 @@ async fn strangers_are_served_only_against_an_escrow_that_can_pay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_whose_escrow_closes_is_cancelled_and_its_slot_freed() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Testnet::builder(dir.path())
-        .provider(ProviderSpec::new("p", 1.0, 1))
-        .ledger(LedgerSpec::default())
-        .start()
-        .await
-        .unwrap();
-    let p = &net.providers[0];
-    let r = &net.requestor.node;
-    let client = LedgerClient::new(r.ledger.clone().unwrap(), r.handle.clone());
+    let (net, client) = one_provider_on_a_ledger(dir.path()).await;
+    let (p, r) = (&net.providers[0], &net.requestor.node);
     let spin =
         wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#).unwrap();
     // A thousand gigafuel and a minute: it would hold the one slot that long.

@@ -432,36 +432,49 @@ async fn a_restarted_requestor_resumes_without_rerunning_accepted_tasks() {
     net.shutdown().await;
 }
 
+/// An assignment from `r` to `p` of pi with `inputs` (put in `r`'s
+/// store), paid through no escrow (this network keeps no ledger); `salt`
+/// makes its task id its own.
+fn pi_with_inputs(
+    r: &testnet::TestNode,
+    p: &testnet::TestNode,
+    inputs: &[(String, Vec<u8>)],
+    salt: &[u8],
+) -> sharegrid_core::Assignment {
+    use sharegrid_core::{Assignment, PricePerGfuel, Program, TaskId, Terms};
+    let module = std::fs::read(format!("{}/../../guests/wasm/pi.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
+    program.inputs = inputs
+        .iter()
+        .map(|(path, bytes)| (path.clone(), r.blobs.put(bytes).unwrap()))
+        .collect();
+    let terms = Terms {
+        requestor: r.key.id(),
+        provider: p.key.id(),
+        price: PricePerGfuel(Amount(1)),
+        escrow: None,
+    };
+    let args = vec!["5".to_string(), "1000".to_string()];
+    let task = TaskId::local(&program.module, &args, salt);
+    Assignment::new(task, args, &program, terms, sharegrid_node::now_ms())
+}
+
 /// An input larger than the provider fetches is refused on the first
 /// chunk's stated size: nothing of it is kept (no part file, no blob), and
 /// the provider serves the next task as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_over_the_providers_bound_is_refused_before_it_is_kept() {
-    use sharegrid_core::{Assignment, ContentId, PricePerGfuel, Program, TaskId, Terms};
+    use sharegrid_core::ContentId;
     use sharegrid_node::Assigned;
 
     let dir = tempfile::tempdir().unwrap();
     let mut spec = ProviderSpec::new("a", 2.0, 1);
     spec.max_fetch_bytes = 256 << 10;
     let net = net(dir.path()).provider(spec).start().await.unwrap();
-    let r = &net.requestor.node;
-    let p = net.provider("a").unwrap();
-    let module = std::fs::read(format!("{}/../../guests/wasm/pi.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let assign = |input: &[u8], n: u64| {
-        let mut program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
-        program.inputs = vec![("data.bin".into(), r.blobs.put(input).unwrap())];
-        let terms = Terms {
-            requestor: r.key.id(),
-            provider: p.key.id(),
-            price: PricePerGfuel(Amount(1)),
-            escrow: None,
-        };
-        let args = vec!["5".to_string(), "1000".to_string()];
-        let task = TaskId::local(&program.module, &args, &n.to_le_bytes());
-        Assignment::new(task, args, &program, terms, sharegrid_node::now_ms())
-    };
+    let (r, p) = (&net.requestor.node, net.provider("a").unwrap());
     let big = vec![7u8; 3 << 20];
-    let why = match r.handle.assign(&assign(&big, 1)).await.unwrap() {
+    let a = pi_with_inputs(r, p, &[("data.bin".into(), big.clone())], b"big");
+    let why = match r.handle.assign(&a).await.unwrap() {
         Assigned::Refused(why) => why,
         other => panic!("{other:?}"),
     };
@@ -475,10 +488,8 @@ async fn an_input_over_the_providers_bound_is_refused_before_it_is_kept() {
     assert_eq!(parts, 0, "no part of it is left");
     // A small input is fetched (to disk, in chunks) and runs.
     let small = vec![3u8; 100 << 10];
-    assert!(matches!(
-        r.handle.assign(&assign(&small, 2)).await.unwrap(),
-        Assigned::Receipt { .. }
-    ));
+    let a = pi_with_inputs(r, p, &[("data.bin".into(), small.clone())], b"small");
+    assert!(matches!(r.handle.assign(&a).await.unwrap(), Assigned::Receipt { .. }));
     assert!(p.blobs.has(&ContentId::of(&small)));
     net.shutdown().await;
 }
@@ -488,7 +499,6 @@ async fn an_input_over_the_providers_bound_is_refused_before_it_is_kept() {
 /// only so many streams at once) stays up and the task runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_with_hundreds_of_input_files_is_fetched_and_runs() {
-    use sharegrid_core::{Assignment, PricePerGfuel, Program, TaskId, Terms};
     use sharegrid_node::Assigned;
 
     let dir = tempfile::tempdir().unwrap();
@@ -497,28 +507,11 @@ async fn a_task_with_hundreds_of_input_files_is_fetched_and_runs() {
         .start()
         .await
         .unwrap();
-    let r = &net.requestor.node;
-    let p = net.provider("a").unwrap();
-    let module = std::fs::read(format!("{}/../../guests/wasm/pi.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap();
-    let mut program = Program::new(r.blobs.put(&module).unwrap(), r.blobs.put(b"").unwrap());
-    program.inputs = (0..600u32)
-        .map(|i| {
-            (
-                format!("part/{i:04}"),
-                r.blobs.put(&i.to_le_bytes().repeat(64)).unwrap(),
-            )
-        })
+    let (r, p) = (&net.requestor.node, net.provider("a").unwrap());
+    let inputs: Vec<(String, Vec<u8>)> = (0..600u32)
+        .map(|i| (format!("part/{i:04}"), i.to_le_bytes().repeat(64)))
         .collect();
-    let terms = Terms {
-        requestor: r.key.id(),
-        provider: p.key.id(),
-        price: PricePerGfuel(Amount(1)),
-        escrow: None,
-    };
-    let args = vec!["5".to_string(), "1000".to_string()];
-    let task = TaskId::local(&program.module, &args, b"many");
-    let a = Assignment::new(task, args, &program, terms, sharegrid_node::now_ms());
-    let answer = r.handle.assign(&a).await.unwrap();
+    let answer = r.handle.assign(&pi_with_inputs(r, p, &inputs, b"many")).await.unwrap();
     assert!(matches!(answer, Assigned::Receipt { .. }), "{answer:?}");
     net.shutdown().await;
 }

@@ -53,6 +53,26 @@ fn sandbox() -> Arc<Sandbox> {
     Arc::new(Sandbox::new(SandboxConfig::default()).unwrap())
 }
 
+/// A plain node following the ledger of `genesis` (its key `key`).
+async fn follower(
+    dir: &std::path::Path,
+    genesis: &sharegrid_ledger::Genesis,
+    key: Arc<NodeKey>,
+) -> (Arc<sharegrid_node::Ledger>, TestNode) {
+    let ledger = testnet::open_ledger(dir, genesis, &key).unwrap();
+    let settings = LedgerSpec::default().settings;
+    let node = testnet::start_plain(
+        dir,
+        "follower",
+        key,
+        testnet::loopback(),
+        Some((ledger.clone(), &settings)),
+    )
+    .await
+    .unwrap();
+    (ledger, node)
+}
+
 /// Waits until `node`'s ledger is at `height` or above.
 async fn at_height(node: &TestNode, height: u64) {
     let mut events = node.handle.subscribe();
@@ -213,17 +233,7 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
     let fkey = Arc::new(NodeKey::from_seed([42; 32]));
     let rich = NodeKey::from_seed([43; 32]);
     let genesis = testnet::genesis(&vkey, &rich, 1_000, 100);
-    let fl = testnet::open_ledger(dir.path(), &genesis, &fkey).unwrap();
-    let settings = LedgerSpec::default().settings;
-    let follower = testnet::start_plain(
-        dir.path(),
-        "follower",
-        fkey,
-        testnet::loopback(),
-        Some((fl.clone(), &settings)),
-    )
-    .await
-    .unwrap();
+    let (fl, follower) = follower(dir.path(), &genesis, fkey).await;
     let target = follower.addr().await.unwrap();
 
     // The good block 1 (a transfer), and a copy whose header claims another
@@ -327,17 +337,7 @@ async fn a_head_height_no_validator_signed_steers_no_sync() {
     let vkey = NodeKey::from_seed([51; 32]);
     let fkey = Arc::new(NodeKey::from_seed([52; 32]));
     let genesis = testnet::genesis(&vkey, &vkey, 1_000, 100);
-    let fl = testnet::open_ledger(dir.path(), &genesis, &fkey).unwrap();
-    let settings = LedgerSpec::default().settings;
-    let follower = testnet::start_plain(
-        dir.path(),
-        "follower",
-        fkey,
-        testnet::loopback(),
-        Some((fl.clone(), &settings)),
-    )
-    .await
-    .unwrap();
+    let (fl, follower) = follower(dir.path(), &genesis, fkey).await;
     let mallory = NodeKey::from_seed([53; 32]);
     let mut rogue = build_swarm(&mallory, &testnet::loopback()).unwrap();
     rogue.dial(follower.addr().await.unwrap()).unwrap();

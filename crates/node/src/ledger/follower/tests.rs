@@ -224,42 +224,16 @@ fn a_partial_sync_continues_from_the_same_peer() {
 
 mod signed_heads {
     use super::*;
-    use sharegrid_core::{Amount, NodeKey};
-    use sharegrid_ledger::{Allocation, Genesis, Header, Params};
-
-    fn peer(seed: u8) -> PeerId {
-        sharegrid_net::peer_id(&NodeKey::from_seed([seed; 32]).id()).unwrap()
-    }
 
     fn setup() -> (NodeKey, Follower, ContentId) {
         let v = NodeKey::from_seed([1; 32]);
-        let g = Genesis {
-            validators: vec![v.id()],
-            params: Params {
-                treasury: v.id(),
-                network_fee_bps: 0,
-                min_fee: Amount(0),
-            },
-            balances: vec![Allocation {
-                account: v.id(),
-                amount: Amount(1),
-            }],
-        };
+        let g = genesis(&v);
         let f = Follower::new(g.hash(), vec![v.id()], 5_000);
         (v, f, g.hash())
     }
 
     fn header(signer: &NodeKey, height: u64) -> Signed {
-        let h = Header {
-            version: sharegrid_ledger::BLOCK_VERSION,
-            height,
-            prev: ContentId::of(b"prev"),
-            txs: ContentId::of(b"txs"),
-            state_root: ContentId::of(b"root"),
-            producer: signer.id(),
-            time_ms: 0,
-        };
-        Signed::sign(signer, &h).unwrap()
+        head_at(signer, height).unwrap()
     }
 
     fn head(peer: PeerId, genesis: ContentId, height: u64, header: Option<Signed>) -> FollowerInput {
