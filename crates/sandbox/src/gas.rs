@@ -83,6 +83,17 @@ fn scan(wasm: &[u8]) -> Result<Shape, String> {
                 }
             }
             Payload::GlobalSection(r) => s.defined_globals = r.count(),
+            // The rewrite exports the gas counter and the interrupt flag
+            // under these names: a module using one cannot be metered (its
+            // rewrite would export a name twice). Found by fuzzing.
+            Payload::ExportSection(r) => {
+                for e in r {
+                    let name = e.map_err(|e| e.to_string())?.name;
+                    if name == GAS_GLOBAL || name == INTERRUPT_MEMORY {
+                        return Err(format!("the export name `{name}` is reserved by the sandbox"));
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -248,6 +248,13 @@ fn invalid_modules_are_rejected_with_the_reason() {
     // Threads are off: shared memory does not validate.
     let r = invalid_reason(&sb, &wat(r#"(module (memory 1 1 shared) (func (export "_start")))"#));
     assert!(r.contains("thread"), "{r}");
+    // Names the metered rewrite exports are reserved (found by the
+    // `module` fuzz target: the rewrite exported them twice).
+    for name in ["sharegrid_interrupt", "sharegrid_gas_left"] {
+        let m = wat(&format!(r#"(module (memory (export "{name}") 1) (func (export "_start")))"#));
+        let r = invalid_reason(&sb, &m);
+        assert!(r.contains("reserved") && r.contains(name), "{r}");
+    }
 }
 
 #[test]
