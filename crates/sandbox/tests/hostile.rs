@@ -443,3 +443,19 @@ fn a_cancelled_run_stops_long_before_its_timeout() {
     ok.limits.fuel = Fuel(1_000);
     assert_eq!(s.run(&ok).unwrap().result.outcome, Outcome::OutOfFuel);
 }
+
+/// A sleep to the end of time, then an absolute deadline: the clock
+/// saturates instead of overflowing (found by the `wasi` fuzz target; a
+/// debug build panicked, a release build wrapped).
+#[test]
+fn a_clock_pushed_to_its_end_saturates() {
+    let m = wat(r#"(module
+        (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start")
+          (i64.store (i32.const 24) (i64.const -1))
+          (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))
+          (i32.store16 (i32.const 40) (i32.const 1))
+          (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#);
+    assert_completed(&sandbox().run(&Task::new(m)).unwrap());
+}

@@ -264,7 +264,7 @@ impl WasiCtx {
                     let wait = if flags & SUBCLOCKFLAGS_ABSTIME != 0 {
                         // An absolute realtime deadline counts from the epoch.
                         let now = if clock == CLOCK_REALTIME {
-                            EPOCH_NS + self.clock_ns
+                            EPOCH_NS.saturating_add(self.clock_ns)
                         } else {
                             self.clock_ns
                         };
