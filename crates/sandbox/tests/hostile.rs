@@ -251,7 +251,9 @@ fn invalid_modules_are_rejected_with_the_reason() {
     // Names the metered rewrite exports are reserved (found by the
     // `module` fuzz target: the rewrite exported them twice).
     for name in ["sharegrid_interrupt", "sharegrid_gas_left"] {
-        let m = wat(&format!(r#"(module (memory (export "{name}") 1) (func (export "_start")))"#));
+        let m = wat(&format!(
+            r#"(module (memory (export "{name}") 1) (func (export "_start")))"#
+        ));
         let r = invalid_reason(&sb, &m);
         assert!(r.contains("reserved") && r.contains(name), "{r}");
     }
