@@ -26,18 +26,44 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 const HOST_STACK_MARGIN: usize = 4 << 20;
 
 /// Stops a run from another thread: see [`Sandbox::run_cancellable`].
+/// Also says when the guest's code starts running ([`Cancel::wait_running`]).
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<std::sync::atomic::AtomicBool>);
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: std::sync::atomic::AtomicBool,
+    running: std::sync::Mutex<bool>,
+    started: std::sync::Condvar,
+}
 
 impl Cancel {
     /// Stops the run (if it still goes on).
     pub fn cancel(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether [`Cancel::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.cancelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Blocks until the run's guest code has started (its module compiled
+    /// and instantiated, the watchdog armed).
+    pub fn wait_running(&self) {
+        let mut running = self.0.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while !*running {
+            running = self
+                .0
+                .started
+                .wait(running)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn set_running(&self) {
+        *self.0.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.0.started.notify_all();
     }
 }
 
@@ -574,14 +600,19 @@ impl Sandbox {
                     Err(e) => return Err(engine_err(e)),
                     Ok(Some(early)) => early,
                     Ok(None) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                        Err(e) => Outcome::InvalidModule { reason: error_chain(&e) },
-                        Ok(start) => match start.call(&mut store, ()) {
-                            Ok(()) => Outcome::Completed { exit_code: 0 },
-                            Err(e) => classify(store.data(), &e).unwrap_or_else(|| {
-                                tracing::warn!(task = %task.id, error = %error_chain(&e), "unclassified error ended a task");
-                                Outcome::Trap { trap: TrapKind::Other }
-                            }),
+                        Err(e) => Outcome::InvalidModule {
+                            reason: error_chain(&e),
                         },
+                        Ok(start) => {
+                            cancel.set_running();
+                            match start.call(&mut store, ()) {
+                                Ok(()) => Outcome::Completed { exit_code: 0 },
+                                Err(e) => classify(store.data(), &e).unwrap_or_else(|| {
+                                    tracing::warn!(task = %task.id, error = %error_chain(&e), "unclassified error ended a task");
+                                    Outcome::Trap { trap: TrapKind::Other }
+                                }),
+                            }
+                        }
                     },
                 }
             }
