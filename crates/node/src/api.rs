@@ -411,7 +411,7 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
     };
     let a = Assignment::new(t.task, t.args, &t.program, terms, now_ms());
     let receipt = match node.assign(&a).await.map_err(|e| e.to_string())? {
-        Assigned::Refused(reason) if reason.contains("funded escrow") => {
+        Assigned::Refused(reason) if crate::provider::Refusal::is_unfunded(&reason) => {
             return Err(format!(
                 "provider refused: {reason}\n`run --on` pays through no escrow: run on your own node, or submit a job (which opens one)"
             ));

@@ -208,16 +208,6 @@ impl BlobStore {
         }
     }
 
-    /// Bytes held in all.
-    pub fn total_bytes(&self) -> u64 {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
-        entries
-            .flatten()
-            .filter_map(|e| e.metadata().ok())
-            .map(|m| m.len())
-            .sum()
-    }
-
     /// Deletes the least recently used blobs, except those in `keep`,
     /// until the store holds at most `max_total` bytes; returns how many
     /// went and the bytes left. A bounded cache for the inputs a provider

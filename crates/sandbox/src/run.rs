@@ -49,7 +49,8 @@ impl Cancel {
     }
 
     /// Blocks until the run's guest code has started (its module compiled
-    /// and instantiated, the watchdog armed).
+    /// and instantiated, the watchdog armed). Never returns if the run ends
+    /// before that (an invalid module, a timeout while compiling).
     pub fn wait_running(&self) {
         let mut running = self.0.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         while !*running {

@@ -4,14 +4,16 @@
 //! to the id asked for. A fetched input goes into the provider's store and
 //! its run is told; a caller's fetch is answered with the bytes.
 
+use std::collections::VecDeque;
+
 use sharegrid_core::ContentId;
 use sharegrid_net::{
     BlobFetch, BlobRequest, BlobResponse, FetchError, FetchStep, Incoming, Misbehaviour, PeerId, request_response,
 };
 
-use std::collections::VecDeque;
-
 use super::{Daemon, FetchFailure, FetchOwner, Fetching, Internal, now_ms};
+use crate::blobs::BlobStore;
+use crate::provider::AgentInput;
 
 /// Fetches from one peer at once, at most: a connection carries only so
 /// many streams (yamux refuses more: "max sub-streams reached"), and a
@@ -24,8 +26,6 @@ pub(super) struct PeerFetches {
     running: usize,
     queued: VecDeque<(ContentId, u64, FetchOwner)>,
 }
-use crate::blobs::BlobStore;
-use crate::provider::AgentInput;
 
 impl Daemon {
     pub(super) fn on_blob(&mut self, ev: request_response::Event<Incoming<BlobRequest>, BlobResponse>) {

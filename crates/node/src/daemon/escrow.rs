@@ -7,8 +7,9 @@
 //! An escrow not open yet may be in a block this node has not seen: the
 //! check waits up to [`ESCROW_WAIT_BLOCKS`] new blocks or
 //! [`ESCROW_WAIT_MS`], whichever comes first, fetching nothing and holding
-//! no slot, at most [`MAX_PARKED`] assignments at once. Every new block checks again the escrows of the runs
-//! in flight; one that can no longer pay cancels its run.
+//! no slot, at most [`MAX_PARKED`] assignments at once. Every new block
+//! checks again the escrows of the runs in flight; one that can no longer
+//! pay cancels its run.
 
 use sharegrid_core::Assignment;
 use sharegrid_ledger::Unpayable;
@@ -89,14 +90,7 @@ impl Daemon {
     fn check_standing(&mut self, parked: Vec<Parked>, running: Vec<(RunId, Assignment)>) {
         let Some(ledger) = self.ledger.as_ref().map(|l| l.ledger.clone()) else {
             for p in parked {
-                let why = "this node keeps no ledger to check escrows against".to_string();
-                self.agent_input(
-                    AgentInput::EscrowChecked {
-                        run: p.run,
-                        result: Err(why),
-                    },
-                    None,
-                );
+                self.unfunded(p.run, "this node keeps no ledger to check escrows against".into());
             }
             return;
         };
@@ -150,13 +144,9 @@ impl Daemon {
                     });
                 }
                 (Some(_), Err(why @ Unpayable::NotOpen(_))) if self.parked_escrows.len() >= MAX_PARKED => {
-                    let why = format!("{why}; {MAX_PARKED} assignments already wait for theirs here");
-                    self.agent_input(
-                        AgentInput::EscrowChecked {
-                            run: c.run,
-                            result: Err(why),
-                        },
-                        None,
+                    self.unfunded(
+                        c.run,
+                        format!("{why}; {MAX_PARKED} assignments already wait for theirs here"),
                     );
                 }
                 (Some(_), Err(why)) => self.escrow_refused(c.run, &why),
@@ -183,6 +173,11 @@ impl Daemon {
             ),
             other => other.to_string(),
         };
+        self.unfunded(run, why);
+    }
+
+    /// Tells the agent the ledger shows no escrow that can pay for `run`.
+    fn unfunded(&mut self, run: RunId, why: String) {
         self.agent_input(AgentInput::EscrowChecked { run, result: Err(why) }, None);
     }
 }

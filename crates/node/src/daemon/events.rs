@@ -38,7 +38,9 @@ pub enum NodeEvent {
         /// Why.
         reason: String,
     },
-    /// This provider admitted an assignment and holds a slot for it.
+    /// This provider admitted an assignment: it holds a slot for it, or,
+    /// for a stranger's task, will once the ledger shows its escrow can pay
+    /// ([`NodeEvent::Funded`]).
     Admitted {
         /// The task.
         task: TaskId,

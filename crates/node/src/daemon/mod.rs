@@ -163,7 +163,6 @@ pub(super) enum Internal {
         result: crate::ledger::Applied,
     },
     EscrowStanding(Vec<escrow::Standing>),
-    /// A chunk of a fetch streamed to disk is written: ask for the next.
     /// A chunk of a fetch streamed to disk: written (ask for the next), or
     /// not (the fetch ends, the run is told).
     ChunkWritten(

@@ -6,10 +6,10 @@
 //!
 //! An assignment's life here: opened (signature, signer = the sending peer,
 //! size) → admitted by the owner's [`ProviderPolicy`] → a [`RunId`] and a
-//! slot → for a stranger's task, its escrow shown by the ledger to hold
-//! what the run may cost (before anything is fetched; a run whose escrow
-//! can no longer pay is cancelled) → its blobs fetched (the shell skips those it holds) → run → a
-//! receipt made and signed ([`Receipt::for_run`]) → delivered, after the
+//! slot (for a stranger's task, only once the ledger shows its escrow holds
+//! what the run may cost: nothing is fetched before, and a run whose escrow
+//! can no longer pay is cancelled) → its blobs fetched (the shell skips
+//! those it holds) → run → a receipt made and signed ([`Receipt::for_run`]) → delivered, after the
 //! proof of work is kept when an escrow pays for it. Every refusal names
 //! its reason.
 //!

@@ -222,7 +222,7 @@ pub enum Refusal {
         floor: Amount,
     },
     /// No escrow that can pay for the run (this provider requires one).
-    #[error("this provider works only against a funded escrow: {why}")]
+    #[error("{UNFUNDED}: {why}")]
     Unfunded {
         /// What the ledger says.
         why: String,
@@ -247,6 +247,17 @@ pub enum Refusal {
         /// The mode asked for.
         mode: Determinism,
     },
+}
+
+/// The start of [`Refusal::Unfunded`]'s text, as a requestor reads it.
+const UNFUNDED: &str = "this provider works only against a funded escrow";
+
+impl Refusal {
+    /// Whether a refusal's text (as it crossed the network) says the
+    /// provider wants an escrow that can pay.
+    pub fn is_unfunded(reason: &str) -> bool {
+        reason.starts_with(UNFUNDED)
+    }
 }
 
 impl ProviderPolicy {
@@ -374,6 +385,16 @@ mod tests {
             minute_of_day: 12 * 60,
             now_ms: 1_000,
         }
+    }
+
+    #[test]
+    fn an_unfunded_refusal_is_told_from_its_text() {
+        let why = Refusal::Unfunded {
+            why: "no escrow".into(),
+        }
+        .to_string();
+        assert!(Refusal::is_unfunded(&why), "{why}");
+        assert!(!Refusal::is_unfunded(&Refusal::Busy { slots: 2 }.to_string()));
     }
 
     #[test]
