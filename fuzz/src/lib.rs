@@ -28,11 +28,7 @@ pub fn genesis() -> Genesis {
     let k = keys();
     Genesis {
         validators: vec![k[0].id()],
-        params: Params {
-            treasury: k[2].id(),
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
+        params: Params::new(k[2].id(), 100, Amount(1)),
         balances: k
             .iter()
             .map(|k| Allocation {
@@ -112,6 +108,7 @@ pub fn paid_pair(job: &JobId, escrow: ContentId, index: usize, p: usize) -> Paid
 pub fn tx(who: usize, nonce: u64, op: Op) -> Tx {
     Tx {
         version: TX_VERSION,
+        chain: genesis().hash(),
         signer: keys()[who].id(),
         nonce,
         fee: Amount(1),

@@ -72,6 +72,7 @@ pub fn seeds(target: &str) -> anyhow::Result<Vec<Vec<u8>>> {
         free_slots: 2,
         speed: GigafuelPerSec(1.5),
         price: PricePerGfuel(Amount(3)),
+        stake: Amount(0),
         modes: vec![Determinism::Portable, Determinism::Native],
         software: "sharegrid/0.1.0".into(),
         seq: 1,

@@ -90,7 +90,29 @@ fn describe(op: &Op) -> String {
             paid.len(),
             if *last { ", closed" } else { "" }
         ),
-        Op::Claim { escrow, .. } => format!("claim from escrow {}", escrow.short()),
+        Op::Claim { escrow, agreeing, .. } => format!(
+            "claim from escrow {} with {} agreeing receipt(s)",
+            escrow.short(),
+            agreeing.len()
+        ),
+        Op::Collect { escrow, task } => format!(
+            "collect held claim for task {} from escrow {}",
+            task.short(),
+            escrow.short()
+        ),
+        Op::Bond { amount } => format!("bond {amount} as stake"),
+        Op::Unbond { amount } => format!("unbond {amount} of stake"),
+        Op::Withdraw => "withdraw unbonded stake".into(),
+        Op::Dispute { escrow, task, evidence } => format!(
+            "dispute task {} of escrow {} with {} receipt(s)",
+            task.short(),
+            escrow.short(),
+            evidence.len()
+        ),
+        Op::Verdict { task, result, fuel, .. } => {
+            format!("verdict on task {}: result {}, {fuel}", task.short(), result.short())
+        }
+        Op::Lapse { task, .. } => format!("lapse the dispute over task {}", task.short()),
         Op::CloseExpired { escrow } => format!("close expired escrow {}", escrow.short()),
     }
 }

@@ -27,6 +27,11 @@ impl TaskId {
         self.0.as_bytes()
     }
 
+    /// The first hex digits, for logs and tables.
+    pub fn short(&self) -> String {
+        self.0.short()
+    }
+
     /// The id of a task run locally (`sharegrid run`): derived from the
     /// module, the arguments and stdin, so the same command line gives the
     /// same id, and therefore the same random stream, every time.

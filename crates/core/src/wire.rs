@@ -22,7 +22,7 @@ use crate::outcome::Outcome;
 use crate::units::{Fuel, GigafuelPerSec};
 
 /// Version of the messages in this module.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 
 /// The architecture class replicas in `native` mode must share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,6 +69,9 @@ pub struct Offer {
     pub speed: GigafuelPerSec,
     /// Price asked.
     pub price: PricePerGfuel,
+    /// Stake bonded on the ledger, as the provider states it: whoever reads
+    /// the offer checks it against the ledger.
+    pub stake: Amount,
     /// Determinism modes accepted.
     pub modes: Vec<Determinism>,
     /// Software version, e.g. `sharegrid 0.1.0`.
@@ -84,6 +87,10 @@ pub struct Offer {
 pub struct Assignment {
     /// Message version.
     pub version: u16,
+    /// The network whose ledger pays for it: its genesis hash, so that an
+    /// assignment (and the receipt that names it) is worth nothing on any
+    /// other network.
+    pub chain: ContentId,
     /// The task.
     pub task: TaskId,
     /// Who asks (the signer) and pays.
@@ -319,6 +326,7 @@ mod tests {
             free_slots: 2,
             speed: GigafuelPerSec(12.5),
             price: PricePerGfuel(Amount(1000)),
+            stake: Amount(0),
             modes: vec![Determinism::Native, Determinism::Portable],
             software: "sharegrid 0.1.0".into(),
             seq: 1,
@@ -385,6 +393,7 @@ mod tests {
         let provider = NodeKey::from_seed([4; 32]);
         let assignment = Assignment {
             version: WIRE_VERSION,
+            chain: ContentId::of(b"network"),
             task: TaskId::from_bytes([5; 32]),
             requestor: requestor.id(),
             provider: provider.id(),

@@ -54,6 +54,8 @@ impl Program {
 /// Who asks whom, at what price, paid from which escrow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Terms {
+    /// The network (its genesis hash) whose ledger pays.
+    pub chain: ContentId,
     /// The requestor (signs the assignment, pays).
     pub requestor: NodeId,
     /// The provider asked.
@@ -79,6 +81,7 @@ impl Assignment {
     pub fn new(task: TaskId, args: Vec<String>, program: &Program, terms: Terms, now_ms: u64) -> Assignment {
         Assignment {
             version: WIRE_VERSION,
+            chain: terms.chain,
             task,
             requestor: terms.requestor,
             provider: terms.provider,
@@ -197,6 +200,7 @@ mod tests {
     fn assignment() -> Assignment {
         let program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
         let terms = Terms {
+            chain: ContentId::of(b"network"),
             requestor: NodeKey::from_seed([1; 32]).id(),
             provider: NodeKey::from_seed([2; 32]).id(),
             price: PricePerGfuel(Amount(1_000)),

@@ -23,11 +23,7 @@ fn main() {
         .collect();
     let genesis = Genesis {
         validators: vec![keys[0].id()],
-        params: Params {
-            treasury: keys[0].id(),
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
+        params: Params::new(keys[0].id(), 100, Amount(1)),
         balances: keys
             .iter()
             .map(|k| Allocation {
@@ -44,6 +40,7 @@ fn main() {
             let to = (i * 7 + 3) % keys.len();
             let t = Tx {
                 version: TX_VERSION,
+                chain: genesis.hash(),
                 signer: keys[from].id(),
                 nonce: nonces[from],
                 fee: Amount(1),

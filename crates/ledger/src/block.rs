@@ -22,7 +22,7 @@ use crate::state::{Genesis, State};
 use crate::tx::Rejection;
 
 /// Version of [`Header`].
-pub const BLOCK_VERSION: u16 = 1;
+pub const BLOCK_VERSION: u16 = 2;
 /// Most transactions in one block.
 pub const MAX_BLOCK_TXS: usize = 10_000;
 /// Most bytes of transaction bodies in one block, so that any block fits in

@@ -24,11 +24,13 @@
 //! deciding who produces the next one live in the node.
 
 mod block;
+mod fault;
 mod standing;
 mod state;
 mod tx;
 
 pub use block::{BLOCK_VERSION, Block, BlockError, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Proposal, txs_root};
+pub use fault::{Dispute, HeldClaim, MAX_EVIDENCE, Rerun, Said};
 pub use standing::Unpayable;
-pub use state::{Account, Allocation, Escrow, Genesis, MAX_TX_BYTES, Params, State};
+pub use state::{Account, Allocation, Escrow, Genesis, MAX_TX_BYTES, Params, Stake, State};
 pub use tx::{Op, Paid, Rejection, TX_VERSION, Tx, is_already_paid};

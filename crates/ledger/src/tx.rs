@@ -1,16 +1,20 @@
 //! Transactions and why one is rejected.
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, ContentId, Domain, NodeId, Signed, SignedMessage, TaskId, WireError};
+use sharegrid_core::{Amount, ContentId, Domain, Fuel, NodeId, ResultHash, Signed, SignedMessage, TaskId, WireError};
 
-/// Version of [`Tx`].
-pub const TX_VERSION: u16 = 1;
+/// Version of [`Tx`] (2: signs the chain id; stake, claims under challenge,
+/// disputes).
+pub const TX_VERSION: u16 = 2;
 
 /// A transaction, signed by `signer`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tx {
     /// [`TX_VERSION`].
     pub version: u16,
+    /// The network it is for: its genesis hash. A transaction signed for
+    /// one network is refused on every other.
+    pub chain: ContentId,
     /// Who signs and pays the fee.
     pub signer: NodeId,
     /// The signer's next nonce.
@@ -67,6 +71,14 @@ pub enum Op {
         claim_height: u64,
         /// From this height anyone may close it, refunding the rest.
         close_height: u64,
+        /// Agreeing receipts from distinct staked providers that pay a
+        /// provider's claim at once (at least 2); fewer, and the claim waits
+        /// out a challenge window.
+        #[serde(default)]
+        quorum: u32,
+        /// The least stake a provider's agreeing receipt counts with.
+        #[serde(default)]
+        min_stake: Amount,
     },
     /// Pay accepted tasks (a batch); `last` closes the escrow and refunds the rest.
     Settle {
@@ -78,13 +90,73 @@ pub enum Op {
         /// Whether this batch is the last.
         last: bool,
     },
-    /// A provider claims its pay when the requestor has not settled.
+    /// A provider claims its pay when the requestor has not settled. With
+    /// the escrow's quorum of agreeing receipts it pays at once, for the
+    /// least fuel any of them reported; otherwise its charge is held for
+    /// the challenge window, during which anyone may dispute it.
     Claim {
         /// The escrow.
         #[serde(rename = "job")]
         escrow: ContentId,
         /// The provider's proof.
         paid: Paid,
+        /// Other providers' proofs for the same task with the same result.
+        #[serde(default)]
+        agreeing: Vec<Paid>,
+    },
+    /// A provider collects a held claim once its challenge window passed
+    /// with no dispute open.
+    Collect {
+        /// The escrow.
+        #[serde(rename = "job")]
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
+    },
+    /// Bond tokens as stake.
+    Bond {
+        /// How much.
+        amount: Amount,
+    },
+    /// Start unbonding stake: it stays slashable for the unbonding period.
+    Unbond {
+        /// How much.
+        amount: Amount,
+    },
+    /// Take back stake whose unbonding period has passed.
+    Withdraw,
+    /// Evidence of a fault for one task: receipts that disagree, or a held
+    /// claim disputed. Locks the dispute bond until a validator's verdict.
+    Dispute {
+        /// The escrow the task was paid from.
+        #[serde(rename = "job")]
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
+        /// Proofs for the task (any held claims for it are judged too).
+        evidence: Vec<Paid>,
+    },
+    /// A validator's re-execution of a task under dispute or claimed alone:
+    /// the true result and fuel. Receipts that differ are slashed.
+    Verdict {
+        /// The escrow.
+        #[serde(rename = "job")]
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
+        /// The result hash of the re-execution.
+        result: ResultHash,
+        /// Its fuel.
+        fuel: Fuel,
+    },
+    /// End a dispute that no validator judged by its deadline: the bond
+    /// goes back, held claims wait out their windows.
+    Lapse {
+        /// The escrow.
+        #[serde(rename = "job")]
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
     },
     /// Return an expired escrow's rest to its requestor.
     CloseExpired {
@@ -175,6 +247,26 @@ pub enum Rejection {
         /// The block's height.
         height: u64,
     },
+    /// Signed for another network.
+    #[error("signed for network {got}, this is network {want}")]
+    WrongChain {
+        /// In the transaction.
+        got: ContentId,
+        /// This network's genesis hash.
+        want: ContentId,
+    },
+    /// No held claim for this task by this provider.
+    #[error("no held claim for task {0} by the signer")]
+    NoClaim(TaskId),
+    /// A dispute for the task is open already, or none is.
+    #[error("{0}")]
+    Dispute(String),
+    /// Only a validator may do this.
+    #[error("{0} is not a validator")]
+    NotValidator(String),
+    /// Not enough unbonded or bonded stake.
+    #[error("stake: {0}")]
+    Stake(String),
     /// Amounts that overflow.
     #[error("amount overflows")]
     Overflow,

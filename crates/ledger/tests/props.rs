@@ -5,93 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::*;
 use proptest::prelude::*;
-use sharegrid_core::{
-    Amount, Assignment, ContentId, Fuel, NodeKey, Outcome, PricePerGfuel, Program, Receipt, ResultHash, Signed, TaskId,
-    Terms, WIRE_VERSION,
-};
-use sharegrid_ledger::{
-    Allocation, Block, BlockError, Chain, Genesis, Header, Op, Paid, Params, Rejection, State, TX_VERSION, Tx,
-    Unpayable, txs_root,
-};
-
-fn key(i: u8) -> NodeKey {
-    NodeKey::from_seed([i + 1; 32])
-}
-const TREASURY: u8 = 9;
-const VALIDATOR: u8 = 10;
-
-fn genesis(balances: &[u128]) -> State {
-    State::genesis(&genesis_of(balances)).unwrap()
-}
-
-fn genesis_of(balances: &[u128]) -> Genesis {
-    Genesis {
-        validators: vec![key(VALIDATOR).id()],
-        params: Params {
-            treasury: key(TREASURY).id(),
-            network_fee_bps: 250,
-            min_fee: Amount(1),
-        },
-        balances: balances
-            .iter()
-            .enumerate()
-            .map(|(i, b)| Allocation {
-                account: key(i as u8).id(),
-                amount: Amount(*b),
-            })
-            .collect(),
-    }
-}
-
-fn tx(signer: &NodeKey, nonce: u64, op: Op) -> Signed {
-    Signed::sign(
-        signer,
-        &Tx {
-            version: TX_VERSION,
-            signer: signer.id(),
-            nonce,
-            fee: Amount(1),
-            expires_at_height: 1_000,
-            op,
-        },
-    )
-    .unwrap()
-}
-
-fn task(i: u8) -> TaskId {
-    TaskId::from_bytes([i; 32])
-}
-
-/// A proof that `provider` did task `t` for `requestor`; a non-zero
-/// `price_bump` makes the receipt charge another price than the agreed one.
-fn proof(escrow: ContentId, requestor: &NodeKey, provider: &NodeKey, t: TaskId, fuel: u64, price_bump: i128) -> Paid {
-    let program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
-    let terms = Terms {
-        requestor: requestor.id(),
-        provider: provider.id(),
-        price: PricePerGfuel(Amount(10)),
-        escrow: Some(escrow),
-    };
-    let a = Assignment::new(t, vec![], &program, terms, 0);
-    let sa = Signed::sign(requestor, &a).unwrap();
-    let price = PricePerGfuel(Amount((10 + price_bump) as u128));
-    let r = Receipt {
-        version: WIRE_VERSION,
-        task: t,
-        provider: provider.id(),
-        assignment: sa.id(),
-        outcome: Outcome::Completed { exit_code: 0 },
-        result: ResultHash::from_bytes([7; 32]),
-        fuel: Fuel(fuel),
-        price,
-        charge: price.cost(Fuel(fuel)).unwrap(),
-    };
-    Paid {
-        assignment: sa,
-        receipt: Signed::sign(provider, &r).unwrap(),
-    }
-}
+use sharegrid_core::{Amount, Assignment, ContentId, Fuel, NodeKey, PricePerGfuel, Program, Signed, TaskId, Terms};
+use sharegrid_ledger::{Block, BlockError, Chain, Header, Op, Rejection, State, TX_VERSION, Tx, Unpayable, txs_root};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -208,6 +127,8 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>, Vec<Signed>) {
             Step::Open { job, budget, tasks } => {
                 let k = key(0);
                 let op = Op::OpenEscrow {
+                    quorum: 2,
+                    min_stake: Amount(0),
                     escrow: job_id(*job),
                     budget: Amount(*budget),
                     tasks: (0..*tasks).map(task).collect(),
@@ -239,6 +160,7 @@ fn run(balances: &[u128], steps: &[Step]) -> (State, Vec<bool>, Vec<Signed>) {
                     &k,
                     nonce(&s, &k),
                     Op::Claim {
+                        agreeing: vec![],
                         escrow: job_id(*job),
                         paid,
                     },
@@ -320,6 +242,7 @@ fn reforge(b: &Block, signer: &NodeKey, edit: impl FnOnce(&mut Header)) -> Block
 #[test]
 fn each_bad_block_is_refused_for_its_reason_and_changes_nothing() {
     let balances = [1_000, 1_000];
+    genesis_of(&balances);
     let transfer = |nonce, amount| {
         tx(
             &key(0),
@@ -444,6 +367,8 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
             &req,
             nonce,
             Op::OpenEscrow {
+                quorum: 2,
+                min_stake: Amount(0),
                 escrow: job_id(job),
                 budget: Amount(5_000),
                 tasks: vec![task(1), task(2)],
@@ -490,6 +415,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
     // Expired.
     let mut late = Tx {
         version: TX_VERSION,
+        chain: chain_id(),
         signer: p1.id(),
         nonce: 0,
         fee: Amount(1),
@@ -579,6 +505,7 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
             &p1,
             nonce,
             Op::Claim {
+                agreeing: vec![],
                 escrow: job_id(1),
                 paid: proof(job_id(1), &req, &p1, task(1), 20_000_000_000, 0),
             },
@@ -591,12 +518,30 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         &p2,
         0,
         Op::Claim {
+            agreeing: vec![],
             escrow: job_id(1),
             paid: proof(job_id(1), &req, &p2, task(2), 10_000_000_000, 0),
         },
     );
+    // Alone, with no agreeing receipt, it is held for the challenge window.
     s.apply(&other, 11).unwrap();
-    assert_eq!(s.balance(&p2.id()).0, 100 - 1 + 100);
+    assert_eq!(s.balance(&p2.id()).0, 100 - 1);
+    let held = s.claims[&(job_id(1), task(2), p2.id())].clone();
+    assert_eq!((held.charge, held.fee, held.payable_from), (Amount(100), Amount(2), 71));
+    let collect = |nonce| {
+        tx(
+            &p2,
+            nonce,
+            Op::Collect {
+                escrow: job_id(1),
+                task: task(2),
+            },
+        )
+    };
+    assert!(matches!(
+        s.apply(&collect(1), 70),
+        Err(Rejection::TooEarly { from: 71, .. })
+    ));
     // Closing: refund to the requestor, to the unit.
     let supply = s.supply();
     let req_before = s.balance(&req.id());
@@ -605,15 +550,42 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
         .unwrap();
     assert_eq!(s.balance(&req.id()).0, req_before.0 + left.0);
     assert_eq!(s.supply(), supply);
-    // Escrow: 5000 = 200 + 5 (fee) + 100 + 2 (fee) + refund 4693.
+    // Escrow: 5000 = 200 + 5 (fee) + 100 + 2 (fee, held) + refund 4693.
     assert_eq!(left.0, 5_000 - 200 - 5 - 100 - 2);
+    // The held claim outlives its escrow and is collected after its window.
+    s.apply(&collect(1), 71).unwrap();
+    assert_eq!(s.balance(&p2.id()).0, 100 - 1 + 100 - 1);
+    assert!(s.claims.is_empty());
+    assert!(matches!(s.apply(&collect(2), 72), Err(Rejection::NoClaim(_))));
+    assert_eq!(s.supply(), supply);
+    // Signed for another network: refused whatever it does.
+    let mut elsewhere = Tx {
+        version: TX_VERSION,
+        chain: ContentId::of(b"another network"),
+        signer: p1.id(),
+        nonce: 1,
+        fee: Amount(1),
+        expires_at_height: 100,
+        op: Op::Transfer {
+            to: p2.id(),
+            amount: Amount(1),
+        },
+    };
+    assert!(matches!(
+        s.apply(&Signed::sign(&p1, &elsewhere).unwrap(), 72),
+        Err(Rejection::WrongChain { .. })
+    ));
+    elsewhere.chain = chain_id();
+    s.apply(&Signed::sign(&p1, &elsewhere).unwrap(), 72).unwrap();
 }
 
 #[test]
-fn a_provider_with_no_balance_pays_its_claims_fee_from_the_claim() {
+fn a_provider_with_no_balance_pays_its_claims_fees_from_the_claim() {
     let mut s = genesis(&[10_000, 0]);
     let (req, p) = (key(0), key(1));
     let open = Op::OpenEscrow {
+        quorum: 2,
+        min_stake: Amount(0),
         escrow: job_id(1),
         budget: Amount(1_000),
         tasks: vec![task(1)],
@@ -625,23 +597,33 @@ fn a_provider_with_no_balance_pays_its_claims_fee_from_the_claim() {
         &p,
         0,
         Op::Claim {
+            agreeing: vec![],
             escrow: job_id(1),
             paid: proof(job_id(1), &req, &p, task(1), 10_000_000_000, 0),
         },
     );
-    // 10 Gfuel at 10/Gfuel: 100, less the fee of 1.
+    // 10 Gfuel at 10/Gfuel: 100 held, less the fee of 1; then collected,
+    // less another fee.
     s.apply(&claim, 2).unwrap();
-    assert_eq!(s.balance(&p.id()), Amount(99));
+    assert_eq!(s.balance(&p.id()), Amount(0));
+    assert_eq!(s.claims[&(job_id(1), task(1), p.id())].charge, Amount(99));
+    let collect = Op::Collect {
+        escrow: job_id(1),
+        task: task(1),
+    };
+    s.apply(&tx(&p, 1, collect), 62).unwrap();
+    assert_eq!(s.balance(&p.id()), Amount(98));
     // A claim that pays nothing (already paid) still cannot run up a debt.
     let again = tx(
         &p,
-        1,
+        2,
         Op::Claim {
+            agreeing: vec![],
             escrow: job_id(1),
             paid: proof(job_id(1), &req, &p, task(1), 10_000_000_000, 0),
         },
     );
-    assert!(matches!(s.apply(&again, 3), Err(Rejection::AlreadyPaid(_))));
+    assert!(matches!(s.apply(&again, 63), Err(Rejection::AlreadyPaid(_))));
 }
 
 #[test]
@@ -650,6 +632,8 @@ fn an_escrow_pays_a_run_only_while_open_funded_and_for_its_own_task() {
     let mut state = genesis(&[1_000_000, 1_000, 1_000_000]);
     let escrow = ContentId::of(b"job");
     let open = Op::OpenEscrow {
+        quorum: 2,
+        min_stake: Amount(0),
         escrow,
         budget: Amount(1_000),
         tasks: vec![task(1), task(2)],
@@ -660,6 +644,7 @@ fn an_escrow_pays_a_run_only_while_open_funded_and_for_its_own_task() {
         let mut program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
         program.limits.fuel = Fuel(fuel);
         let terms = Terms {
+            chain: chain_id(),
             requestor: requestor.id(),
             provider: provider.id(),
             price: PricePerGfuel(Amount(10)),

@@ -27,6 +27,7 @@ fn offer(key: &NodeKey) -> Offer {
         free_slots: 2,
         speed: GigafuelPerSec(10.0),
         price: PricePerGfuel(Amount(7)),
+        stake: Amount(0),
         modes: vec![Determinism::Native],
         software: "sharegrid test".into(),
         seq: 1,
@@ -37,6 +38,7 @@ fn offer(key: &NodeKey) -> Offer {
 fn assignment(requestor: &NodeKey, provider: &NodeKey) -> Assignment {
     Assignment {
         version: WIRE_VERSION,
+        chain: ContentId::of(b"network"),
         task: TaskId::from_bytes([9; 32]),
         requestor: requestor.id(),
         provider: provider.id(),

@@ -63,10 +63,12 @@ async fn main() {
         .await
         .unwrap();
     testnet::connect(&f.handle, provider).await.unwrap();
+    let chain = r.handle.chain();
     let honest = {
         let program = program.clone();
         move |i: u64| {
             let terms = Terms {
+                chain,
                 requestor: rk.id(),
                 provider: pk.id(),
                 price: PricePerGfuel(Amount(1)),
@@ -121,6 +123,7 @@ async fn main() {
                                 // Signed, but long expired: refused after the
                                 // signature and policy checks, holding no slot.
                                 let terms = Terms {
+                                    chain,
                                     requestor: fid,
                                     provider: provider_id,
                                     price: PricePerGfuel(Amount(1)),

@@ -29,11 +29,7 @@ fn main() {
     let validator = Arc::new(NodeKey::from_seed([7; 32]));
     let genesis = Genesis {
         validators: vec![validator.id()],
-        params: Params {
-            treasury: validator.id(),
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
+        params: Params::new(validator.id(), 100, Amount(1)),
         balances: keys
             .iter()
             .map(|k| Allocation {
@@ -43,6 +39,7 @@ fn main() {
             .collect(),
     };
     std::fs::write(dir.join("genesis.toml"), genesis.to_toml()).unwrap();
+    let genesis_hash = genesis.hash();
     let ledger = Ledger::open(&dir.join("ledger.db"), genesis, validator).unwrap();
     let mut nonces = vec![0u64; keys.len()];
     let mut i = 0usize;
@@ -51,6 +48,7 @@ fn main() {
             let from = i % keys.len();
             let t = Tx {
                 version: TX_VERSION,
+                chain: genesis_hash,
                 signer: keys[from].id(),
                 nonce: nonces[from],
                 fee: Amount(1),

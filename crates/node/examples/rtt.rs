@@ -27,6 +27,7 @@ async fn main() {
     let (provider, r, program) = (&pair.provider, &pair.requestor, &pair.program);
     let requestor = &r.handle;
     let terms = Terms {
+        chain: requestor.chain(),
         requestor: r.key.id(),
         provider: provider.key.id(),
         price: PricePerGfuel(Amount(1)),

@@ -404,6 +404,7 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
             })?,
     };
     let terms = Terms {
+        chain: node.chain(),
         requestor: node.id(),
         provider: t.provider,
         price,

@@ -333,11 +333,7 @@ pub const SOLO_SUPPLY: u128 = 1_000_000_000_000_000;
 pub fn solo_genesis(id: NodeId) -> Genesis {
     Genesis {
         validators: vec![id],
-        params: Params {
-            treasury: id,
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
+        params: Params::new(id, 100, Amount(1)),
         balances: vec![Allocation {
             account: id,
             amount: Amount(SOLO_SUPPLY),

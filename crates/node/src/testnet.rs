@@ -237,11 +237,7 @@ pub fn loopback() -> NetConfig {
 pub fn genesis(validator: &NodeKey, funded: &NodeKey, funds: u128, fee_bps: u32) -> Genesis {
     Genesis {
         validators: vec![validator.id()],
-        params: Params {
-            treasury: validator.id(),
-            network_fee_bps: fee_bps,
-            min_fee: Amount(1),
-        },
+        params: Params::new(validator.id(), fee_bps, Amount(1)),
         balances: vec![Allocation {
             account: funded.id(),
             amount: Amount(funds),

@@ -31,6 +31,7 @@ fn assignment(
     let mut program = Program::new(r.blobs.put(module).unwrap(), r.blobs.put(b"").unwrap());
     program.limits = limits;
     let terms = Terms {
+        chain: r.handle.chain(),
         requestor: r.key.id(),
         provider: provider.key.id(),
         price: PricePerGfuel(Amount(1)),
@@ -66,6 +67,8 @@ async fn open(client: &LedgerClient, r: &TestNode, job: &JobId, tasks: usize, bu
     let escrow = job.escrow(&r.key.id());
     let height = r.ledger.as_ref().unwrap().head().height;
     let op = Op::OpenEscrow {
+        quorum: 2,
+        min_stake: Amount(0),
         escrow,
         budget: Amount(budget),
         tasks: (0..tasks).map(|i| job.task(i)).collect::<Vec<TaskId>>(),

@@ -449,6 +449,7 @@ fn pi_with_inputs(
         .map(|(path, bytes)| (path.clone(), r.blobs.put(bytes).unwrap()))
         .collect();
     let terms = Terms {
+        chain: r.handle.chain(),
         requestor: r.key.id(),
         provider: p.key.id(),
         price: PricePerGfuel(Amount(1)),

@@ -241,6 +241,7 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
     let chain = Chain::new(&genesis).unwrap();
     let t = Tx {
         version: sharegrid_ledger::TX_VERSION,
+        chain: genesis.hash(),
         signer: rich.id(),
         nonce: 0,
         fee: Amount(1),

@@ -250,6 +250,7 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
     let evil_peer = *evil.swarm.local_peer_id();
     let program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
     let terms = Terms {
+        chain: p.handle.chain(),
         requestor: evil.key.id(),
         provider: p.key.id(),
         price: PricePerGfuel(Amount(0)),
@@ -348,6 +349,7 @@ async fn bad_input_is_rejected_counted_and_the_node_keeps_serving() {
         free_slots: 64,
         speed: GigafuelPerSec(1000.0),
         price: PricePerGfuel(Amount(0)),
+        stake: Amount(0),
         modes: vec![Determinism::Native],
         software: "evil".into(),
         seq: 1,

@@ -47,6 +47,7 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
     let text_id = theirs.put(&text).unwrap();
     let assignment = |price: u128| Assignment {
         version: WIRE_VERSION,
+        chain: ContentId::of(b"network"),
         task: TaskId::from_bytes([13; 32]),
         requestor: requestor_key.id(),
         provider: provider_key.id(),

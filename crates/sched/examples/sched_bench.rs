@@ -96,6 +96,7 @@ fn decision_time(offers: usize, tasks: usize) -> f64 {
                 free_slots: 1,
                 speed: GigafuelPerSec(1.0 + (i % 97) as f64 / 13.0),
                 price: PricePerGfuel(Amount(1 + (i % 5) as u128)),
+                stake: Amount(0),
                 modes: vec![Determinism::Native],
                 software: "test".into(),
                 seq: 1,

@@ -163,6 +163,7 @@ mod tests {
             free_slots: 4,
             speed: GigafuelPerSec(10.0),
             price: price(p),
+            stake: Amount(0),
             modes: vec![Determinism::Native],
             software: "test".into(),
             seq: 1,

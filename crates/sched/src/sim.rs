@@ -92,6 +92,7 @@ pub fn simulate(
             free_slots: p.cores,
             speed: GigafuelPerSec(p.speed),
             price: sharegrid_core::PricePerGfuel(Amount(p.price)),
+            stake: Amount(0),
             modes: vec![Determinism::Native, Determinism::Portable],
             software: "test".into(),
             seq: 1,

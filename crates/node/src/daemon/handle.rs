@@ -65,12 +65,19 @@ pub struct NodeHandle {
     pub(super) events: broadcast::Sender<NodeEvent>,
     pub(super) lifecycle: Lifecycle,
     pub(super) metrics: Metrics,
+    pub(super) chain: ContentId,
 }
 
 impl NodeHandle {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.key.id()
+    }
+
+    /// The network this node's ledger keeps (its genesis hash), signed into
+    /// every assignment it makes; all zeros for a node without a ledger.
+    pub fn chain(&self) -> ContentId {
+        self.chain
     }
 
     /// This node's peer id.

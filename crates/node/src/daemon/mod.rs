@@ -90,6 +90,10 @@ pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
         events: events.clone(),
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
+        chain: opts
+            .ledger
+            .as_ref()
+            .map_or(ContentId::from_bytes([0; 32]), |l| l.ledger.with_state(|s| s.chain)),
     };
     let agent = opts.agent.map(|a| AgentPart::new(a, opts.key.clone()));
     let mut daemon = Daemon {

@@ -117,13 +117,23 @@ pub enum JobAction {
     },
 }
 
+/// Where a job's pay comes from: the network (its genesis hash, signed into
+/// every assignment) and the job's escrow there, if it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Funding {
+    /// The network.
+    pub chain: ContentId,
+    /// The job's escrow.
+    pub escrow: Option<ContentId>,
+}
+
 /// One job's driver. See the module docs.
 #[derive(Debug)]
 pub struct JobDriver {
     requestor: NodeId,
     program: Program,
     args: HashMap<TaskId, Vec<String>>,
-    escrow: Option<ContentId>,
+    funding: Funding,
     sched: Scheduler,
     /// Accepted results being kept.
     keeping: usize,
@@ -137,7 +147,7 @@ pub struct JobDriver {
 impl JobDriver {
     /// The driver of job `id` as submitted (`sub`) at `created_ms`, with its
     /// task rows as stored (tasks already accepted or failed are never run
-    /// again), paid from `escrow` in batches of `settle_batch`, knowing
+    /// again), paid by `funding` in batches of `settle_batch`, knowing
     /// `reputation`, starting at `now_ms`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -146,7 +156,7 @@ impl JobDriver {
         sub: &JobSubmission,
         created_ms: u64,
         rows: &[TaskRow],
-        escrow: Option<ContentId>,
+        funding: Funding,
         settle_batch: Option<usize>,
         reputation: Reputation,
         now_ms: u64,
@@ -170,7 +180,7 @@ impl JobDriver {
             requestor,
             program: sub.program(),
             args: rows.iter().map(|t| (t.id, t.args.clone())).collect(),
-            escrow,
+            funding,
             sched,
             keeping: 0,
             ended: None,
@@ -252,10 +262,11 @@ impl JobDriver {
                     task, provider, price, ..
                 } => {
                     let terms = Terms {
+                        chain: self.funding.chain,
                         requestor: self.requestor,
                         provider,
                         price,
-                        escrow: self.escrow,
+                        escrow: self.funding.escrow,
                     };
                     let args = self.args.get(&task).cloned().unwrap_or_default();
                     out.push(JobAction::Assign(Box::new(Assignment::new(
@@ -352,6 +363,7 @@ mod tests {
             free_slots: 2,
             speed: GigafuelPerSec(1.0),
             price: PricePerGfuel(Amount(10)),
+            stake: Amount(0),
             modes: vec![Determinism::Native],
             software: "t".into(),
             seq: 1,
@@ -394,7 +406,10 @@ mod tests {
             &s,
             0,
             &rows(id, &s),
-            escrow,
+            Funding {
+                chain: ContentId::of(b"network"),
+                escrow,
+            },
             Some(1),
             Reputation::default(),
             0,
@@ -454,7 +469,10 @@ mod tests {
             &s,
             0,
             &r,
-            None,
+            Funding {
+                chain: ContentId::of(b"network"),
+                escrow: None,
+            },
             None,
             Reputation::default(),
             0,
@@ -488,7 +506,10 @@ mod tests {
             &s,
             0,
             &rows(id, &s),
-            None,
+            Funding {
+                chain: ContentId::of(b"network"),
+                escrow: None,
+            },
             None,
             Reputation::default(),
             0,

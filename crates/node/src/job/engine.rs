@@ -24,7 +24,7 @@ use sharegrid_sched::{Progress, Record};
 use tokio::sync::{broadcast, mpsc};
 use tracing::Instrument;
 
-use super::driver::{JobAction, JobDriver, JobInput, KeepError};
+use super::driver::{Funding, JobAction, JobDriver, JobInput, KeepError};
 use super::store::{JobRow, JobStore, State, StoreError};
 use super::submission::JobSubmission;
 use crate::blobs::BlobStore;
@@ -249,7 +249,10 @@ impl Requestor {
 
     async fn run(&self, id: JobId, sub: &JobSubmission, created_ms: u64) -> Result<(), StoreError> {
         let rows = self.store.tasks(&id)?;
-        let escrow = self.store.escrow(&id)?.map(|e| e.escrow);
+        let funding = Funding {
+            chain: self.node.chain(),
+            escrow: self.store.escrow(&id)?.map(|e| e.escrow),
+        };
         let settle_batch = self.payments.as_ref().map(Payments::settle_batch);
         let mut driver = JobDriver::new(
             id,
@@ -257,7 +260,7 @@ impl Requestor {
             sub,
             created_ms,
             &rows,
-            escrow,
+            funding,
             settle_batch,
             self.store.reputation()?,
             now_ms(),

@@ -10,7 +10,7 @@ pub(crate) mod evidence;
 pub(crate) mod store;
 pub(crate) mod submission;
 
-pub use driver::{JobAction, JobDriver, JobInput, KeepError};
+pub use driver::{Funding, JobAction, JobDriver, JobInput, KeepError};
 pub use engine::{JobEvent, LiveJob, Requestor, SubmitError};
 pub use evidence::{EscrowRecord, KeptReceipt};
 pub use store::{JobRow, JobStore, State, StoreError, TaskRow};

@@ -316,6 +316,7 @@ impl Ledger {
         inner.own_next = nonce + 1;
         let tx = Tx {
             version: TX_VERSION,
+            chain: inner.chain.state().chain,
             signer: self.key.id(),
             nonce,
             fee: inner.chain.state().params.min_fee,

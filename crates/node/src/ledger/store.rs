@@ -327,7 +327,8 @@ fn content_id(bytes: &[u8]) -> Result<ContentId, LedgerStoreError> {
 
 /// The accounts a transaction touches, for `wallet` history: its signer
 /// and, for a transfer, the receiver; for settlements and claims, the
-/// providers paid. (Undecodable transactions never reach a block.)
+/// providers paid; for a dispute, the providers it accuses. (Undecodable
+/// transactions never reach a block.)
 fn accounts_of(tx: &Signed) -> Vec<NodeId> {
     let mut out = vec![tx.signer];
     if let Ok(t) = decode_capped::<Tx>(&tx.body, MAX_TX_BYTES) {
@@ -336,9 +337,18 @@ fn accounts_of(tx: &Signed) -> Vec<NodeId> {
             sharegrid_ledger::Op::Settle { paid, .. } => {
                 out.extend(paid.iter().map(|p| p.receipt.signer));
             }
+            sharegrid_ledger::Op::Dispute { evidence, .. } => {
+                out.extend(evidence.iter().map(|p| p.receipt.signer));
+            }
             sharegrid_ledger::Op::Claim { .. }
             | sharegrid_ledger::Op::OpenEscrow { .. }
-            | sharegrid_ledger::Op::CloseExpired { .. } => {}
+            | sharegrid_ledger::Op::CloseExpired { .. }
+            | sharegrid_ledger::Op::Collect { .. }
+            | sharegrid_ledger::Op::Bond { .. }
+            | sharegrid_ledger::Op::Unbond { .. }
+            | sharegrid_ledger::Op::Withdraw
+            | sharegrid_ledger::Op::Verdict { .. }
+            | sharegrid_ledger::Op::Lapse { .. } => {}
         }
     }
     out.sort();

@@ -227,6 +227,8 @@ impl Payments {
         let height = ledger.head().height;
         let claim_after = self.settings.claim_after_blocks.max(1);
         let op = Op::OpenEscrow {
+            quorum: 2,
+            min_stake: Amount(0),
             escrow,
             budget: amount,
             tasks: (0..sub.tasks.len()).map(|i| job.task(i)).collect(),

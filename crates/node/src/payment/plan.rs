@@ -192,6 +192,7 @@ pub fn plan_claims(
                         escrow: p.escrow,
                         task: p.task,
                         op: Box::new(Op::Claim {
+                            agreeing: vec![],
                             escrow: p.escrow,
                             paid: Paid {
                                 assignment: p.assignment,
@@ -242,6 +243,8 @@ mod tests {
 
     fn escrow(paid: &[(u8, &NodeKey)], claim_height: u64) -> Escrow {
         Escrow {
+            quorum: 2,
+            min_stake: Amount(0),
             requestor: NodeKey::from_seed([9; 32]).id(),
             left: Amount(1_000),
             tasks: BTreeSet::new(),

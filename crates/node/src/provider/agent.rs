@@ -26,8 +26,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sharegrid_core::{
-    Assignment, ContentId, Fuel, GigafuelPerSec, NodeId, NodeKey, Offer, Outcome, PricePerGfuel, Receipt, Signed,
-    WIRE_VERSION,
+    Amount, Assignment, ContentId, Fuel, GigafuelPerSec, NodeId, NodeKey, Offer, Outcome, PricePerGfuel, Receipt,
+    Signed, WIRE_VERSION,
 };
 use sharegrid_net::{MAX_ASSIGNMENT_BYTES, Misbehaviour, PeerId, peer_id};
 
@@ -85,6 +85,7 @@ pub struct Agent {
     published: Option<(u64, u32)>,
     retained: BTreeMap<ContentId, Retained>,
     tasks_run: u64,
+    stake: Amount,
 }
 
 impl Agent {
@@ -100,6 +101,7 @@ impl Agent {
             published: None,
             retained: BTreeMap::new(),
             tasks_run: 0,
+            stake: Amount(0),
         }
     }
 
@@ -181,6 +183,12 @@ impl Agent {
         self.slots().saturating_sub(self.busy())
     }
 
+    /// The stake bonded on the ledger, stated in offers from now on (the
+    /// shell says it at every block).
+    pub fn set_stake(&mut self, stake: Amount) {
+        self.stake = stake;
+    }
+
     /// This provider's offer now.
     pub fn offer(&mut self, host: HostSample, now_ms: u64) -> Offer {
         let p = &self.settings.policy;
@@ -202,6 +210,7 @@ impl Agent {
             free_slots: self.free_slots(host, now_ms),
             speed: self.settings.speed,
             price: PricePerGfuel(p.price_floor),
+            stake: self.stake,
             modes: p.modes.clone(),
             software: self.settings.software.clone(),
             seq: self.seq,

@@ -358,6 +358,7 @@ mod tests {
     fn assignment(provider: NodeId) -> Assignment {
         Assignment {
             version: WIRE_VERSION,
+            chain: ContentId::of(b"network"),
             task: TaskId::from_bytes([1; 32]),
             requestor: NodeKey::from_seed([2; 32]).id(),
             provider,

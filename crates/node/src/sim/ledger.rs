@@ -182,6 +182,7 @@ impl Wallet {
         let me = self.key.id();
         let tx = Tx {
             version: TX_VERSION,
+            chain: chain.state().chain,
             signer: me,
             nonce: chain.state().accounts.get(&me).map_or(0, |a| a.nonce),
             fee: chain.state().params.min_fee,

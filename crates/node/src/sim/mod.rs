@@ -155,11 +155,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     let supply = 1_000_000_000_000_000u128;
     let genesis = Genesis {
         validators: vec![vkey.id()],
-        params: Params {
-            treasury: vkey.id(),
-            network_fee_bps: 100,
-            min_fee: Amount(1),
-        },
+        params: Params::new(vkey.id(), 100, Amount(1)),
         balances: vec![Allocation {
             account: rkey.id(),
             amount: Amount(supply),

@@ -11,7 +11,7 @@ use sharegrid_net::{MAX_RECEIPT_BYTES, OfferBook, TaskResponse};
 use super::ledger::{Follows, Intent, Wallet};
 use super::net::{Ix, Msg, REQUESTOR};
 use super::world::{Fetching, REQUEST_TIMEOUT_MS, TASK_TIMEOUT_MS, Waiting, World, request_of};
-use crate::job::{JobAction, JobDriver, JobInput, JobSubmission, KeepError, State, TaskRow};
+use crate::job::{Funding, JobAction, JobDriver, JobInput, JobSubmission, KeepError, State, TaskRow};
 use crate::ledger::FollowerInput;
 
 /// A job of the requestor.
@@ -74,7 +74,10 @@ impl World {
             &job.sub,
             now,
             &rows,
-            Some(job.escrow),
+            Funding {
+                chain: self.validator.chain.genesis_hash(),
+                escrow: Some(job.escrow),
+            },
             Some(self.cfg.settle_batch),
             Default::default(),
             now,

@@ -3,7 +3,7 @@
 //! with the real payment plans ([`crate::plan_settlement`]) from the
 //! node's own copy of the chain.
 
-use sharegrid_core::{NodeId, TaskId};
+use sharegrid_core::{Amount, NodeId, TaskId};
 use sharegrid_ledger::Op;
 
 use super::ledger::{Follows, InFlight, Intent, Wallet};
@@ -84,6 +84,8 @@ impl World {
                 let height = chain.height();
                 Some((
                     Op::OpenEscrow {
+                        quorum: 2,
+                        min_stake: Amount(0),
                         escrow: job.escrow,
                         budget: sharegrid_core::Amount(budget.0 + fee),
                         tasks: (0..job.sub.tasks.len()).map(|i| job.id.task(i)).collect(),

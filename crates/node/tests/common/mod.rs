@@ -106,6 +106,7 @@ pub(crate) fn assignment(
     let program = Program::new(requestor.blobs.put(module).unwrap(), requestor.blobs.put(b"").unwrap());
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let terms = Terms {
+        chain: requestor.handle.chain(),
         requestor: requestor.key.id(),
         provider,
         price: PricePerGfuel(Amount(price)),

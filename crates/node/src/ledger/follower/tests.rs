@@ -11,11 +11,7 @@ fn peer(seed: u8) -> PeerId {
 fn genesis(v: &NodeKey) -> Genesis {
     Genesis {
         validators: vec![v.id()],
-        params: Params {
-            treasury: v.id(),
-            network_fee_bps: 0,
-            min_fee: Amount(0),
-        },
+        params: Params::new(v.id(), 0, Amount(0)),
         balances: vec![Allocation {
             account: v.id(),
             amount: Amount(1),

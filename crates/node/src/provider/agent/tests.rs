@@ -39,6 +39,7 @@ fn signed(provider: NodeId, price: u128, escrow: Option<ContentId>, task: u8) ->
         mode: Determinism::Native,
     };
     let terms = Terms {
+        chain: ContentId::of(b"network"),
         requestor: requestor().id(),
         provider,
         price: PricePerGfuel(Amount(price)),
