@@ -4,9 +4,12 @@
 //! tiles with r = 2 through the real stack (libp2p, offers, the scheduler,
 //! quorum verification, blobs, the job store, the ledger), assembles the
 //! accepted tiles into one PNG and prints a report. The requestor is the
-//! ledger's validator; the providers follow its blocks. The job is paid
-//! through an escrow, and the report reads each provider's earnings and the
-//! treasury's fee from the ledger and checks them against the receipts.
+//! ledger's validator; the providers follow its blocks and bond stake. The
+//! job is paid through an escrow. Each task the liar got wrong is reported
+//! to the ledger as a dispute; the validator re-runs it and the liar's stake
+//! is slashed, the reporter rewarded. The report reads each provider's
+//! earnings, the slashes and the treasury's fee from the ledger, shows the
+//! ledger lines that prove them and checks the money to the unit.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use sharegrid_core::{Amount, Determinism, JobId, Limits, NodeId, NodeKey, Receipt, Signed, TaskResult};
+use sharegrid_ledger::{MAX_TX_BYTES, Op, Tx};
 use sharegrid_node::testnet::{self, LedgerSpec, ProviderSpec, TestNode, Testnet};
 use sharegrid_node::{JobStore, JobSubmission, Ledger, LedgerSettings, PaymentEvent, State};
 
@@ -52,6 +56,9 @@ const PROVIDERS: &[(&str, f64, u32, bool)] = &[
 
 /// The requestor's starting balance.
 const FUNDS: u128 = 1_000_000_000_000;
+/// Each provider's starting balance, and the stake it bonds.
+const PROVIDER_FUNDS: u128 = 2_000_000;
+const STAKE: u128 = 1_000_000;
 /// The network fee, in basis points.
 const FEE_BPS: u32 = 100;
 
@@ -74,6 +81,8 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         funds: FUNDS,
         fee_bps: FEE_BPS,
         treasury: Some(NodeKey::from_seed([200; 32]).id()),
+        provider_funds: PROVIDER_FUNDS,
+        provider_stake: STAKE,
         settings: LedgerSettings {
             block_interval_ms: 50,
             idle_block_secs: 10,
@@ -90,7 +99,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             spec = spec.faulty();
         }
         let lie = if lies { ", returns wrong results" } else { "" };
-        println!("  provider {name:<8} {speed:>4} Gfuel/s × {slots} slot(s){lie}");
+        println!("  provider {name:<8} {speed:>4} Gfuel/s × {slots} slot(s), {STAKE} staked{lie}");
         builder = builder.provider(spec);
     }
     let net = builder.start().await?;
@@ -113,6 +122,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let sub = JobSubmission {
+        min_stake: Amount(0),
         name: "mandelbrot".into(),
         module,
         stdin,
@@ -143,6 +153,17 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let rkey = r.node.key.id();
     let before = rledger.account(&rkey);
+    let stakes_before: HashMap<NodeId, u128> = rledger.with_state(|s| {
+        net.providers
+            .iter()
+            .map(|p| {
+                (
+                    p.handle.id(),
+                    s.stakes.get(&p.handle.id()).map_or(0, |st| st.slashable()),
+                )
+            })
+            .collect()
+    });
     let mut paid = payments.subscribe();
     let id = engine.submit(sub).await?;
     let waiting = engine.wait(&id);
@@ -182,6 +203,15 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         .await?;
         settled.map_err(|why| anyhow::anyhow!("the job's settlement was refused: {why}"))?;
     }
+    // The requestor reported every task the replicas disagreed on when it
+    // settled; the validator re-runs each. Wait for the verdicts.
+    let mut blocks = r.node.handle.subscribe();
+    while rledger.with_state(|s| !s.disputes.is_empty()) {
+        testnet::wait_for(&mut blocks, "the verdicts", |e| {
+            matches!(e, sharegrid_node::NodeEvent::Block { .. }).then_some(())
+        })
+        .await?;
+    }
 
     // Assemble the accepted tiles.
     let rows = store.tasks(&id)?;
@@ -189,8 +219,10 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut image = vec![0u8; w * h * 3];
     let mut fuel = 0u64;
     let mut per_provider: HashMap<String, (usize, usize)> = HashMap::new();
-    // What the agreeing receipts charge, per provider: what the ledger must have paid.
+    // What the agreeing receipts charge, per provider: what the ledger must
+    // have paid; and each payment's network fee.
     let mut owed: HashMap<NodeId, u128> = HashMap::new();
+    let mut network_fee = 0u128;
     for t in &rows {
         let (Some(result), Some(f)) = (t.result, t.fuel) else {
             anyhow::bail!("tile {} {:?} was not accepted: {:?}", t.index, t.args, t.reason);
@@ -211,6 +243,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 let signed: Signed = sharegrid_core::decode_capped(&k.signed, 1 << 20)?;
                 let r: Receipt = signed.open(1 << 20)?;
                 *owed.entry(r.provider).or_default() += r.charge.0;
+                network_fee += r.charge.0 * u128::from(FEE_BPS) / 10_000;
             }
         }
     }
@@ -234,16 +267,99 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         "  verified   {} wrong results caught by quorum and rejected; none accepted",
         caught
     );
-    payment_report(&net.providers, &rledger, store, &id, &rkey, before.balance, &owed)?;
+    let slashed = fault_report(&net.providers, &rledger, &rkey, &stakes_before)?;
+    let due = Due {
+        owed: &owed,
+        network_fee,
+        slashed,
+    };
+    payment_report(&net.providers, &rledger, store, &id, &rkey, before.balance, &due)?;
     println!("  image      {}", a.out.display());
     net.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The ledger's side: what the escrow locked, what each provider earned
-/// and the treasury's fee, read from the ledger and checked against the
-/// receipts: every accepted task paid exactly once, nothing for rejected
-/// results, and payments + fee + refund = escrow to the unit.
+/// What the ledger must show: each provider's pay, the network fee on it,
+/// and the stake slashed.
+struct Due<'a> {
+    owed: &'a HashMap<NodeId, u128>,
+    network_fee: u128,
+    slashed: u128,
+}
+
+/// The faults: the ledger lines of the requestor's disputes and the
+/// validator's verdicts, and each provider's stake before and after.
+/// Returns the stake slashed in all. An honest provider is never slashed.
+fn fault_report(
+    providers: &[TestNode],
+    ledger: &Arc<Ledger>,
+    requestor: &NodeId,
+    before: &HashMap<NodeId, u128>,
+) -> anyhow::Result<u128> {
+    // Oldest first: each dispute, then the verdict on its task.
+    let mut disputes = Vec::new();
+    let mut verdicts = HashMap::new();
+    for f in ledger.history(requestor, 10_000)?.into_iter().rev() {
+        match sharegrid_core::decode_capped::<Tx>(&f.signed.body, MAX_TX_BYTES).map(|t| t.op) {
+            Ok(Op::Dispute { task, .. }) => disputes.push((task, f)),
+            Ok(Op::Verdict { task, .. }) => {
+                verdicts.insert(task, f);
+            }
+            _ => {}
+        }
+    }
+    let judged = disputes.iter().filter(|(t, _)| verdicts.contains_key(t)).count();
+    println!(
+        "  disputes   {} reported by the requestor, {judged} judged: the validator re-ran each task",
+        disputes.len()
+    );
+    anyhow::ensure!(judged == disputes.len(), "a dispute was left unjudged");
+    if let Some((task, f)) = disputes.first() {
+        println!("    {}", crate::wallet::tx_line(f));
+        if let Some(v) = verdicts.get(task) {
+            println!("    {}", crate::wallet::tx_line(v));
+        }
+        if disputes.len() > 1 {
+            println!(
+                "    … and {} more, each with its verdict (`sharegrid ledger account` lists them)",
+                disputes.len() - 1
+            );
+        }
+    }
+    let disputes = disputes.len();
+    let state = ledger.with_state(Clone::clone);
+    let mut slashed = 0u128;
+    for (p, &(_, _, _, lies)) in providers.iter().zip(PROVIDERS) {
+        let id = p.handle.id();
+        let (was, now) = (
+            before.get(&id).copied().unwrap_or(0),
+            state.stakes.get(&id).map_or(0, |s| s.slashable()),
+        );
+        anyhow::ensure!(lies || was == now, "{}, an honest provider, lost stake", p.name);
+        anyhow::ensure!(
+            !lies || disputes == 0 || now < was,
+            "{} lied and kept its stake",
+            p.name
+        );
+        slashed += was - now;
+        if was != now {
+            println!(
+                "    {:<8} stake {was} → {now}: slashed {}, {}% of what it held at each verdict",
+                p.name,
+                was - now,
+                f64::from(state.params.slash_bps) / 100.0
+            );
+        }
+    }
+    println!("    honest providers' stake untouched");
+    Ok(slashed)
+}
+
+/// The ledger's side: what the escrow locked, what each provider earned,
+/// the treasury's fee and the slashes, read from the ledger and checked
+/// against the receipts: every accepted task paid exactly once, nothing
+/// for rejected results, payments + fee + refund = escrow to the unit, and
+/// what was slashed went to the reporter, the validator and the treasury.
 fn payment_report(
     providers: &[TestNode],
     ledger: &Arc<Ledger>,
@@ -251,7 +367,7 @@ fn payment_report(
     job: &JobId,
     requestor: &NodeId,
     balance_before: Amount,
-    owed: &HashMap<NodeId, u128>,
+    due: &Due<'_>,
 ) -> anyhow::Result<()> {
     let record = store.escrow(job)?.context("the job has no escrow")?;
     anyhow::ensure!(record.settled, "the job's escrow was not settled");
@@ -259,6 +375,7 @@ fn payment_report(
     let state = ledger.with_state(Clone::clone);
     let params = &state.params;
     let head = ledger.head();
+    let nonce = |id: &NodeId| u128::from(state.accounts.get(id).map_or(0, |a| a.nonce));
     let mut paid = 0u128;
     println!("  payment    (read from the ledger: {} blocks)", head.height);
     println!(
@@ -266,32 +383,58 @@ fn payment_report(
         f64::from(params.network_fee_bps) / 100.0
     );
     for p in providers {
-        let earned = state.balance(&p.handle.id()).0;
-        let due = owed.get(&p.handle.id()).copied().unwrap_or(0);
+        let id = p.handle.id();
+        // What it holds now, less what it started with, its stake and its
+        // transactions' fees: what the escrow paid it.
+        let stake = state.stakes.get(&id).map_or(0, |s| s.slashable());
+        let slashed = STAKE - stake;
+        let earned = (state.balance(&id).0 + STAKE + nonce(&id) * params.min_fee.0) - PROVIDER_FUNDS;
+        let owed = due.owed.get(&id).copied().unwrap_or(0);
         anyhow::ensure!(
-            earned == due,
-            "{} was paid {earned} but its agreeing receipts charge {due}",
+            earned == owed,
+            "{} was paid {earned} but its agreeing receipts charge {owed}",
             p.name
         );
         paid += earned;
         // The providers follow the validator's blocks.
         let seen = p.ledger.as_ref().map_or(0, |l| l.head().height);
-        println!("    {:<8} earned {earned:>12}   (its ledger: block {seen})", p.name);
+        let lost = if slashed > 0 {
+            format!(", lost {slashed} of stake")
+        } else {
+            String::new()
+        };
+        println!(
+            "    {:<8} earned {earned:>12}{lost}   (its ledger: block {seen})",
+            p.name
+        );
     }
-    // Transaction fees (the escrow and settlement transactions) also go to
-    // the treasury; they come from the requestor's balance, not the escrow.
-    let nonce = state.accounts.get(requestor).map_or(0, |a| a.nonce);
-    let tx_fees = u128::from(nonce) * params.min_fee.0;
-    let network_fee = state.balance(&params.treasury).0 - tx_fees;
-    let spent = balance_before.0 - state.balance(requestor).0 - tx_fees;
-    let refund = escrow.0 - spent;
-    println!("    treasury fee {network_fee:>8}   (plus {tx_fees} in transaction fees)");
+    // Every transaction's fee goes to the treasury, with the network fee
+    // and its share of the slashes; the rest of the slashes went to the
+    // reporter and the validator (both the requestor here).
+    let tx_fees: u128 = state.accounts.keys().map(|a| nonce(a) * params.min_fee.0).sum();
+    let treasury = state.balance(&params.treasury).0;
+    let slash_to_treasury = treasury - tx_fees - due.network_fee;
+    let rewarded = due.slashed - slash_to_treasury;
+    let refund = (state.balance(requestor).0 + escrow.0 + nonce(requestor) * params.min_fee.0)
+        .checked_sub(balance_before.0 + rewarded)
+        .context("the requestor holds less than its refund accounts for")?;
+    println!(
+        "    treasury {:>12}   (network fee {}, transaction fees {tx_fees}, slashes {slash_to_treasury})",
+        treasury, due.network_fee
+    );
+    println!("    reporter {rewarded:>12}   to the requestor, for reporting and re-running (from the slashes)");
     println!("    refund   {refund:>12}   to the requestor");
     anyhow::ensure!(
-        paid + network_fee + refund == escrow.0,
-        "payments {paid} + fee {network_fee} + refund {refund} != escrow {escrow}"
+        paid + due.network_fee + refund == escrow.0,
+        "payments {paid} + fee {} + refund {refund} != escrow {escrow}",
+        due.network_fee
     );
-    println!("    check    payments {paid} + fee {network_fee} + refund {refund} = escrow {escrow}: exact");
+    let supply: u128 = FUNDS + PROVIDER_FUNDS * providers.len() as u128;
+    anyhow::ensure!(state.supply() == supply, "supply {} != {supply}", state.supply());
+    println!(
+        "    check    payments {paid} + fee {} + refund {refund} = escrow {escrow}; slashed {} = reporter {rewarded} + treasury {slash_to_treasury}; supply {supply}: exact",
+        due.network_fee, due.slashed
+    );
     Ok(())
 }
 

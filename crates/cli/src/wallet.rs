@@ -117,7 +117,7 @@ fn describe(op: &Op) -> String {
     }
 }
 
-fn tx_line(f: &FoundTx) -> String {
+pub(crate) fn tx_line(f: &FoundTx) -> String {
     match decode_capped::<Tx>(&f.signed.body, MAX_TX_BYTES) {
         Ok(t) => format!(
             "block {:>6}  {}  from {}  {}",

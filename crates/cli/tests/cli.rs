@@ -183,6 +183,16 @@ fn demo_and_bench_run() {
         "{report}"
     );
     assert!(report.contains("none accepted"), "{report}");
+    // Each wrong result is disputed, re-run by the validator and slashed;
+    // the honest keep their stake; the money adds up to the unit.
+    assert!(report.contains("judged: the validator re-ran each task"), "{report}");
+    assert!(report.contains("honest providers' stake untouched"), "{report}");
+    if !report.contains("disputes   0 reported") {
+        // The liar got work (it almost always does: it is fast and cheap).
+        assert!(report.contains("liar     stake"), "{report}");
+        assert!(report.contains("verdict on task"), "{report}");
+    }
+    assert!(report.contains("supply") && report.contains(": exact"), "{report}");
     assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
     let out = bin().args(["bench", "--rounds", "1", "--json"]).output().unwrap();
     assert!(out.status.success());

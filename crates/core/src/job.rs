@@ -65,6 +65,8 @@ pub struct JobFile {
     pub min_speed: GigafuelPerSec,
     /// Accept results alone from providers with this credibility (None: never).
     pub credibility: Option<f64>,
+    /// The least stake a provider must have bonded on the ledger.
+    pub min_stake: Amount,
     /// The sweep: parameter → values, in file order of names (sorted).
     pub sweep: BTreeMap<String, Vec<String>>,
 }
@@ -211,6 +213,7 @@ struct RawConstraints {
     arch: Option<Arch>,
     min_memory: Option<toml::Value>,
     min_speed: Option<f64>,
+    min_stake: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +479,7 @@ impl JobFile {
             min_memory,
             min_speed: GigafuelPerSec(j.constraints.min_speed.unwrap_or(0.0)),
             credibility: j.credibility,
+            min_stake: Amount(u128::from(j.constraints.min_stake.unwrap_or(0))),
             sweep,
         })
     }

@@ -144,6 +144,44 @@ impl State {
         out.into_iter().map(|((e, t), r)| (e, t, r)).collect()
     }
 
+    /// Whether anything waits on a height: an open escrow, a held claim, a
+    /// dispute, unbonding stake.
+    pub fn has_waiting(&self) -> bool {
+        !self.escrows.is_empty()
+            || !self.claims.is_empty()
+            || !self.disputes.is_empty()
+            || self.stakes.values().any(|s| s.unbonding.0 > 0)
+    }
+
+    /// Who can serve the blobs of a task under judgement: the providers
+    /// with held claims or accused, the reporter, the requestor.
+    pub fn parties(&self, escrow: &ContentId, task: &TaskId) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for (p, c) in self.held(escrow, task) {
+            out.push(p);
+            out.push(c.requestor);
+        }
+        if let Some(d) = self.disputes.get(&(*escrow, *task)) {
+            out.extend(d.accused.keys().copied());
+            out.push(d.reporter);
+        }
+        if let Some(e) = self.escrows.get(escrow) {
+            out.push(e.requestor);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|p| seen.insert(*p));
+        out
+    }
+
+    /// Whether blob `id` is part of a task under judgement (validators
+    /// fetch it from the parties).
+    pub fn judges_blob(&self, id: &ContentId) -> bool {
+        let names = |r: &Rerun| {
+            r.program.module == *id || r.program.stdin == *id || r.program.inputs.iter().any(|(_, b)| b == id)
+        };
+        self.disputes.values().any(|d| names(&d.rerun)) || self.claims.values().any(|c| names(&c.rerun))
+    }
+
     fn is_staked(&self, who: &NodeId, e: &Escrow) -> bool {
         let s = self.stake(who);
         s.0 > 0 && s >= e.min_stake

@@ -31,7 +31,9 @@ pub use behaviour::{
 };
 pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
 pub use codec::{CappedCbor, Incoming, wire_error};
-pub use offers::{MAX_OFFER_LIFETIME_MS, OfferBook, OfferRejection};
+pub use offers::{
+    MAX_OFFER_CORES, MAX_OFFER_LIFETIME_MS, MAX_OFFER_MEMORY, MAX_OFFER_SPEED, OfferBook, OfferRejection,
+};
 pub use peers::{Misbehaviour, PeerAction, PeerScores, Protocol, RateLimits};
 pub use protocol::{
     BLOB_PROTOCOL, BLOCKS_TOPIC, BlobRequest, BlobResponse, LEDGER_PROTOCOL, LedgerRequest, LedgerResponse,

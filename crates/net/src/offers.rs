@@ -15,6 +15,14 @@ use crate::protocol::MAX_OFFER_BYTES;
 /// and push real ones out of a full book).
 pub const MAX_OFFER_LIFETIME_MS: u64 = 10 * 60 * 1000;
 
+/// The fastest speed an offer may claim, Gfuel/s: far above any machine
+/// (one core runs about 1–5), so only an absurd claim is refused.
+pub const MAX_OFFER_SPEED: f64 = 100_000.0;
+/// The most cores an offer may claim.
+pub const MAX_OFFER_CORES: u32 = 1 << 16;
+/// The most memory an offer may claim (64 TiB).
+pub const MAX_OFFER_MEMORY: u64 = 1 << 46;
+
 /// Why an offer was dropped.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OfferRejection {
@@ -99,8 +107,14 @@ impl OfferBook {
             });
         }
         let speed = offer.speed.0;
-        if !(speed.is_finite() && speed > 0.0) {
+        if !(speed.is_finite() && speed > 0.0 && speed <= MAX_OFFER_SPEED) {
             return Err(OfferRejection::Implausible(format!("speed {speed} Gfuel/s")));
+        }
+        if offer.cores > MAX_OFFER_CORES || offer.memory_bytes > MAX_OFFER_MEMORY {
+            return Err(OfferRejection::Implausible(format!(
+                "{} cores and {} bytes of memory",
+                offer.cores, offer.memory_bytes
+            )));
         }
         if offer.cores == 0 || offer.free_slots > offer.cores {
             return Err(OfferRejection::Implausible(format!(
@@ -227,13 +241,23 @@ mod tests {
         // Speeds that are not positive finite numbers, and more free slots
         // than cores, are the sender's misbehaviour and never kept.
         let liar = NodeKey::from_seed([3; 32]);
-        for (speed, free) in [(f64::NAN, 2), (f64::INFINITY, 2), (-1.0, 2), (0.0, 2), (10.0, 3)] {
+        let absurd = [
+            (f64::NAN, 2, 2, 1 << 30),
+            (f64::INFINITY, 2, 2, 1 << 30),
+            (-1.0, 2, 2, 1 << 30),
+            (0.0, 2, 2, 1 << 30),
+            (1e9, 2, 2, 1 << 30),
+            (10.0, 3, 2, 1 << 30),
+            (10.0, 2, u32::MAX, 1 << 30),
+            (10.0, 2, 2, u64::MAX),
+        ];
+        for (speed, free, cores, memory_bytes) in absurd {
             let o = Offer {
                 version: WIRE_VERSION,
                 provider: liar.id(),
                 arch: Arch::X86_64,
-                cores: 2,
-                memory_bytes: 1 << 30,
+                cores,
+                memory_bytes,
                 free_slots: free,
                 speed: GigafuelPerSec(speed),
                 price: PricePerGfuel(Amount(5)),

@@ -30,6 +30,7 @@ async fn main() {
     let (engine, store, blobs) = (&net.requestor.engine, &net.requestor.store, &net.requestor.node.blobs);
     let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
     let job = |r: u32| JobSubmission {
+        min_stake: Amount(0),
         name: format!("trivial-r{r}"),
         module: blobs.put(&module).unwrap(),
         stdin: blobs.put(b"").unwrap(),

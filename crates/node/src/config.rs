@@ -94,11 +94,13 @@ pub struct NetworkSettingsError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerSettings {
-    /// Validator: shortest time between blocks, in milliseconds (a block is
-    /// made only when transactions wait).
+    /// Validator: time between blocks, in milliseconds: a block when
+    /// transactions wait, and an empty one while anything waits on a height
+    /// (escrows, held claims, disputes, unbonding), so heights advance at
+    /// one per interval whatever the traffic.
     pub block_interval_ms: u64,
-    /// Validator: while escrows are open, an empty block at least this
-    /// often, in seconds, so that claim and close heights arrive.
+    /// Provider and requestor: how often, in seconds, the payment task looks
+    /// for pay to claim or collect, claims to dispute and escrows to close.
     pub idle_block_secs: u64,
     /// Requestor: blocks after a job's escrow opens before its providers
     /// may claim their pay themselves (the requestor settles before).
@@ -122,8 +124,8 @@ impl Default for LedgerSettings {
         LedgerSettings {
             block_interval_ms: 1000,
             idle_block_secs: 10,
-            claim_after_blocks: 8640,
-            close_after_blocks: 8640,
+            claim_after_blocks: 86_400,
+            close_after_blocks: 86_400,
             settle_batch: 500,
             sync_timeout_secs: 15,
             faucet: 0,
@@ -303,16 +305,18 @@ pub(crate) fn default_file() -> String {
          \n\
          [ledger]\n\
          # The network is the one genesis.toml (beside this file) describes.\n\
-         # Validator: shortest time between blocks, in milliseconds; blocks are\n\
-         # made only when transactions wait.\n\
+         # Validator: milliseconds between blocks: a block when transactions\n\
+         # wait, an empty one while escrows, claims, disputes or unbonding\n\
+         # stake wait on a height (heights advance at one per interval).\n\
          block_interval_ms = 1000\n\
-         # Validator: while escrows are open, an empty block at least this often.\n\
+         # How often, in seconds, the payment task looks for pay to claim or\n\
+         # collect, claims to dispute and escrows to close.\n\
          idle_block_secs = 10\n\
          # Requestor: blocks after a job's escrow opens before its providers may\n\
          # claim their pay themselves; the requestor settles before then.\n\
-         claim_after_blocks = 8640\n\
+         claim_after_blocks = 86400\n\
          # Requestor: blocks after that before anyone may close the escrow.\n\
-         close_after_blocks = 8640\n\
+         close_after_blocks = 86400\n\
          # Requestor: accepted tasks paid per settlement transaction.\n\
          settle_batch = 500\n\
          # Follower: seconds a peer may take to answer a sync request before\n\

@@ -16,6 +16,7 @@ use crate::blobs::BlobStore;
 use crate::daemon::{AgentOptions, LedgerOptions, NodeHandle, NodeOptions, start};
 use crate::home::NodeHome;
 use crate::job::{JobStore, Requestor};
+use crate::judge::{JudgeOptions, start_judge};
 use crate::ledger::{Ledger, LedgerClient};
 use crate::machine::{MachineInfo, SystemProbe};
 use crate::payment::{Payments, ProofStore};
@@ -101,19 +102,25 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
     let store = JobStore::open(&home.root().join("node.db"))?;
     let machine = MachineInfo::detect();
     let (mut agent, mut speed, mut benchmarked, mut probe) = (None, None, false, None);
-    if config.provider.enabled {
-        let sandbox = Arc::new(Sandbox::new(config.sandbox.sandbox_config(Some(home.cache_dir())))?);
+    let genesis = home.genesis()?;
+    let validator = genesis.validators.contains(&key.id());
+    let inputs = BlobStore::open(home.inputs_dir(), config.sandbox.max_input_bytes)?;
+    // Providers run tasks in it, validators re-run tasks under judgement.
+    let sandbox = if config.provider.enabled || validator {
+        Some(Arc::new(Sandbox::new(
+            config.sandbox.sandbox_config(Some(home.cache_dir())),
+        )?))
+    } else {
+        None
+    };
+    if let (true, Some(sandbox)) = (config.provider.enabled, sandbox.clone()) {
         let (s, fresh) = tokio::task::block_in_place(|| benchmark(home, &sandbox))?;
         let p = Arc::new(SystemProbe::start(Duration::from_secs(1)));
         agent = Some(AgentOptions {
             policy: config.provider.clone(),
             // Fetched inputs apart from this node's own blobs: a cache the
             // provider shrinks, never the requestor's modules and inputs.
-            provider: Provider::new(
-                sandbox,
-                BlobStore::open(home.inputs_dir(), config.sandbox.max_input_bytes)?,
-                outputs,
-            ),
+            provider: Provider::new(sandbox, inputs.clone(), outputs),
             machine,
             speed: s,
             probe: p.clone(),
@@ -122,7 +129,6 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         });
         (speed, benchmarked, probe) = (Some(s), fresh, Some(p));
     }
-    let genesis = home.genesis()?;
     let ledger = Ledger::open(&home.ledger_path(), genesis, key.clone())?;
     let handle = start(NodeOptions {
         key,
@@ -140,6 +146,15 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
             sharegrid_core::Amount(u128::from(config.ledger.faucet)),
         )
         .await;
+    }
+    if let Some(sandbox) = sandbox {
+        let judge = JudgeOptions {
+            sandbox,
+            blobs: blobs.clone(),
+            fetched: inputs,
+            max_fetch_bytes: config.sandbox.max_input_bytes,
+        };
+        start_judge(&handle, client.clone(), judge);
     }
     let payments = Payments::start(&handle, client, store.clone(), config.ledger.clone());
     let requestor = Requestor::new(handle.clone(), blobs.clone(), store).with_payments(payments);

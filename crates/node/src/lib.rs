@@ -26,6 +26,7 @@ mod faucet;
 mod home;
 mod job;
 mod join;
+mod judge;
 mod launch;
 mod ledger;
 mod lifecycle;
@@ -47,10 +48,11 @@ pub use daemon::{
 pub use faucet::{FaucetOrder, FaucetRules, GRANTS_PER_MINUTE, start_faucet};
 pub use home::{HomeError, InitReport, NodeHome, SOLO_FAUCET, SOLO_SUPPLY, solo_genesis};
 pub use job::{
-    EscrowRecord, Estimate, JobAction, JobDriver, JobEvent, JobInput, JobRow, JobStore, JobSubmission, KeepError,
-    KeptReceipt, LiveJob, Requestor, State, StoreError, SubmitError, TaskRow,
+    EscrowRecord, Estimate, Funding, JobAction, JobDriver, JobEvent, JobInput, JobRow, JobStore, JobSubmission,
+    KeepError, KeptReceipt, LiveJob, Requestor, State, StoreError, SubmitError, TaskRow,
 };
 pub use join::{JoinError, check_genesis, fetch_genesis, parse_join_address};
+pub use judge::{JudgeOptions, start_judge};
 pub use launch::{CachedBenchmark, Launched, benchmark, launch};
 pub use ledger::{
     AcceptError, Applied, ApplyError, Follower, FollowerAction, FollowerInput, FoundTx, Head, Ledger, LedgerClient,

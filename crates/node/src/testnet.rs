@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sharegrid_core::{Amount, Arch, GigafuelPerSec, NodeKey};
-use sharegrid_ledger::{Allocation, Genesis, Params};
+use sharegrid_ledger::{Allocation, Genesis, Op, Params};
 use sharegrid_net::NetConfig;
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
@@ -23,6 +23,7 @@ use crate::blobs::BlobStore;
 use crate::config::LedgerSettings;
 use crate::daemon::{AgentOptions, LedgerOptions, NodeHandle, NodeOptions, start};
 use crate::job::{JobStore, Requestor};
+use crate::judge::{JudgeOptions, start_judge};
 use crate::ledger::{Ledger, LedgerClient};
 use crate::machine::{FixedProbe, MachineInfo};
 use crate::payment::{Payments, ProofStore};
@@ -131,6 +132,11 @@ pub struct LedgerSpec {
     pub fee_bps: u32,
     /// Who takes the fees (default: the validator).
     pub treasury: Option<sharegrid_core::NodeId>,
+    /// Each provider's balance at genesis.
+    pub provider_funds: u128,
+    /// What each provider bonds as stake once the network is up (at most
+    /// its funds less a fee).
+    pub provider_stake: u128,
     /// The nodes' `[ledger]` settings.
     pub settings: LedgerSettings,
 }
@@ -141,6 +147,8 @@ impl Default for LedgerSpec {
             funds: 1_000_000_000_000,
             fee_bps: 100,
             treasury: None,
+            provider_funds: 0,
+            provider_stake: 0,
             settings: LedgerSettings {
                 block_interval_ms: 20,
                 idle_block_secs: 1,
@@ -386,6 +394,23 @@ pub async fn start_plain(
     })
 }
 
+/// Starts `node`'s judge: as a validator it re-runs, in `sandbox`, every
+/// task under dispute or claimed alone, and sends the verdict.
+pub fn judge(node: &TestNode, sandbox: Arc<Sandbox>) -> Result<(), TestnetError> {
+    let Some(ledger) = &node.ledger else {
+        return Ok(());
+    };
+    let client = LedgerClient::new(ledger.clone(), node.handle.clone());
+    let opts = JudgeOptions {
+        sandbox,
+        blobs: node.blobs.clone(),
+        fetched: BlobStore::open(node.home.join("judged"), 1 << 30).map_err(store_err)?,
+        max_fetch_bytes: 1 << 30,
+    };
+    start_judge(&node.handle, client, opts);
+    Ok(())
+}
+
 /// Two nodes for the round-trip benchmarks: a one-slot provider (seed 1)
 /// and a plain requestor (seed 2) connected to it, under `dir`, with the
 /// requestor holding a module that does nothing (`program`).
@@ -510,17 +535,24 @@ impl TestnetBuilder {
             ),
         };
         let rkey = Arc::new(NodeKey::from_seed([REQUESTOR_SEED; 32]));
+        let pkey = |i: usize| Arc::new(NodeKey::from_seed([i as u8 + 1; 32]));
         let genesis = self.ledger.as_ref().map(|l| {
             let mut g = genesis(&rkey, &rkey, l.funds, l.fee_bps);
             if let Some(t) = l.treasury {
                 g.params.treasury = t;
+            }
+            if l.provider_funds > 0 {
+                g.balances.extend((0..self.providers.len()).map(|i| Allocation {
+                    account: pkey(i).id(),
+                    amount: Amount(l.provider_funds),
+                }));
             }
             g
         });
         let settings = self.ledger.as_ref().map(|l| &l.settings);
         let mut providers = Vec::new();
         for (i, spec) in self.providers.iter().enumerate() {
-            let key = Arc::new(NodeKey::from_seed([i as u8 + 1; 32]));
+            let key = pkey(i);
             let home = self.dir.join(&spec.name);
             let ledger = match (&genesis, settings) {
                 (Some(g), Some(s)) => Some((open_ledger(&home, g, &key)?, s)),
@@ -534,9 +566,22 @@ impl TestnetBuilder {
             _ => None,
         };
         let node = start_plain(&home, "requestor", rkey, self.net.clone(), ledger).await?;
+        // The requestor validates: it judges disputes and lone claims.
+        judge(&node, sandbox.clone())?;
         let requestor = requestor(node, settings)?;
         for p in &providers {
             connect(&requestor.node.handle, p).await?;
+        }
+        // Providers bond their stake, once they reach the validator.
+        let stake = self.ledger.as_ref().map_or(0, |l| l.provider_stake);
+        if stake > 0 {
+            for p in &providers {
+                let Some(l) = &p.ledger else { continue };
+                LedgerClient::new(l.clone(), p.handle.clone())
+                    .send_and_wait(Op::Bond { amount: Amount(stake) }, WAIT_GUARD)
+                    .await
+                    .map_err(|e| TestnetError::Start(format!("{} cannot bond its stake: {e}", p.name)))?;
+            }
         }
         let seen = requestor.node.handle.wait_for_offers(providers.len()).await;
         if seen.len() < providers.len() {

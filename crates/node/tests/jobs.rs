@@ -36,6 +36,7 @@ fn tiles(r: &TestRequestor, cols: u32, rows: u32, replication: u32) -> JobSubmis
         }
     }
     JobSubmission {
+        min_stake: Amount(0),
         name: "tiles".into(),
         module: r.node.blobs.put(&mandelbrot()).unwrap(),
         stdin: r.node.blobs.put(b"").unwrap(),

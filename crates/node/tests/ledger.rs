@@ -2,7 +2,8 @@
 //! stiff anyone: a validator, a provider following the ledger, a requestor
 //! that opens an escrow, has work done and disappears before settling; once
 //! the claim height passes, the provider claims its pay from the escrow with
-//! the requestor's signed assignment and its own receipt. A follower
+//! the requestor's signed assignment and its own receipt, held for the
+//! challenge window and collected after it. A follower
 //! refuses a block that does not check, whoever signed it. A settlement
 //! that landed before a crash is not paid again. Every wait is on an event.
 
@@ -24,6 +25,7 @@ fn tiles(blobs: &sharegrid_node::BlobStore, n: u32) -> JobSubmission {
     ))
     .unwrap();
     JobSubmission {
+        min_stake: Amount(0),
         name: "tiles".into(),
         module: blobs.put(&module).unwrap(),
         stdin: blobs.put(b"").unwrap(),
@@ -179,15 +181,17 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
     r.node.handle.shutdown().await;
 
     // The provider claims once the claim height passes (the validator keeps
-    // heights moving while escrows are open), then forgets its proofs.
+    // heights moving while escrows are open). Alone, each claim is held for
+    // the challenge window; no one disputes it (this validator judges
+    // nothing), so the provider collects it after, then forgets its proof.
     wait_for(&mut claims, "a claim", |e| {
         matches!(e, PaymentEvent::Claimed { .. }).then_some(())
     })
     .await
     .unwrap();
     while !proofs.all().unwrap().is_empty() {
-        wait_for(&mut claims, "another claim", |e| {
-            matches!(e, PaymentEvent::Claimed { .. }).then_some(())
+        wait_for(&mut claims, "a claim collected", |e| {
+            matches!(e, PaymentEvent::Collected { .. }).then_some(())
         })
         .await
         .unwrap();
@@ -197,19 +201,25 @@ async fn a_provider_claims_its_pay_when_the_requestor_vanishes() {
     let claimed: Vec<_> = e.paid.iter().filter(|(_, p)| *p == pkey.id()).collect();
     assert!(!claimed.is_empty());
     // Paid exactly what its receipts charge, once per task, less the fee
-    // of each claim transaction; supply conserved.
+    // of each claim and collect transaction; supply conserved.
     let mut charged = 0u128;
-    let mut claim_txs = 0u128;
+    let (mut claim_txs, mut collect_txs) = (0u128, 0u128);
     for f in vl.history(&pkey.id(), 100).unwrap() {
         let tx: Tx = sharegrid_core::decode_capped(&f.signed.body, 1 << 20).unwrap();
-        if let Op::Claim { paid, .. } = tx.op {
-            let r: Receipt = paid.receipt.open(1 << 20).unwrap();
-            charged += r.charge.0;
-            claim_txs += 1;
+        match tx.op {
+            Op::Claim { paid, .. } => {
+                let r: Receipt = paid.receipt.open(1 << 20).unwrap();
+                charged += r.charge.0;
+                claim_txs += 1;
+            }
+            Op::Collect { .. } => collect_txs += 1,
+            _ => {}
         }
     }
     assert_eq!(claim_txs as usize, claimed.len(), "one claim per task run");
-    assert_eq!(vl.account(&pkey.id()).balance.0, charged - claim_txs);
+    assert_eq!(collect_txs, claim_txs, "each held claim collected once");
+    assert!(vl.with_state(|s| s.claims.is_empty()));
+    assert_eq!(vl.account(&pkey.id()).balance.0, charged - claim_txs - collect_txs);
     assert_eq!(vl.with_state(|s| s.supply()), 1_000_000_000);
     provider.handle.shutdown().await;
     validator.handle.shutdown().await;

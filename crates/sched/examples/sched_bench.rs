@@ -15,6 +15,7 @@ use sharegrid_sched::{Action, Constraints, JobPolicy, Reputation, Scheduler, Tas
 
 fn constraints() -> Constraints {
     Constraints {
+        min_stake: Amount(0),
         price_ceiling: PricePerGfuel(Amount(100)),
         arch: None,
         min_memory: 0,

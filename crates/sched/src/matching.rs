@@ -21,6 +21,10 @@ pub struct Constraints {
     pub min_speed: GigafuelPerSec,
     /// The job's determinism mode.
     pub mode: Determinism,
+    /// The least stake a provider must have bonded (as the offer states
+    /// it, which the requestor checks against the ledger).
+    #[serde(default)]
+    pub min_stake: Amount,
 }
 
 /// Why one offer does not qualify.
@@ -38,6 +42,8 @@ pub enum Mismatch {
     Mode,
     /// Advertises no slots at all.
     NoSlots,
+    /// Less stake bonded than the job requires.
+    Unstaked,
 }
 
 impl Constraints {
@@ -63,6 +69,9 @@ impl Constraints {
         }
         if o.cores == 0 {
             return Err(Mismatch::NoSlots);
+        }
+        if o.stake < self.min_stake {
+            return Err(Mismatch::Unstaked);
         }
         Ok(())
     }
@@ -100,6 +109,7 @@ fn describe(c: &Constraints, m: Mismatch) -> String {
         Mismatch::TooSlow => format!("slower than {:.2} Gfuel/s", c.min_speed.0),
         Mismatch::Mode => format!("do not run {} mode", c.mode),
         Mismatch::NoSlots => "offer no slots".to_string(),
+        Mismatch::Unstaked => format!("have less than {} staked", c.min_stake),
     }
 }
 
@@ -174,6 +184,7 @@ mod tests {
     #[test]
     fn the_report_says_why_per_provider() {
         let c = Constraints {
+            min_stake: Amount(0),
             price_ceiling: price(10),
             arch: Some(Arch::X86_64),
             min_memory: 4 << 30,

@@ -16,6 +16,7 @@ use sharegrid_sched::{Action, Constraints, Event, JobPolicy, Reputation, Schedul
 
 fn constraints(ceiling: u128) -> Constraints {
     Constraints {
+        min_stake: Amount(0),
         price_ceiling: price(ceiling),
         arch: None,
         min_memory: 0,

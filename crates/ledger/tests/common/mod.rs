@@ -9,17 +9,17 @@ use sharegrid_core::{
 };
 use sharegrid_ledger::{Allocation, Genesis, Op, Paid, Params, State, TX_VERSION, Tx};
 
-pub fn key(i: u8) -> NodeKey {
+pub(crate) fn key(i: u8) -> NodeKey {
     NodeKey::from_seed([i + 1; 32])
 }
-pub const TREASURY: u8 = 9;
-pub const VALIDATOR: u8 = 10;
+pub(crate) const TREASURY: u8 = 9;
+pub(crate) const VALIDATOR: u8 = 10;
 
-pub fn genesis(balances: &[u128]) -> State {
+pub(crate) fn genesis(balances: &[u128]) -> State {
     State::genesis(&genesis_of(balances)).unwrap()
 }
 
-pub fn genesis_of(balances: &[u128]) -> Genesis {
+pub(crate) fn genesis_of(balances: &[u128]) -> Genesis {
     let g = Genesis {
         validators: vec![key(VALIDATOR).id()],
         params: Params::new(key(TREASURY).id(), 250, Amount(1)),
@@ -43,7 +43,7 @@ pub fn genesis_of(balances: &[u128]) -> Genesis {
 
 /// The network transactions are signed for: the last genesis this thread
 /// made (each test makes one, then signs for it).
-pub fn chain_id() -> ContentId {
+pub(crate) fn chain_id() -> ContentId {
     CHAIN.with(|c| *c.borrow())
 }
 
@@ -51,7 +51,7 @@ thread_local! {
     static CHAIN: std::cell::RefCell<ContentId> = std::cell::RefCell::new(ContentId::of(b"unset"));
 }
 
-pub fn tx(signer: &NodeKey, nonce: u64, op: Op) -> Signed {
+pub(crate) fn tx(signer: &NodeKey, nonce: u64, op: Op) -> Signed {
     Signed::sign(
         signer,
         &Tx {
@@ -67,13 +67,13 @@ pub fn tx(signer: &NodeKey, nonce: u64, op: Op) -> Signed {
     .unwrap()
 }
 
-pub fn task(i: u8) -> TaskId {
+pub(crate) fn task(i: u8) -> TaskId {
     TaskId::from_bytes([i; 32])
 }
 
 /// A proof that `provider` did task `t` for `requestor`; a non-zero
 /// `price_bump` makes the receipt charge another price than the agreed one.
-pub fn proof(
+pub(crate) fn proof(
     escrow: ContentId,
     requestor: &NodeKey,
     provider: &NodeKey,
@@ -86,7 +86,7 @@ pub fn proof(
 
 /// What a receipt says of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Said {
+pub(crate) enum Said {
     /// Completed with the result hash `[n; 32]`.
     Result(u8),
     /// Timed out (not deterministic).
@@ -94,15 +94,15 @@ pub enum Said {
 }
 
 /// The result hash `[n; 32]`: the "true" one in tests is [`TRUE_RESULT`].
-pub fn result(n: u8) -> ResultHash {
+pub(crate) fn result(n: u8) -> ResultHash {
     ResultHash::from_bytes([n; 32])
 }
 
 /// The result every honest provider reports.
-pub const TRUE_RESULT: u8 = 7;
+pub(crate) const TRUE_RESULT: u8 = 7;
 
 /// [`proof`] with the receipt saying `says`.
-pub fn said(
+pub(crate) fn said(
     escrow: ContentId,
     requestor: &NodeKey,
     provider: &NodeKey,

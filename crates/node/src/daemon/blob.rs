@@ -255,14 +255,22 @@ impl Daemon {
             .grants
             .get(&(peer, request.id))
             .is_some_and(|&until| until > now_ms());
-        let blobs = granted.then(|| self.blobs.clone());
+        // A validator re-running a task under judgement gets its program's
+        // blobs from whoever holds them: the requestor's own, or the inputs
+        // a provider fetched to run it.
+        let judged = !granted && self.judges(&peer, &request.id);
+        let blobs = (granted || judged).then(|| self.blobs.clone());
+        let inputs = judged
+            .then(|| self.agent.as_ref().map(|a| a.provider_blobs().clone()))
+            .flatten();
         self.blocking(move || {
             let len = request.len.min(sharegrid_net::MAX_CHUNK_BYTES);
             let read = |s: &BlobStore| s.read_chunk(&request.id, request.offset, len).ok().flatten();
             let found = outputs
                 .as_ref()
                 .and_then(read)
-                .or_else(|| blobs.as_ref().and_then(read));
+                .or_else(|| blobs.as_ref().and_then(read))
+                .or_else(|| inputs.as_ref().and_then(read));
             let (response, complete) = match found {
                 Some((data, total)) => {
                     let complete = request.offset + data.len() as u64 >= total;
@@ -278,6 +286,16 @@ impl Daemon {
                 complete,
             }
         });
+    }
+
+    /// Whether `peer` is a validator and blob `id` belongs to a task the
+    /// ledger has under judgement.
+    fn judges(&self, peer: &PeerId, id: &ContentId) -> bool {
+        let (Some(l), Some(who)) = (self.ledger.as_ref(), sharegrid_net::node_id(peer)) else {
+            return false;
+        };
+        l.ledger
+            .with_state(|s| s.validators.contains(&who) && s.judges_blob(id))
     }
 
     pub(super) fn blob_served(

@@ -25,9 +25,6 @@ pub struct LedgerOptions {
     pub ledger: Arc<Ledger>,
     /// Validator: the shortest time between blocks.
     pub block_interval: Duration,
-    /// Validator: while escrows are open, an empty block at least this
-    /// often, so claim and close heights arrive.
-    pub idle_block: Duration,
     /// Follower: a peer that does not answer a sync request within this
     /// long loses the sync slot.
     pub sync_timeout: Duration,
@@ -39,7 +36,6 @@ impl LedgerOptions {
         LedgerOptions {
             ledger,
             block_interval: Duration::from_millis(settings.block_interval_ms),
-            idle_block: Duration::from_millis(settings.idle_block_secs.max(1) * 1000),
             sync_timeout: Duration::from_secs(settings.sync_timeout_secs.max(1)),
         }
     }
@@ -65,11 +61,7 @@ impl LedgerPart {
         let l = &opts.ledger;
         let head = l.head();
         LedgerPart {
-            producer: Producer::new(
-                opts.block_interval.as_millis() as u64,
-                opts.idle_block.as_millis() as u64,
-                now_ms(),
-            ),
+            producer: Producer::new(opts.block_interval.as_millis() as u64, now_ms()),
             follower: Follower::new(
                 head.genesis,
                 l.genesis().validators.clone(),
@@ -95,7 +87,7 @@ impl Daemon {
         if !l.is_validator() {
             return;
         }
-        let Some(order) = part.producer.tick(now_ms(), l.pending(), l.has_open_escrows()) else {
+        let Some(order) = part.producer.tick(now_ms(), l.pending(), l.has_waiting()) else {
             return;
         };
         self.blocking(move || {
@@ -140,9 +132,15 @@ impl Daemon {
         let height = part.ledger.head().height;
         if height != part.last_height {
             part.last_height = height;
+            let me = self.key.id();
+            let stake = part.ledger.with_state(|s| s.stake(&me));
             self.metrics.block_height.set(height as i64);
             self.emit(NodeEvent::Block { height });
             self.recheck_escrows();
+            // Offers state the stake bonded now.
+            if let Some(a) = self.agent.as_mut() {
+                a.agent.set_stake(stake);
+            }
         }
     }
 

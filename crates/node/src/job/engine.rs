@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Assignment, ContentId, Fuel, JobId, NodeId, ResultHash, TaskId};
+use sharegrid_core::{Amount, Assignment, ContentId, Fuel, JobId, NodeId, Offer, ResultHash, TaskId};
 use sharegrid_net::{PeerId, peer_id};
 use sharegrid_sched::{Progress, Record};
 use tokio::sync::{broadcast, mpsc};
@@ -303,7 +303,7 @@ impl Requestor {
                         if let Some(p) = peer_id(&o.provider) {
                             peers.insert(p, o.provider);
                         }
-                        inputs.push(JobInput::Offer(o));
+                        inputs.push(JobInput::Offer(Box::new(self.checked(*o))));
                     }
                     Ok(NodeEvent::PeerGone { peer, .. }) => {
                         if let Some(p) = peers.get(&peer) {
@@ -333,9 +333,21 @@ impl Requestor {
                 if let Some(p) = peer_id(&o.provider) {
                     peers.insert(p, o.provider);
                 }
-                JobInput::Offer(Box::new(o))
+                JobInput::Offer(Box::new(self.checked(o)))
             })
             .collect()
+    }
+
+    /// The offer with its stated stake checked against the ledger: the
+    /// scheduler sees no more than the provider has bonded (nothing, on a
+    /// node that keeps no ledger to check it by).
+    fn checked(&self, mut o: Offer) -> Offer {
+        let bonded = self
+            .payments
+            .as_ref()
+            .map_or(Amount(0), |p| p.ledger().with_state(|s| s.stake(&o.provider)));
+        o.stake = o.stake.min(bonded);
+        o
     }
 
     fn act(&self, id: JobId, action: JobAction, tx: &mpsc::Sender<JobInput>) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ use sharegrid_sched::{Record, Reputation};
 
 use super::store::{JobStore, StoreError, corrupt, parse};
 use crate::payment::Unpaid;
+use sharegrid_ledger::{MAX_EVIDENCE, Paid};
 
 /// A receipt as kept: evidence for payment or slashing.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -156,6 +157,70 @@ impl JobStore {
                 })
             })
             .collect()
+    }
+
+    /// Tasks of `job` whose replicas disagreed and that were not reported
+    /// yet, each with its evidence for a dispute: one agreeing pair and the
+    /// dissenting ones (at most [`MAX_EVIDENCE`] in all). Runs that timed out
+    /// are no evidence and are left out.
+    pub fn disputable(&self, job: &JobId) -> Result<Vec<(TaskId, Vec<Paid>)>, StoreError> {
+        // (task, provider, verdict, assignment, receipt)
+        type Row = (String, String, String, Vec<u8>, Vec<u8>);
+        let rows: Vec<Row> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT r.task, r.provider, r.verdict, r.assignment, r.signed FROM receipts r
+                 WHERE r.job = ?1 AND r.verdict IN ('agreed', 'dissent')
+                   AND r.task IN (SELECT task FROM receipts WHERE job = ?1 AND verdict = 'dissent')
+                   AND NOT EXISTS (SELECT 1 FROM reports p WHERE p.job = ?1 AND p.task = r.task)
+                 ORDER BY r.task, r.verdict, r.provider",
+            )?;
+            st.query_map([job.to_string()], |r| <_>::try_from(r))?.collect()
+        })?;
+        let mut out: Vec<(TaskId, Vec<Paid>, bool)> = Vec::new();
+        for (t, p, verdict, a, r) in rows {
+            let row = format!("receipt of {p} for task {t} of job {job}");
+            let signed = |bytes: &[u8]| decode_capped::<Signed>(bytes, 1 << 20).map_err(|e| corrupt(&row, e));
+            let task: TaskId = parse(&row, "task", &t)?;
+            let receipt = signed(&r)?;
+            let timed_out = decode_capped::<Receipt>(&receipt.body, 1 << 20)
+                .is_ok_and(|x| matches!(x.outcome, sharegrid_core::Outcome::Timeout));
+            if timed_out {
+                continue;
+            }
+            let pair = Paid {
+                assignment: signed(&a)?,
+                receipt,
+            };
+            if out.last().is_none_or(|(last, _, _)| *last != task) {
+                out.push((task, Vec::new(), false));
+            }
+            if let Some((_, pairs, has_agreed)) = out.last_mut() {
+                // One agreeing pair is enough to show the disagreement.
+                let agreed = verdict == "agreed";
+                if (agreed && *has_agreed) || pairs.len() >= MAX_EVIDENCE {
+                    continue;
+                }
+                *has_agreed |= agreed;
+                pairs.push(pair);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .filter(|(_, pairs, has_agreed)| *has_agreed && pairs.len() >= 2)
+            .map(|(t, pairs, _)| (t, pairs))
+            .collect())
+    }
+
+    /// Records that task `task`'s disagreement was reported (or needs no
+    /// report): it is not reported again.
+    pub fn mark_reported(&self, job: &JobId, task: &TaskId) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO reports (job, task) VALUES (?1, ?2)",
+                params![job.to_string(), task.to_string()],
+            )
+            .map(|_| ())
+        })
     }
 
     /// Marks receipts paid (their settlement is in a block).

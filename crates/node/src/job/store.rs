@@ -151,6 +151,8 @@ impl JobStore {
                  escrow TEXT NOT NULL, task TEXT NOT NULL, assignment BLOB NOT NULL,
                  receipt BLOB NOT NULL, seen INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (escrow, task));
+             CREATE TABLE IF NOT EXISTS reports (
+                 job TEXT NOT NULL, task TEXT NOT NULL, PRIMARY KEY (job, task));
              CREATE TABLE IF NOT EXISTS reputation (
                  provider TEXT PRIMARY KEY, agreed INTEGER NOT NULL, disagreed INTEGER NOT NULL,
                  failed INTEGER NOT NULL);",

@@ -47,6 +47,10 @@ pub struct JobSubmission {
     pub min_speed: f64,
     /// Credibility threshold for accepting a result alone.
     pub credibility: Option<f64>,
+    /// The least stake a provider must have bonded. Absent in rows stored
+    /// before it existed.
+    #[serde(default)]
+    pub min_stake: Amount,
     /// Each task's arguments.
     pub tasks: Vec<Vec<String>>,
 }
@@ -100,6 +104,7 @@ impl JobSubmission {
             min_memory: job.min_memory,
             min_speed: job.min_speed.0,
             credibility: job.credibility,
+            min_stake: job.min_stake,
             tasks: job.expand(),
         }
     }
@@ -146,6 +151,7 @@ impl JobSubmission {
             min_memory: self.min_memory,
             min_speed: GigafuelPerSec(self.min_speed),
             mode: self.mode,
+            min_stake: self.min_stake,
         }
     }
 
@@ -211,6 +217,7 @@ impl JobSubmission {
     /// `r`, 1 Gfuel each, a price ceiling of 100 and a budget of 1,000,000.
     pub(crate) fn sample(tasks: usize, r: u32) -> JobSubmission {
         JobSubmission {
+            min_stake: Amount(0),
             name: "t".into(),
             module: ContentId::of(b"m"),
             stdin: ContentId::of(b""),

@@ -76,18 +76,12 @@ impl From<AcceptError> for LedgerError {
 pub struct LedgerClient {
     ledger: Arc<Ledger>,
     node: NodeHandle,
-    /// One own transaction at a time, so nonces go out in order.
-    sending: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl LedgerClient {
     /// A client for `ledger` on the node behind `node`.
     pub fn new(ledger: Arc<Ledger>, node: NodeHandle) -> Self {
-        LedgerClient {
-            ledger,
-            node,
-            sending: Arc::new(tokio::sync::Mutex::new(())),
-        }
+        LedgerClient { ledger, node }
     }
 
     /// The ledger.
@@ -114,7 +108,7 @@ impl LedgerClient {
 
     /// Signs `op` as this node's next transaction and submits it.
     pub async fn send(&self, op: Op) -> Result<ContentId, LedgerError> {
-        let _turn = self.sending.lock().await;
+        let _turn = self.ledger.sending.lock().await;
         let tx = self.ledger.sign(op);
         match self.submit(tx.clone()).await {
             Ok(id) => Ok(id),

@@ -104,6 +104,9 @@ pub struct Ledger {
     key: Arc<NodeKey>,
     genesis: Genesis,
     heads: watch::Sender<u64>,
+    /// One own transaction signed and submitted at a time, whichever task
+    /// sends it (payments, the judge, the faucet), so nonces go out in order.
+    pub(crate) sending: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -140,6 +143,7 @@ impl Ledger {
             key,
             genesis,
             heads,
+            sending: tokio::sync::Mutex::new(()),
         };
         {
             let mut inner = ledger.lock();
@@ -369,10 +373,11 @@ impl Ledger {
         self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether any escrow is open (the validator then keeps heights moving
-    /// so that claim and close heights arrive).
-    pub fn has_open_escrows(&self) -> bool {
-        self.with_state(|s| !s.escrows.is_empty())
+    /// Whether anything on the ledger waits on a height — an open escrow, a
+    /// held claim, a dispute, unbonding stake — so the validator keeps
+    /// heights moving at one per block interval.
+    pub fn has_waiting(&self) -> bool {
+        self.with_state(State::has_waiting)
     }
 }
 

@@ -135,8 +135,24 @@ pub enum PaymentEvent {
         /// Whether it will be tried again (else: at the next start).
         retrying: bool,
     },
-    /// This provider claimed its pay for a task.
+    /// This provider claimed its pay for a task (paid at once, or held
+    /// for the challenge window).
     Claimed {
+        /// The escrow.
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
+    },
+    /// This provider collected a held claim.
+    Collected {
+        /// The escrow.
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
+    },
+    /// This node disputed receipts or a claim for a task (as a provider
+    /// whose receipt disagrees, or a requestor that saw replicas disagree).
+    Disputed {
         /// The escrow.
         escrow: ContentId,
         /// The task.
@@ -198,6 +214,11 @@ impl Payments {
         &self.client
     }
 
+    /// The ledger payments go through.
+    pub fn ledger(&self) -> &std::sync::Arc<crate::ledger::Ledger> {
+        self.client.ledger()
+    }
+
     /// Accepted tasks paid per settlement while a job runs.
     pub fn settle_batch(&self) -> usize {
         self.settings.settle_batch.max(1)
@@ -227,8 +248,10 @@ impl Payments {
         let height = ledger.head().height;
         let claim_after = self.settings.claim_after_blocks.max(1);
         let op = Op::OpenEscrow {
-            quorum: 2,
-            min_stake: Amount(0),
+            // A provider's claim is paid at once with the job's quorum of
+            // agreeing receipts (at least 2), otherwise it is held.
+            quorum: sub.quorum,
+            min_stake: sub.min_stake,
             escrow,
             budget: amount,
             tasks: (0..sub.tasks.len()).map(|i| job.task(i)).collect(),
@@ -452,7 +475,33 @@ async fn settle(p: &Payments, store: &JobStore, job: JobId, last: bool) -> Resul
         tracing::info!(tasks = batch.pairs.len(), tx = %tx.short(), height, last = closing, "settled");
     }
     if last {
+        report(p, store, job, rec.escrow).await?;
+    }
+    if last {
         store.set_settled(&job)?;
+    }
+    Ok(())
+}
+
+/// Reports the job's tasks whose replicas disagreed: a dispute each, with
+/// one agreeing receipt and the dissenting ones, for the validators to
+/// re-run; whoever lied is slashed and this node, the reporter, rewarded.
+async fn report(p: &Payments, store: &JobStore, job: JobId, escrow: ContentId) -> Result<(), PayError> {
+    for (task, evidence) in store.disputable(&job)? {
+        let op = Op::Dispute { escrow, task, evidence };
+        match p.client.send_and_wait(op, LEDGER_WAIT).await {
+            Ok((tx, height)) => {
+                tracing::info!(%task, tx = %tx.short(), height, "reported replicas that disagreed");
+                p.emit(PaymentEvent::Disputed { escrow, task });
+            }
+            // Someone reported it first, or the ledger refuses the evidence:
+            // either way there is nothing more to send.
+            Err(LedgerError::Rejected(why)) => {
+                tracing::info!(%task, "no dispute sent: {why}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        store.mark_reported(&job, &task)?;
     }
     Ok(())
 }
@@ -485,18 +534,37 @@ async fn claims_pass(p: &Payments, proofs: &ProofStore) {
             return;
         }
     };
-    for step in plan_claims(kept, |id| ledger.escrow(id), me, height) {
+    let steps = ledger.with_state(|s| plan_claims(kept, s, me, height));
+    for step in steps {
         let result = match step {
             ClaimStep::Seen(escrow) => proofs.seen(&escrow).map_err(PayError::from),
             ClaimStep::Forget { escrow, task } => proofs.forget(&escrow, &task).map_err(PayError::from),
             ClaimStep::Claim { escrow, task, op } => match p.client.send_and_wait(*op, LEDGER_WAIT).await {
                 Ok((tx, h)) => {
                     tracing::info!(%task, tx = %tx.short(), height = h, "claimed pay from an unsettled escrow");
-                    // Forgotten before it is announced: a listener that hears
-                    // of the claim finds the proof gone.
-                    let forgotten = proofs.forget(&escrow, &task).map_err(PayError::from);
+                    // Paid at once (agreeing receipts), or held for the
+                    // challenge window: the proof stays until it is paid.
                     p.emit(PaymentEvent::Claimed { escrow, task });
+                    Ok(())
+                }
+                Err(e) => Err(PayError::from(e)),
+            },
+            ClaimStep::Collect { escrow, task, op } => match p.client.send_and_wait(*op, LEDGER_WAIT).await {
+                Ok((tx, h)) => {
+                    tracing::info!(%task, tx = %tx.short(), height = h, "collected a held claim");
+                    // Forgotten before it is announced: a listener that hears
+                    // of the payment finds the proof gone.
+                    let forgotten = proofs.forget(&escrow, &task).map_err(PayError::from);
+                    p.emit(PaymentEvent::Collected { escrow, task });
                     forgotten
+                }
+                Err(e) => Err(PayError::from(e)),
+            },
+            ClaimStep::Dispute { escrow, task, op } => match p.client.send_and_wait(*op, LEDGER_WAIT).await {
+                Ok((tx, h)) => {
+                    tracing::info!(%task, tx = %tx.short(), height = h, "disputed another provider's claim that disagrees with our receipt");
+                    p.emit(PaymentEvent::Disputed { escrow, task });
+                    Ok(())
                 }
                 Err(e) => Err(PayError::from(e)),
             },

@@ -4,8 +4,9 @@
 //! unsettled, and the escrows a requestor may close. The payment task
 //! (`payment/mod.rs`) and the simulation both carry these plans out.
 
-use sharegrid_core::{ContentId, NodeId, Signed, TaskId};
+use sharegrid_core::{ContentId, NodeId, Outcome, Receipt, Signed, TaskId, decode_capped};
 use sharegrid_ledger::{Escrow, Op, Paid, State};
+use sharegrid_net::MAX_RECEIPT_BYTES;
 
 /// Proofs per settlement transaction stay under this many bytes (the
 /// ledger takes up to 1 MiB per transaction).
@@ -145,6 +146,25 @@ pub enum ClaimStep {
         /// The task.
         task: TaskId,
     },
+    /// Collect a held claim: its window passed, no dispute is open.
+    Collect {
+        /// The escrow.
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
+        /// The `Collect` operation.
+        op: Box<Op>,
+    },
+    /// Dispute another provider's held claim that disagrees with this
+    /// provider's receipt for the same task.
+    Dispute {
+        /// The escrow.
+        escrow: ContentId,
+        /// The task.
+        task: TaskId,
+        /// The `Dispute` operation.
+        op: Box<Op>,
+    },
     /// Claim the pay: the claim height has come and the task is unpaid.
     Claim {
         /// The escrow.
@@ -156,48 +176,60 @@ pub enum ClaimStep {
     },
 }
 
-/// Plans a claims pass of provider `me` over its kept `proofs`, with the
-/// ledger's open escrows as `escrow_of` tells them, at head `height`.
-pub fn plan_claims(
-    proofs: Vec<KeptProof>,
-    escrow_of: impl Fn(&ContentId) -> Option<Escrow>,
-    me: NodeId,
-    height: u64,
-) -> Vec<ClaimStep> {
+/// Plans a claims pass of provider `me` over its kept `proofs`, against
+/// the ledger's `state` at head `height`: claim what the requestor left
+/// unsettled past the claim height; collect a held claim once its window
+/// passed with no dispute open; dispute another provider's held claim for
+/// a task this provider ran that says another result or fuel than its own
+/// receipt; forget proofs that are paid, judged, or whose escrow closed.
+pub fn plan_claims(proofs: Vec<KeptProof>, state: &State, me: NodeId, height: u64) -> Vec<ClaimStep> {
     let mut steps = Vec::new();
     let mut seen_noted = std::collections::BTreeSet::new();
+    let next = height + 1;
     for p in proofs {
-        match escrow_of(&p.escrow) {
+        let (escrow, task) = (p.escrow, p.task);
+        let disputed = state.disputes.contains_key(&(escrow, task));
+        if let Some(held) = state.claims.get(&(escrow, task, me)) {
+            if next >= held.payable_from && !disputed {
+                steps.push(ClaimStep::Collect {
+                    escrow,
+                    task,
+                    op: Box::new(Op::Collect { escrow, task }),
+                });
+            }
+            if let Some(op) = dispute_of(state, &p, me, disputed) {
+                steps.push(ClaimStep::Dispute { escrow, task, op });
+            }
+            continue;
+        }
+        match state.escrows.get(&escrow) {
             // Not on this node's copy of the ledger: lagging (keep), or
             // closed after it was seen open: settled or expired (forget).
             None => {
                 if p.seen {
-                    steps.push(ClaimStep::Forget {
-                        escrow: p.escrow,
-                        task: p.task,
-                    });
+                    steps.push(ClaimStep::Forget { escrow, task });
                 }
             }
             Some(open) => {
-                if !p.seen && seen_noted.insert(p.escrow) {
-                    steps.push(ClaimStep::Seen(p.escrow));
+                if !p.seen && seen_noted.insert(escrow) {
+                    steps.push(ClaimStep::Seen(escrow));
                 }
-                if open.paid.contains(&(p.task, me)) {
-                    steps.push(ClaimStep::Forget {
-                        escrow: p.escrow,
-                        task: p.task,
-                    });
-                } else if height + 1 >= open.claim_height {
+                if let Some(op) = dispute_of(state, &p, me, disputed) {
+                    steps.push(ClaimStep::Dispute { escrow, task, op });
+                }
+                if open.paid.contains(&(task, me)) {
+                    steps.push(ClaimStep::Forget { escrow, task });
+                } else if next >= open.claim_height {
                     steps.push(ClaimStep::Claim {
-                        escrow: p.escrow,
-                        task: p.task,
+                        escrow,
+                        task,
                         op: Box::new(Op::Claim {
-                            agreeing: vec![],
-                            escrow: p.escrow,
+                            escrow,
                             paid: Paid {
                                 assignment: p.assignment,
                                 receipt: p.receipt,
                             },
+                            agreeing: vec![],
                         }),
                     });
                 }
@@ -205,6 +237,34 @@ pub fn plan_claims(
         }
     }
     steps
+}
+
+/// A dispute of another provider's held claim for `p`'s task that differs
+/// from `p`'s receipt (result or fuel), with `p` as the evidence; none if a
+/// dispute is open, or `p`'s own run timed out (no evidence).
+fn dispute_of(state: &State, p: &KeptProof, me: NodeId, disputed: bool) -> Option<Box<Op>> {
+    if disputed {
+        return None;
+    }
+    let mine: Receipt = decode_capped(&p.receipt.body, MAX_RECEIPT_BYTES).ok()?;
+    if matches!(mine.outcome, Outcome::Timeout) {
+        return None;
+    }
+    let differs = state
+        .claims
+        .iter()
+        .filter(|((e, t, who), _)| *e == p.escrow && *t == p.task && *who != me)
+        .any(|(_, c)| !c.said.timed_out && (c.said.result != mine.result || c.said.fuel != mine.fuel));
+    differs.then(|| {
+        Box::new(Op::Dispute {
+            escrow: p.escrow,
+            task: p.task,
+            evidence: vec![Paid {
+                assignment: p.assignment.clone(),
+                receipt: p.receipt.clone(),
+            }],
+        })
+    })
 }
 
 /// The escrows requestor `me` opened that may be closed at the next block
@@ -332,9 +392,14 @@ mod tests {
             proof(other, 3, true),
             proof(other, 4, false),
         ];
-        let e = escrow(&[(2, &me)], 10);
-        let lookup = |id: &ContentId| (*id == open_id).then(|| e.clone());
-        let early = plan_claims(proofs.clone(), lookup, me.id(), 5);
+        let genesis = sharegrid_ledger::Genesis {
+            validators: vec![me.id()],
+            params: sharegrid_ledger::Params::new(me.id(), 0, Amount(1)),
+            balances: vec![],
+        };
+        let mut state = State::genesis(&genesis).unwrap();
+        state.escrows.insert(open_id, escrow(&[(2, &me)], 10));
+        let early = plan_claims(proofs.clone(), &state, me.id(), 5);
         assert_eq!(
             early,
             vec![
@@ -349,7 +414,7 @@ mod tests {
                 },
             ]
         );
-        let due = plan_claims(proofs, lookup, me.id(), 9);
+        let due = plan_claims(proofs, &state, me.id(), 9);
         assert!(
             due.iter()
                 .any(|s| matches!(s, ClaimStep::Claim { task, .. } if *task == TaskId::from_bytes([1; 32])))

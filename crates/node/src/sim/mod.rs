@@ -163,11 +163,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     };
     let follower = || Follower::new(genesis.hash(), genesis.validators.clone(), 3_000);
     let built = (|| -> Result<World, String> {
-        let validator = Validator::new(
-            vkey.clone(),
-            &genesis,
-            Producer::new(cfg.block_interval_ms, 1_000, START_MS),
-        )?;
+        let validator = Validator::new(vkey.clone(), &genesis, Producer::new(cfg.block_interval_ms, START_MS))?;
         let requestor = (Follows::new(&genesis, follower())?, Wallet::new(rkey.clone()));
         let mut providers = Vec::new();
         for i in 0..cfg.providers {
@@ -297,6 +293,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
 /// Job `j`: `tasks` tasks, r = q, paid through escrow.
 fn job(j: usize, cfg: &SimConfig) -> JobSubmission {
     JobSubmission {
+        min_stake: Amount(0),
         name: format!("sim-{j}"),
         module: ContentId::of(b"module"),
         stdin: ContentId::of(b""),

@@ -192,13 +192,13 @@ impl World {
         let height = pr.node.height();
         let state = pr.node.chain.state().clone();
         let proofs = std::mem::take(&mut pr.proofs);
-        let steps = plan_claims(proofs.clone(), |id| state.escrows.get(id).cloned(), me, height);
+        let steps = plan_claims(proofs.clone(), &state, me, height);
         let mut kept = proofs;
         for step in steps {
             match step {
                 ClaimStep::Seen(e) => kept.iter_mut().filter(|k| k.escrow == e).for_each(|k| k.seen = true),
                 ClaimStep::Forget { escrow, task } => kept.retain(|k| !(k.escrow == escrow && k.task == task)),
-                ClaimStep::Claim { op, .. } => {
+                ClaimStep::Claim { op, .. } | ClaimStep::Collect { op, .. } | ClaimStep::Dispute { op, .. } => {
                     let already = pr
                         .wallet
                         .queue

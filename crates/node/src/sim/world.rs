@@ -234,7 +234,7 @@ impl World {
         match node {
             VALIDATOR => {
                 let v = &mut self.validator;
-                let open = !v.chain.state().escrows.is_empty();
+                let open = v.chain.state().has_waiting();
                 if let Some(order) = v.producer.tick(now, v.pending(), open) {
                     let block = v.produce(now, order.empty_ok);
                     v.producer.produced(now, block.is_some());

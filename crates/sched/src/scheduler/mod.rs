@@ -438,10 +438,16 @@ impl Scheduler {
         });
     }
 
+    /// Whether `id` may carry a task alone: credible by its record, and
+    /// with stake bonded (an identity that costs nothing is always
+    /// replicated or spot-checked, never trusted alone).
     fn credible(&self, id: &NodeId) -> bool {
-        self.policy
-            .credibility
-            .is_some_and(|c| self.reputation.get(id).credibility(c.saboteur_fraction) >= c.threshold)
+        let staked = self.prov_ix.get(id).is_some_and(|&p| self.provs[p].offer.stake.0 > 0);
+        staked
+            && self
+                .policy
+                .credibility
+                .is_some_and(|c| self.reputation.get(id).credibility(c.saboteur_fraction) >= c.threshold)
     }
 
     fn on_receipt(&mut self, task: TaskId, vote: Vote, charge: Amount, deterministic: bool, now: u64) {
