@@ -74,6 +74,9 @@ enum Command {
     Transfer(wallet::TransferArgs),
     /// Test tokens for this node's account from the validator's faucet (a test network's).
     Faucet,
+    /// This node's stake: show, bond AMOUNT, unbond AMOUNT, withdraw.
+    #[command(subcommand)]
+    Stake(wallet::StakeCommand),
     /// Stop the running node (as Ctrl-C does) and wait until it has.
     Stop,
     /// This home's node id (its account address, and what `run --on` takes).
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         Command::Wallet(args) => wallet::wallet(&home, args),
         Command::Transfer(args) => wallet::transfer(&home, args),
         Command::Faucet => wallet::faucet(&home),
+        Command::Stake(cmd) => wallet::stake(&home, cmd),
         Command::Stop => network::stop(&home),
         Command::Id => node_cmds::id(&home),
         Command::Ledger(cmd) => wallet::ledger(&home, cmd),

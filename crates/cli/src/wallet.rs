@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use sharegrid_core::{Amount, ContentId, NodeId, decode_capped};
 use sharegrid_ledger::{Chain, MAX_TX_BYTES, Op, Tx};
-use sharegrid_node::{ApiClient, ApiRequest, FoundTx, LedgerStore, NodeHome, Transferred};
+use sharegrid_node::{ApiClient, ApiRequest, FoundTx, LedgerStore, NodeHome, StakeAction, Transferred};
 
 #[derive(Args, Debug)]
 pub(crate) struct WalletArgs {
@@ -34,6 +34,30 @@ pub(crate) struct TransferArgs {
     /// Return once the validator has it, without waiting for the block.
     #[arg(long)]
     no_wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum StakeCommand {
+    /// Bonded and unbonding stake, held claims and open disputes.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bond tokens as stake (through the running node): jobs may require
+    /// it, and a provider without it is never trusted alone.
+    Bond {
+        /// Tokens, in the smallest unit.
+        amount: Amount,
+    },
+    /// Start unbonding stake: it can still be slashed until the network's
+    /// unbonding period ends, then be withdrawn.
+    Unbond {
+        /// Tokens, in the smallest unit.
+        amount: Amount,
+    },
+    /// Take back stake whose unbonding period has passed.
+    Withdraw,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +214,74 @@ pub(crate) fn faucet(home: &Path) -> anyhow::Result<ExitCode> {
         t.tx,
         t.height.unwrap_or_default()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sharegrid stake`: show reads the home's ledger; the rest ask the
+/// running node, which signs and waits for the block.
+pub(crate) fn stake(home: &Path, cmd: StakeCommand) -> anyhow::Result<ExitCode> {
+    let action = match cmd {
+        StakeCommand::Show { json } => return show_stake(home, json),
+        StakeCommand::Bond { amount } => StakeAction::Bond(amount),
+        StakeCommand::Unbond { amount } => StakeAction::Unbond(amount),
+        StakeCommand::Withdraw => StakeAction::Withdraw,
+    };
+    let mut api = ApiClient::connect(&NodeHome::new(home).api_socket())?;
+    let t: Transferred = api.call(&ApiRequest::Stake(action))?;
+    println!("tx {} in block {}", t.tx, t.height.unwrap_or_default());
+    show_stake(home, false)
+}
+
+fn show_stake(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let (h, genesis, store) = open(home)?;
+    let me = h.identity()?.id();
+    let chain = store.chain(&genesis)?;
+    let s = chain.state();
+    let st = s.stakes.get(&me).copied().unwrap_or_default();
+    let held: Vec<_> = s.claims.iter().filter(|((_, _, p), _)| *p == me).collect();
+    let disputes: Vec<_> = s
+        .disputes
+        .iter()
+        .filter(|(_, d)| d.reporter == me || d.accused.contains_key(&me))
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "bonded": st.bonded.to_string(),
+            "unbonding": st.unbonding.to_string(),
+            "release_height": st.release_height,
+            "height": chain.height(),
+            "held_claims": held.len(),
+            "disputes": disputes.len(),
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("bonded     {}", st.bonded);
+    if st.unbonding.0 > 0 {
+        let when = if chain.height() >= st.release_height {
+            "withdrawable now".to_string()
+        } else {
+            format!("withdrawable from block {} (now {})", st.release_height, chain.height())
+        };
+        println!("unbonding  {} ({when})", st.unbonding);
+    }
+    for ((escrow, task, _), c) in held {
+        println!(
+            "held claim {} for task {} of escrow {}, collectable from block {}",
+            c.charge,
+            task.short(),
+            escrow.short(),
+            c.payable_from
+        );
+    }
+    for ((_, task), d) in disputes {
+        let role = if d.reporter == me { "reported" } else { "accused" };
+        println!(
+            "dispute    over task {} ({role}), judged by block {}",
+            task.short(),
+            d.deadline
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -112,6 +112,7 @@ fn the_readme_tour_runs_as_written() {
         "exit status 124",
         "TCP port",                         // the second node took the next port
         "test tokens received",             // the faucet
+        "bonded     100000",                // stake
         "10 accepted, 0 failed, 10 in all", // examples/pi.toml
         "48 accepted, 0 failed, 48 in all", // examples/mandelbrot.toml
         "48 of 48 tasks' outputs written",  // results last

@@ -559,6 +559,7 @@ row = [0, 1, 2, 3]
 
 [job.constraints]
 arch = "x86_64"
+min_stake = 5000
 "#;
 
     #[test]
@@ -569,6 +570,7 @@ arch = "x86_64"
         assert_eq!(j.limits.memory_bytes, 64 << 20);
         assert_eq!(j.deadline_secs, Some(600));
         assert_eq!(j.price_ceiling, PricePerGfuel(Amount(10)));
+        assert_eq!(j.min_stake, Amount(5_000));
         let tasks = j.expand();
         assert_eq!(tasks.len(), 32);
         assert_eq!(tasks[0], ["0", "0", "8", "4"]);

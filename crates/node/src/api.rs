@@ -74,9 +74,23 @@ pub enum ApiRequest {
     /// Test tokens for this node's account from its network validator's
     /// faucet, waited for in a block → [`Transferred`].
     Faucet,
+    /// Bond, unbond or withdraw this node's stake, waited for in a block
+    /// → [`Transferred`].
+    Stake(StakeAction),
     /// Stop the node as Ctrl-C does (running tasks get the grace period);
     /// answered before it stops.
     Stop,
+}
+
+/// What [`ApiRequest::Stake`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StakeAction {
+    /// Bond this much of the balance as stake.
+    Bond(Amount),
+    /// Start unbonding this much (slashable until the unbonding period ends).
+    Unbond(Amount),
+    /// Take back what finished unbonding.
+    Withdraw,
 }
 
 /// The answer to [`ApiRequest::Transfer`].
@@ -290,6 +304,22 @@ async fn handle(
                 None
             };
             serde_json::to_value(Transferred { tx, height })
+        }
+        ApiRequest::Stake(action) => {
+            let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
+            let op = match action {
+                StakeAction::Bond(amount) => sharegrid_ledger::Op::Bond { amount },
+                StakeAction::Unbond(amount) => sharegrid_ledger::Op::Unbond { amount },
+                StakeAction::Withdraw => sharegrid_ledger::Op::Withdraw,
+            };
+            let (tx, height) = client
+                .send_and_wait(op, std::time::Duration::from_secs(60))
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(Transferred {
+                tx,
+                height: Some(height),
+            })
         }
         ApiRequest::Faucet => {
             let client = requestor.payments().ok_or("this node keeps no ledger")?.client();

@@ -37,7 +37,7 @@ mod provider;
 pub mod sim;
 pub mod testnet;
 
-pub use api::{ApiClient, ApiError, ApiRequest, JobView, PaymentView, RemoteRun, RemoteTask, Transferred};
+pub use api::{ApiClient, ApiError, ApiRequest, JobView, PaymentView, RemoteRun, RemoteTask, StakeAction, Transferred};
 pub use blobs::{BlobError, BlobStore};
 pub use clock::now_ms;
 pub use config::{ConfigError, LedgerSettings, NetworkSettings, NetworkSettingsError, NodeConfig, SandboxSettings};

@@ -23,7 +23,19 @@ pub struct Record {
     pub disagreed: u64,
     /// Attempts that failed (refused, timed out, left mid-task).
     pub failed: u64,
+    /// Fuel of the runs timed from dispatch to receipt (their speed is
+    /// observed, not claimed). Not kept across restarts.
+    #[serde(default)]
+    pub timed_fuel: u64,
+    /// Milliseconds those runs took, dispatch to receipt.
+    #[serde(default)]
+    pub timed_ms: u64,
 }
+
+/// Runs are timed for at least this long before their speed counts.
+pub const MIN_TIMED_MS: u64 = 2_000;
+/// A claimed speed above this many times the observed one is a false claim.
+pub const OVERCLAIM_FACTOR: f64 = 4.0;
 
 impl Record {
     /// Scheduling weight in (0, 1]: 1 for a clean record, lower with
@@ -44,6 +56,24 @@ impl Record {
     /// record behind it is enough).
     pub fn shunned(&self) -> bool {
         self.disagreed > 0 && self.disagreed * 20 > self.agreed
+    }
+
+    /// Notes a run of `fuel` that took `ms` from dispatch to receipt.
+    pub fn timed(&mut self, fuel: u64, ms: u64) {
+        self.timed_fuel = self.timed_fuel.saturating_add(fuel);
+        self.timed_ms = self.timed_ms.saturating_add(ms);
+    }
+
+    /// The speed its receipts show, Gfuel/s (dispatch to receipt, so
+    /// transfers and queueing count against it), once runs were timed for
+    /// [`MIN_TIMED_MS`].
+    pub fn observed_speed(&self) -> Option<f64> {
+        (self.timed_ms >= MIN_TIMED_MS).then(|| self.timed_fuel as f64 / 1e9 / (self.timed_ms as f64 / 1e3))
+    }
+
+    /// Whether `claimed` (Gfuel/s) is far above the observed speed.
+    pub fn overclaims(&self, claimed: f64) -> bool {
+        self.observed_speed().is_some_and(|o| claimed > OVERCLAIM_FACTOR * o)
     }
 
     /// Sarmenta credibility for an assumed saboteur fraction `f` in (0, 1).

@@ -331,10 +331,11 @@ fn the_budget_is_never_exceeded() {
     }
 }
 
-/// Credibility: a provider with a long clean record is accepted alone,
-/// except for the spot-checked share, which gets a second replica.
+/// Credibility: a provider with a long clean record and stake bonded is
+/// accepted alone, except for the spot-checked share, which gets a second
+/// replica; the same record without stake is always replicated.
 #[test]
-fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
+fn a_credible_staked_provider_is_accepted_alone_except_for_spot_checks() {
     use sharegrid_core::Offer;
     use sharegrid_core::{Arch, NodeKey, ResultHash};
     use sharegrid_sched::{Credibility, Event, Reputation, Scheduler, TaskSpec, Vote};
@@ -347,7 +348,7 @@ fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
         free_slots: 1000,
         speed: GigafuelPerSec(if seed == 1 { 8.0 } else { 1.0 }),
         price: price(1),
-        stake: Amount(0),
+        stake: Amount(if seed == 1 { 1_000 } else { 0 }),
         modes: vec![Determinism::Native],
         software: "test".into(),
         seq: 1,
@@ -372,6 +373,22 @@ fn a_credible_provider_is_accepted_alone_except_for_spot_checks() {
             timeout_ms: 60_000,
         })
         .collect();
+    // Without stake, the same record carries nothing alone.
+    let mut unstaked = veteran.clone();
+    unstaked.stake = Amount(0);
+    let mut u = Scheduler::new(policy.clone(), specs.clone(), rep.clone(), 0);
+    u.on_event(Event::Offer(unstaked), 0);
+    u.on_event(Event::Offer(newcomer.clone()), 0);
+    let mut per_task: HashMap<TaskId, usize> = HashMap::new();
+    for a in u.poll(1) {
+        if let Action::Dispatch { task, .. } = a {
+            *per_task.entry(task).or_default() += 1;
+        }
+    }
+    assert!(
+        per_task.values().all(|&n| n == 2),
+        "an unstaked provider carried a task alone"
+    );
     let mut s = Scheduler::new(policy, specs.clone(), rep, 0);
     s.on_event(Event::Offer(veteran.clone()), 0);
     s.on_event(Event::Offer(newcomer.clone()), 0);
@@ -459,4 +476,82 @@ fn price_and_speed_are_weighed_together() {
     assert_eq!(first(&[dear.clone(), cheap.clone()]), Some(cheap.provider));
     let fast_dear = offer(3, 8.0, 9);
     assert_eq!(first(&[fast_dear.clone(), cheap]), Some(fast_dear.provider));
+}
+
+/// A provider that claims a speed far above what its receipts show loses
+/// its place: the scheduler estimates from the observed speed, and the
+/// false claim halves its weight.
+#[test]
+fn a_speed_claim_far_above_the_observed_speed_costs_its_place() {
+    use sharegrid_core::{Arch, NodeKey, ResultHash};
+    let offer = |seed: u8, speed: f64| Offer {
+        version: sharegrid_core::WIRE_VERSION,
+        provider: NodeKey::from_seed([seed; 32]).id(),
+        arch: Arch::X86_64,
+        cores: 1,
+        memory_bytes: 1 << 40,
+        free_slots: 1,
+        speed: GigafuelPerSec(speed),
+        price: price(1),
+        stake: Amount(0),
+        modes: vec![Determinism::Native],
+        software: "test".into(),
+        seq: 1,
+        expires_at_ms: u64::MAX,
+    };
+    let (boaster, honest) = (offer(1, 50.0), offer(2, 2.0));
+    let specs: Vec<TaskSpec> = tasks(10, 5_000_000_000)
+        .into_iter()
+        .map(|(id, fuel_limit)| TaskSpec {
+            id,
+            fuel_limit,
+            timeout_ms: 600_000,
+        })
+        .collect();
+    let mut s = Scheduler::new(
+        JobPolicy::new(1, 1, constraints(10), Amount(1 << 100)),
+        specs,
+        Reputation::default(),
+        0,
+    );
+    s.on_event(Event::Offer(boaster.clone()), 0);
+    s.on_event(Event::Offer(honest.clone()), 0);
+    let dispatched = |actions: Vec<Action>| -> Vec<(TaskId, sharegrid_core::NodeId)> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Dispatch { task, provider, .. } => Some((task, provider)),
+                _ => None,
+            })
+            .collect()
+    };
+    // Untried, the claimed 50 Gfuel/s comes first.
+    let first = dispatched(s.poll(1));
+    assert_eq!(first.first().map(|d| d.1), Some(boaster.provider));
+    // Both take 2.5 s for a task: the boaster ran 1 Gfuel (0.4 Gfuel/s
+    // observed), the honest one 5 Gfuel (2 Gfuel/s, as it claims).
+    for (task, provider) in &first {
+        let fuel = if *provider == boaster.provider {
+            1_000_000_000
+        } else {
+            5_000_000_000
+        };
+        let vote = Vote {
+            provider: *provider,
+            result: ResultHash::from_bytes([1; 32]),
+            fuel: Fuel(fuel),
+        };
+        let charge = Amount(1);
+        s.on_event(
+            Event::Receipt {
+                task: *task,
+                vote,
+                charge,
+                deterministic: true,
+            },
+            2_501,
+        );
+    }
+    let next = dispatched(s.poll(2_502));
+    assert_eq!(next.first().map(|d| d.1), Some(honest.provider), "{next:?}");
 }

@@ -309,6 +309,7 @@ impl JobStore {
                 agreed: agreed as u64,
                 disagreed: disagreed as u64,
                 failed: failed as u64,
+                ..Record::default()
             };
         }
         Ok(rep)

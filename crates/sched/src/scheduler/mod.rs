@@ -295,15 +295,18 @@ impl Scheduler {
             // Estimated time per task, stretched by a poor record and by a
             // price near the job's ceiling (at the ceiling: counted as half
             // as fast as a free provider of the same speed).
-            let weight = record.weight();
+            // A speed claim far above what its receipts show costs half its
+            // weight; the estimate uses the observed speed once known.
+            let claimed = pr.offer.speed.0;
+            let weight = record.weight() * if record.overclaims(claimed) { 0.5 } else { 1.0 };
+            let speed = record.observed_speed().unwrap_or(claimed);
             let ceiling = self.policy.constraints.price_ceiling.0.0;
             let price_share = if ceiling == 0 || ceiling >= u128::MAX / 2 {
                 0.0
             } else {
                 pr.offer.price.0.0 as f64 / ceiling as f64
             };
-            let key =
-                (1e12 * (1.0 + price_share) / (pr.offer.speed.0.max(1e-9) * weight)).min(u64::MAX as f64 / 2.0) as u64;
+            let key = (1e12 * (1.0 + price_share) / (speed.max(1e-9) * weight)).min(u64::MAX as f64 / 2.0) as u64;
             pr.free_key = Some(key);
             self.free.insert((key, p));
         }
@@ -386,20 +389,20 @@ impl Scheduler {
         self.refresh(p, now);
     }
 
-    fn release(&mut self, t: usize, p: usize, now: u64) -> bool {
+    /// Ends attempt `p` of task `t`; returns when it started, or `None` if
+    /// no such attempt was in flight.
+    fn release(&mut self, t: usize, p: usize, now: u64) -> Option<u64> {
         let task = &mut self.tasks[t];
-        let Some(pos) = task.running.iter().position(|r| r.provider == p) else {
-            return false;
-        };
-        task.running.swap_remove(pos);
+        let pos = task.running.iter().position(|r| r.provider == p)?;
+        let started = task.running.swap_remove(pos).started_ms;
         self.committed = sub(self.committed, task.worst);
         self.provs[p].in_flight = self.provs[p].in_flight.saturating_sub(1);
         self.refresh(p, now);
-        true
+        Some(started)
     }
 
     fn attempt_failed(&mut self, t: usize, p: usize, why: &str, now: u64) {
-        if !self.release(t, p, now) {
+        if self.release(t, p, now).is_none() {
             return;
         }
         let id = self.provs[p].offer.provider;
@@ -456,8 +459,15 @@ impl Scheduler {
         };
         // Only answers to attempts in flight count: an unsolicited or
         // duplicate receipt, or one for an attempt already given up, is ignored.
-        if !self.release(t, p, now) {
+        let Some(started) = self.release(t, p, now) else {
             return;
+        };
+        if deterministic {
+            // Its speed as observed: fuel over the time from dispatch.
+            self.reputation
+                .entry(vote.provider)
+                .timed(vote.fuel.0, now.saturating_sub(started));
+            self.refresh(p, now);
         }
         self.spent = add(self.spent, charge);
         match self.tasks[t].state {
