@@ -39,14 +39,26 @@ pub fn genesis() -> Genesis {
     }
 }
 
+/// The network's chain id: the genesis hash.
+pub fn chain() -> ContentId {
+    static CHAIN: std::sync::OnceLock<ContentId> = std::sync::OnceLock::new();
+    *CHAIN.get_or_init(|| genesis().hash())
+}
+
 /// Signs a fuzzed transaction as the key its signer stands for, after
 /// re-signing each assignment and receipt it carries as theirs.
 pub fn sign_tx(mut tx: Tx) -> Signed {
     let key = key_for(&tx.signer);
     tx.signer = key.id();
+    // Signed for this network, so that the fuzzer reaches past the chain id.
+    tx.chain = chain();
     match &mut tx.op {
         Op::Settle { paid, .. } => paid.iter_mut().for_each(resign),
-        Op::Claim { paid, .. } => resign(paid),
+        Op::Claim { paid, agreeing, .. } => {
+            resign(paid);
+            agreeing.iter_mut().for_each(resign);
+        }
+        Op::Dispute { evidence, .. } => evidence.iter_mut().for_each(resign),
         _ => {}
     }
     Signed::sign(key, &tx).unwrap_or_else(|e| panic!("a decoded transaction encodes again: {e}"))
@@ -56,6 +68,7 @@ fn resign(p: &mut Paid) {
     if let Ok(mut a) = decode_capped::<Assignment>(&p.assignment.body, MAX_TX_BYTES) {
         let key = key_for(&a.requestor);
         a.requestor = key.id();
+        a.chain = chain();
         if let Ok(s) = Signed::sign(key, &a) {
             p.assignment = s;
         }
@@ -82,6 +95,7 @@ pub fn paid_pair(job: &JobId, escrow: ContentId, index: usize, p: usize) -> Paid
         mode: Determinism::Portable,
     };
     let terms = Terms {
+        chain: chain(),
         requestor: k[0].id(),
         provider: k[p].id(),
         price: PricePerGfuel(Amount(5)),
@@ -136,6 +150,8 @@ pub fn ledger_story() -> Vec<Tx> {
             0,
             1,
             Op::OpenEscrow {
+                quorum: 2,
+                min_stake: Amount(0),
                 escrow,
                 budget: Amount(1_000),
                 tasks: (0..3).map(|i| job.task(i)).collect::<Vec<TaskId>>(),
@@ -158,9 +174,31 @@ pub fn ledger_story() -> Vec<Tx> {
             Op::Claim {
                 escrow,
                 paid: paid_pair(&job, escrow, 1, 1),
+                agreeing: vec![],
             },
         ),
-        tx(2, 0, Op::CloseExpired { escrow }),
+        tx(1, 1, Op::Bond { amount: Amount(100) }),
+        tx(
+            2,
+            0,
+            Op::Dispute {
+                escrow,
+                task: job.task(1),
+                evidence: vec![paid_pair(&job, escrow, 1, 2)],
+            },
+        ),
+        tx(
+            0,
+            3,
+            Op::Verdict {
+                escrow,
+                task: job.task(1),
+                result: sharegrid_core::ResultHash::from_bytes([1; 32]),
+                fuel: sharegrid_core::Fuel(2_000_000_000),
+            },
+        ),
+        tx(1, 2, Op::Unbond { amount: Amount(50) }),
+        tx(2, 1, Op::CloseExpired { escrow }),
     ]
 }
 

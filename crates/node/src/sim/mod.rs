@@ -18,6 +18,7 @@ mod ledger;
 mod net;
 mod provider;
 mod requestor;
+pub mod saboteurs;
 mod wallet;
 mod world;
 
