@@ -577,6 +577,10 @@ impl TestnetBuilder {
         if stake > 0 {
             for p in &providers {
                 let Some(l) = &p.ledger else { continue };
+                // The provider's own dial: it returns once the provider's
+                // node has the connection (the requestor's dial returns once
+                // the requestor's has it, which may be earlier).
+                connect(&p.handle, &requestor.node).await?;
                 LedgerClient::new(l.clone(), p.handle.clone())
                     .send_and_wait(Op::Bond { amount: Amount(stake) }, WAIT_GUARD)
                     .await

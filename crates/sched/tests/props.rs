@@ -475,7 +475,11 @@ fn price_and_speed_are_weighed_together() {
     let (cheap, dear) = (offer(1, 4.0, 1), offer(2, 4.0, 9));
     assert_eq!(first(&[dear.clone(), cheap.clone()]), Some(cheap.provider));
     let fast_dear = offer(3, 8.0, 9);
-    assert_eq!(first(&[fast_dear.clone(), cheap]), Some(fast_dear.provider));
+    assert_eq!(first(&[fast_dear.clone(), cheap.clone()]), Some(fast_dear.provider));
+    // Between equals, the one with stake bonded (a lie would cost it) first.
+    let mut staked = offer(4, 4.0, 1);
+    staked.stake = Amount(1_000);
+    assert_eq!(first(&[cheap, staked.clone()]), Some(staked.provider));
 }
 
 /// A provider that claims a speed far above what its receipts show loses

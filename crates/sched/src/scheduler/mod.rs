@@ -2,8 +2,10 @@
 //!
 //! Choice: among qualifying providers with a free slot (bounded by the
 //! provider's cores, the slots it reported free, and the job's per-provider
-//! cap), the one with the earliest estimated finish — task fuel ÷ benchmark
-//! speed, divided by its reputation weight, stretched by up to 2× as its
+//! cap), the one with the earliest estimated finish — task fuel ÷ speed
+//! (the speed its receipts showed once timed, else the one it claims),
+//! divided by its weight (its record; halved for a speed claim far above
+//! the observed one; 0.8 without stake), stretched by up to 2× as its
 //! price nears the job's ceiling — kept in an ordered set so a
 //! decision costs O(log providers). Near the end of a job idle providers
 //! take speculative copies of stragglers they would finish sooner. (Holding
@@ -84,6 +86,10 @@ struct Prov {
     /// Counted in `Scheduler::live`: qualifies and has not left.
     live: bool,
 }
+
+/// The weight of a provider with no stake bonded, against 1 for one with
+/// stake: among equals, work goes to those a lie would cost.
+const UNSTAKED_WEIGHT: f64 = 0.8;
 
 /// The scheduler of one job. See the module docs.
 #[derive(Debug)]
@@ -296,9 +302,12 @@ impl Scheduler {
             // price near the job's ceiling (at the ceiling: counted as half
             // as fast as a free provider of the same speed).
             // A speed claim far above what its receipts show costs half its
-            // weight; the estimate uses the observed speed once known.
+            // weight; the estimate uses the observed speed once known. Stake
+            // bonded (what a lie would cost it) counts for it.
             let claimed = pr.offer.speed.0;
-            let weight = record.weight() * if record.overclaims(claimed) { 0.5 } else { 1.0 };
+            let overclaim = if record.overclaims(claimed) { 0.5 } else { 1.0 };
+            let stake = if pr.offer.stake.0 > 0 { 1.0 } else { UNSTAKED_WEIGHT };
+            let weight = record.weight() * overclaim * stake;
             let speed = record.observed_speed().unwrap_or(claimed);
             let ceiling = self.policy.constraints.price_ceiling.0.0;
             let price_share = if ceiling == 0 || ceiling >= u128::MAX / 2 {
