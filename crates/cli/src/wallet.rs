@@ -164,6 +164,7 @@ pub(crate) fn wallet(home: &Path, a: WalletArgs) -> anyhow::Result<ExitCode> {
         let v = serde_json::json!({
             "address": me.to_string(),
             "balance": account.balance.to_string(),
+            "stake": chain.state().stake(&me).to_string(),
             "nonce": account.nonce,
             "height": chain.height(),
             "history": history.iter().map(|f| serde_json::json!({
@@ -175,6 +176,10 @@ pub(crate) fn wallet(home: &Path, a: WalletArgs) -> anyhow::Result<ExitCode> {
     }
     println!("address   {me}");
     println!("balance   {}", account.balance);
+    let stake = chain.state().stakes.get(&me).copied().unwrap_or_default();
+    if stake.slashable() > 0 {
+        println!("stake     {} bonded, {} unbonding", stake.bonded, stake.unbonding);
+    }
     println!("as of     block {} (this node's copy of the ledger)", chain.height());
     if history.is_empty() {
         println!("history   none");
@@ -227,7 +232,7 @@ pub(crate) fn stake(home: &Path, cmd: StakeCommand) -> anyhow::Result<ExitCode> 
         StakeCommand::Withdraw => StakeAction::Withdraw,
     };
     let mut api = ApiClient::connect(&NodeHome::new(home).api_socket())?;
-    let t: Transferred = api.call(&ApiRequest::Stake(action))?;
+    let t: Transferred = api.call(&ApiRequest::Stake { action })?;
     println!("tx {} in block {}", t.tx, t.height.unwrap_or_default());
     show_stake(home, false)
 }

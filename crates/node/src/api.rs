@@ -76,14 +76,19 @@ pub enum ApiRequest {
     Faucet,
     /// Bond, unbond or withdraw this node's stake, waited for in a block
     /// → [`Transferred`].
-    Stake(StakeAction),
+    Stake {
+        /// What to do.
+        action: StakeAction,
+    },
     /// Stop the node as Ctrl-C does (running tasks get the grace period);
     /// answered before it stops.
     Stop,
 }
 
-/// What [`ApiRequest::Stake`] does.
+/// What [`ApiRequest::Stake`] does: `{"bond":"100"}`, `{"unbond":"100"}`,
+/// `"withdraw"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StakeAction {
     /// Bond this much of the balance as stake.
     Bond(Amount),
@@ -305,7 +310,7 @@ async fn handle(
             };
             serde_json::to_value(Transferred { tx, height })
         }
-        ApiRequest::Stake(action) => {
+        ApiRequest::Stake { action } => {
             let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
             let op = match action {
                 StakeAction::Bond(amount) => sharegrid_ledger::Op::Bond { amount },
@@ -459,4 +464,27 @@ async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<Remo
 
 fn humantime_ms(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stake_action_crosses_the_socket_as_json() {
+        for action in [
+            StakeAction::Bond(Amount(100_000)),
+            StakeAction::Unbond(Amount(1)),
+            StakeAction::Withdraw,
+        ] {
+            let line = serde_json::to_string(&ApiRequest::Stake { action }).unwrap_or_default();
+            let back: ApiRequest = serde_json::from_str(&line).unwrap_or(ApiRequest::Stop);
+            assert!(matches!(back, ApiRequest::Stake { action: a } if a == action), "{line}");
+        }
+        let withdraw = serde_json::to_string(&ApiRequest::Stake {
+            action: StakeAction::Withdraw,
+        })
+        .unwrap_or_default();
+        assert_eq!(withdraw, r#"{"op":"stake","action":"withdraw"}"#);
+    }
 }
