@@ -574,7 +574,7 @@ impl State {
             .ok_or_else(|| Rejection::Dispute(format!("no dispute over task {task} is open")))?;
         if height <= d.deadline {
             return Err(Rejection::TooEarly {
-                from: d.deadline + 1,
+                from: d.deadline.saturating_add(1),
                 height,
             });
         }
