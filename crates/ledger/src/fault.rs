@@ -173,6 +173,18 @@ impl State {
         out
     }
 
+    /// The providers whose receipts a verdict on this task judges: its held
+    /// claims' and its dispute's.
+    pub fn accused(&self, escrow: &ContentId, task: &TaskId) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = self.held(escrow, task).map(|(p, _)| p).collect();
+        if let Some(d) = self.disputes.get(&(*escrow, *task)) {
+            out.extend(d.accused.keys().copied());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether blob `id` is part of a task under judgement (validators
     /// fetch it from the parties).
     pub fn judges_blob(&self, id: &ContentId) -> bool {

@@ -8,13 +8,17 @@
 //! The program's blobs come from this node's stores or from the parties
 //! (providers, reporter, requestor), which serve them to validators while
 //! the task is under judgement. A run that hits the wall clock is no
-//! verdict (not deterministic); the claim then waits out its window.
+//! verdict (not deterministic); the claim then waits out its window. A
+//! `native`-mode task (NaN bits left to the CPU) is judged only when every
+//! provider it judges offers this validator's architecture: another
+//! architecture's honest result may differ, and an honest provider must
+//! never be slashed. Until their offers are seen, the task waits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sharegrid_core::{ContentId, NodeId, TaskId};
+use sharegrid_core::{Arch, ContentId, Determinism, NodeId, TaskId};
 use sharegrid_ledger::{Op, Rerun};
 use sharegrid_net::peer_id;
 use sharegrid_sandbox::{Sandbox, Task};
@@ -52,6 +56,8 @@ enum JudgeError {
     Sandbox(#[from] sharegrid_sandbox::SandboxError),
     #[error("the re-execution stopped: {0}")]
     Stopped(String),
+    #[error("a native-mode task whose providers are not all seen offering this validator's architecture")]
+    OtherArch,
     #[error("the re-execution timed out: no verdict (not deterministic)")]
     TimedOut,
     #[error("ledger: {0}")]
@@ -68,16 +74,22 @@ pub fn start_judge(node: &NodeHandle, client: LedgerClient, opts: JudgeOptions) 
         let mut heads = client.ledger().subscribe();
         let mut tries: HashMap<(ContentId, TaskId), u32> = HashMap::new();
         loop {
-            let open: BTreeMap<(ContentId, TaskId), (Rerun, Vec<NodeId>)> = client.ledger().with_state(|s| {
+            type Open = BTreeMap<(ContentId, TaskId), (Rerun, Vec<NodeId>, Vec<NodeId>)>;
+            let open: Open = client.ledger().with_state(|s| {
                 s.to_judge()
                     .into_iter()
-                    .map(|(e, t, r)| ((e, t), (r, s.parties(&e, &t))))
+                    .map(|(e, t, r)| ((e, t), (r, s.parties(&e, &t), s.accused(&e, &t))))
                     .collect()
             });
             tries.retain(|k, _| open.contains_key(k));
-            for ((escrow, task), (rerun, parties)) in open {
+            for ((escrow, task), (rerun, parties, accused)) in open {
                 let n = tries.entry((escrow, task)).or_default();
                 if *n >= MAX_TRIES {
+                    continue;
+                }
+                if rerun.program.mode == Determinism::Native && !same_arch(&node, &accused).await {
+                    // Not a try: its providers' offers may not have come yet.
+                    tracing::debug!(%task, "{}", JudgeError::OtherArch);
                     continue;
                 }
                 *n += 1;
@@ -148,6 +160,15 @@ async fn judge(
     tracing::info!(%task, result = %report.result_hash, fuel = %report.fuel, tx = %tx.short(), height,
         "verdict: the task re-run; receipts that differ are slashed");
     Ok(())
+}
+
+/// Whether every provider in `accused` offers this machine's architecture.
+async fn same_arch(node: &NodeHandle, accused: &[NodeId]) -> bool {
+    let offers = node.offers().await;
+    let here = Arch::host();
+    accused
+        .iter()
+        .all(|a| offers.iter().any(|o| o.provider == *a && o.arch == here))
 }
 
 /// Blob `id` from this node's stores, else from the first party that serves it.
