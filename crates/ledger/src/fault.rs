@@ -185,6 +185,12 @@ impl State {
         out
     }
 
+    /// Whether held claims or disputes still name escrow `id` (it cannot
+    /// be opened again until they end).
+    pub(crate) fn escrow_in_use(&self, id: &ContentId) -> bool {
+        self.claims.keys().any(|(e, _, _)| e == id) || self.disputes.keys().any(|(e, _)| e == id)
+    }
+
     /// Whether blob `id` is part of a task under judgement (validators
     /// fetch it from the parties).
     pub fn judges_blob(&self, id: &ContentId) -> bool {
@@ -219,7 +225,9 @@ impl State {
         if provider != signer {
             return Err(Rejection::BadProof("a provider claims only its own receipts".into()));
         }
-        if e.paid.contains(&(task, provider)) {
+        // Paid, or held: a claim held from an earlier escrow of the same id
+        // is never overwritten.
+        if e.paid.contains(&(task, provider)) || self.claims.contains_key(&(*escrow, task, provider)) {
             return Err(Rejection::AlreadyPaid(task));
         }
         if own.timed_out() {

@@ -552,7 +552,7 @@ impl State {
                 quorum,
                 min_stake,
             } => {
-                if self.escrows.contains_key(escrow) {
+                if self.escrows.contains_key(escrow) || self.escrow_in_use(escrow) {
                     return Err(Rejection::EscrowExists(*escrow));
                 }
                 if tasks.is_empty() {

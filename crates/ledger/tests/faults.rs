@@ -478,3 +478,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_held_claim_outlives_its_escrow_and_its_id_is_not_reused_until_it_ends() {
+    let mut s = genesis(&[1_000_000, 0, 10_000, 10_000]);
+    let supply = s.supply();
+    let reopen = |s: &mut State, height: u64| {
+        let op = Op::OpenEscrow {
+            escrow: job_id(1),
+            budget: Amount(100_000),
+            tasks: (0..4).map(task).collect(),
+            claim_height: height + 2,
+            close_height: height + 3,
+            quorum: 2,
+            min_stake: Amount(0),
+        };
+        apply(s, &key(REQ), op, height)
+    };
+    reopen(&mut s, 1).unwrap();
+    // Provider 1, with no balance, claims alone: held, its fee from the claim.
+    claim(&mut s, 1, pair(1, 1, 1, GIGA, false), vec![], 3).unwrap();
+    apply(&mut s, &key(3), Op::CloseExpired { escrow: job_id(1) }, 4).unwrap();
+    assert!(s.escrows.is_empty() && s.claims.len() == 1);
+    // The escrow's id cannot be opened again while the claim is held, so
+    // the claim can neither be overwritten nor made twice.
+    assert!(matches!(reopen(&mut s, 5), Err(Rejection::EscrowExists(_))));
+    assert_eq!(s.supply(), supply);
+    let collect = Op::Collect {
+        escrow: job_id(1),
+        task: task(1),
+    };
+    apply(&mut s, &key(1), collect, 63).unwrap();
+    reopen(&mut s, 64).unwrap();
+    assert!(matches!(
+        claim(&mut s, 1, pair(1, 1, 1, GIGA, false), vec![], 63),
+        Err(Rejection::TooEarly { .. })
+    ));
+    claim(&mut s, 1, pair(1, 1, 1, GIGA, false), vec![], 66).unwrap();
+    assert_eq!(s.supply(), supply);
+}
