@@ -156,12 +156,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let stakes_before: HashMap<NodeId, u128> = rledger.with_state(|s| {
         net.providers
             .iter()
-            .map(|p| {
-                (
-                    p.handle.id(),
-                    s.stakes.get(&p.handle.id()).map_or(0, |st| st.slashable()),
-                )
-            })
+            .map(|p| (p.handle.id(), s.slashable(&p.handle.id())))
             .collect()
     });
     let mut paid = payments.subscribe();
@@ -243,7 +238,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 let signed: Signed = sharegrid_core::decode_capped(&k.signed, 1 << 20)?;
                 let r: Receipt = signed.open(1 << 20)?;
                 *owed.entry(r.provider).or_default() += r.charge.0;
-                network_fee += r.charge.0 * u128::from(FEE_BPS) / 10_000;
+                network_fee += rledger.with_state(|s| s.network_fee(r.charge))?.0;
             }
         }
     }
@@ -331,10 +326,7 @@ fn fault_report(
     let mut slashed = 0u128;
     for (p, &(_, _, _, lies)) in providers.iter().zip(PROVIDERS) {
         let id = p.handle.id();
-        let (was, now) = (
-            before.get(&id).copied().unwrap_or(0),
-            state.stakes.get(&id).map_or(0, |s| s.slashable()),
-        );
+        let (was, now) = (before.get(&id).copied().unwrap_or(0), state.slashable(&id));
         anyhow::ensure!(lies || was == now, "{}, an honest provider, lost stake", p.name);
         anyhow::ensure!(
             !lies || disputes == 0 || now < was,
@@ -386,7 +378,7 @@ fn payment_report(
         let id = p.handle.id();
         // What it holds now, less what it started with, its stake and its
         // transactions' fees: what the escrow paid it.
-        let stake = state.stakes.get(&id).map_or(0, |s| s.slashable());
+        let stake = state.slashable(&id);
         let slashed = STAKE - stake;
         let earned = (state.balance(&id).0 + STAKE + nonce(&id) * params.min_fee.0) - PROVIDER_FUNDS;
         let owed = due.owed.get(&id).copied().unwrap_or(0);

@@ -38,6 +38,11 @@ pub struct Program {
 }
 
 impl Program {
+    /// Every blob a run of it reads: module, stdin, inputs, each once.
+    pub fn blobs(&self) -> Vec<ContentId> {
+        blobs_of(self.module, self.stdin, &self.inputs)
+    }
+
     /// The program running `module` with `stdin`, no input files, the
     /// default limits, in `native` mode.
     pub fn new(module: ContentId, stdin: ContentId) -> Program {
@@ -49,6 +54,15 @@ impl Program {
             mode: Determinism::Native,
         }
     }
+}
+
+/// Module, stdin and inputs, each once, sorted.
+fn blobs_of(module: ContentId, stdin: ContentId, inputs: &[(String, ContentId)]) -> Vec<ContentId> {
+    let mut needed = vec![module, stdin];
+    needed.extend(inputs.iter().map(|(_, id)| *id));
+    needed.sort();
+    needed.dedup();
+    needed
 }
 
 /// Who asks whom, at what price, paid from which escrow.
@@ -69,11 +83,7 @@ pub struct Terms {
 impl Assignment {
     /// Every blob a run of it reads: module, stdin, inputs, each once.
     pub fn blobs(&self) -> Vec<ContentId> {
-        let mut needed = vec![self.module, self.stdin];
-        needed.extend(self.inputs.iter().map(|(_, id)| *id));
-        needed.sort();
-        needed.dedup();
-        needed
+        blobs_of(self.module, self.stdin, &self.inputs)
     }
 
     /// The assignment of task `task` (with `args`) running `program`, on

@@ -193,8 +193,6 @@ pub struct Proposal {
 /// The chain's head: a state and where it stands.
 #[derive(Clone, Debug)]
 pub struct Chain {
-    genesis_hash: ContentId,
-    validators: Vec<NodeId>,
     state: State,
     height: u64,
     head: ContentId,
@@ -205,23 +203,19 @@ impl Chain {
     /// The chain at its genesis.
     pub fn new(genesis: &Genesis) -> Result<Chain, String> {
         let state = State::genesis(genesis)?;
-        let hash = genesis.hash();
         Ok(Chain {
-            genesis_hash: hash,
-            validators: genesis.validators.clone(),
+            head: state.chain,
             state,
             height: 0,
-            head: hash,
             time_ms: 0,
         })
     }
 
     /// The chain restored at a stored head (the state after block `height`,
-    /// whose hash is `head` and time `time_ms`).
-    pub fn restore(genesis: &Genesis, state: State, height: u64, head: ContentId, time_ms: u64) -> Chain {
+    /// whose hash is `head` and time `time_ms`). The state names its network
+    /// and validators.
+    pub fn restore(state: State, height: u64, head: ContentId, time_ms: u64) -> Chain {
         Chain {
-            genesis_hash: genesis.hash(),
-            validators: genesis.validators.clone(),
             state,
             height,
             head,
@@ -246,7 +240,7 @@ impl Chain {
 
     /// Hash of the genesis: which network this chain is.
     pub fn genesis_hash(&self) -> ContentId {
-        self.genesis_hash
+        self.state.chain
     }
 
     /// Time of the last block.
@@ -256,7 +250,7 @@ impl Chain {
 
     /// Whether `id` may produce blocks.
     pub fn is_validator(&self, id: &NodeId) -> bool {
-        self.validators.contains(id)
+        self.state.validators.contains(id)
     }
 
     /// Builds the next block from `candidates`, in order, leaving out those

@@ -71,15 +71,14 @@ impl Rerun {
     }
 }
 
-/// What one receipt under judgement says.
+/// What one receipt under judgement says. Never a timed-out run's: those
+/// are refused as claims and as evidence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Said {
     /// Its result hash.
     pub result: ResultHash,
     /// Its fuel.
     pub fuel: Fuel,
-    /// Whether the run timed out (never judged).
-    pub timed_out: bool,
 }
 
 impl Said {
@@ -87,13 +86,13 @@ impl Said {
         Said {
             result: p.receipt.result,
             fuel: p.receipt.fuel,
-            timed_out: p.timed_out(),
         }
     }
 
-    /// Faulty against the true result and fuel.
-    fn faulty(&self, result: ResultHash, fuel: Fuel) -> bool {
-        !self.timed_out && (self.result != result || self.fuel != fuel)
+    /// Whether it says another result or fuel than these (against a
+    /// verdict's: faulty).
+    pub fn differs(&self, result: ResultHash, fuel: Fuel) -> bool {
+        self.result != result || self.fuel != fuel
     }
 }
 
@@ -157,7 +156,7 @@ impl State {
     /// with held claims or accused, the reporter, the requestor.
     pub fn parties(&self, escrow: &ContentId, task: &TaskId) -> Vec<NodeId> {
         let mut out: Vec<NodeId> = Vec::new();
-        for (p, c) in self.held(escrow, task) {
+        for (p, c) in self.held_claims(escrow, task) {
             out.push(p);
             out.push(c.requestor);
         }
@@ -176,7 +175,7 @@ impl State {
     /// The providers whose receipts a verdict on this task judges: its held
     /// claims' and its dispute's.
     pub fn accused(&self, escrow: &ContentId, task: &TaskId) -> Vec<NodeId> {
-        let mut out: Vec<NodeId> = self.held(escrow, task).map(|(p, _)| p).collect();
+        let mut out: Vec<NodeId> = self.held_claims(escrow, task).map(|(p, _)| p).collect();
         if let Some(d) = self.disputes.get(&(*escrow, *task)) {
             out.extend(d.accused.keys().copied());
         }
@@ -194,9 +193,7 @@ impl State {
     /// Whether blob `id` is part of a task under judgement (validators
     /// fetch it from the parties).
     pub fn judges_blob(&self, id: &ContentId) -> bool {
-        let names = |r: &Rerun| {
-            r.program.module == *id || r.program.stdin == *id || r.program.inputs.iter().any(|(_, b)| b == id)
-        };
+        let names = |r: &Rerun| r.program.blobs().contains(id);
         self.disputes.values().any(|d| names(&d.rerun)) || self.claims.values().any(|c| names(&c.rerun))
     }
 
@@ -225,9 +222,9 @@ impl State {
         if provider != signer {
             return Err(Rejection::BadProof("a provider claims only its own receipts".into()));
         }
-        // Paid, or held: a claim held from an earlier escrow of the same id
-        // is never overwritten.
-        if e.paid.contains(&(task, provider)) || self.claims.contains_key(&(*escrow, task, provider)) {
+        // Paid or held (a held claim is marked paid in its escrow, whose id
+        // cannot be reused while the claim is held: `escrow_in_use`).
+        if e.paid.contains(&(task, provider)) {
             return Err(Rejection::AlreadyPaid(task));
         }
         if own.timed_out() {
@@ -267,50 +264,47 @@ impl State {
                 least = least.min(other.receipt.fuel);
             }
         }
-        if counted >= e.quorum && self.is_staked(&provider, e) {
-            let charge = own.assignment.price.cost(least).ok_or(Rejection::Overflow)?;
-            let fee = self.network_fee(charge)?;
-            let need = add(charge, fee)?;
-            if need > e.left {
-                return Err(Rejection::EscrowExhausted { need, left: e.left });
-            }
-            return Ok(Planned {
-                spend: Amount(0),
-                incoming: charge,
-                effect: Effect::Pay {
-                    escrow: *escrow,
-                    payouts: vec![crate::state::Payout {
-                        task,
-                        provider,
-                        charge,
-                        fee,
-                    }],
-                    close: false,
-                },
-            });
-        }
-        let charge = own.receipt.charge;
+        let verified = counted >= e.quorum && self.is_staked(&provider, e);
+        let charge = if verified {
+            own.assignment.price.cost(least).ok_or(Rejection::Overflow)?
+        } else {
+            own.receipt.charge
+        };
         let fee = self.network_fee(charge)?;
         let need = add(charge, fee)?;
         if need > e.left {
             return Err(Rejection::EscrowExhausted { need, left: e.left });
         }
-        let claim = HeldClaim {
-            requestor: e.requestor,
-            said: Said::of(&own),
-            rerun: Rerun::of(&own),
-            charge,
-            fee,
-            payable_from: height.saturating_add(self.params.challenge_blocks),
+        let effect = if verified {
+            Effect::Pay {
+                escrow: *escrow,
+                payouts: vec![crate::state::Payout {
+                    task,
+                    provider,
+                    charge,
+                    fee,
+                }],
+                close: false,
+            }
+        } else {
+            Effect::Hold {
+                key: (*escrow, task, provider),
+                claim: HeldClaim {
+                    requestor: e.requestor,
+                    said: Said::of(&own),
+                    rerun: Rerun::of(&own),
+                    charge,
+                    fee,
+                    payable_from: height.saturating_add(self.params.challenge_blocks),
+                },
+            }
         };
+        // Paid to the claimant at once, or held for it: either way a
+        // claimant with no balance pays the fee from the charge.
         Ok(Planned {
             spend: Amount(0),
-            // A claimant with no balance pays the fee from the held charge.
             incoming: charge,
-            effect: Effect::Hold {
-                key: (*escrow, task, provider),
-                claim,
-            },
+            effect,
         })
     }
 
@@ -400,7 +394,7 @@ impl State {
                 "at most {MAX_EVIDENCE} proofs in a dispute"
             )));
         }
-        let held: Vec<_> = self.held(escrow, task).collect();
+        let held: Vec<_> = self.held_claims(escrow, task).collect();
         let mut accused: BTreeMap<NodeId, Said> = BTreeMap::new();
         let mut rerun: Option<Rerun> = held.first().map(|(_, c)| c.rerun.clone());
         let mut requestor = held.first().map(|(_, c)| c.requestor);
@@ -467,7 +461,12 @@ impl State {
         })
     }
 
-    fn held<'a>(&'a self, escrow: &ContentId, task: &TaskId) -> impl Iterator<Item = (NodeId, &'a HeldClaim)> + 'a {
+    /// The claims held for a task, by provider.
+    pub fn held_claims<'a>(
+        &'a self,
+        escrow: &ContentId,
+        task: &TaskId,
+    ) -> impl Iterator<Item = (NodeId, &'a HeldClaim)> + 'a {
         let (escrow, task) = (*escrow, *task);
         self.claims
             .range((escrow, task, NodeId::from_bytes([0; 32]))..=(escrow, task, NodeId::from_bytes([0xff; 32])))
@@ -487,7 +486,7 @@ impl State {
         }
         let key = (*escrow, *task);
         let dispute = self.disputes.get(&key);
-        let held: Vec<_> = self.held(escrow, task).collect();
+        let held: Vec<_> = self.held_claims(escrow, task).collect();
         let Some(rerun) = dispute.map(|d| &d.rerun).or(held.first().map(|(_, c)| &c.rerun)) else {
             return Err(Rejection::Dispute(format!(
                 "nothing to judge for task {task}: no dispute and no held claim"
@@ -499,10 +498,11 @@ impl State {
         let treasury = self.params.treasury;
         let open = self.escrows.contains_key(escrow);
         let mut moves = Vec::new();
-        // Held claims: honest ones paid, faulty or timed-out ones returned.
+        // Held claims (never of a timed-out run): honest ones paid, faulty
+        // ones returned.
         for (provider, c) in &held {
             moves.push(Move::Release((*escrow, *task, *provider)));
-            if c.said.timed_out || c.said.faulty(result, fuel) {
+            if c.said.differs(result, fuel) {
                 let back = add(c.charge, c.fee)?;
                 moves.push(if open {
                     Move::Refund(*escrow, back)
@@ -517,14 +517,14 @@ impl State {
         // Who was at fault, among the held claims and the evidence.
         let mut faulty: Vec<NodeId> = held
             .iter()
-            .filter(|(_, c)| c.said.faulty(result, fuel))
+            .filter(|(_, c)| c.said.differs(result, fuel))
             .map(|(p, _)| *p)
             .collect();
         if let Some(d) = dispute {
             faulty.extend(
                 d.accused
                     .iter()
-                    .filter(|(_, s)| s.faulty(result, fuel))
+                    .filter(|(_, s)| s.differs(result, fuel))
                     .map(|(p, _)| *p),
             );
         }
@@ -533,8 +533,7 @@ impl State {
         let cost = rerun.price.cost(fuel).ok_or(Rejection::Overflow)?;
         let mut slashed: u128 = 0;
         for p in &faulty {
-            let s = self.stakes.get(p).map_or(0, |s| s.slashable());
-            let cut = share(s, self.params.slash_bps)?;
+            let cut = share(self.slashable(p), self.params.slash_bps)?;
             if cut > 0 {
                 moves.push(Move::Slash(*p, Amount(cut)));
                 slashed += cut;

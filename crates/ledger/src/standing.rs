@@ -61,8 +61,8 @@ impl State {
     /// price, plus the network fee on that.
     pub fn most_a_run_costs(&self, a: &Assignment) -> Option<Amount> {
         let charge = a.price.cost(a.limits.fuel)?;
-        let fee = charge.0.checked_mul(u128::from(self.params.network_fee_bps))? / 10_000;
-        charge.0.checked_add(fee).map(Amount)
+        let fee = self.network_fee(charge).ok()?;
+        charge.0.checked_add(fee.0).map(Amount)
     }
 
     /// Whether the escrow `a` names can pay for a run of it at `height`:

@@ -337,6 +337,11 @@ impl State {
         self.stakes.get(id).map_or(Amount(0), |s| s.bonded)
     }
 
+    /// All of `id`'s stake a slash can reach: bonded and unbonding.
+    pub fn slashable(&self, id: &NodeId) -> u128 {
+        self.stakes.get(id).map_or(0, Stake::slashable)
+    }
+
     /// The balance of `id`.
     pub fn balance(&self, id: &NodeId) -> Amount {
         self.accounts.get(id).map_or(Amount(0), |a| a.balance)
@@ -629,8 +634,9 @@ impl State {
         self.escrows.get(escrow).ok_or(Rejection::NoEscrow(*escrow))
     }
 
-    /// The network's fee on a charge.
-    pub(crate) fn network_fee(&self, charge: Amount) -> Result<Amount, Rejection> {
+    /// The network's fee on a charge (`params.network_fee_bps`, rounded
+    /// down): what the ledger adds to every payment from escrow.
+    pub fn network_fee(&self, charge: Amount) -> Result<Amount, Rejection> {
         share(charge.0, self.params.network_fee_bps).map(Amount)
     }
 

@@ -15,17 +15,24 @@ use sharegrid_ledger::{Op, Paid, Rejection, State};
 const REQ: u8 = 0;
 const GIGA: u64 = 1_000_000_000;
 
-fn open(s: &mut State, nonce: u64, job: u8, min_stake: u128, height: u64) {
+/// The requestor opens job 1's escrow for tasks 0..4 at `height`: claims
+/// from 2 blocks on, closable `lasts` blocks on.
+fn open_escrow(s: &mut State, min_stake: u128, height: u64, lasts: u64) -> Result<(), Rejection> {
     let op = Op::OpenEscrow {
-        escrow: job_id(job),
+        escrow: job_id(1),
         budget: Amount(100_000),
         tasks: (0..4).map(task).collect(),
         claim_height: height + 2,
-        close_height: height + 500,
+        close_height: height + lasts,
         quorum: 2,
         min_stake: Amount(min_stake),
     };
-    s.apply(&tx(&key(REQ), nonce, op), height).unwrap();
+    apply(s, &key(REQ), op, height)
+}
+
+/// [`open_escrow`] at height 1, closable from 501.
+fn open(s: &mut State, min_stake: u128) {
+    open_escrow(s, min_stake, 1, 500).unwrap();
 }
 
 fn job_id(j: u8) -> ContentId {
@@ -56,18 +63,48 @@ fn claim(s: &mut State, who: u8, paid: Paid, agreeing: Vec<Paid>, height: u64) -
     apply(s, &key(who), Op::Claim { escrow, paid, agreeing }, height)
 }
 
-fn verdict(s: &mut State, t: u8, fuel: u64, height: u64) -> Result<(), Rejection> {
-    let op = Op::Verdict {
+/// A dispute over task `t` of job 1.
+fn dispute(t: u8, evidence: Vec<Paid>) -> Op {
+    Op::Dispute {
         escrow: job_id(1),
         task: task(t),
-        result: result(TRUE_RESULT),
+        evidence,
+    }
+}
+
+/// Collecting the held claim for task `t` of job 1.
+fn collect(t: u8) -> Op {
+    Op::Collect {
+        escrow: job_id(1),
+        task: task(t),
+    }
+}
+
+/// Ending the dispute over task `t` of job 1.
+fn lapse(t: u8) -> Op {
+    Op::Lapse {
+        escrow: job_id(1),
+        task: task(t),
+    }
+}
+
+/// A verdict on task `t` of job 1: result `[n; 32]`, `fuel`.
+fn verdict_op(t: u8, n: u8, fuel: u64) -> Op {
+    Op::Verdict {
+        escrow: job_id(1),
+        task: task(t),
+        result: result(n),
         fuel: Fuel(fuel),
-    };
+    }
+}
+
+fn verdict(s: &mut State, t: u8, fuel: u64, height: u64) -> Result<(), Rejection> {
+    let op = verdict_op(t, TRUE_RESULT, fuel);
     apply(s, &key(VALIDATOR), op, height)
 }
 
 fn slashable(s: &State, who: u8) -> u128 {
-    s.stakes.get(&key(who).id()).map_or(0, |st| st.slashable())
+    s.slashable(&key(who).id())
 }
 
 #[test]
@@ -113,7 +150,7 @@ fn a_claim_pays_at_once_only_with_agreeing_staked_receipts_and_for_the_least_fue
     let mut s = genesis(&[1_000_000, 10_000, 10_000, 10_000]);
     bond(&mut s, 1, 5_000);
     bond(&mut s, 2, 5_000);
-    open(&mut s, 0, 1, 1_000, 1);
+    open(&mut s, 1_000);
     // Provider 1 says 10 Gfuel, provider 2 (agreeing) says 8: paid for 8.
     let before = s.balance(&key(1).id());
     claim(
@@ -168,7 +205,7 @@ fn a_lying_claim_disputed_is_slashed_the_reporter_rewarded_and_the_honest_claim_
     let supply = s.supply();
     bond(&mut s, 1, 4_000);
     bond(&mut s, 2, 6_000);
-    open(&mut s, 0, 1, 0, 1);
+    open(&mut s, 0);
     // The requestor vanished. The liar (2) and the honest provider (1) each
     // claim task 0 alone: both held.
     claim(&mut s, 2, pair(1, 2, 0, 5 * GIGA, true), vec![], 3).unwrap();
@@ -176,29 +213,17 @@ fn a_lying_claim_disputed_is_slashed_the_reporter_rewarded_and_the_honest_claim_
     assert_eq!(s.claims.len(), 2);
     let left = s.escrows[&job_id(1)].left;
     // The honest provider disputes, with its own receipt as evidence.
-    let dispute = Op::Dispute {
-        escrow: job_id(1),
-        task: task(0),
-        evidence: vec![pair(1, 1, 0, 5 * GIGA, false)],
-    };
-    apply(&mut s, &key(1), dispute.clone(), 4).unwrap();
-    assert!(matches!(apply(&mut s, &key(3), dispute, 4), Err(Rejection::Dispute(_))));
+    let report = dispute(0, vec![pair(1, 1, 0, 5 * GIGA, false)]);
+    apply(&mut s, &key(1), report.clone(), 4).unwrap();
+    assert!(matches!(apply(&mut s, &key(3), report, 4), Err(Rejection::Dispute(_))));
     // No one collects while it is open.
-    let collect = Op::Collect {
-        escrow: job_id(1),
-        task: task(0),
-    };
+    let take = collect(0);
     assert!(matches!(
-        apply(&mut s, &key(1), collect.clone(), 100),
+        apply(&mut s, &key(1), take.clone(), 100),
         Err(Rejection::Dispute(_))
     ));
     // Only a validator judges.
-    let fake = Op::Verdict {
-        escrow: job_id(1),
-        task: task(0),
-        result: result(66),
-        fuel: Fuel(5 * GIGA),
-    };
+    let fake = verdict_op(0, 66, 5 * GIGA);
     assert!(matches!(
         apply(&mut s, &key(3), fake, 5),
         Err(Rejection::NotValidator(_))
@@ -226,10 +251,7 @@ fn a_lying_claim_disputed_is_slashed_the_reporter_rewarded_and_the_honest_claim_
     assert_eq!(s.escrows[&job_id(1)].left.0, left.0 + 51);
     assert!(s.claims.is_empty() && s.disputes.is_empty());
     assert!(matches!(verdict(&mut s, 0, 5 * GIGA, 7), Err(Rejection::Dispute(_))));
-    assert!(matches!(
-        apply(&mut s, &key(1), collect, 100),
-        Err(Rejection::NoClaim(_))
-    ));
+    assert!(matches!(apply(&mut s, &key(1), take, 100), Err(Rejection::NoClaim(_))));
     assert_eq!(s.supply(), supply);
 }
 
@@ -239,20 +261,12 @@ fn inflated_fuel_is_a_fault_and_receipts_that_agree_are_no_evidence() {
     let supply = s.supply();
     bond(&mut s, 1, 4_000);
     bond(&mut s, 2, 4_000);
-    open(&mut s, 0, 1, 0, 1);
-    let agree = Op::Dispute {
-        escrow: job_id(1),
-        task: task(0),
-        evidence: vec![pair(1, 1, 0, GIGA, false), pair(1, 2, 0, GIGA, false)],
-    };
+    open(&mut s, 0);
+    let agree = dispute(0, vec![pair(1, 1, 0, GIGA, false), pair(1, 2, 0, GIGA, false)]);
     assert!(matches!(apply(&mut s, &key(3), agree, 2), Err(Rejection::Dispute(_))));
     // Provider 2 reported 9 Gfuel for a 1 Gfuel run (the same result);
     // provider 3 reports the two receipts.
-    let report = Op::Dispute {
-        escrow: job_id(1),
-        task: task(0),
-        evidence: vec![pair(1, 1, 0, GIGA, false), pair(1, 2, 0, 9 * GIGA, false)],
-    };
+    let report = dispute(0, vec![pair(1, 1, 0, GIGA, false), pair(1, 2, 0, 9 * GIGA, false)]);
     apply(&mut s, &key(3), report, 2).unwrap();
     let (reporter, validator) = (s.balance(&key(3).id()).0, s.balance(&key(VALIDATOR).id()).0);
     verdict(&mut s, 0, GIGA, 3).unwrap();
@@ -268,15 +282,10 @@ fn a_report_that_accuses_no_one_wrongly_loses_its_bond() {
     let mut s = genesis(&[1_000_000, 10_000, 10_000, 10_000]);
     let supply = s.supply();
     bond(&mut s, 1, 4_000);
-    open(&mut s, 0, 1, 0, 1);
+    open(&mut s, 0);
     claim(&mut s, 1, pair(1, 1, 0, GIGA, false), vec![], 3).unwrap();
     // Provider 3 disputes the held claim with no evidence of its own.
-    let dispute = Op::Dispute {
-        escrow: job_id(1),
-        task: task(0),
-        evidence: vec![],
-    };
-    apply(&mut s, &key(3), dispute, 4).unwrap();
+    apply(&mut s, &key(3), dispute(0, vec![]), 4).unwrap();
     let (reporter, honest, treasury) = (
         s.balance(&key(3).id()).0,
         s.balance(&key(1).id()).0,
@@ -294,7 +303,7 @@ fn a_report_that_accuses_no_one_wrongly_loses_its_bond() {
 fn a_lone_claim_is_audited_and_a_dispute_no_one_judges_lapses() {
     let mut s = genesis(&[1_000_000, 10_000, 10_000, 10_000]);
     let supply = s.supply();
-    open(&mut s, 0, 1, 0, 1);
+    open(&mut s, 0);
     // An unstaked provider fabricates a receipt for work it never did.
     claim(&mut s, 2, pair(1, 2, 0, 90 * GIGA, true), vec![], 3).unwrap();
     let left = s.escrows[&job_id(1)].left;
@@ -313,55 +322,37 @@ fn a_lone_claim_is_audited_and_a_dispute_no_one_judges_lapses() {
     // A dispute no validator judges lapses after its deadline: the bond
     // goes back, and the held claim can then be collected.
     claim(&mut s, 1, pair(1, 1, 2, GIGA, false), vec![], 7).unwrap();
-    let dispute = Op::Dispute {
-        escrow: job_id(1),
-        task: task(2),
-        evidence: vec![],
-    };
-    apply(&mut s, &key(3), dispute, 8).unwrap();
-    let lapse = Op::Lapse {
-        escrow: job_id(1),
-        task: task(2),
-    };
+    apply(&mut s, &key(3), dispute(2, vec![]), 8).unwrap();
     assert!(matches!(
-        apply(&mut s, &key(3), lapse.clone(), 128),
+        apply(&mut s, &key(3), lapse(2), 128),
         Err(Rejection::TooEarly { from: 129, .. })
     ));
     let reporter = s.balance(&key(3).id()).0;
-    apply(&mut s, &key(3), lapse, 129).unwrap();
+    apply(&mut s, &key(3), lapse(2), 129).unwrap();
     assert_eq!(s.balance(&key(3).id()).0, reporter + 1_000 - 1);
-    let collect = Op::Collect {
-        escrow: job_id(1),
-        task: task(2),
-    };
-    apply(&mut s, &key(1), collect, 129).unwrap();
+    apply(&mut s, &key(1), collect(2), 129).unwrap();
     assert_eq!(s.supply(), supply);
 }
 
 #[test]
 fn evidence_that_does_not_prove_a_fault_is_refused_and_changes_nothing() {
     let mut s = genesis(&[1_000_000, 10_000, 10_000, 10_000]);
-    open(&mut s, 0, 1, 0, 1);
+    open(&mut s, 0);
     let before = s.clone();
-    let dispute = |evidence: Vec<Paid>, t: u8| Op::Dispute {
-        escrow: job_id(1),
-        task: task(t),
-        evidence,
-    };
     // Nothing held, nothing shown.
-    let e = apply(&mut s, &key(3), dispute(vec![], 0), 2);
+    let e = apply(&mut s, &key(3), dispute(0, vec![]), 2);
     assert!(matches!(e, Err(Rejection::Dispute(_))), "{e:?}");
     // A proof for another task.
     let e = apply(
         &mut s,
         &key(3),
-        dispute(vec![pair(1, 1, 1, GIGA, false), pair(1, 2, 0, GIGA, true)], 0),
+        dispute(0, vec![pair(1, 1, 1, GIGA, false), pair(1, 2, 0, GIGA, true)]),
         2,
     );
     assert!(matches!(e, Err(Rejection::BadProof(_))), "{e:?}");
     // A timed-out run is no evidence.
     let late = said(job_id(1), &key(REQ), &key(2), task(0), GIGA, 0, Said::Timeout);
-    let e = apply(&mut s, &key(3), dispute(vec![pair(1, 1, 0, GIGA, false), late], 0), 2);
+    let e = apply(&mut s, &key(3), dispute(0, vec![pair(1, 1, 0, GIGA, false), late]), 2);
     assert!(matches!(e, Err(Rejection::BadProof(_))), "{e:?}");
     // A verdict on nothing, and a verdict above the task's limit.
     assert!(matches!(verdict(&mut s, 0, GIGA, 2), Err(Rejection::Dispute(_))));
@@ -434,7 +425,7 @@ proptest! {
     ) {
         let mut s = genesis(&[10_000_000, 20_000, 20_000, 20_000, 20_000]);
         let supply = s.supply();
-        open(&mut s, 0, 1, 0, 1);
+        open(&mut s, 0);
         for (i, st) in steps.iter().enumerate() {
             // Heights run fast enough for windows, deadlines and unbonding to pass.
             let height = 2 + 40 * i as u64;
@@ -448,19 +439,10 @@ proptest! {
                         paid: honest_or_not(1, *who, *t),
                         agreeing: with.iter().map(|w| honest_or_not(1, *w, *t)).collect(),
                     }),
-                    Step::Collect { who, t } => (*who, Op::Collect { escrow: job_id(1), task: task(*t) }),
-                    Step::Dispute { by, t, accused } => (*by, Op::Dispute {
-                        escrow: job_id(1),
-                        task: task(*t),
-                        evidence: accused.iter().map(|w| honest_or_not(1, *w, *t)).collect(),
-                    }),
-                    Step::Verdict { t } => (VALIDATOR, Op::Verdict {
-                        escrow: job_id(1),
-                        task: task(*t),
-                        result: result(TRUE_RESULT),
-                        fuel: Fuel(true_fuel(*t)),
-                    }),
-                    Step::Lapse { by, t } => (*by, Op::Lapse { escrow: job_id(1), task: task(*t) }),
+                    Step::Collect { who, t } => (*who, collect(*t)),
+                    Step::Dispute { by, t, accused } => (*by, dispute(*t, accused.iter().map(|w| honest_or_not(1, *w, *t)).collect())),
+                    Step::Verdict { t } => (VALIDATOR, verdict_op(*t, TRUE_RESULT, true_fuel(*t))),
+                    Step::Lapse { by, t } => (*by, lapse(*t)),
                 }
             };
             let (signer, op) = op(st);
@@ -483,18 +465,7 @@ proptest! {
 fn a_held_claim_outlives_its_escrow_and_its_id_is_not_reused_until_it_ends() {
     let mut s = genesis(&[1_000_000, 0, 10_000, 10_000]);
     let supply = s.supply();
-    let reopen = |s: &mut State, height: u64| {
-        let op = Op::OpenEscrow {
-            escrow: job_id(1),
-            budget: Amount(100_000),
-            tasks: (0..4).map(task).collect(),
-            claim_height: height + 2,
-            close_height: height + 3,
-            quorum: 2,
-            min_stake: Amount(0),
-        };
-        apply(s, &key(REQ), op, height)
-    };
+    let reopen = |s: &mut State, height: u64| open_escrow(s, 0, height, 3);
     reopen(&mut s, 1).unwrap();
     // Provider 1, with no balance, claims alone: held, its fee from the claim.
     claim(&mut s, 1, pair(1, 1, 1, GIGA, false), vec![], 3).unwrap();
@@ -504,11 +475,7 @@ fn a_held_claim_outlives_its_escrow_and_its_id_is_not_reused_until_it_ends() {
     // the claim can neither be overwritten nor made twice.
     assert!(matches!(reopen(&mut s, 5), Err(Rejection::EscrowExists(_))));
     assert_eq!(s.supply(), supply);
-    let collect = Op::Collect {
-        escrow: job_id(1),
-        task: task(1),
-    };
-    apply(&mut s, &key(1), collect, 63).unwrap();
+    apply(&mut s, &key(1), collect(1), 63).unwrap();
     reopen(&mut s, 64).unwrap();
     assert!(matches!(
         claim(&mut s, 1, pair(1, 1, 1, GIGA, false), vec![], 63),

@@ -560,16 +560,10 @@ fn each_bad_transaction_is_rejected_for_its_reason() {
     assert_eq!(s.supply(), supply);
     // Signed for another network: refused whatever it does.
     let mut elsewhere = Tx {
-        version: TX_VERSION,
         chain: ContentId::of(b"another network"),
-        signer: p1.id(),
         nonce: 1,
-        fee: Amount(1),
         expires_at_height: 100,
-        op: Op::Transfer {
-            to: p2.id(),
-            amount: Amount(1),
-        },
+        ..late
     };
     assert!(matches!(
         s.apply(&Signed::sign(&p1, &elsewhere).unwrap(), 72),

@@ -56,8 +56,6 @@ enum JudgeError {
     Sandbox(#[from] sharegrid_sandbox::SandboxError),
     #[error("the re-execution stopped: {0}")]
     Stopped(String),
-    #[error("a native-mode task whose providers are not all seen offering this validator's architecture")]
-    OtherArch,
     #[error("the re-execution timed out: no verdict (not deterministic)")]
     TimedOut,
     #[error("ledger: {0}")]
@@ -89,7 +87,7 @@ pub fn start_judge(node: &NodeHandle, client: LedgerClient, opts: JudgeOptions) 
                 }
                 if rerun.program.mode == Determinism::Native && !same_arch(&node, &accused).await {
                     // Not a try: its providers' offers may not have come yet.
-                    tracing::debug!(%task, "{}", JudgeError::OtherArch);
+                    tracing::debug!(%task, "native-mode task: not every judged provider is seen offering this architecture");
                     continue;
                 }
                 *n += 1;
@@ -119,13 +117,8 @@ async fn judge(
     parties: &[NodeId],
 ) -> Result<(), JudgeError> {
     let p = &rerun.program;
-    let mut ids = vec![p.module, p.stdin];
-    ids.extend(p.inputs.iter().map(|(_, id)| *id));
     let mut bytes: HashMap<ContentId, Arc<[u8]>> = HashMap::new();
-    for id in ids {
-        if bytes.contains_key(&id) {
-            continue;
-        }
+    for id in p.blobs() {
         let b = fetch(node, opts, parties, id).await?;
         bytes.insert(id, Arc::from(b));
     }

@@ -1,61 +1,41 @@
 //! Trustless payment between real nodes on 127.0.0.1, with a real ledger
 //! and a validator that re-runs tasks: a requestor vanishes and a provider
-//! that lied claims — its claim is held, disputed by the honest provider,
-//! the task re-run by the validator, the liar slashed and the honest
-//! provider paid; a made-up receipt for an assignment never run is never
+//! that lied claims — its claim is held, the task re-run by the validator
+//! (which audits every lone claim; a dispute by the honest provider, if it
+//! comes first, is judged by the same verdict), the liar slashed and the
+//! honest provider paid; a made-up receipt for an assignment never run is never
 //! paid; colluding fresh identities get no work from a job that requires
 //! stake; a transaction signed for one network is refused by another.
 //! Every wait is on an event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use sharegrid_core::{
-    Amount, Assignment, Determinism, Fuel, JobId, Limits, NodeId, NodeKey, Outcome, PricePerGfuel, Program, Receipt,
-    ResultHash, Signed, Terms, WIRE_VERSION,
+    Amount, Assignment, Fuel, JobId, NodeId, NodeKey, Outcome, PricePerGfuel, Program, Receipt, ResultHash, Signed,
+    Terms, WIRE_VERSION,
 };
 use sharegrid_ledger::{Allocation, Genesis, Op, Paid, Params};
 use sharegrid_node::testnet::{self, ProviderSpec, TestNode, wait_for};
-use sharegrid_node::{JobSubmission, LedgerClient, LedgerSettings, NodeEvent, PaymentEvent, now_ms};
+use sharegrid_node::{JobSubmission, LedgerClient, LedgerSettings, NodeEvent, now_ms};
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
 const STAKE: u128 = 20_000;
 const FUNDS: u128 = 100_000;
 
-fn mandelbrot() -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../guests/wasm/mandelbrot.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 /// One Mandelbrot tile, `r` replicas agreeing `q`, needing `min_stake`.
 fn tile(blobs: &sharegrid_node::BlobStore, r: u32, q: u32, min_stake: u128) -> JobSubmission {
+    let tile = vec![[0, 0, 4, 1, 320, 240, 256].iter().map(u32::to_string).collect()];
     JobSubmission {
         name: "tile".into(),
-        module: blobs.put(&mandelbrot()).unwrap(),
-        stdin: blobs.put(b"").unwrap(),
-        inputs: vec![],
-        limits: Limits {
-            fuel: Fuel(5_000_000_000),
-            ..Limits::default()
-        },
-        mode: Determinism::Native,
         replication: r,
         quorum: q,
-        price_ceiling: Amount(2_000),
-        budget: Amount(1_000_000),
-        deadline_secs: None,
-        wait_for_providers_secs: None,
-        arch: None,
-        min_memory: 0,
-        min_speed: 0.0,
-        credibility: None,
         min_stake: Amount(min_stake),
-        tasks: vec![[0, 0, 4, 1, 320, 240, 256].iter().map(u32::to_string).collect()],
+        ..common::tile_job(blobs, tile)
     }
 }
 
@@ -174,7 +154,7 @@ impl Net {
 }
 
 fn slashable(s: &sharegrid_ledger::State, who: &NodeId) -> u128 {
-    s.stakes.get(who).map_or(0, |st| st.slashable())
+    s.slashable(who)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -191,7 +171,6 @@ async fn a_liar_whose_requestor_vanished_is_caught_by_re_execution_slashed_and_t
     let (h, l) = (honest.key.id(), liar.key.id());
     let mut ran_h = honest.handle.subscribe();
     let mut ran_l = liar.handle.subscribe();
-    let mut honest_pay = honest.payments.as_ref().unwrap().subscribe();
     let r = &net.requestor;
     let job = r.engine.submit(tile(&r.node.blobs, 2, 2, 0)).await.unwrap();
     let escrow = job.escrow(&r.node.key.id());
@@ -205,9 +184,8 @@ async fn a_liar_whose_requestor_vanished_is_caught_by_re_execution_slashed_and_t
     r.node.handle.kill().await;
     let (h_before, l_before) = net.state(|s| (s.balance(&h).0, s.balance(&l).0));
 
-    // Both claim alone: held. The honest provider sees the liar's held claim
-    // differ from its own receipt and disputes it; the validator re-runs
-    // the task and judges.
+    // Both claim alone: held. The validator re-runs the task and judges
+    // both claims (and any dispute either provider raised meanwhile).
     net.until("the liar slashed and every claim judged", |s| {
         slashable(s, &l) < STAKE && s.claims.is_empty() && s.disputes.is_empty()
     })
@@ -251,13 +229,6 @@ async fn a_liar_whose_requestor_vanished_is_caught_by_re_execution_slashed_and_t
     // Its fees (a claim, maybe a dispute) aside, it gained its charge.
     assert!(h_after + 2 >= h_before + charge, "{h_after} vs {h_before} + {charge}");
     assert_eq!(supply, net.supply(), "money is conserved to the unit");
-    let disputed = honest_pay
-        .try_recv()
-        .into_iter()
-        .any(|e| matches!(e, PaymentEvent::Disputed { .. }));
-    if disputed {
-        assert!(h_after >= h_before + STAKE / 4, "the reporter's share of the slash");
-    }
     // The ledger shows the verdict the validator signed.
     let verdicts = ops(&net.validator.key.id())
         .into_iter()
@@ -288,7 +259,10 @@ async fn a_made_up_receipt_for_an_assignment_never_run_is_never_paid() {
         min_stake: Amount(0),
     };
     rclient.send_and_wait(open, Duration::from_secs(30)).await.unwrap();
-    let mut program = Program::new(r.node.blobs.put(&mandelbrot()).unwrap(), r.node.blobs.put(b"").unwrap());
+    let mut program = Program::new(
+        r.node.blobs.put(&common::guest("mandelbrot")).unwrap(),
+        r.node.blobs.put(b"").unwrap(),
+    );
     program.limits.fuel = Fuel(5_000_000_000);
     let terms = Terms {
         chain: r.node.handle.chain(),
@@ -370,7 +344,7 @@ async fn colluding_fresh_identities_get_no_work_from_a_job_that_requires_stake()
     assert_eq!(done.state, sharegrid_node::State::Done, "{done:?}");
     // The accepted result is the true one: the honest run's, as the
     // sandbox computes it here.
-    let module = mandelbrot();
+    let module = common::guest("mandelbrot");
     let mut task = sharegrid_sandbox::Task::new(module);
     task.id = job.task(0);
     task.args = sub.tasks[0].clone();

@@ -9,9 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
-use sharegrid_core::{Amount, Determinism, Fuel, Limits, NodeKey, Receipt};
+use sharegrid_core::{Amount, NodeKey, Receipt};
 use sharegrid_ledger::{Op, Tx};
 use sharegrid_node::testnet::{self, LedgerSpec, ProviderSpec, TestNode, Testnet, wait_for};
 use sharegrid_node::{JobStore, JobSubmission, LedgerSettings, NodeEvent, PaymentEvent};
@@ -19,36 +21,10 @@ use sharegrid_sandbox::{Sandbox, SandboxConfig};
 
 /// A job of `n` small Mandelbrot tiles, r = 1, within a budget.
 fn tiles(blobs: &sharegrid_node::BlobStore, n: u32) -> JobSubmission {
-    let module = std::fs::read(format!(
-        "{}/../../guests/wasm/mandelbrot.wasm",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    JobSubmission {
-        min_stake: Amount(0),
-        name: "tiles".into(),
-        module: blobs.put(&module).unwrap(),
-        stdin: blobs.put(b"").unwrap(),
-        inputs: vec![],
-        limits: Limits {
-            fuel: Fuel(5_000_000_000),
-            ..Limits::default()
-        },
-        mode: Determinism::Native,
-        replication: 1,
-        quorum: 1,
-        price_ceiling: Amount(2_000),
-        budget: Amount(1_000_000),
-        deadline_secs: None,
-        wait_for_providers_secs: None,
-        arch: None,
-        min_memory: 0,
-        min_speed: 0.0,
-        credibility: None,
-        tasks: (0..n)
-            .map(|c| [c, 0, n, 1, 320, 240, 256].iter().map(u32::to_string).collect())
-            .collect(),
-    }
+    let tasks = (0..n)
+        .map(|c| [c, 0, n, 1, 320, 240, 256].iter().map(u32::to_string).collect())
+        .collect();
+    common::tile_job(blobs, tasks)
 }
 
 fn sandbox() -> Arc<Sandbox> {

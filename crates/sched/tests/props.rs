@@ -157,6 +157,16 @@ fn offer(seed: u8, ask: u128) -> Offer {
     }
 }
 
+/// [`offer`] of one slot, at `speed` Gfuel/s, asking `ask`.
+fn one_slot(seed: u8, speed: f64, ask: u128) -> Offer {
+    Offer {
+        cores: 1,
+        free_slots: 1,
+        speed: GigafuelPerSec(speed),
+        ..offer(seed, ask)
+    }
+}
+
 fn specs(n: usize) -> Vec<TaskSpec> {
     tasks(n, 1_000_000_000)
         .into_iter()
@@ -434,24 +444,7 @@ fn a_credible_staked_provider_is_accepted_alone_except_for_spot_checks() {
 /// faster one is worth a higher price.
 #[test]
 fn price_and_speed_are_weighed_together() {
-    use sharegrid_core::Offer;
-    use sharegrid_core::{Arch, NodeKey};
     use sharegrid_sched::{Event, Reputation, Scheduler, TaskSpec};
-    let offer = |seed: u8, speed: f64, p: u128| Offer {
-        version: sharegrid_core::WIRE_VERSION,
-        provider: NodeKey::from_seed([seed; 32]).id(),
-        arch: Arch::X86_64,
-        cores: 1,
-        memory_bytes: 1 << 40,
-        free_slots: 1,
-        speed: GigafuelPerSec(speed),
-        price: price(p),
-        stake: Amount(0),
-        modes: vec![Determinism::Native],
-        software: "test".into(),
-        seq: 1,
-        expires_at_ms: u64::MAX,
-    };
     let first = |offers: &[Offer]| {
         let spec = vec![TaskSpec {
             id: tasks(1, 1)[0].0,
@@ -472,12 +465,12 @@ fn price_and_speed_are_weighed_together() {
             _ => None,
         })
     };
-    let (cheap, dear) = (offer(1, 4.0, 1), offer(2, 4.0, 9));
+    let (cheap, dear) = (one_slot(1, 4.0, 1), one_slot(2, 4.0, 9));
     assert_eq!(first(&[dear.clone(), cheap.clone()]), Some(cheap.provider));
-    let fast_dear = offer(3, 8.0, 9);
+    let fast_dear = one_slot(3, 8.0, 9);
     assert_eq!(first(&[fast_dear.clone(), cheap.clone()]), Some(fast_dear.provider));
     // Between equals, the one with stake bonded (a lie would cost it) first.
-    let mut staked = offer(4, 4.0, 1);
+    let mut staked = one_slot(4, 4.0, 1);
     staked.stake = Amount(1_000);
     assert_eq!(first(&[cheap, staked.clone()]), Some(staked.provider));
 }
@@ -487,23 +480,8 @@ fn price_and_speed_are_weighed_together() {
 /// false claim halves its weight.
 #[test]
 fn a_speed_claim_far_above_the_observed_speed_costs_its_place() {
-    use sharegrid_core::{Arch, NodeKey, ResultHash};
-    let offer = |seed: u8, speed: f64| Offer {
-        version: sharegrid_core::WIRE_VERSION,
-        provider: NodeKey::from_seed([seed; 32]).id(),
-        arch: Arch::X86_64,
-        cores: 1,
-        memory_bytes: 1 << 40,
-        free_slots: 1,
-        speed: GigafuelPerSec(speed),
-        price: price(1),
-        stake: Amount(0),
-        modes: vec![Determinism::Native],
-        software: "test".into(),
-        seq: 1,
-        expires_at_ms: u64::MAX,
-    };
-    let (boaster, honest) = (offer(1, 50.0), offer(2, 2.0));
+    use sharegrid_core::ResultHash;
+    let (boaster, honest) = (one_slot(1, 50.0, 1), one_slot(2, 2.0, 1));
     let specs: Vec<TaskSpec> = tasks(10, 5_000_000_000)
         .into_iter()
         .map(|(id, fuel_limit)| TaskSpec {

@@ -81,7 +81,15 @@ pub(crate) fn proof(
     fuel: u64,
     price_bump: i128,
 ) -> Paid {
-    said(escrow, requestor, provider, t, fuel, price_bump, Said::Result(7))
+    said(
+        escrow,
+        requestor,
+        provider,
+        t,
+        fuel,
+        price_bump,
+        Said::Result(TRUE_RESULT),
+    )
 }
 
 /// What a receipt says of a run.

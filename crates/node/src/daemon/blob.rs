@@ -257,8 +257,9 @@ impl Daemon {
             .is_some_and(|&until| until > now_ms());
         // A validator re-running a task under judgement gets its program's
         // blobs from whoever holds them: the requestor's own, or the inputs
-        // a provider fetched to run it.
-        let judged = !granted && self.judges(&peer, &request.id);
+        // a provider fetched to run it. Asked only when no output or grant
+        // serves the request, so the chain's lock stays off that path.
+        let judged = outputs.is_none() && !granted && self.judges(&peer, &request.id);
         let blobs = (granted || judged).then(|| self.blobs.clone());
         let inputs = judged
             .then(|| self.agent.as_ref().map(|a| a.provider_blobs().clone()))

@@ -121,13 +121,12 @@ impl LedgerStore {
             .ok_or_else(|| LedgerStoreError::Damaged("blocks without a stored state".into()))?;
         let state: State =
             decode_capped(&state, MAX_STATE_BYTES).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
-        Ok(Chain::restore(
-            genesis,
-            state,
-            int(height)?,
-            content_id(&hash)?,
-            int(time_ms)?,
-        ))
+        if state.chain != genesis.hash() {
+            return Err(LedgerStoreError::Damaged(
+                "the stored state is of another network than the genesis".into(),
+            ));
+        }
+        Ok(Chain::restore(state, int(height)?, content_id(&hash)?, int(time_ms)?))
     }
 
     /// Writes `block` (already checked) and the state after it, and drops

@@ -508,9 +508,10 @@ async fn report(p: &Payments, store: &JobStore, job: JobId, escrow: ContentId) -
 
 /// A claims pass: as a requestor, close this node's escrows past their
 /// close height; as a provider, claim the pay for work whose requestor has
-/// not settled by its escrow's claim height, and forget proofs that are
-/// paid or whose escrow has closed. Failures are logged and met again at
-/// the next pass.
+/// not settled by its escrow's claim height, collect held claims whose
+/// window passed, dispute other providers' claims that contradict its
+/// receipts, and forget proofs that are paid or whose escrow has closed.
+/// Failures are logged and met again at the next pass.
 async fn claims_pass(p: &Payments, proofs: &ProofStore) {
     let ledger = p.client.ledger().clone();
     let me = ledger.me();
@@ -539,41 +540,41 @@ async fn claims_pass(p: &Payments, proofs: &ProofStore) {
         let result = match step {
             ClaimStep::Seen(escrow) => proofs.seen(&escrow).map_err(PayError::from),
             ClaimStep::Forget { escrow, task } => proofs.forget(&escrow, &task).map_err(PayError::from),
-            ClaimStep::Claim { escrow, task, op } => match p.client.send_and_wait(*op, LEDGER_WAIT).await {
-                Ok((tx, h)) => {
-                    tracing::info!(%task, tx = %tx.short(), height = h, "claimed pay from an unsettled escrow");
-                    // Paid at once (agreeing receipts), or held for the
-                    // challenge window: the proof stays until it is paid.
-                    p.emit(PaymentEvent::Claimed { escrow, task });
-                    Ok(())
-                }
-                Err(e) => Err(PayError::from(e)),
-            },
-            ClaimStep::Collect { escrow, task, op } => match p.client.send_and_wait(*op, LEDGER_WAIT).await {
-                Ok((tx, h)) => {
-                    tracing::info!(%task, tx = %tx.short(), height = h, "collected a held claim");
-                    // Forgotten before it is announced: a listener that hears
-                    // of the payment finds the proof gone.
+            // Paid at once (agreeing receipts), or held for the challenge
+            // window: the proof stays until it is paid.
+            ClaimStep::Claim { escrow, task, op } => send_step(p, *op, task, "claimed pay from an unsettled escrow")
+                .await
+                .map(|()| p.emit(PaymentEvent::Claimed { escrow, task })),
+            // Forgotten before it is announced: a listener that hears of the
+            // payment finds the proof gone.
+            ClaimStep::Collect { escrow, task, op } => {
+                send_step(p, *op, task, "collected a held claim").await.and_then(|()| {
                     let forgotten = proofs.forget(&escrow, &task).map_err(PayError::from);
                     p.emit(PaymentEvent::Collected { escrow, task });
                     forgotten
-                }
-                Err(e) => Err(PayError::from(e)),
-            },
-            ClaimStep::Dispute { escrow, task, op } => match p.client.send_and_wait(*op, LEDGER_WAIT).await {
-                Ok((tx, h)) => {
-                    tracing::info!(%task, tx = %tx.short(), height = h, "disputed another provider's claim that disagrees with our receipt");
-                    p.emit(PaymentEvent::Disputed { escrow, task });
-                    Ok(())
-                }
-                Err(e) => Err(PayError::from(e)),
-            },
+                })
+            }
+            ClaimStep::Dispute { escrow, task, op } => send_step(
+                p,
+                *op,
+                task,
+                "disputed another provider's claim that contradicts our receipt",
+            )
+            .await
+            .map(|()| p.emit(PaymentEvent::Disputed { escrow, task })),
         };
         if let Err(e) = result {
             p.metrics.payment_failed(e.is_retryable());
             tracing::warn!("claims pass: {e}");
         }
     }
+}
+
+/// Sends `op` for `task` and waits for its block; logs it as `what`.
+async fn send_step(p: &Payments, op: Op, task: TaskId, what: &str) -> Result<(), PayError> {
+    let (tx, height) = p.client.send_and_wait(op, LEDGER_WAIT).await?;
+    tracing::info!(%task, tx = %tx.short(), height, "{what}");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -243,18 +243,19 @@ pub fn plan_claims(proofs: Vec<KeptProof>, state: &State, me: NodeId, height: u6
 /// from `p`'s receipt (result or fuel), with `p` as the evidence; none if a
 /// dispute is open, or `p`'s own run timed out (no evidence).
 fn dispute_of(state: &State, p: &KeptProof, me: NodeId, disputed: bool) -> Option<Box<Op>> {
-    if disputed {
+    let mut others = state
+        .held_claims(&p.escrow, &p.task)
+        .filter(|(who, _)| *who != me)
+        .peekable();
+    // Most passes find no other claim: the receipt is decoded only when one is held.
+    if disputed || others.peek().is_none() {
         return None;
     }
     let mine: Receipt = decode_capped(&p.receipt.body, MAX_RECEIPT_BYTES).ok()?;
     if matches!(mine.outcome, Outcome::Timeout) {
         return None;
     }
-    let differs = state
-        .claims
-        .iter()
-        .filter(|((e, t, who), _)| *e == p.escrow && *t == p.task && *who != me)
-        .any(|(_, c)| !c.said.timed_out && (c.said.result != mine.result || c.said.fuel != mine.fuel));
+    let differs = others.any(|(_, c)| c.said.differs(mine.result, mine.fuel));
     differs.then(|| {
         Box::new(Op::Dispute {
             escrow: p.escrow,
@@ -423,5 +424,86 @@ mod tests {
             !due.iter()
                 .any(|s| matches!(s, ClaimStep::Claim { task, .. } if *task == TaskId::from_bytes([4; 32])))
         );
+    }
+
+    #[test]
+    fn a_held_claim_is_collected_after_its_window_and_a_contradicting_one_disputed() {
+        use sharegrid_core::{Fuel, Outcome, Program, ResultHash, WIRE_VERSION};
+        use sharegrid_ledger::{HeldClaim, Rerun, Said};
+        let (me, other) = (NodeKey::from_seed([1; 32]), NodeKey::from_seed([2; 32]));
+        let id = ContentId::of(b"open");
+        let task = TaskId::from_bytes([1; 32]);
+        let genesis = sharegrid_ledger::Genesis {
+            validators: vec![me.id()],
+            params: sharegrid_ledger::Params::new(me.id(), 0, Amount(1)),
+            balances: vec![],
+        };
+        let mut state = State::genesis(&genesis).unwrap();
+        state.escrows.insert(id, escrow(&[(1, &me), (1, &other)], 10));
+        // My proof: a real receipt saying result [7; 32] for 2 Gfuel.
+        let receipt = sharegrid_core::Receipt {
+            version: WIRE_VERSION,
+            task,
+            provider: me.id(),
+            assignment: ContentId::of(b"a"),
+            outcome: Outcome::Completed { exit_code: 0 },
+            result: ResultHash::from_bytes([7; 32]),
+            fuel: Fuel(2_000_000_000),
+            price: sharegrid_core::PricePerGfuel(Amount(1)),
+            charge: Amount(2),
+        };
+        let proof = KeptProof {
+            escrow: id,
+            task,
+            assignment: unpaid(1, &me, 1).assignment,
+            receipt: Signed::sign(&me, &receipt).unwrap(),
+            seen: true,
+        };
+        let held = |result: u8, fuel: u64, payable_from: u64| HeldClaim {
+            requestor: NodeKey::from_seed([9; 32]).id(),
+            said: Said {
+                result: ResultHash::from_bytes([result; 32]),
+                fuel: Fuel(fuel),
+            },
+            rerun: Rerun {
+                program: Program::new(ContentId::of(b"m"), ContentId::of(b"")),
+                args: vec![],
+                price: sharegrid_core::PricePerGfuel(Amount(1)),
+            },
+            charge: Amount(2),
+            fee: Amount(0),
+            payable_from,
+        };
+        let plan = |state: &State, height| plan_claims(vec![proof.clone()], state, me.id(), height);
+        let disputes = |steps: &[ClaimStep]| steps.iter().filter(|s| matches!(s, ClaimStep::Dispute { .. })).count();
+        let collects = |steps: &[ClaimStep]| steps.iter().filter(|s| matches!(s, ClaimStep::Collect { .. })).count();
+        // Mine held: collected from the block its window ends, not before.
+        state.claims.insert((id, task, me.id()), held(7, 2_000_000_000, 20));
+        assert_eq!(collects(&plan(&state, 18)), 0);
+        assert_eq!(collects(&plan(&state, 19)), 1);
+        // Another provider's claim that agrees: nothing to dispute.
+        state.claims.insert((id, task, other.id()), held(7, 2_000_000_000, 20));
+        assert_eq!(disputes(&plan(&state, 19)), 0);
+        // One that says another result, or more fuel: disputed with my proof.
+        for (result, fuel) in [(8, 2_000_000_000), (7, 5_000_000_000)] {
+            state.claims.insert((id, task, other.id()), held(result, fuel, 20));
+            let steps = plan(&state, 19);
+            assert_eq!(disputes(&steps), 1, "{steps:?}");
+            assert!(steps.iter().any(|s| matches!(s, ClaimStep::Dispute { op, .. }
+                if matches!(&**op, Op::Dispute { evidence, .. } if evidence[0].receipt == proof.receipt))));
+        }
+        // A dispute open: neither disputed again nor collected until it ends.
+        state.disputes.insert(
+            (id, task),
+            sharegrid_ledger::Dispute {
+                reporter: me.id(),
+                bond: Amount(0),
+                rerun: held(7, 0, 0).rerun,
+                accused: Default::default(),
+                deadline: 100,
+            },
+        );
+        let steps = plan(&state, 19);
+        assert_eq!((disputes(&steps), collects(&steps)), (0, 0), "{steps:?}");
     }
 }

@@ -42,9 +42,14 @@ impl Rng {
         lo + self.next() % (hi - lo + 1)
     }
 
+    /// Uniform in [0, 1].
+    pub(crate) fn unit(&mut self) -> f64 {
+        self.next() as f64 / u64::MAX as f64
+    }
+
     /// True with probability `p`.
     pub(crate) fn chance(&mut self, p: f64) -> bool {
-        (self.next() as f64 / u64::MAX as f64) < p
+        self.unit() < p
     }
 }
 

@@ -32,6 +32,8 @@ use sharegrid_core::{
 use sharegrid_ledger::{Allocation, Genesis, Op, Paid, Params, State, TX_VERSION, Tx};
 use sharegrid_sched::{Action, Constraints, Credibility, Event, JobPolicy, Reputation, Scheduler, TaskSpec, Vote};
 
+use super::net::Rng;
+
 /// How a provider behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Strategy {
@@ -142,22 +144,6 @@ impl PolicyOutcome {
     /// Accepted results that were wrong, as a share of those accepted.
     pub fn error_rate(&self) -> f64 {
         self.wrong as f64 / self.accepted.max(1) as f64
-    }
-}
-
-/// A seeded stream (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -299,7 +285,7 @@ pub fn run(cfg: &SaboteurConfig, policy: &Policy) -> PolicyOutcome {
             policy: policy.name.to_string(),
             ..PolicyOutcome::default()
         },
-        rng: Rng(cfg.seed),
+        rng: Rng::new(cfg.seed),
         cfg: cfg.clone(),
     };
     for (slot, s) in cfg.providers.iter().enumerate() {
@@ -342,7 +328,7 @@ pub fn run(cfg: &SaboteurConfig, policy: &Policy) -> PolicyOutcome {
     let mut held: HashMap<usize, u128> = HashMap::new();
     for i in &w.ids {
         let id = i.key.id();
-        let stake = w.state.stakes.get(&id).map_or(0, |s| s.slashable());
+        let stake = w.state.slashable(&id);
         *held.entry(i.slot).or_default() += w.state.balance(&id).0 + stake;
     }
     for (slot, s) in cfg.providers.iter().enumerate() {
@@ -674,7 +660,7 @@ fn judge(w: &mut World, requestor: &NodeKey, escrow: ContentId, task: TaskId, ev
         .ids
         .iter()
         .enumerate()
-        .map(|(ix, i)| (ix, w.state.stakes.get(&i.key.id()).map_or(0, |s| s.slashable())))
+        .map(|(ix, i)| (ix, w.state.slashable(&i.key.id())))
         .collect();
     if !w.apply(requestor, Op::Dispute { escrow, task, evidence }) {
         return;
@@ -689,7 +675,7 @@ fn judge(w: &mut World, requestor: &NodeKey, escrow: ContentId, task: TaskId, ev
     w.apply(&validator, verdict);
     for (ix, was) in before {
         let id = w.ids[ix].key.id();
-        let now = w.state.stakes.get(&id).map_or(0, |s| s.slashable());
+        let now = w.state.slashable(&id);
         if now < was {
             w.out.slashes += 1;
             let strategy = w.slots[w.ids[ix].slot];

@@ -6,10 +6,12 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sharegrid_core::{Amount, Assignment, NodeKey, PricePerGfuel, Program, TaskId, Terms};
+use sharegrid_core::{Amount, Assignment, Determinism, Fuel, Limits, NodeKey, PricePerGfuel, Program, TaskId, Terms};
 use sharegrid_net::{Multiaddr, NetConfig};
 use sharegrid_node::testnet::{self, ProviderSpec, wait_for};
-use sharegrid_node::{AssignError, Assigned, BlobStore, FixedProbe, NodeEvent, NodeHandle, ProviderPolicy};
+use sharegrid_node::{
+    AssignError, Assigned, BlobStore, FixedProbe, JobSubmission, NodeEvent, NodeHandle, ProviderPolicy,
+};
 use sharegrid_sandbox::{Sandbox, SandboxConfig};
 use tokio::sync::broadcast;
 
@@ -23,6 +25,34 @@ pub(crate) fn sandbox() -> Arc<Sandbox> {
 
 pub(crate) fn guest(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/../../guests/wasm/{name}.wasm", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// A job of Mandelbrot tiles, one task per argument list in `tasks`:
+/// r = q = 1, 5 Gfuel each, at most 2,000/Gfuel, within a budget of 10^6.
+pub(crate) fn tile_job(blobs: &BlobStore, tasks: Vec<Vec<String>>) -> JobSubmission {
+    JobSubmission {
+        name: "tiles".into(),
+        module: blobs.put(&guest("mandelbrot")).unwrap(),
+        stdin: blobs.put(b"").unwrap(),
+        inputs: vec![],
+        limits: Limits {
+            fuel: Fuel(5_000_000_000),
+            ..Limits::default()
+        },
+        mode: Determinism::Native,
+        replication: 1,
+        quorum: 1,
+        price_ceiling: Amount(2_000),
+        budget: Amount(1_000_000),
+        deadline_secs: None,
+        wait_for_providers_secs: None,
+        arch: None,
+        min_memory: 0,
+        min_speed: 0.0,
+        credibility: None,
+        min_stake: Amount(0),
+        tasks,
+    }
 }
 
 pub(crate) fn spin_module() -> Vec<u8> {
