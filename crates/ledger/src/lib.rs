@@ -24,6 +24,7 @@
 //! deciding who produces the next one live in the node.
 
 mod block;
+pub mod consensus;
 mod fault;
 mod standing;
 mod state;

@@ -1,0 +1,561 @@
+//! The application Simplex drives: proposals, verification, block relay and
+//! finalization, over the ledger's [`Chain`].
+//!
+//! Every request the engine makes (propose on this parent, verify this
+//! block, commit this finalization) is kept until it can be answered and
+//! re-tried whenever something arrives (a block from a peer, a commit, a
+//! tick): a request never waits on the network inside the engine's call,
+//! and a request the engine abandons (its receiver dropped) is forgotten.
+//! What the answers depend on is deterministic (the parent's state and the
+//! block), except the proposer's clock: a block stamped too far ahead of
+//! this validator's clock waits until the clock catches up, it is not
+//! refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use commonware_actor::Feedback;
+use commonware_consensus::simplex::{Plan, types::Context};
+use commonware_consensus::{Automaton, CertifiableAutomaton, Relay, Reporter, Viewable as _};
+use commonware_p2p::{Recipients, Sender};
+use commonware_utils::channel::oneshot;
+use serde::{Deserialize, Serialize};
+use sharegrid_core::{ContentId, NodeKey};
+use sharegrid_ledger::consensus::{Activity, Digest, PublicKey, block_hash, digest, encode_evidence, node_id};
+use sharegrid_ledger::{Block, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+
+use crate::host::{Committed, Host};
+
+type Ctx = Context<Digest, PublicKey>;
+
+/// Most blocks kept that are neither finalized nor verified (from peers).
+const MAX_RECEIVED: usize = 4096;
+/// Most bytes of blocks in one answer to a peer's `Want`.
+pub(crate) const MAX_ANSWER_BYTES: usize = MAX_BLOCK_BYTES + (1 << 20);
+/// How long before asking again for a block no peer has sent.
+const ASK_AGAIN_MS: u64 = 250;
+/// How far ahead of this validator's clock a block's time may be before it
+/// waits (a clock that far apart is a misconfigured machine, or a lie).
+const MAX_CLOCK_SKEW_MS: u64 = 2_000;
+
+/// A message on the blocks channel.
+#[derive(Debug, Serialize, Deserialize)]
+enum Gossip {
+    /// Blocks: a proposal, or an answer (a block and its ancestors,
+    /// newest first).
+    Blocks(Vec<Block>),
+    /// Send me the block with this hash, and its ancestors.
+    Want(ContentId),
+}
+
+/// A block this validator verified or built, with the chain after it.
+#[derive(Debug)]
+struct Built {
+    block: Block,
+    header: Header,
+    chain: Chain,
+}
+
+/// When blocks are made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pace {
+    /// At least this long between a block and its parent (heights track
+    /// time: a flood of transactions cannot hurry them).
+    pub(crate) min_block_ms: u64,
+    /// With nothing to propose, a leader waits this long after the parent
+    /// before proposing an empty block.
+    pub(crate) idle_block_ms: u64,
+}
+
+struct Inner {
+    finalized: Chain,
+    built: HashMap<ContentId, Built>,
+    received: HashMap<ContentId, Block>,
+    verifies: Vec<(Ctx, ContentId, oneshot::Sender<bool>)>,
+    proposals: Vec<(Ctx, oneshot::Sender<Digest>)>,
+    /// Finalizations to commit, by view: the block's hash and the
+    /// encoded certificate.
+    finals: BTreeMap<u64, (ContentId, Vec<u8>)>,
+    /// Blocks asked for, and when.
+    wanted: HashMap<ContentId, u64>,
+    outbox: Vec<(Recipients<PublicKey>, Gossip)>,
+    /// A commit failed: this validator stops deciding.
+    failed: Option<String>,
+}
+
+/// The application: cheap to clone (the engine holds several copies).
+pub struct App<H: Host, S: Sender<PublicKey = PublicKey>> {
+    host: Arc<H>,
+    key: Arc<NodeKey>,
+    participants: Arc<Vec<PublicKey>>,
+    pace: Pace,
+    clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    inner: Arc<Mutex<Inner>>,
+    sender: Arc<Mutex<S>>,
+}
+
+impl<H: Host, S: Sender<PublicKey = PublicKey>> Clone for App<H, S> {
+    fn clone(&self) -> Self {
+        App {
+            host: self.host.clone(),
+            key: self.key.clone(),
+            participants: self.participants.clone(),
+            pace: self.pace,
+            clock: self.clock.clone(),
+            inner: self.inner.clone(),
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+impl<H: Host, S: Sender<PublicKey = PublicKey>> std::fmt::Debug for App<H, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "App({})", self.key.id().short())
+    }
+}
+
+impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
+    pub(crate) fn new(
+        host: Arc<H>,
+        key: Arc<NodeKey>,
+        participants: Vec<PublicKey>,
+        pace: Pace,
+        clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+        sender: S,
+    ) -> Self {
+        let finalized = host.finalized();
+        App {
+            host,
+            key,
+            participants: Arc::new(participants),
+            pace,
+            clock,
+            inner: Arc::new(Mutex::new(Inner {
+                finalized,
+                built: HashMap::new(),
+                received: HashMap::new(),
+                verifies: Vec::new(),
+                proposals: Vec::new(),
+                finals: BTreeMap::new(),
+                wanted: HashMap::new(),
+                outbox: Vec::new(),
+                failed: None,
+            })),
+            sender: Arc::new(Mutex::new(sender)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Why this validator stopped, if it did (a commit failed).
+    pub fn failed(&self) -> Option<String> {
+        self.lock().failed.clone()
+    }
+
+    /// Handles a message from peer `from` on the blocks channel.
+    pub(crate) fn on_message(&self, from: PublicKey, bytes: &[u8]) {
+        let Ok(gossip) = cbor4ii::serde::from_slice::<Gossip>(bytes) else {
+            tracing::debug!(peer = %node_id(&from).short(), "undecodable message on the blocks channel");
+            return;
+        };
+        {
+            let mut inner = self.lock();
+            match gossip {
+                Gossip::Blocks(blocks) => {
+                    for block in blocks {
+                        inner.receive(block);
+                    }
+                }
+                Gossip::Want(hash) => {
+                    let answer = self.answer(&inner, hash);
+                    if !answer.is_empty() {
+                        inner.outbox.push((Recipients::One(from), Gossip::Blocks(answer)));
+                    }
+                }
+            }
+        }
+        self.tick();
+    }
+
+    /// A block and as many of its ancestors as fit, newest first.
+    fn answer(&self, inner: &Inner, hash: ContentId) -> Vec<Block> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut cur = hash;
+        while out.len() < 64 {
+            let block = match inner.built.get(&cur) {
+                Some(b) => b.block.clone(),
+                None => match inner.received.get(&cur) {
+                    Some(b) => b.clone(),
+                    None => match self.host.block(&cur) {
+                        Some(b) => b,
+                        None => break,
+                    },
+                },
+            };
+            bytes += block.txs.iter().map(|t| t.body.len() + 100).sum::<usize>() + 300;
+            if !out.is_empty() && bytes > MAX_ANSWER_BYTES / 2 {
+                break;
+            }
+            let Ok(header) = block.open_header() else { break };
+            out.push(block);
+            if header.height <= 1 {
+                break;
+            }
+            cur = header.prev;
+        }
+        out
+    }
+
+    /// Re-tries every waiting request and sends what is to be sent.
+    pub(crate) fn tick(&self) {
+        let outbox = {
+            let mut inner = self.lock();
+            if inner.failed.is_none() {
+                self.progress(&mut inner);
+            }
+            std::mem::take(&mut inner.outbox)
+        };
+        if outbox.is_empty() {
+            return;
+        }
+        let mut sender = self.sender.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (to, gossip) in outbox {
+            let Ok(bytes) = cbor4ii::serde::to_vec(Vec::new(), &gossip) else {
+                continue;
+            };
+            sender.send(to, bytes, false);
+        }
+    }
+
+    fn progress(&self, inner: &mut Inner) {
+        let now = (self.clock)();
+        self.commit_finalized(inner, now);
+        if inner.failed.is_some() {
+            return;
+        }
+        let verifies = std::mem::take(&mut inner.verifies);
+        for (ctx, hash, tx) in verifies {
+            if tx.is_closed() {
+                continue;
+            }
+            match inner.verify(&ctx, hash, now) {
+                Some(ok) => {
+                    let _ = tx.send(ok);
+                }
+                None => inner.verifies.push((ctx, hash, tx)),
+            }
+        }
+        let proposals = std::mem::take(&mut inner.proposals);
+        for (ctx, tx) in proposals {
+            if tx.is_closed() {
+                continue;
+            }
+            match self.propose_on(inner, &ctx, now) {
+                Some(d) => {
+                    let _ = tx.send(d);
+                }
+                None => inner.proposals.push((ctx, tx)),
+            }
+        }
+        inner.ask(now);
+    }
+
+    /// A block on the context's parent, once the parent is known and the
+    /// pace allows; `None` to wait.
+    fn propose_on(&self, inner: &mut Inner, ctx: &Ctx, now: u64) -> Option<Digest> {
+        let parent_hash = block_hash(&ctx.parent.1);
+        let Some(parent) = inner.chain_at(&parent_hash) else {
+            inner.want(parent_hash);
+            return None;
+        };
+        let earliest = parent.time_ms().saturating_add(self.pace.min_block_ms);
+        if now < earliest {
+            return None;
+        }
+        let candidates = self.host.candidates(MAX_BLOCK_TXS);
+        if candidates.is_empty() && now < parent.time_ms().saturating_add(self.pace.idle_block_ms) {
+            return None;
+        }
+        let p = match parent.propose(&self.key, candidates, now.max(earliest)) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%e, "cannot sign a block");
+                return None;
+            }
+        };
+        let hash = p.block.hash();
+        let chain = Chain::restore(p.state, p.header.height, hash, p.header.time_ms);
+        inner.built.insert(
+            hash,
+            Built {
+                block: p.block,
+                header: p.header,
+                chain,
+            },
+        );
+        Some(digest(&hash))
+    }
+
+    /// Commits every finalization whose blocks are all here, lowest view
+    /// first.
+    fn commit_finalized(&self, inner: &mut Inner, now: u64) {
+        while let Some((&view, (hash, cert))) = inner.finals.first_key_value() {
+            let (hash, cert) = (*hash, cert.clone());
+            if hash == inner.finalized.head() || self.host.block(&hash).is_some() {
+                inner.finals.remove(&view);
+                continue;
+            }
+            // Walk back from the finalized block to the head.
+            let mut path = Vec::new();
+            let mut cur = hash;
+            let complete = loop {
+                if cur == inner.finalized.head() {
+                    break true;
+                }
+                let Some(block) = inner
+                    .built
+                    .get(&cur)
+                    .map(|b| &b.block)
+                    .or_else(|| inner.received.get(&cur))
+                else {
+                    inner.want(cur);
+                    break false;
+                };
+                let Ok(header) = block.open_header() else {
+                    inner.received.remove(&cur);
+                    inner.want(cur);
+                    break false;
+                };
+                if header.height <= inner.finalized.height() {
+                    inner.failed = Some(format!(
+                        "finalized block {} does not descend from the finalized head {} (a fork: more than a third of validators lied)",
+                        hash.short(),
+                        inner.finalized.head().short()
+                    ));
+                    tracing::error!(failed = ?inner.failed, "consensus stopped");
+                    return;
+                }
+                path.push(cur);
+                cur = header.prev;
+            };
+            if !complete {
+                inner.ask(now);
+                return;
+            }
+            for (i, h) in path.iter().rev().enumerate() {
+                let certificate = (i + 1 == path.len()).then_some(cert.as_slice());
+                let built = match inner.built.remove(h) {
+                    Some(b) if b.header.prev == inner.finalized.head() => b,
+                    _ => {
+                        let Some(block) = inner.received.get(h).cloned() else {
+                            return;
+                        };
+                        match inner.finalized.check(&block) {
+                            Ok((header, state)) => Built {
+                                chain: Chain::restore(state, header.height, *h, header.time_ms),
+                                block,
+                                header,
+                            },
+                            Err(e) => {
+                                inner.failed = Some(format!("finalized block {} fails its checks: {e}", h.short()));
+                                tracing::error!(failed = ?inner.failed, "consensus stopped");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let committed = Committed {
+                    block: &built.block,
+                    header: &built.header,
+                    state: built.chain.state(),
+                    certificate,
+                };
+                if let Err(e) = self.host.commit(committed) {
+                    inner.failed = Some(format!("cannot store finalized block {}: {e}", h.short()));
+                    tracing::error!(failed = ?inner.failed, "consensus stopped");
+                    return;
+                }
+                inner.finalized = built.chain;
+            }
+            inner.finals.remove(&view);
+            inner.prune();
+        }
+    }
+}
+
+impl Inner {
+    /// The chain after block `hash`, if it is the finalized head or a block
+    /// verified or built here.
+    fn chain_at(&self, hash: &ContentId) -> Option<&Chain> {
+        if *hash == self.finalized.head() {
+            return Some(&self.finalized);
+        }
+        self.built.get(hash).map(|b| &b.chain)
+    }
+
+    /// The verdict on block `hash` for `ctx`, or `None` to wait for the
+    /// block, its parent, or the clock.
+    fn verify(&mut self, ctx: &Ctx, hash: ContentId, now: u64) -> Option<bool> {
+        let parent_hash = block_hash(&ctx.parent.1);
+        let leader = node_id(&ctx.leader);
+        if let Some(b) = self.built.get(&hash) {
+            return Some(b.header.prev == parent_hash && b.header.producer == leader);
+        }
+        let Some(block) = self.received.get(&hash) else {
+            self.want(hash);
+            return None;
+        };
+        let Ok(header) = block.open_header() else {
+            return Some(false);
+        };
+        if header.prev != parent_hash || header.producer != leader {
+            return Some(false);
+        }
+        if header.time_ms > now.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return None;
+        }
+        let Some(parent) = self.chain_at(&parent_hash) else {
+            self.want(parent_hash);
+            return None;
+        };
+        match parent.check(block) {
+            Ok((header, state)) => {
+                let chain = Chain::restore(state, header.height, hash, header.time_ms);
+                let block = self.received.remove(&hash)?;
+                self.built.insert(hash, Built { block, header, chain });
+                Some(true)
+            }
+            Err(e) => {
+                tracing::warn!(block = %hash.short(), %e, "proposal refused");
+                Some(false)
+            }
+        }
+    }
+
+    fn receive(&mut self, block: Block) {
+        let hash = block.hash();
+        if self.built.contains_key(&hash) || self.received.contains_key(&hash) {
+            return;
+        }
+        let Ok(header) = block.open_header() else { return };
+        if header.height <= self.finalized.height() || self.received.len() >= MAX_RECEIVED {
+            return;
+        }
+        self.wanted.remove(&hash);
+        self.received.insert(hash, block);
+    }
+
+    fn want(&mut self, hash: ContentId) {
+        self.wanted.entry(hash).or_insert(0);
+    }
+
+    /// Asks all peers for every wanted block not asked for lately.
+    fn ask(&mut self, now: u64) {
+        let due: Vec<ContentId> = self
+            .wanted
+            .iter()
+            .filter(|(_, at)| now.saturating_sub(**at) >= ASK_AGAIN_MS || **at == 0)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in due {
+            self.wanted.insert(h, now.max(1));
+            self.outbox.push((Recipients::All, Gossip::Want(h)));
+        }
+    }
+
+    /// Forgets what finalization made irrelevant.
+    fn prune(&mut self) {
+        let height = self.finalized.height();
+        self.built.retain(|_, b| b.header.height > height);
+        self.received
+            .retain(|_, b| b.open_header().map(|h| h.height > height).unwrap_or(false));
+        let known: Vec<ContentId> = self.received.keys().chain(self.built.keys()).copied().collect();
+        for h in known {
+            self.wanted.remove(&h);
+        }
+        if self.wanted.len() > MAX_RECEIVED {
+            self.wanted.clear();
+        }
+    }
+}
+
+impl<H: Host, S: Sender<PublicKey = PublicKey>> Automaton for App<H, S> {
+    type Context = Ctx;
+    type Digest = Digest;
+
+    async fn propose(&mut self, context: Ctx) -> oneshot::Receiver<Digest> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().proposals.push((context, tx));
+        self.tick();
+        rx
+    }
+
+    async fn verify(&mut self, context: Ctx, payload: Digest) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().verifies.push((context, block_hash(&payload), tx));
+        self.tick();
+        rx
+    }
+}
+
+impl<H: Host, S: Sender<PublicKey = PublicKey>> CertifiableAutomaton for App<H, S> {}
+
+impl<H: Host, S: Sender<PublicKey = PublicKey>> Relay for App<H, S> {
+    type Digest = Digest;
+    type PublicKey = PublicKey;
+    type Plan = Plan<PublicKey>;
+
+    fn broadcast(&mut self, payload: Digest, plan: Plan<PublicKey>) -> Feedback {
+        let hash = block_hash(&payload);
+        {
+            let mut inner = self.lock();
+            let Some(block) = inner.built.get(&hash).map(|b| b.block.clone()) else {
+                return Feedback::Ok;
+            };
+            let to = match plan {
+                Plan::Prepare { .. } | Plan::Propose { .. } => Recipients::All,
+                Plan::Forward { recipients, .. } => recipients,
+            };
+            inner.outbox.push((to, Gossip::Blocks(vec![block])));
+        }
+        self.tick();
+        Feedback::Ok
+    }
+}
+
+impl<H: Host, S: Sender<PublicKey = PublicKey>> Reporter for App<H, S> {
+    type Activity = Activity;
+
+    fn report(&mut self, activity: Activity) -> Feedback {
+        match &activity {
+            Activity::Finalization(f) => {
+                use commonware_codec::Encode as _;
+                let hash = block_hash(&f.proposal.payload);
+                self.lock().finals.insert(f.view().get(), (hash, f.encode().to_vec()));
+                self.tick();
+            }
+            Activity::ConflictingNotarize(_) | Activity::ConflictingFinalize(_) | Activity::NullifyFinalize(_) => {
+                use commonware_consensus::simplex::types::Attributable as _;
+                let signer = match &activity {
+                    Activity::ConflictingNotarize(c) => c.signer(),
+                    Activity::ConflictingFinalize(c) => c.signer(),
+                    Activity::NullifyFinalize(c) => c.signer(),
+                    _ => return Feedback::Ok,
+                };
+                let offender = usize::try_from(signer.get())
+                    .ok()
+                    .and_then(|i| self.participants.get(i));
+                if let (Some(offender), Some(evidence)) = (offender, encode_evidence(&activity)) {
+                    let offender = node_id(offender);
+                    tracing::warn!(validator = %offender.short(), "a validator signed conflicting votes");
+                    self.host.equivocation(offender, evidence);
+                }
+            }
+            _ => {}
+        }
+        Feedback::Ok
+    }
+}

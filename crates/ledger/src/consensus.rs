@@ -1,0 +1,202 @@
+//! The ledger's side of BFT ordering: who votes, and what their signatures
+//! prove.
+//!
+//! Validators order blocks with commonware's Simplex (the `sharegrid-bft`
+//! crate drives it). This module holds what the ledger itself must check,
+//! purely: the participant set (the genesis's validators, whose node ids are
+//! their ed25519 vote keys), the namespace votes sign under (bound to the
+//! genesis hash), finalization certificates (what a follower accepts a block
+//! on), and equivocation evidence (two conflicting signed votes from one
+//! validator), which [`crate::Op::Equivocation`] turns into a slash.
+
+use commonware_cryptography::ed25519;
+use commonware_utils::ordered::Set;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng as _;
+use sharegrid_core::{ContentId, NodeId};
+
+/// The voting scheme: ed25519 signatures, each attributable to its
+/// validator (certificates are the quorum's signatures).
+pub type Scheme = commonware_consensus::simplex::scheme::ed25519::Scheme;
+/// A payload digest: a block's hash (BLAKE3 of its header).
+pub type Digest = commonware_cryptography::blake3::Digest;
+/// A validator's key in the engine: the same ed25519 key as its node id.
+pub type PublicKey = ed25519::PublicKey;
+/// What the engine reports.
+pub type Activity = commonware_consensus::simplex::types::Activity<Scheme, Digest>;
+/// A finalization certificate.
+pub type Finalization = commonware_consensus::simplex::types::Finalization<Scheme, Digest>;
+
+/// The namespace every vote of network `chain` signs under.
+pub fn namespace(chain: &ContentId) -> Vec<u8> {
+    let mut ns = b"sharegrid/consensus/1/".to_vec();
+    ns.extend_from_slice(chain.as_bytes());
+    ns
+}
+
+/// A block hash as the engine's digest.
+pub fn digest(hash: &ContentId) -> Digest {
+    commonware_cryptography::blake3::Digest(*hash.as_bytes())
+}
+
+/// The engine's digest as a block hash.
+pub fn block_hash(digest: &Digest) -> ContentId {
+    ContentId::from_bytes(digest.0)
+}
+
+/// A node id as the engine's public key, `None` if the bytes are not a
+/// valid ed25519 point.
+pub fn public_key(id: &NodeId) -> Option<PublicKey> {
+    use commonware_codec::DecodeExt as _;
+    PublicKey::decode(commonware_codec::Copying(&id.as_bytes()[..])).ok()
+}
+
+/// The engine's public key as a node id.
+pub fn node_id(key: &PublicKey) -> NodeId {
+    let bytes: &[u8] = key.as_ref();
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&bytes[..32]);
+    NodeId::from_bytes(out)
+}
+
+/// The participant set: the validators' keys, ordered. `Err` names a
+/// validator whose id is not a valid key, or a duplicate.
+pub fn participants(validators: &[NodeId]) -> Result<Set<PublicKey>, String> {
+    let mut keys = Vec::with_capacity(validators.len());
+    for v in validators {
+        keys.push(public_key(v).ok_or_else(|| format!("validator {} is not a valid ed25519 key", v.short()))?);
+    }
+    Set::from_iter_dedup(keys.iter().cloned())
+        .len()
+        .eq(&keys.len())
+        .then(|| Set::from_iter_dedup(keys))
+        .ok_or_else(|| "the validator set names a validator twice".to_string())
+}
+
+/// A verifier of network `chain`'s certificates and votes.
+pub fn verifier(chain: &ContentId, validators: &[NodeId]) -> Result<Scheme, String> {
+    Ok(Scheme::verifier(&namespace(chain), participants(validators)?))
+}
+
+/// Most validators a certificate may carry signatures of (the decode bound).
+pub const MAX_VALIDATORS: usize = 1024;
+
+/// Decodes a stored or received finalization certificate.
+pub fn decode_finalization(bytes: &[u8]) -> Result<Finalization, String> {
+    use commonware_codec::Decode as _;
+    Finalization::decode_cfg(commonware_codec::Copying(bytes), &MAX_VALIDATORS)
+        .map_err(|e| format!("finalization certificate does not decode: {e}"))
+}
+
+/// Checks that `bytes` is a finalization certificate of network `chain`'s
+/// validators for the block `hash`.
+pub fn check_finalization(
+    chain: &ContentId,
+    validators: &[NodeId],
+    hash: &ContentId,
+    bytes: &[u8],
+) -> Result<u64, String> {
+    let f = decode_finalization(bytes)?;
+    if f.proposal.payload != digest(hash) {
+        return Err(format!(
+            "finalization certificate is for another block than {}",
+            hash.short()
+        ));
+    }
+    let scheme = verifier(chain, validators)?;
+    let mut rng = rng_for(bytes);
+    if !f.verify(&mut rng, &scheme, &commonware_parallel::Sequential) {
+        return Err("finalization certificate does not verify against the validator set".into());
+    }
+    use commonware_consensus::Viewable as _;
+    Ok(f.view().get())
+}
+
+/// A deterministic generator for batch verification, seeded by the hash of
+/// what is verified (Fiat–Shamir: the verifier's coefficients depend on
+/// every byte, so no signer can choose signatures that cancel out). The
+/// ledger uses no other randomness.
+pub fn rng_for(bytes: &[u8]) -> ChaCha20Rng {
+    ChaCha20Rng::from_seed(*blake3::hash(bytes).as_bytes())
+}
+
+/// Most bytes of equivocation evidence (two votes and a tag).
+pub const MAX_EQUIVOCATION_BYTES: usize = 1024;
+
+/// A validator caught signing two conflicting votes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Equivocation {
+    /// Who signed both.
+    pub offender: NodeId,
+    /// The view they conflict in.
+    pub view: u64,
+}
+
+const CONFLICTING_NOTARIZE: u8 = 0;
+const CONFLICTING_FINALIZE: u8 = 1;
+const NULLIFY_FINALIZE: u8 = 2;
+
+/// The evidence bytes of an engine report that proves a validator
+/// equivocated (two notarizes or two finalizes for different blocks in one
+/// view, or a nullify and a finalize in one view); `None` for any other
+/// report.
+pub fn encode_evidence(activity: &Activity) -> Option<Vec<u8>> {
+    use commonware_codec::Encode as _;
+    let (tag, body) = match activity {
+        Activity::ConflictingNotarize(c) => (CONFLICTING_NOTARIZE, c.encode()),
+        Activity::ConflictingFinalize(c) => (CONFLICTING_FINALIZE, c.encode()),
+        Activity::NullifyFinalize(c) => (NULLIFY_FINALIZE, c.encode()),
+        _ => return None,
+    };
+    let mut out = vec![tag];
+    out.extend_from_slice(&body);
+    Some(out)
+}
+
+/// Checks equivocation evidence against network `chain`'s validators: both
+/// votes decode, are signed by the same validator in the same view, and
+/// conflict. Returns who and when.
+pub fn check_evidence(chain: &ContentId, validators: &[NodeId], bytes: &[u8]) -> Result<Equivocation, String> {
+    use commonware_codec::DecodeExt as _;
+    use commonware_consensus::simplex::types::{ConflictingFinalize, ConflictingNotarize, NullifyFinalize};
+    use commonware_consensus::types::Participant;
+    use commonware_consensus::{Viewable as _, simplex::types::Attributable as _};
+    if bytes.len() > MAX_EQUIVOCATION_BYTES {
+        return Err(format!(
+            "evidence of {} bytes is over {MAX_EQUIVOCATION_BYTES}",
+            bytes.len()
+        ));
+    }
+    let (tag, body) = bytes.split_first().ok_or("empty evidence")?;
+    let scheme = verifier(chain, validators)?;
+    let mut rng = rng_for(bytes);
+    let strategy = commonware_parallel::Sequential;
+    let bad = |e: commonware_codec::Error| format!("evidence does not decode: {e}");
+    let (signer, view, ok): (Participant, _, bool) = match *tag {
+        CONFLICTING_NOTARIZE => {
+            let c = ConflictingNotarize::<Scheme, Digest>::decode(commonware_codec::Copying(body)).map_err(bad)?;
+            (c.signer(), c.view(), c.verify(&mut rng, &scheme, &strategy))
+        }
+        CONFLICTING_FINALIZE => {
+            let c = ConflictingFinalize::<Scheme, Digest>::decode(commonware_codec::Copying(body)).map_err(bad)?;
+            (c.signer(), c.view(), c.verify(&mut rng, &scheme, &strategy))
+        }
+        NULLIFY_FINALIZE => {
+            let c = NullifyFinalize::<Scheme, Digest>::decode(commonware_codec::Copying(body)).map_err(bad)?;
+            (c.signer(), c.view(), c.verify(&mut rng, &scheme, &strategy))
+        }
+        other => return Err(format!("unknown evidence kind {other}")),
+    };
+    if !ok {
+        return Err("evidence signatures do not verify against the validator set".into());
+    }
+    use commonware_cryptography::certificate::Scheme as _;
+    let key = scheme
+        .participants()
+        .get(usize::try_from(signer.get()).unwrap_or(usize::MAX))
+        .ok_or("evidence names no validator")?;
+    Ok(Equivocation {
+        offender: node_id(key),
+        view: view.get(),
+    })
+}
