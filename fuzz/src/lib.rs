@@ -36,6 +36,7 @@ pub fn genesis() -> Genesis {
                 amount: Amount(1_000_000_000_000),
             })
             .collect(),
+        stakes: Vec::new(),
     }
 }
 

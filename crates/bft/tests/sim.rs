@@ -25,6 +25,7 @@ use sharegrid_ledger::consensus::check_evidence;
 use sharegrid_ledger::{Allocation, Genesis, Op, Params, TX_VERSION, Tx};
 
 const CLIENTS: u8 = 4;
+const STAKE: u128 = 1_000_000;
 
 fn validator_key(i: usize) -> Arc<NodeKey> {
     Arc::new(NodeKey::from_seed([u8::try_from(i).unwrap() + 1; 32]))
@@ -42,6 +43,17 @@ fn genesis(n: usize) -> Genesis {
             .map(|i| Allocation {
                 account: client_key(i).id(),
                 amount: Amount(1_000_000_000),
+            })
+            // Validators pay the fees of the evidence they report.
+            .chain((0..n).map(|i| Allocation {
+                account: validator_key(i).id(),
+                amount: Amount(1_000),
+            }))
+            .collect(),
+        stakes: (0..n)
+            .map(|i| Allocation {
+                account: validator_key(i).id(),
+                amount: Amount(STAKE),
             })
             .collect(),
     }
@@ -431,7 +443,8 @@ fn a_crashed_validator_restarts_into_its_finalized_state_and_catches_up() {
 
 /// One Byzantine validator signs two conflicting votes for everything it
 /// sees: the honest ones still finalize, and report evidence that the
-/// ledger's own check accepts as naming the liar.
+/// ledger's own check accepts as naming the liar; the report, sent as a
+/// transaction, is finalized and slashes the liar's stake (once).
 async fn equivocator(context: deterministic::Context, n: usize) {
     let liar = 0;
     let mut sim = Sim::new(context, n, Some(liar)).await;
@@ -457,6 +470,53 @@ async fn equivocator(context: deterministic::Context, n: usize) {
             assert!(check_evidence(&ContentId::of(b"another network"), &sim.genesis.validators, &bytes).is_err());
         }
     }
+    // The first honest validator to see it reports it on the ledger.
+    let (reporter, evidence) = honest
+        .iter()
+        .find_map(|&i| sim.hosts[i].evidence().first().map(|(_, e)| (i, e.clone())))
+        .unwrap();
+    let report = |nonce| {
+        Signed::sign(
+            &*sim.keys[reporter],
+            &Tx {
+                version: TX_VERSION,
+                chain: sim.chain(),
+                signer: sim.keys[reporter].id(),
+                nonce,
+                fee: Amount(1),
+                expires_at_height: 1_000_000,
+                op: Op::Equivocation {
+                    evidence: evidence.clone(),
+                },
+            },
+        )
+        .unwrap()
+    };
+    let first = report(0);
+    let id = sim.hosts[reporter].submit(first).unwrap();
+    // The same offence twice is refused (it is in the pool's state).
+    let again = sim.hosts[reporter].submit(report(1)).unwrap_err();
+    assert!(matches!(again, sharegrid_ledger::Rejection::Evidence(_)), "{again}");
+    sim.until("the report is finalized", Duration::from_secs(60), |s| {
+        honest.iter().all(|&i| s.hosts[i].includes(&id))
+    })
+    .await;
+    for &i in &honest {
+        let state = sim.hosts[i].finalized().state().clone();
+        assert_eq!(
+            state.slashable(&sim.keys[liar].id()),
+            STAKE / 2,
+            "the liar keeps half its stake"
+        );
+        for &j in &honest {
+            assert_eq!(
+                state.slashable(&sim.keys[j].id()),
+                STAKE,
+                "an honest validator was slashed"
+            );
+        }
+    }
+    sim.check_safety(&honest);
 }
 
 #[test]

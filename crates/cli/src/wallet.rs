@@ -137,6 +137,7 @@ fn describe(op: &Op) -> String {
             format!("verdict on task {}: result {}, {fuel}", task.short(), result.short())
         }
         Op::Lapse { task, .. } => format!("lapse the dispute over task {}", task.short()),
+        Op::Equivocation { .. } => "report a validator for signing conflicting votes".to_string(),
         Op::CloseExpired { escrow } => format!("close expired escrow {}", escrow.short()),
     }
 }

@@ -31,6 +31,7 @@ fn main() {
                 amount: Amount(1 << 60),
             })
             .collect(),
+        stakes: Vec::new(),
     };
     let mut state = State::genesis(&genesis).unwrap();
     let mut nonces = vec![0u64; keys.len()];

@@ -200,3 +200,126 @@ pub fn check_evidence(chain: &ContentId, validators: &[NodeId], bytes: &[u8]) ->
         view: view.get(),
     })
 }
+
+/// Who evidence accuses among `validators`, read without checking
+/// signatures (for history and display; [`check_evidence`] is what the
+/// ledger applies).
+pub fn offender(validators: &[NodeId], bytes: &[u8]) -> Option<NodeId> {
+    use commonware_codec::DecodeExt as _;
+    use commonware_consensus::simplex::types::{
+        Attributable as _, ConflictingFinalize, ConflictingNotarize, NullifyFinalize,
+    };
+    let (tag, body) = bytes.split_first()?;
+    let body = commonware_codec::Copying(body);
+    let signer = match *tag {
+        CONFLICTING_NOTARIZE => ConflictingNotarize::<Scheme, Digest>::decode(body).ok()?.signer(),
+        CONFLICTING_FINALIZE => ConflictingFinalize::<Scheme, Digest>::decode(body).ok()?.signer(),
+        NULLIFY_FINALIZE => NullifyFinalize::<Scheme, Digest>::decode(body).ok()?.signer(),
+        _ => return None,
+    };
+    let set = participants(validators).ok()?;
+    set.get(usize::try_from(signer.get()).ok()?).map(node_id)
+}
+
+impl crate::State {
+    /// Slashes a validator proven to have signed conflicting votes: its
+    /// stake loses `slash_bps`, the reporter (unless it is the offender)
+    /// gets `reporter_bps` of that, the treasury the rest. A validator
+    /// without stake is recorded all the same.
+    pub(crate) fn plan_equivocation(
+        &self,
+        reporter: NodeId,
+        evidence: &[u8],
+    ) -> Result<crate::state::Planned, crate::Rejection> {
+        use crate::Rejection;
+        use crate::state::{Effect, Move, Planned, share};
+        use sharegrid_core::Amount;
+        let validators: Vec<NodeId> = self.validators.iter().copied().collect();
+        let e = check_evidence(&self.chain, &validators, evidence).map_err(Rejection::Evidence)?;
+        let key = (e.offender, e.view);
+        if self.equivocations.contains(&key) {
+            return Err(Rejection::Evidence(format!(
+                "{} was punished for view {} already",
+                e.offender.short(),
+                e.view
+            )));
+        }
+        let cut = share(self.slashable(&e.offender), self.params.slash_bps)?;
+        let to_reporter = if reporter == e.offender {
+            0
+        } else {
+            share(cut, self.params.reporter_bps)?
+        };
+        let mut moves = vec![Move::Record(key)];
+        if cut > 0 {
+            moves.push(Move::Slash(e.offender, Amount(cut)));
+            moves.push(Move::Credit(reporter, Amount(to_reporter)));
+            moves.push(Move::Credit(self.params.treasury, Amount(cut - to_reporter)));
+        }
+        Ok(Planned {
+            spend: Amount(0),
+            incoming: Amount(to_reporter),
+            effect: Effect::Moves(moves),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Allocation, Genesis, Op, Params, Rejection, State, TX_VERSION, Tx};
+    use sharegrid_core::{Amount, NodeKey, Signed};
+
+    fn genesis() -> (Genesis, NodeKey) {
+        let v = NodeKey::from_seed([1; 32]);
+        let g = Genesis {
+            validators: vec![v.id(), NodeKey::from_seed([2; 32]).id()],
+            params: Params::new(NodeKey::from_seed([3; 32]).id(), 0, Amount(1)),
+            balances: vec![Allocation {
+                account: v.id(),
+                amount: Amount(10),
+            }],
+            stakes: vec![Allocation {
+                account: v.id(),
+                amount: Amount(100),
+            }],
+        };
+        (g, v)
+    }
+
+    #[test]
+    fn malformed_evidence_is_refused_and_changes_nothing() {
+        let (g, v) = genesis();
+        let mut state = State::genesis(&g).unwrap();
+        assert_eq!(state.supply(), 110, "genesis stake counts in the supply");
+        let before = state.root();
+        for evidence in [vec![], vec![0; 10], vec![9; 40], vec![0; MAX_EQUIVOCATION_BYTES + 1]] {
+            let tx = Signed::sign(
+                &v,
+                &Tx {
+                    version: TX_VERSION,
+                    chain: state.chain,
+                    signer: v.id(),
+                    nonce: 0,
+                    fee: Amount(1),
+                    expires_at_height: 10,
+                    op: Op::Equivocation { evidence },
+                },
+            )
+            .unwrap();
+            let why = state.apply(&tx, 1).unwrap_err();
+            assert!(matches!(why, Rejection::Evidence(_)), "{why}");
+            assert_eq!(state.root(), before);
+        }
+    }
+
+    #[test]
+    fn a_genesis_whose_validators_are_not_keys_or_repeat_is_refused() {
+        let (mut g, _) = genesis();
+        g.validators.push(g.validators[0]);
+        assert!(State::genesis(&g).unwrap_err().contains("twice"));
+        let (mut g, _) = genesis();
+        g.stakes.push(g.stakes[0].clone());
+        assert!(State::genesis(&g).unwrap_err().contains("stakes"));
+    }
+}

@@ -149,6 +149,10 @@ pub struct Genesis {
     pub params: Params,
     /// Initial balances.
     pub balances: Vec<Allocation>,
+    /// Stake bonded at genesis (validators' stake, which their
+    /// equivocation forfeits).
+    #[serde(default)]
+    pub stakes: Vec<Allocation>,
 }
 
 /// One initial balance.
@@ -200,6 +204,9 @@ pub struct State {
     pub claims: BTreeMap<(ContentId, TaskId, NodeId), HeldClaim>,
     /// Open disputes, by (escrow, task).
     pub disputes: BTreeMap<(ContentId, TaskId), Dispute>,
+    /// Validators' equivocations punished, by (validator, view).
+    #[serde(default)]
+    pub equivocations: BTreeSet<(NodeId, u64)>,
 }
 
 /// One payment for one task's work, from escrow.
@@ -256,6 +263,8 @@ pub(crate) enum Move {
     Release((ContentId, TaskId, NodeId)),
     /// A dispute ends (its bond moves by other moves).
     Close((ContentId, TaskId)),
+    /// A validator's equivocation is recorded as punished.
+    Record((NodeId, u64)),
 }
 
 pub(crate) fn add(a: Amount, b: Amount) -> Result<Amount, Rejection> {
@@ -285,6 +294,7 @@ impl State {
         if g.validators.is_empty() {
             return Err("validators: at least one is needed to produce blocks".into());
         }
+        crate::consensus::participants(&g.validators).map_err(|e| format!("validators: {e}"))?;
         let mut accounts = BTreeMap::new();
         let mut supply: u128 = 0;
         for Allocation { account: id, amount } in &g.balances {
@@ -302,15 +312,28 @@ impl State {
             }
             supply = supply.checked_add(amount.0).ok_or("balances: total supply overflows")?;
         }
+        let mut stakes = BTreeMap::new();
+        for Allocation { account: id, amount } in &g.stakes {
+            let stake = Stake {
+                bonded: *amount,
+                unbonding: Amount(0),
+                release_height: 0,
+            };
+            if amount.0 == 0 || stakes.insert(*id, stake).is_some() {
+                return Err(format!("stakes: account {id} appears twice, or with nothing bonded"));
+            }
+            supply = supply.checked_add(amount.0).ok_or("stakes: total supply overflows")?;
+        }
         Ok(State {
             chain: g.hash(),
             validators: g.validators.iter().copied().collect(),
             params: g.params.clone(),
             accounts,
             escrows: BTreeMap::new(),
-            stakes: BTreeMap::new(),
+            stakes,
             claims: BTreeMap::new(),
             disputes: BTreeMap::new(),
+            equivocations: BTreeSet::new(),
         })
     }
 
@@ -501,6 +524,9 @@ impl State {
                 Move::Close(key) => {
                     self.disputes.remove(&key);
                 }
+                Move::Record(key) => {
+                    self.equivocations.insert(key);
+                }
             }
         }
     }
@@ -617,6 +643,7 @@ impl State {
                 fuel,
             } => self.plan_verdict(tx.signer, escrow, task, *result, *fuel),
             Op::Lapse { escrow, task } => self.plan_lapse(escrow, task, height),
+            Op::Equivocation { evidence } => self.plan_equivocation(tx.signer, evidence),
             Op::CloseExpired { escrow } => {
                 let e = self.escrow_open(escrow)?;
                 if height < e.close_height {

@@ -158,6 +158,15 @@ pub enum Op {
         /// The task.
         task: TaskId,
     },
+    /// Evidence that a validator signed two conflicting consensus votes
+    /// (checked by [`crate::consensus::check_evidence`]): its stake is
+    /// slashed like a faulty provider's, the reporter gets its share, and
+    /// the offence is recorded so it is punished once.
+    Equivocation {
+        /// The evidence bytes.
+        #[serde(with = "sharegrid_core::bytes_serde")]
+        evidence: Vec<u8>,
+    },
     /// Return an expired escrow's rest to its requestor.
     CloseExpired {
         /// The escrow.
@@ -261,6 +270,9 @@ pub enum Rejection {
     /// A dispute for the task is open already, or none is.
     #[error("{0}")]
     Dispute(String),
+    /// Equivocation evidence that does not hold, or was reported already.
+    #[error("equivocation evidence refused: {0}")]
+    Evidence(String),
     /// Only a validator may do this.
     #[error("{0} is not a validator")]
     NotValidator(String),

@@ -37,6 +37,7 @@ fn main() {
                 amount: Amount(1 << 60),
             })
             .collect(),
+        stakes: Vec::new(),
     };
     std::fs::write(dir.join("genesis.toml"), genesis.to_toml()).unwrap();
     let genesis_hash = genesis.hash();

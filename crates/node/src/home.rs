@@ -338,6 +338,7 @@ pub fn solo_genesis(id: NodeId) -> Genesis {
             account: id,
             amount: Amount(SOLO_SUPPLY),
         }],
+        stakes: Vec::new(),
     }
 }
 

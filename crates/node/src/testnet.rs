@@ -250,6 +250,7 @@ pub fn genesis(validator: &NodeKey, funded: &NodeKey, funds: u128, fee_bps: u32)
             account: funded.id(),
             amount: Amount(funds),
         }],
+        stakes: Vec::new(),
     }
 }
 

@@ -80,6 +80,7 @@ async fn network(specs: Vec<ProviderSpec>, unstaked: &[&str]) -> Net {
                 amount: Amount(FUNDS * 100),
             })
             .collect(),
+        stakes: Vec::new(),
     };
     let s = settings();
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()).unwrap());

@@ -36,6 +36,7 @@ pub(crate) fn genesis_of(balances: &[u128]) -> Genesis {
                 amount: Amount(1_000),
             }])
             .collect(),
+        stakes: Vec::new(),
     };
     CHAIN.with(|c| *c.borrow_mut() = g.hash());
     g

@@ -133,6 +133,7 @@ impl LedgerStore {
     /// its transactions from the pool, in one transaction.
     pub fn commit(&mut self, block: &Block, header: &Header, state: &State) -> Result<(), LedgerStoreError> {
         let body = encode(block).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
+        let validators: Vec<NodeId> = state.validators.iter().copied().collect();
         let state = encode(state).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
         let t = self.conn.transaction()?;
         t.execute(
@@ -154,7 +155,7 @@ impl LedgerStore {
                 let id = tx.id().as_bytes().to_vec();
                 index.execute(params![id, sql(header.height)?, i as i64])?;
                 unpool.execute(params![id])?;
-                for account in accounts_of(tx) {
+                for account in accounts_of(tx, &validators) {
                     by_account.execute(params![account.as_bytes().to_vec(), sql(header.height)?, i as i64])?;
                 }
             }
@@ -328,7 +329,7 @@ fn content_id(bytes: &[u8]) -> Result<ContentId, LedgerStoreError> {
 /// and, for a transfer, the receiver; for settlements and claims, the
 /// providers paid; for a dispute, the providers it accuses. (Undecodable
 /// transactions never reach a block.)
-fn accounts_of(tx: &Signed) -> Vec<NodeId> {
+fn accounts_of(tx: &Signed, validators: &[NodeId]) -> Vec<NodeId> {
     let mut out = vec![tx.signer];
     if let Ok(t) = decode_capped::<Tx>(&tx.body, MAX_TX_BYTES) {
         match t.op {
@@ -338,6 +339,9 @@ fn accounts_of(tx: &Signed) -> Vec<NodeId> {
             }
             sharegrid_ledger::Op::Dispute { evidence, .. } => {
                 out.extend(evidence.iter().map(|p| p.receipt.signer));
+            }
+            sharegrid_ledger::Op::Equivocation { evidence } => {
+                out.extend(sharegrid_ledger::consensus::offender(validators, &evidence));
             }
             sharegrid_ledger::Op::Claim { .. }
             | sharegrid_ledger::Op::OpenEscrow { .. }

@@ -397,6 +397,7 @@ mod tests {
             validators: vec![me.id()],
             params: sharegrid_ledger::Params::new(me.id(), 0, Amount(1)),
             balances: vec![],
+            stakes: Vec::new(),
         };
         let mut state = State::genesis(&genesis).unwrap();
         state.escrows.insert(open_id, escrow(&[(2, &me)], 10));
@@ -437,6 +438,7 @@ mod tests {
             validators: vec![me.id()],
             params: sharegrid_ledger::Params::new(me.id(), 0, Amount(1)),
             balances: vec![],
+            stakes: Vec::new(),
         };
         let mut state = State::genesis(&genesis).unwrap();
         state.escrows.insert(id, escrow(&[(1, &me), (1, &other)], 10));

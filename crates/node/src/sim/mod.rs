@@ -161,6 +161,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
             account: rkey.id(),
             amount: Amount(supply),
         }],
+        stakes: Vec::new(),
     };
     let follower = || Follower::new(genesis.hash(), genesis.validators.clone(), 3_000);
     let built = (|| -> Result<World, String> {

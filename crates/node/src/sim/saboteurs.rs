@@ -269,6 +269,7 @@ pub fn run(cfg: &SaboteurConfig, policy: &Policy) -> PolicyOutcome {
         validators: vec![validator.id()],
         params: Params::new(treasury, 100, Amount(1)),
         balances,
+        stakes: Vec::new(),
     };
     let Ok(state) = State::genesis(&genesis) else {
         return PolicyOutcome::default();

@@ -16,6 +16,7 @@ fn genesis(v: &NodeKey) -> Genesis {
             account: v.id(),
             amount: Amount(1),
         }],
+        stakes: Vec::new(),
     }
 }
 
