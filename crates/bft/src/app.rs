@@ -276,7 +276,10 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
             return None;
         }
         let candidates = self.host.candidates(MAX_BLOCK_TXS);
-        if candidates.is_empty() && now < parent.time_ms().saturating_add(self.pace.idle_block_ms) {
+        if candidates.is_empty()
+            && !self.host.waiting()
+            && now < parent.time_ms().saturating_add(self.pace.idle_block_ms)
+        {
             return None;
         }
         let p = match parent.propose(&self.key, candidates, now.max(earliest)) {
@@ -304,7 +307,18 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
     fn commit_finalized(&self, inner: &mut Inner, now: u64) {
         while let Some((&view, (hash, cert))) = inner.finals.first_key_value() {
             let (hash, cert) = (*hash, cert.clone());
-            if hash == inner.finalized.head() || self.host.block(&hash).is_some() {
+            if hash == inner.finalized.head() {
+                inner.finals.remove(&view);
+                continue;
+            }
+            if self.host.block(&hash).is_some() {
+                // Committed by another path (the node's follower): take up
+                // the host's head.
+                let head = self.host.finalized();
+                if head.height() > inner.finalized.height() {
+                    inner.finalized = head;
+                    inner.prune();
+                }
                 inner.finals.remove(&view);
                 continue;
             }

@@ -31,6 +31,12 @@ pub trait Host: Send + Sync + 'static {
     fn block(&self, hash: &ContentId) -> Option<Block>;
     /// Transactions waiting for a block, oldest first, at most `max`.
     fn candidates(&self, max: usize) -> Vec<Signed>;
+    /// Whether anything on the ledger waits on a height (an escrow, a held
+    /// claim, a dispute, unbonding stake): then empty blocks come at the
+    /// fastest pace, so heights keep time.
+    fn waiting(&self) -> bool {
+        false
+    }
     /// Commits a finalized block (the next after the finalized head),
     /// durably, before returning. An error stops the validator: it cannot
     /// go on without what it acknowledged on disk.

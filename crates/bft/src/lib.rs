@@ -24,6 +24,7 @@
 mod app;
 mod engine;
 mod host;
+pub mod network;
 
 pub use app::App;
 pub use engine::{Channels, EngineConfig, Started, start};

@@ -3,8 +3,9 @@
 //! them lying, and a requestor — renders a Mandelbrot image as a job of
 //! tiles with r = 2 through the real stack (libp2p, offers, the scheduler,
 //! quorum verification, blobs, the job store, the ledger), assembles the
-//! accepted tiles into one PNG and prints a report. The requestor is the
-//! ledger's validator; the providers follow its blocks and bond stake. The
+//! accepted tiles into one PNG and prints a report. Four validators (the
+//! requestor and three validator-only nodes) order the ledger by BFT
+//! consensus; the providers follow their finalized blocks and bond stake. The
 //! job is paid through an escrow. Each task the liar got wrong is reported
 //! to the ledger as a dispute; the validator re-runs it and the liar's stake
 //! is slashed, the reporter rewarded. The report reads each provider's
@@ -59,6 +60,9 @@ const FUNDS: u128 = 1_000_000_000_000;
 /// Each provider's starting balance, and the stake it bonds.
 const PROVIDER_FUNDS: u128 = 2_000_000;
 const STAKE: u128 = 1_000_000;
+/// Validators ordering the ledger by BFT consensus (the requestor and three
+/// validator-only nodes): one may fail or lie and the ledger goes on.
+const VALIDATORS: usize = 4;
 /// The network fee, in basis points.
 const FEE_BPS: u32 = 100;
 
@@ -83,6 +87,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         treasury: Some(NodeKey::from_seed([200; 32]).id()),
         provider_funds: PROVIDER_FUNDS,
         provider_stake: STAKE,
+        validators: VALIDATORS,
         settings: LedgerSettings {
             block_interval_ms: 50,
             idle_block_secs: 10,
@@ -269,6 +274,7 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         slashed,
     };
     payment_report(&net.providers, &rledger, store, &id, &rkey, before.balance, &due)?;
+    consensus_report(&net, &rledger)?;
     println!("  image      {}", a.out.display());
     net.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -427,6 +433,45 @@ fn payment_report(
         "    check    payments {paid} + fee {} + refund {refund} = escrow {escrow}; slashed {} = reporter {rewarded} + treasury {slash_to_treasury}; supply {supply}: exact",
         due.network_fee, due.slashed
     );
+    Ok(())
+}
+
+/// The validators, and the finalized head each holds: the same block and
+/// state everywhere, proved by finalization certificates.
+fn consensus_report(net: &Testnet, requestor: &Arc<Ledger>) -> anyhow::Result<()> {
+    let head = requestor.head();
+    let validators = requestor.genesis().validators.clone();
+    println!(
+        "  consensus  {} validators (commonware Simplex, f = {}), finalized height {} ({})",
+        validators.len(),
+        (validators.len() - 1) / 3,
+        head.height,
+        head.hash.short()
+    );
+    let mut ledgers = vec![("requestor".to_string(), requestor.clone())];
+    for v in &net.validators {
+        if let Some(l) = &v.ledger {
+            ledgers.push((v.name.clone(), l.clone()));
+        }
+    }
+    let root = requestor.with_state(sharegrid_ledger::State::root);
+    for (name, l) in &ledgers {
+        let h = l.head();
+        // Every validator that holds the requestor's height holds the same block.
+        let same = h.height < head.height
+            || l.blocks(head.height, 1, usize::MAX)?.first().map(|b| b.hash()) == Some(head.hash);
+        anyhow::ensure!(same, "{name} finalized another block at height {}", head.height);
+        let state = if h.height == head.height {
+            anyhow::ensure!(
+                l.with_state(sharegrid_ledger::State::root) == root,
+                "{name}'s state differs"
+            );
+            "same state root"
+        } else {
+            "catching up"
+        };
+        println!("    {:<12} {}  height {:>5}  {state}", name, l.me().short(), h.height);
+    }
     Ok(())
 }
 

@@ -70,6 +70,13 @@ pub struct Block {
     pub header: Signed,
     /// The transactions, in order.
     pub txs: Vec<Signed>,
+    /// On a network of several validators: the encoded finalization
+    /// certificate of this block (a quorum of the validators' signatures,
+    /// [`crate::consensus::check_finalization`]), when it has its own;
+    /// empty for a block finalized with a descendant, and on a network of
+    /// one validator. Not part of the block's hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "sharegrid_core::bytes_serde")]
+    pub certificate: Vec<u8>,
 }
 
 impl Block {
@@ -96,6 +103,10 @@ pub fn txs_root(txs: &[Signed]) -> ContentId {
 /// Why a block was refused. The chain is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BlockError {
+    /// On a network of several validators: no valid finalization
+    /// certificate covers it.
+    #[error("not finalized: {0}")]
+    Certificate(String),
     /// The header does not open (signature, version, size).
     #[error("bad header: {0}")]
     Header(#[from] WireError),
@@ -300,6 +311,7 @@ impl Chain {
         let block = Block {
             header: Signed::sign(key, &header)?,
             txs,
+            certificate: Vec::new(),
         };
         Ok(Proposal {
             block,

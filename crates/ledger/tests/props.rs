@@ -236,6 +236,7 @@ fn reforge(b: &Block, signer: &NodeKey, edit: impl FnOnce(&mut Header)) -> Block
     Block {
         header: Signed::sign(signer, &h).unwrap(),
         txs: b.txs.clone(),
+        certificate: Vec::new(),
     }
 }
 

@@ -117,6 +117,16 @@ pub struct LedgerSettings {
     /// account that asks (`sharegrid faucet`) and holds less; 0: none.
     /// `sharegrid init` turns it on for the network a home makes itself.
     pub faucet: u64,
+    /// Validator of a network with several validators: the address its
+    /// consensus (commonware Simplex over commonware's authenticated p2p)
+    /// listens on, a port of its own beside the node's libp2p port.
+    pub consensus_listen: Option<std::net::SocketAddr>,
+    /// Validator: every validator's consensus address, as
+    /// `"<node id>@<ip>:<port>"`.
+    pub consensus_peers: Vec<String>,
+    /// Validator: milliseconds to wait for a leader's proposal before
+    /// voting to skip it.
+    pub leader_timeout_ms: u64,
 }
 
 impl Default for LedgerSettings {
@@ -129,6 +139,9 @@ impl Default for LedgerSettings {
             settle_batch: 500,
             sync_timeout_secs: 15,
             faucet: 0,
+            consensus_listen: None,
+            consensus_peers: Vec::new(),
+            leader_timeout_ms: 1000,
         }
     }
 }

@@ -48,13 +48,19 @@ pub struct Launched {
     pub requestor: Requestor,
     _probe: Option<Arc<SystemProbe>>,
     socket: std::path::PathBuf,
+    /// This validator's consensus, on a network of several validators.
+    consensus: Option<crate::ledger::Consensus>,
 }
 
 impl Launched {
     /// Stops the node and every task of it (the control API, the job
     /// drivers, the payment task) in order, and removes its socket.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.handle.shutdown().await;
+        // Its thread joins: off the async runtime.
+        if let Some(c) = self.consensus.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(c)).await;
+        }
         let _ = std::fs::remove_file(&self.socket);
     }
 }
@@ -130,6 +136,7 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         (speed, benchmarked, probe) = (Some(s), fresh, Some(p));
     }
     let ledger = Ledger::open(&home.ledger_path(), genesis, key.clone())?;
+    let handle_key = key.clone();
     let handle = start(NodeOptions {
         key,
         net,
@@ -138,6 +145,18 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         ledger: Some(LedgerOptions::new(ledger.clone(), &config.ledger)),
     })
     .await?;
+    let consensus = {
+        let (l, k, settings, dir) = (
+            ledger.clone(),
+            handle_key.clone(),
+            config.ledger.clone(),
+            home.root().join("consensus"),
+        );
+        tokio::task::spawn_blocking(move || crate::ledger::Consensus::start(&l, k, &settings, dir))
+            .await
+            .map_err(|e| anyhow::anyhow!("consensus: {e}"))?
+            .map_err(|e| anyhow::anyhow!("consensus: {e}"))?
+    };
     let client = LedgerClient::new(ledger.clone(), handle.clone());
     if config.ledger.faucet > 0 {
         crate::faucet::start_faucet(
@@ -173,5 +192,6 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         requestor,
         _probe: probe,
         socket: home.api_socket(),
+        consensus,
     })
 }

@@ -246,6 +246,7 @@ async fn a_follower_refuses_blocks_that_do_not_check() {
     let bad = Block {
         header: sharegrid_core::Signed::sign(&vkey, &h).unwrap(),
         txs: good.txs.clone(),
+        certificate: Vec::new(),
     };
 
     let mut rogue = build_swarm(&vkey, &testnet::loopback()).unwrap();

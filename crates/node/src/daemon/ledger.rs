@@ -87,6 +87,11 @@ impl Daemon {
         if !l.is_validator() {
             return;
         }
+        if l.is_bft() {
+            // Several validators: their consensus makes the blocks.
+            self.consensus_committed();
+            return;
+        }
         let Some(order) = part.producer.tick(now_ms(), l.pending(), l.has_waiting()) else {
             return;
         };
@@ -101,7 +106,7 @@ impl Daemon {
         part.producer.produced(now_ms(), matches!(result, Ok(Some(_))));
         match result {
             Ok(Some(block)) => {
-                self.announce(&block);
+                self.announce(&block.header);
                 self.head_moved();
             }
             Ok(None) => {}
@@ -109,8 +114,8 @@ impl Daemon {
         }
     }
 
-    fn announce(&mut self, block: &Block) {
-        match encode(&block.header) {
+    fn announce(&mut self, header: &sharegrid_core::Signed) {
+        match encode(header) {
             Ok(bytes) => {
                 if let Err(e) = self
                     .swarm
@@ -184,6 +189,18 @@ impl Daemon {
         self.follower_input(FollowerInput::Tick);
     }
 
+    /// A validator of several: its consensus commits blocks off this loop;
+    /// each new head is announced to followers.
+    fn consensus_committed(&mut self) {
+        let Some(part) = &self.ledger else { return };
+        if part.ledger.head().height != part.last_height {
+            if let Some(header) = part.ledger.head_header() {
+                self.announce(&header);
+            }
+            self.head_moved();
+        }
+    }
+
     fn follower_actions(&mut self, actions: Vec<FollowerAction>) {
         for action in actions {
             match action {
@@ -195,29 +212,12 @@ impl Daemon {
                     let Some(part) = &self.ledger else { return };
                     let l = part.ledger.clone();
                     self.blocking(move || {
-                        let mut n = 0usize;
-                        for b in &blocks {
-                            match l.apply_block(b) {
-                                Ok(true) => n += 1,
-                                Ok(false) => {}
-                                Err(ApplyError::Invalid(e)) => {
-                                    return Internal::Applied {
-                                        peer,
-                                        result: Applied::Invalid(e.to_string()),
-                                    };
-                                }
-                                Err(ApplyError::Store(e)) => {
-                                    return Internal::Applied {
-                                        peer,
-                                        result: Applied::StoreFailed(e.to_string()),
-                                    };
-                                }
-                            }
-                        }
-                        Internal::Applied {
-                            peer,
-                            result: Applied::Blocks(n),
-                        }
+                        let result = match l.apply_blocks(&blocks) {
+                            Ok(n) => Applied::Blocks(n),
+                            Err(ApplyError::Invalid(e)) => Applied::Invalid(e.to_string()),
+                            Err(ApplyError::Store(e)) => Applied::StoreFailed(e.to_string()),
+                        };
+                        Internal::Applied { peer, result }
                     });
                 }
                 FollowerAction::Misbehaved { peer, what, why } => self.misbehaved(peer, what, why),

@@ -15,6 +15,7 @@
 //! validator restarts with it and puts it in a block.
 
 mod client;
+mod consensus;
 pub(crate) mod follower;
 pub(crate) mod producer;
 mod store;
@@ -30,6 +31,8 @@ use sharegrid_ledger::{
 use tokio::sync::watch;
 
 pub use client::{LedgerClient, LedgerError};
+pub use consensus::{Consensus, parse_peers};
+
 pub use follower::{Applied, Follower, FollowerAction, FollowerInput};
 pub use producer::{Produce, Producer};
 pub use store::{FoundTx, LedgerStore, LedgerStoreError};

@@ -78,7 +78,8 @@ impl LedgerStore {
                  account BLOB NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL,
                  PRIMARY KEY (account, height, idx));
              CREATE TABLE IF NOT EXISTS pool (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id BLOB UNIQUE NOT NULL, body BLOB NOT NULL);",
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT, id BLOB UNIQUE NOT NULL, body BLOB NOT NULL);
+             CREATE INDEX IF NOT EXISTS blocks_by_hash ON blocks (hash);",
         )?;
         let ours = genesis.hash();
         let stored: Option<Vec<u8>> = conn
@@ -222,6 +223,35 @@ impl LedgerStore {
     /// The block at `height`.
     pub fn block(&self, height: u64) -> Result<Option<Block>, LedgerStoreError> {
         Ok(self.blocks(height, 1, usize::MAX)?.into_iter().next())
+    }
+
+    /// The block with hash `hash`.
+    pub fn block_by_hash(&self, hash: &ContentId) -> Result<Option<Block>, LedgerStoreError> {
+        let body: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT body FROM blocks WHERE hash = ?1")?
+            .query_row(params![hash.as_bytes().to_vec()], |r| r.get(0))
+            .optional()?;
+        body.map(|b| decode_capped(&b, MAX_BLOCK_BYTES).map_err(|e| LedgerStoreError::Damaged(e.to_string())))
+            .transpose()
+    }
+
+    /// The newest block's finalization certificate (a network of several
+    /// validators commits every block with one or under a descendant that
+    /// has one, and the head always has its own).
+    pub fn last_certificate(&self) -> Result<Option<Vec<u8>>, LedgerStoreError> {
+        let mut q = self
+            .conn
+            .prepare_cached("SELECT body FROM blocks ORDER BY height DESC LIMIT 64")?;
+        let rows = q.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        for body in rows {
+            let block: Block =
+                decode_capped(&body?, MAX_BLOCK_BYTES).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
+            if !block.certificate.is_empty() {
+                return Ok(Some(block.certificate));
+            }
+        }
+        Ok(None)
     }
 
     /// A transaction by id, if it is in a block.

@@ -32,6 +32,9 @@ use crate::provider::{Provider, ProviderPolicy};
 /// The seed of the requestor's key; provider `i` (from 0) has `i + 1`.
 pub const REQUESTOR_SEED: u8 = 100;
 
+mod validators;
+pub use validators::{VALIDATOR_SEED, ValidatorSet, free_port, start_consensus};
+
 /// Why a test network could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TestnetError {
@@ -137,6 +140,10 @@ pub struct LedgerSpec {
     /// What each provider bonds as stake once the network is up (at most
     /// its funds less a fee).
     pub provider_stake: u128,
+    /// Validators ordering the ledger: 1, the requestor alone; more, the
+    /// requestor and validator-only nodes, by BFT consensus (each on its
+    /// own loopback port).
+    pub validators: usize,
     /// The nodes' `[ledger]` settings.
     pub settings: LedgerSettings,
 }
@@ -149,6 +156,7 @@ impl Default for LedgerSpec {
             treasury: None,
             provider_funds: 0,
             provider_stake: 0,
+            validators: 1,
             settings: LedgerSettings {
                 block_interval_ms: 20,
                 idle_block_secs: 1,
@@ -215,6 +223,10 @@ pub struct Testnet {
     pub requestor: TestRequestor,
     /// The genesis, with a ledger.
     pub genesis: Option<Genesis>,
+    /// Validator-only nodes (when the ledger has several validators).
+    pub validators: Vec<TestNode>,
+    /// The validators' consensus, stopped at shutdown.
+    consensus: std::sync::Mutex<Vec<crate::ledger::Consensus>>,
 }
 
 /// Builds a [`Testnet`].
@@ -490,9 +502,12 @@ impl Testnet {
     /// Stops every node, each with its tasks, in order.
     pub async fn shutdown(&self) {
         self.requestor.node.handle.shutdown().await;
-        for p in &self.providers {
+        for p in self.providers.iter().chain(&self.validators) {
             p.handle.shutdown().await;
         }
+        let consensus = std::mem::take(&mut *self.consensus.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        // Each joins its thread: off the async runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(consensus)).await;
     }
 }
 
@@ -537,8 +552,15 @@ impl TestnetBuilder {
         };
         let rkey = Arc::new(NodeKey::from_seed([REQUESTOR_SEED; 32]));
         let pkey = |i: usize| Arc::new(NodeKey::from_seed([i as u8 + 1; 32]));
+        let vset = match &self.ledger {
+            Some(l) if l.validators > 1 => Some(ValidatorSet::new(rkey.clone(), l.validators)?),
+            _ => None,
+        };
         let genesis = self.ledger.as_ref().map(|l| {
             let mut g = genesis(&rkey, &rkey, l.funds, l.fee_bps);
+            if let Some(v) = &vset {
+                g.validators = v.ids();
+            }
             if let Some(t) = l.treasury {
                 g.params.treasury = t;
             }
@@ -569,6 +591,22 @@ impl TestnetBuilder {
         let node = start_plain(&home, "requestor", rkey, self.net.clone(), ledger).await?;
         // The requestor validates: it judges disputes and lone claims.
         judge(&node, sandbox.clone())?;
+        let mut validators = Vec::new();
+        let mut consensus = Vec::new();
+        if let (Some(v), Some(g), Some(s)) = (&vset, &genesis, settings) {
+            consensus.push(start_consensus(&node, &v.settings(0, s)).await?);
+            for (i, key) in v.keys.iter().enumerate().skip(1) {
+                let name = format!("validator-{i}");
+                let home = self.dir.join(&name);
+                let l = open_ledger(&home, g, key)?;
+                // Verdicts stay the requestor's (the first validator's): the
+                // money of a test network adds up from one judge's fees.
+                let vnode = start_plain(&home, &name, key.clone(), self.net.clone(), Some((l, s))).await?;
+                consensus.push(start_consensus(&vnode, &v.settings(i, s)).await?);
+                connect(&node.handle, &vnode).await?;
+                validators.push(vnode);
+            }
+        }
         let requestor = requestor(node, settings)?;
         for p in &providers {
             connect(&requestor.node.handle, p).await?;
@@ -600,6 +638,8 @@ impl TestnetBuilder {
             providers,
             requestor,
             genesis,
+            validators,
+            consensus: std::sync::Mutex::new(consensus),
         })
     }
 }

@@ -1,0 +1,231 @@
+//! A ledger ordered by several validators: this node's [`Ledger`] as the
+//! host of `sharegrid-bft`'s Simplex engine (proposals from its pool,
+//! finalized blocks committed through its store with their certificates),
+//! the engine's thread, and what a follower of such a network checks: a
+//! finalization certificate for the blocks it applies, not one signature.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sharegrid_bft::{Committed, EngineConfig, Host, network::NetworkConfig};
+use sharegrid_core::{ContentId, NodeId, NodeKey, Signed};
+use sharegrid_ledger::consensus::check_finalization;
+use sharegrid_ledger::{Block, BlockError, Chain, Op};
+
+use super::{ApplyError, Ledger};
+use crate::config::LedgerSettings;
+
+impl Ledger {
+    /// Whether several validators order this network (by BFT consensus)
+    /// rather than one.
+    pub fn is_bft(&self) -> bool {
+        self.genesis().validators.len() > 1
+    }
+
+    /// Follower: applies `blocks` (consecutive, from the head on). On a
+    /// network of several validators only blocks a finalization
+    /// certificate covers are applied: those up to the last one in the batch
+    /// that carries a certificate of a quorum of the genesis's validators,
+    /// linked to it by their hashes; the rest wait for a later batch.
+    /// Returns how many became the head's.
+    pub fn apply_blocks(&self, blocks: &[Block]) -> Result<usize, ApplyError> {
+        let covered = if self.is_bft() {
+            let chain = self.genesis().hash();
+            let validators = &self.genesis().validators;
+            let Some(last) = blocks.iter().rposition(|b| !b.certificate.is_empty()) else {
+                return Ok(0);
+            };
+            check_finalization(&chain, validators, &blocks[last].hash(), &blocks[last].certificate)
+                .map_err(|e| ApplyError::Invalid(BlockError::Certificate(e)))?;
+            for pair in blocks[..=last].windows(2) {
+                let next = pair[1].open_header().map_err(BlockError::from)?;
+                if next.prev != pair[0].hash() {
+                    return Err(ApplyError::Invalid(BlockError::Certificate(
+                        "blocks before a certified one do not link to it".into(),
+                    )));
+                }
+            }
+            last + 1
+        } else {
+            blocks.len()
+        };
+        let mut n = 0;
+        for b in &blocks[..covered] {
+            if self.apply_block(b)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Host for Ledger {
+    fn finalized(&self) -> Chain {
+        self.lock().chain.clone()
+    }
+
+    fn block(&self, hash: &ContentId) -> Option<Block> {
+        self.read().block_by_hash(hash).ok().flatten()
+    }
+
+    fn candidates(&self, max: usize) -> Vec<Signed> {
+        self.lock().pending.iter().take(max).cloned().collect()
+    }
+
+    fn waiting(&self) -> bool {
+        let inner = self.lock();
+        !inner.pending.is_empty() || inner.chain.state().has_waiting()
+    }
+
+    fn commit(&self, c: Committed<'_>) -> Result<(), String> {
+        let mut block = c.block.clone();
+        block.certificate = c.certificate.map(<[u8]>::to_vec).unwrap_or_default();
+        let mut inner = self.lock();
+        if c.header.height <= inner.chain.height() {
+            // This node's follower applied it already (a validator follows
+            // the others' announcements too): the same block, or a fork.
+            let stored = self.read().block(c.header.height).map_err(|e| e.to_string())?;
+            return match stored {
+                Some(b) if b.hash() == block.hash() => Ok(()),
+                _ => Err(format!(
+                    "finalized block {} differs from the one stored",
+                    c.header.height
+                )),
+            };
+        }
+        if c.header.height != inner.chain.height() + 1 || c.header.prev != inner.chain.head() {
+            return Err(format!("block {} does not follow the head", c.header.height));
+        }
+        inner
+            .store
+            .commit(&block, c.header, c.state)
+            .map_err(|e| e.to_string())?;
+        inner.chain.advance(&block, c.header, c.state.clone());
+        inner.head_header = Some(block.header.clone());
+        let chain_nonce = inner.chain.state().accounts.get(&self.me()).map_or(0, |a| a.nonce);
+        inner.own_next = inner.own_next.max(chain_nonce);
+        let included: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
+        let rest: Vec<Signed> = std::mem::take(&mut inner.pending)
+            .into_iter()
+            .filter(|t| !included.contains(&t.id()))
+            .collect();
+        let stale = inner.repool(rest);
+        inner.store.pool_remove(&stale).map_err(|e| e.to_string())?;
+        let height = inner.chain.height();
+        drop(inner);
+        self.heads.send_replace(height);
+        Ok(())
+    }
+
+    fn last_certificate(&self) -> Option<Vec<u8>> {
+        self.read().last_certificate().ok().flatten()
+    }
+
+    fn equivocation(&self, offender: NodeId, evidence: Vec<u8>) {
+        let tx = self.sign(Op::Equivocation { evidence });
+        match self.accept(tx.clone()) {
+            Ok(id) => {
+                tracing::warn!(validator = %offender.short(), tx = %id.short(), "reported a validator's conflicting votes")
+            }
+            Err(e) => {
+                self.release_nonce(&tx);
+                tracing::debug!(validator = %offender.short(), %e, "equivocation not reported");
+            }
+        }
+    }
+}
+
+/// A validator's consensus, on a thread of its own (commonware's tokio
+/// runtime); stopped when dropped.
+#[derive(Debug)]
+pub struct Consensus {
+    stop: Option<futures::channel::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Consensus {
+    /// Starts this node's consensus if it is one of several validators
+    /// (`None` otherwise): listens on `consensus_listen`, finds the others
+    /// at `consensus_peers`, keeps its journal under `dir`.
+    pub fn start(
+        ledger: &Arc<Ledger>,
+        key: Arc<NodeKey>,
+        settings: &LedgerSettings,
+        dir: PathBuf,
+    ) -> Result<Option<Consensus>, String> {
+        if !ledger.is_bft() || !ledger.is_validator() {
+            return Ok(None);
+        }
+        let listen = settings.consensus_listen.ok_or(
+            "this node is one of the network's validators: set [ledger] consensus_listen (and consensus_peers)",
+        )?;
+        let peers = parse_peers(&settings.consensus_peers)?;
+        let genesis = ledger.genesis();
+        for v in &genesis.validators {
+            if *v != key.id() && !peers.iter().any(|(id, _)| id == v) {
+                return Err(format!("[ledger] consensus_peers has no address for validator {v}"));
+            }
+        }
+        let mut cfg = EngineConfig::new(genesis.hash(), genesis.validators.clone(), key);
+        cfg.leader_timeout = Duration::from_millis(settings.leader_timeout_ms.max(50));
+        cfg.min_block_ms = settings.block_interval_ms;
+        // Empty blocks while nothing waits: often enough that a leader
+        // never times out for want of something to propose.
+        cfg.idle_block_ms = (settings.leader_timeout_ms / 2).max(settings.block_interval_ms);
+        cfg.partition = "sharegrid-consensus".into();
+        let net = NetworkConfig {
+            listen,
+            peers,
+            storage: dir,
+            threads: 2,
+        };
+        let host = ledger.clone();
+        let (stop, stopped) = futures::channel::oneshot::channel();
+        let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("consensus".into())
+            .spawn(move || sharegrid_bft::network::run(cfg, net, host, stopped, started_tx))
+            .map_err(|e| format!("cannot start the consensus thread: {e}"))?;
+        match started_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(Some(Consensus {
+                stop: Some(stop),
+                thread: Some(thread),
+            })),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("consensus did not start within 30 s".into()),
+        }
+    }
+}
+
+impl Drop for Consensus {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Parses `"<node id>@<ip>:<port>"` entries.
+pub fn parse_peers(entries: &[String]) -> Result<Vec<(NodeId, SocketAddr)>, String> {
+    entries
+        .iter()
+        .map(|e| {
+            let (id, addr) = e
+                .split_once('@')
+                .ok_or_else(|| format!("consensus peer {e:?}: expected <node id>@<ip>:<port>"))?;
+            let id: NodeId = id
+                .parse()
+                .map_err(|err| format!("consensus peer {e:?}: bad node id: {err}"))?;
+            let addr: SocketAddr = addr
+                .parse()
+                .map_err(|err| format!("consensus peer {e:?}: bad address: {err}"))?;
+            Ok((id, addr))
+        })
+        .collect()
+}
