@@ -477,7 +477,7 @@ async fn equivocator(context: deterministic::Context, n: usize) {
         .unwrap();
     let report = |nonce| {
         Signed::sign(
-            &*sim.keys[reporter],
+            &sim.keys[reporter],
             &Tx {
                 version: TX_VERSION,
                 chain: sim.chain(),

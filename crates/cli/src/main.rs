@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod devnet;
 mod guests;
 mod home;
 mod jobs;
@@ -32,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run the demo: a whole network on 127.0.0.1 renders a Mandelbrot PNG, every tile verified by quorum and paid through the ledger.
     Demo(demo::DemoArgs),
+    /// Start a local network of separate node processes on 127.0.0.1: validators ordering the ledger by BFT consensus, and providers.
+    Devnet(devnet::DevnetArgs),
     /// Run one task locally in the deterministic sandbox.
     Run(Box<run::RunArgs>),
     /// Measure this machine's speed in gigafuel per second.
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
     let home = home::resolve(cli.home.as_deref());
     let result = match cli.command {
         Command::Demo(args) => demo::main(&home, args),
+        Command::Devnet(args) => devnet::main(args),
         Command::Run(args) => run::main(&home, *args),
         Command::Bench(args) => bench::main(&home, args),
         Command::Init {

@@ -273,7 +273,7 @@ impl NodeHome {
 
     /// Edits `config.toml` in place, keeping its comments and layout; the
     /// result must still load.
-    fn edit_config(&self, key: &str, edit: impl FnOnce(&mut toml_edit::DocumentMut)) -> Result<(), HomeError> {
+    pub fn edit_config(&self, key: &str, edit: impl FnOnce(&mut toml_edit::DocumentMut)) -> Result<(), HomeError> {
         let path = self.config_path();
         let failed = |message: String| HomeError::ConfigEdit {
             path: path.clone(),
