@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Finality (issue: "Validators who distrust each other"): transfers offered
+# at RATE a second for SECS seconds, acknowledged by validators (SQLite,
+# fsync), ordered by one validator (the node's producer) and then by four
+# validators running Simplex on loopback, in one run. Prints transfers
+# finalized per second and the latency from acknowledgement to finality.
+# Usage: bench/bft.sh [RATE [SECS]]      (default 5000 10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p sharegrid-node --example bft
+./target/release/examples/bft "${1:-5000}" "${2:-10}"
