@@ -6,9 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use sharegrid_core::{Amount, ContentId, NodeKey};
 use sharegrid_node::{ApiClient, ApiRequest, LedgerStore, NodeHome, Transferred};
@@ -22,22 +21,12 @@ fn sharegrid(home: Option<&Path>) -> Command {
     c
 }
 
+mod common;
+
 fn start(home: &Path) -> Child {
-    let mut child = sharegrid(Some(home))
-        .arg("node")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("node exited before serving").unwrap();
-        if line.starts_with("api") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
+    let mut node = sharegrid(Some(home));
+    node.arg("node");
+    common::serve(node)
 }
 
 /// Streams transfers into `home`'s node until it dies or `n` are

@@ -5,35 +5,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use sharegrid_core::{Amount, ContentId, NodeKey};
 use sharegrid_node::{ApiClient, ApiRequest, LedgerStore, NodeHome, Transferred};
 
+mod common;
+
 fn start(home: &Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sharegrid"))
-        .env_remove("SHAREGRID_HOME")
+    let mut node = Command::new(env!("CARGO_BIN_EXE_sharegrid"));
+    node.env_remove("SHAREGRID_HOME")
         .env("SHAREGRID_NETWORK__LISTEN", r#"["/ip4/127.0.0.1/tcp/0"]"#)
         .env("SHAREGRID_NETWORK__MDNS", "false")
         .env("SHAREGRID_LEDGER__BLOCK_INTERVAL_MS", "20")
         .arg("--home")
         .arg(home)
-        .arg("node")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("node exited before serving").unwrap();
-        if line.starts_with("api") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    child
+        .arg("node");
+    common::serve(node)
 }
 
 #[test]
