@@ -20,8 +20,10 @@ use commonware_consensus::{Automaton, CertifiableAutomaton, Relay, Reporter, Vie
 use commonware_p2p::{Recipients, Sender};
 use commonware_utils::channel::oneshot;
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{ContentId, NodeKey};
-use sharegrid_ledger::consensus::{Activity, Digest, PublicKey, block_hash, digest, encode_evidence, node_id};
+use sharegrid_core::{ContentId, NodeId, NodeKey};
+use sharegrid_ledger::consensus::{
+    Activity, Digest, PublicKey, block_hash, digest, encode_evidence, node_id, offender,
+};
 use sharegrid_ledger::{Block, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 
 use crate::host::{Committed, Host};
@@ -87,7 +89,8 @@ struct Inner {
 pub struct App<H: Host, S: Sender<PublicKey = PublicKey>> {
     host: Arc<H>,
     key: Arc<NodeKey>,
-    participants: Arc<Vec<PublicKey>>,
+    /// The genesis's validators (whom evidence names).
+    validators: Arc<Vec<NodeId>>,
     pace: Pace,
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     inner: Arc<Mutex<Inner>>,
@@ -99,7 +102,7 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> Clone for App<H, S> {
         App {
             host: self.host.clone(),
             key: self.key.clone(),
-            participants: self.participants.clone(),
+            validators: self.validators.clone(),
             pace: self.pace,
             clock: self.clock.clone(),
             inner: self.inner.clone(),
@@ -118,7 +121,7 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
     pub(crate) fn new(
         host: Arc<H>,
         key: Arc<NodeKey>,
-        participants: Vec<PublicKey>,
+        validators: Vec<NodeId>,
         pace: Pace,
         clock: Arc<dyn Fn() -> u64 + Send + Sync>,
         sender: S,
@@ -127,7 +130,7 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
         App {
             host,
             key,
-            participants: Arc::new(participants),
+            validators: Arc::new(validators),
             pace,
             clock,
             inner: Arc::new(Mutex::new(Inner {
@@ -551,24 +554,16 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> Reporter for App<H, S> {
                 self.lock().finals.insert(f.view().get(), (hash, f.encode().to_vec()));
                 self.tick();
             }
-            Activity::ConflictingNotarize(_) | Activity::ConflictingFinalize(_) | Activity::NullifyFinalize(_) => {
-                use commonware_consensus::simplex::types::Attributable as _;
-                let signer = match &activity {
-                    Activity::ConflictingNotarize(c) => c.signer(),
-                    Activity::ConflictingFinalize(c) => c.signer(),
-                    Activity::NullifyFinalize(c) => c.signer(),
-                    _ => return Feedback::Ok,
+            // Equivocation: the only other reports that have evidence bytes.
+            _ => {
+                let Some(evidence) = encode_evidence(&activity) else {
+                    return Feedback::Ok;
                 };
-                let offender = usize::try_from(signer.get())
-                    .ok()
-                    .and_then(|i| self.participants.get(i));
-                if let (Some(offender), Some(evidence)) = (offender, encode_evidence(&activity)) {
-                    let offender = node_id(offender);
+                if let Some(offender) = offender(&self.validators, &evidence) {
                     tracing::warn!(validator = %offender.short(), "a validator signed conflicting votes");
                     self.host.equivocation(offender, evidence);
                 }
             }
-            _ => {}
         }
         Feedback::Ok
     }

@@ -10,7 +10,6 @@ use commonware_consensus::simplex::{Engine, elector::RoundRobin};
 use commonware_consensus::types::{Epoch, ViewDelta};
 use commonware_consensus::{Epochable as _, Viewable as _};
 use commonware_cryptography::Sha256;
-use commonware_cryptography::certificate::Scheme as _;
 use commonware_p2p::{Blocker, Receiver, Sender};
 use commonware_parallel::Sequential;
 use commonware_runtime::buffer::paged::CacheRef;
@@ -97,7 +96,6 @@ where
 {
     let scheme = crate::signer(&cfg.chain, &cfg.validators, &cfg.key)?
         .ok_or_else(|| format!("{} is not one of the network's validators", cfg.key.id().short()))?;
-    let participants: Vec<PublicKey> = scheme.participants().iter().cloned().collect();
     let epoch = Epoch::zero();
     let floor = match host.last_certificate() {
         Some(bytes) => {
@@ -124,7 +122,7 @@ where
         idle_block_ms: cfg.idle_block_ms,
     };
     let (block_sender, mut block_receiver) = channels.blocks;
-    let app = App::new(host, cfg.key.clone(), participants, pace, clock, block_sender);
+    let app = App::new(host, cfg.key.clone(), cfg.validators.clone(), pace, clock, block_sender);
     let leader_timeout = cfg.leader_timeout.max(Duration::from_millis(10));
     let nz = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
     let config = Config {

@@ -59,23 +59,31 @@ fn genesis(n: usize) -> Genesis {
     }
 }
 
+/// `op` as `key`'s transaction number `nonce` on network `chain`.
+fn signed(chain: ContentId, key: &NodeKey, nonce: u64, op: Op) -> Signed {
+    let tx = Tx {
+        version: TX_VERSION,
+        chain,
+        signer: key.id(),
+        nonce,
+        fee: Amount(1),
+        expires_at_height: 1_000_000,
+        op,
+    };
+    Signed::sign(key, &tx).unwrap()
+}
+
 fn transfer(chain: ContentId, from: u8, nonce: u64, amount: u128) -> Signed {
-    Signed::sign(
+    let to = client_key((from + 1) % CLIENTS).id();
+    signed(
+        chain,
         &client_key(from),
-        &Tx {
-            version: TX_VERSION,
-            chain,
-            signer: client_key(from).id(),
-            nonce,
-            fee: Amount(1),
-            expires_at_height: 1_000_000,
-            op: Op::Transfer {
-                to: client_key((from + 1) % CLIENTS).id(),
-                amount: Amount(amount),
-            },
+        nonce,
+        Op::Transfer {
+            to,
+            amount: Amount(amount),
         },
     )
-    .unwrap()
 }
 
 fn seeds() -> Vec<u64> {
@@ -476,21 +484,10 @@ async fn equivocator(context: deterministic::Context, n: usize) {
         .find_map(|&i| sim.hosts[i].evidence().first().map(|(_, e)| (i, e.clone())))
         .unwrap();
     let report = |nonce| {
-        Signed::sign(
-            &sim.keys[reporter],
-            &Tx {
-                version: TX_VERSION,
-                chain: sim.chain(),
-                signer: sim.keys[reporter].id(),
-                nonce,
-                fee: Amount(1),
-                expires_at_height: 1_000_000,
-                op: Op::Equivocation {
-                    evidence: evidence.clone(),
-                },
-            },
-        )
-        .unwrap()
+        let op = Op::Equivocation {
+            evidence: evidence.clone(),
+        };
+        signed(sim.chain(), &sim.keys[reporter], nonce, op)
     };
     let first = report(0);
     let id = sim.hosts[reporter].submit(first).unwrap();

@@ -9,6 +9,7 @@
 //! on), and equivocation evidence (two conflicting signed votes from one
 //! validator), which [`crate::Op::Equivocation`] turns into a slash.
 
+use commonware_codec::DecodeExt;
 use commonware_cryptography::ed25519;
 use commonware_utils::ordered::Set;
 use rand_chacha::ChaCha20Rng;
@@ -153,51 +154,71 @@ pub fn encode_evidence(activity: &Activity) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Decoded equivocation evidence, one of the engine's three kinds.
+enum Conflict {
+    Notarize(commonware_consensus::simplex::types::ConflictingNotarize<Scheme, Digest>),
+    Finalize(commonware_consensus::simplex::types::ConflictingFinalize<Scheme, Digest>),
+    NullifyFinalize(commonware_consensus::simplex::types::NullifyFinalize<Scheme, Digest>),
+}
+
+impl Conflict {
+    /// The evidence bytes [`encode_evidence`] makes (a kind tag, then the
+    /// engine's encoding), decoded; signatures not checked.
+    fn decode(bytes: &[u8]) -> Result<Conflict, String> {
+        if bytes.len() > MAX_EQUIVOCATION_BYTES {
+            return Err(format!(
+                "evidence of {} bytes is over {MAX_EQUIVOCATION_BYTES}",
+                bytes.len()
+            ));
+        }
+        let (tag, body) = bytes.split_first().ok_or("empty evidence")?;
+        let body = commonware_codec::Copying(body);
+        let bad = |e: commonware_codec::Error| format!("evidence does not decode: {e}");
+        Ok(match *tag {
+            CONFLICTING_NOTARIZE => Conflict::Notarize(DecodeExt::decode(body).map_err(bad)?),
+            CONFLICTING_FINALIZE => Conflict::Finalize(DecodeExt::decode(body).map_err(bad)?),
+            NULLIFY_FINALIZE => Conflict::NullifyFinalize(DecodeExt::decode(body).map_err(bad)?),
+            other => return Err(format!("unknown evidence kind {other}")),
+        })
+    }
+
+    /// The signer's place in the participant set, and the view.
+    fn signer_and_view(&self) -> (usize, u64) {
+        use commonware_consensus::{Viewable as _, simplex::types::Attributable as _};
+        let (signer, view) = match self {
+            Conflict::Notarize(c) => (c.signer(), c.view()),
+            Conflict::Finalize(c) => (c.signer(), c.view()),
+            Conflict::NullifyFinalize(c) => (c.signer(), c.view()),
+        };
+        (usize::try_from(signer.get()).unwrap_or(usize::MAX), view.get())
+    }
+
+    /// Whether both votes' signatures verify against `scheme`.
+    fn verify(&self, rng: &mut ChaCha20Rng, scheme: &Scheme) -> bool {
+        let strategy = commonware_parallel::Sequential;
+        match self {
+            Conflict::Notarize(c) => c.verify(rng, scheme, &strategy),
+            Conflict::Finalize(c) => c.verify(rng, scheme, &strategy),
+            Conflict::NullifyFinalize(c) => c.verify(rng, scheme, &strategy),
+        }
+    }
+}
+
 /// Checks equivocation evidence against network `chain`'s validators: both
 /// votes decode, are signed by the same validator in the same view, and
 /// conflict. Returns who and when.
 pub fn check_evidence(chain: &ContentId, validators: &[NodeId], bytes: &[u8]) -> Result<Equivocation, String> {
-    use commonware_codec::DecodeExt as _;
-    use commonware_consensus::simplex::types::{ConflictingFinalize, ConflictingNotarize, NullifyFinalize};
-    use commonware_consensus::types::Participant;
-    use commonware_consensus::{Viewable as _, simplex::types::Attributable as _};
-    if bytes.len() > MAX_EQUIVOCATION_BYTES {
-        return Err(format!(
-            "evidence of {} bytes is over {MAX_EQUIVOCATION_BYTES}",
-            bytes.len()
-        ));
-    }
-    let (tag, body) = bytes.split_first().ok_or("empty evidence")?;
+    use commonware_cryptography::certificate::Scheme as _;
+    let conflict = Conflict::decode(bytes)?;
     let scheme = verifier(chain, validators)?;
-    let mut rng = rng_for(bytes);
-    let strategy = commonware_parallel::Sequential;
-    let bad = |e: commonware_codec::Error| format!("evidence does not decode: {e}");
-    let (signer, view, ok): (Participant, _, bool) = match *tag {
-        CONFLICTING_NOTARIZE => {
-            let c = ConflictingNotarize::<Scheme, Digest>::decode(commonware_codec::Copying(body)).map_err(bad)?;
-            (c.signer(), c.view(), c.verify(&mut rng, &scheme, &strategy))
-        }
-        CONFLICTING_FINALIZE => {
-            let c = ConflictingFinalize::<Scheme, Digest>::decode(commonware_codec::Copying(body)).map_err(bad)?;
-            (c.signer(), c.view(), c.verify(&mut rng, &scheme, &strategy))
-        }
-        NULLIFY_FINALIZE => {
-            let c = NullifyFinalize::<Scheme, Digest>::decode(commonware_codec::Copying(body)).map_err(bad)?;
-            (c.signer(), c.view(), c.verify(&mut rng, &scheme, &strategy))
-        }
-        other => return Err(format!("unknown evidence kind {other}")),
-    };
-    if !ok {
+    if !conflict.verify(&mut rng_for(bytes), &scheme) {
         return Err("evidence signatures do not verify against the validator set".into());
     }
-    use commonware_cryptography::certificate::Scheme as _;
-    let key = scheme
-        .participants()
-        .get(usize::try_from(signer.get()).unwrap_or(usize::MAX))
-        .ok_or("evidence names no validator")?;
+    let (signer, view) = conflict.signer_and_view();
+    let key = scheme.participants().get(signer).ok_or("evidence names no validator")?;
     Ok(Equivocation {
         offender: node_id(key),
-        view: view.get(),
+        view,
     })
 }
 
@@ -205,20 +226,8 @@ pub fn check_evidence(chain: &ContentId, validators: &[NodeId], bytes: &[u8]) ->
 /// signatures (for history and display; [`check_evidence`] is what the
 /// ledger applies).
 pub fn offender(validators: &[NodeId], bytes: &[u8]) -> Option<NodeId> {
-    use commonware_codec::DecodeExt as _;
-    use commonware_consensus::simplex::types::{
-        Attributable as _, ConflictingFinalize, ConflictingNotarize, NullifyFinalize,
-    };
-    let (tag, body) = bytes.split_first()?;
-    let body = commonware_codec::Copying(body);
-    let signer = match *tag {
-        CONFLICTING_NOTARIZE => ConflictingNotarize::<Scheme, Digest>::decode(body).ok()?.signer(),
-        CONFLICTING_FINALIZE => ConflictingFinalize::<Scheme, Digest>::decode(body).ok()?.signer(),
-        NULLIFY_FINALIZE => NullifyFinalize::<Scheme, Digest>::decode(body).ok()?.signer(),
-        _ => return None,
-    };
-    let set = participants(validators).ok()?;
-    set.get(usize::try_from(signer.get()).ok()?).map(node_id)
+    let (signer, _) = Conflict::decode(bytes).ok()?.signer_and_view();
+    participants(validators).ok()?.get(signer).map(node_id)
 }
 
 impl crate::State {

@@ -4,7 +4,6 @@
 //! the engine's thread, and what a follower of such a network checks: a
 //! finalization certificate for the blocks it applies, not one signature.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,7 +82,7 @@ impl Host for Ledger {
     fn commit(&self, c: Committed<'_>) -> Result<(), String> {
         let mut block = c.block.clone();
         block.certificate = c.certificate.map(<[u8]>::to_vec).unwrap_or_default();
-        let mut inner = self.lock();
+        let inner = self.lock();
         if c.header.height <= inner.chain.height() {
             // This node's follower applied it already (a validator follows
             // the others' announcements too): the same block, or a fork.
@@ -99,25 +98,8 @@ impl Host for Ledger {
         if c.header.height != inner.chain.height() + 1 || c.header.prev != inner.chain.head() {
             return Err(format!("block {} does not follow the head", c.header.height));
         }
-        inner
-            .store
-            .commit(&block, c.header, c.state)
-            .map_err(|e| e.to_string())?;
-        inner.chain.advance(&block, c.header, c.state.clone());
-        inner.head_header = Some(block.header.clone());
-        let chain_nonce = inner.chain.state().accounts.get(&self.me()).map_or(0, |a| a.nonce);
-        inner.own_next = inner.own_next.max(chain_nonce);
-        let included: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
-        let rest: Vec<Signed> = std::mem::take(&mut inner.pending)
-            .into_iter()
-            .filter(|t| !included.contains(&t.id()))
-            .collect();
-        let stale = inner.repool(rest);
-        inner.store.pool_remove(&stale).map_err(|e| e.to_string())?;
-        let height = inner.chain.height();
-        drop(inner);
-        self.heads.send_replace(height);
-        Ok(())
+        self.advance(inner, &block, c.header, c.state.clone())
+            .map_err(|e| e.to_string())
     }
 
     fn last_certificate(&self) -> Option<Vec<u8>> {
@@ -229,3 +211,4 @@ pub fn parse_peers(entries: &[String]) -> Result<Vec<(NodeId, SocketAddr)>, Stri
         })
         .collect()
 }
+

@@ -286,28 +286,46 @@ impl Ledger {
     /// Follower: checks `block` as the next one, stores it and makes it the
     /// head. `Ok(false)` for a block at or below the head (already have it).
     pub fn apply_block(&self, block: &Block) -> Result<bool, ApplyError> {
-        let mut inner = self.lock();
+        let inner = self.lock();
         let header = block.open_header().map_err(BlockError::from)?;
         if header.height <= inner.chain.height() {
             return Ok(false);
         }
         let (header, state) = inner.chain.check(block)?;
-        inner.store.commit(block, &header, &state)?;
-        inner.chain.advance(block, &header, state);
+        self.advance(inner, block, &header, state)?;
+        Ok(true)
+    }
+
+    /// Makes a checked block the head: stored with the state after it (one
+    /// SQLite transaction), this node's own nonce caught up, a validator's
+    /// pool re-checked against the new head, listeners told.
+    fn advance(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        block: &Block,
+        header: &sharegrid_ledger::Header,
+        state: State,
+    ) -> Result<(), LedgerStoreError> {
+        inner.store.commit(block, header, &state)?;
+        inner.chain.advance(block, header, state);
         inner.head_header = Some(block.header.clone());
-        // A follower's own transactions in this block are no longer in flight.
+        // This node's own transactions in this block are no longer in flight.
         let chain_nonce = inner.chain.state().accounts.get(&self.key.id()).map_or(0, |a| a.nonce);
         inner.own_next = inner.own_next.max(chain_nonce);
-        // The pool (and its state) is the validator's alone; a follower has none.
+        // The pool (and its state) is a validator's alone; a follower has none.
         if self.is_validator() {
-            let pending = std::mem::take(&mut inner.pending);
-            let stale = inner.repool(pending);
+            let included: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
+            let rest: Vec<Signed> = std::mem::take(&mut inner.pending)
+                .into_iter()
+                .filter(|t| !included.contains(&t.id()))
+                .collect();
+            let stale = inner.repool(rest);
             inner.store.pool_remove(&stale)?;
         }
         let height = inner.chain.height();
         drop(inner);
         self.heads.send_replace(height);
-        Ok(true)
+        Ok(())
     }
 
     /// Signs `op` as this node's next transaction (fee: the minimum). The

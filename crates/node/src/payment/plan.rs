@@ -318,6 +318,17 @@ mod tests {
         }
     }
 
+    /// A state with `me` as the only validator and treasury, no fee.
+    fn genesis_of(me: &NodeKey) -> State {
+        let genesis = sharegrid_ledger::Genesis {
+            validators: vec![me.id()],
+            params: sharegrid_ledger::Params::new(me.id(), 0, Amount(1)),
+            balances: vec![],
+            stakes: Vec::new(),
+        };
+        State::genesis(&genesis).unwrap()
+    }
+
     fn settled_pairs(plan: &SettlementPlan) -> Vec<Vec<u8>> {
         plan.batches
             .iter()
@@ -393,13 +404,7 @@ mod tests {
             proof(other, 3, true),
             proof(other, 4, false),
         ];
-        let genesis = sharegrid_ledger::Genesis {
-            validators: vec![me.id()],
-            params: sharegrid_ledger::Params::new(me.id(), 0, Amount(1)),
-            balances: vec![],
-            stakes: Vec::new(),
-        };
-        let mut state = State::genesis(&genesis).unwrap();
+        let mut state = genesis_of(&me);
         state.escrows.insert(open_id, escrow(&[(2, &me)], 10));
         let early = plan_claims(proofs.clone(), &state, me.id(), 5);
         assert_eq!(
@@ -434,13 +439,7 @@ mod tests {
         let (me, other) = (NodeKey::from_seed([1; 32]), NodeKey::from_seed([2; 32]));
         let id = ContentId::of(b"open");
         let task = TaskId::from_bytes([1; 32]);
-        let genesis = sharegrid_ledger::Genesis {
-            validators: vec![me.id()],
-            params: sharegrid_ledger::Params::new(me.id(), 0, Amount(1)),
-            balances: vec![],
-            stakes: Vec::new(),
-        };
-        let mut state = State::genesis(&genesis).unwrap();
+        let mut state = genesis_of(&me);
         state.escrows.insert(id, escrow(&[(1, &me), (1, &other)], 10));
         // My proof: a real receipt saying result [7; 32] for 2 Gfuel.
         let receipt = sharegrid_core::Receipt {
