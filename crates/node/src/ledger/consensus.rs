@@ -212,3 +212,78 @@ pub fn parse_peers(entries: &[String]) -> Result<Vec<(NodeId, SocketAddr)>, Stri
         .collect()
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_consensus::simplex::types::{Finalization, Finalize, Proposal};
+    use commonware_consensus::types::{Epoch, Round, View};
+    use sharegrid_ledger::Genesis;
+    use sharegrid_ledger::consensus::{Digest, Scheme, digest, verifier};
+
+    fn network() -> (Genesis, Vec<NodeKey>) {
+        let keys: Vec<NodeKey> = (1..=4).map(|i| NodeKey::from_seed([i; 32])).collect();
+        let mut g = crate::home::solo_genesis(keys[0].id());
+        g.validators = keys.iter().map(NodeKey::id).collect();
+        (g, keys)
+    }
+
+    /// A finalization of `block` signed by the first `signers` validators
+    /// of `g` (fewer than a quorum do not assemble one).
+    fn certificate(g: &Genesis, keys: &[NodeKey], signers: usize, block: &Block) -> Vec<u8> {
+        use commonware_codec::Encode as _;
+        let round = Round::new(Epoch::zero(), View::new(1));
+        let proposal = Proposal::new(round, View::zero(), digest(&block.hash()));
+        let votes: Vec<Finalize<Scheme, Digest>> = keys[..signers]
+            .iter()
+            .map(|k| {
+                let scheme = sharegrid_bft::signer(&g.hash(), &g.validators, k).unwrap().unwrap();
+                Finalize::sign(&scheme, proposal.clone()).unwrap()
+            })
+            .collect();
+        let scheme = verifier(&g.hash(), &g.validators).unwrap();
+        let votes = commonware_utils::iter::NonEmpty::try_new(votes.iter()).unwrap();
+        Finalization::from_finalizes(&scheme, votes, &commonware_parallel::Sequential)
+            .unwrap()
+            .encode()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_follower_applies_a_block_only_under_a_quorums_finalization() {
+        let (g, keys) = network();
+        let dir = tempfile::tempdir().unwrap();
+        let follower = Arc::new(NodeKey::from_seed([9; 32]));
+        let ledger = Ledger::open(&dir.path().join("ledger.db"), g.clone(), follower).unwrap();
+        // A block a validator signed, as the single-validator chain would take it.
+        let mut block = Chain::new(&g).unwrap().propose(&keys[0], Vec::new(), 1).unwrap().block;
+        assert_eq!(
+            ledger.apply_blocks(std::slice::from_ref(&block)).unwrap(),
+            0,
+            "one signature is not enough"
+        );
+        block.certificate = vec![7; 100];
+        assert!(
+            ledger.apply_blocks(std::slice::from_ref(&block)).is_err(),
+            "garbage taken for a certificate"
+        );
+        // The same validators' quorum, signed for another network.
+        let mut elsewhere = g.clone();
+        elsewhere.params.min_fee = sharegrid_core::Amount(2);
+        block.certificate = certificate(&elsewhere, &keys, 3, &block);
+        assert!(
+            ledger.apply_blocks(std::slice::from_ref(&block)).is_err(),
+            "another network's certificate taken"
+        );
+        // Another block's certificate does not cover this one.
+        let other = Chain::new(&g).unwrap().propose(&keys[1], Vec::new(), 2).unwrap().block;
+        block.certificate = certificate(&g, &keys, 3, &other);
+        assert!(
+            ledger.apply_blocks(std::slice::from_ref(&block)).is_err(),
+            "another block's certificate taken"
+        );
+        assert_eq!(ledger.head().height, 0);
+        block.certificate = certificate(&g, &keys, 3, &block);
+        assert_eq!(ledger.apply_blocks(std::slice::from_ref(&block)).unwrap(), 1);
+        assert_eq!(ledger.head().hash, block.hash());
+    }
+}
