@@ -12,7 +12,7 @@
 //! providers' traffic. The cost is one more port for each validator.
 
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use commonware_cryptography::ChaCha20Poly1305;
 use commonware_p2p::authenticated::lookup;
 use commonware_p2p::{Address, AddressableManager as _};
-use commonware_runtime::{Quota, Runner as _, Supervisor as _, tokio};
+use commonware_runtime::{Runner as _, Supervisor as _, tokio};
 use commonware_stream::cups::{self, Cups};
 use commonware_stream::sake::{self, Sake};
 use commonware_utils::ordered::Map;
@@ -28,7 +28,9 @@ use sharegrid_core::NodeId;
 use sharegrid_ledger::consensus::{PublicKey, public_key};
 
 use crate::app::MAX_ANSWER_BYTES;
-use crate::{CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_VOTES, Channels, EngineConfig, Host};
+use crate::{
+    CHANNEL_BLOCKS, CHANNEL_CERTIFICATES, CHANNEL_RESOLVER, CHANNEL_VOTES, Channels, EngineConfig, Host, quota,
+};
 
 /// Where a validator listens and finds the others.
 #[derive(Clone, Debug)]
@@ -98,13 +100,11 @@ pub fn run<H: Host>(
             return;
         };
         let _ = oracle.track(0, map);
-        let fast = Quota::per_second(NonZeroU32::new(100_000).unwrap_or(NonZeroU32::MIN));
-        let slow = Quota::per_second(NonZeroU32::new(10_000).unwrap_or(NonZeroU32::MIN));
         let channels = Channels {
-            votes: network.register(CHANNEL_VOTES, fast),
-            certificates: network.register(CHANNEL_CERTIFICATES, fast),
-            resolver: network.register(CHANNEL_RESOLVER, slow),
-            blocks: network.register(CHANNEL_BLOCKS, slow),
+            votes: network.register(CHANNEL_VOTES, quota(CHANNEL_VOTES)),
+            certificates: network.register(CHANNEL_CERTIFICATES, quota(CHANNEL_CERTIFICATES)),
+            resolver: network.register(CHANNEL_RESOLVER, quota(CHANNEL_RESOLVER)),
+            blocks: network.register(CHANNEL_BLOCKS, quota(CHANNEL_BLOCKS)),
         };
         network.start();
         match crate::start(context.child("validator"), cfg, host, oracle, channels) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use commonware_consensus::simplex::mocks::conflicter;
 use commonware_cryptography::Blake3;
 use commonware_p2p::simulated::{self, Link, Network, Oracle};
-use commonware_runtime::{Clock as _, Handle, Quota, Runner as _, Supervisor as _, deterministic};
+use commonware_runtime::{Clock as _, Handle, Runner as _, Supervisor as _, deterministic};
 use commonware_utils::Probability;
 use sharegrid_bft::{Channels, EngineConfig, Host as _, MemoryHost, PublicKey, start};
 use sharegrid_core::{Amount, ContentId, NodeKey, Signed};
@@ -116,8 +116,6 @@ struct Sim {
     restarts: usize,
 }
 
-const QUOTA: Quota = Quota::per_second(std::num::NonZeroU32::new(100_000).unwrap());
-
 impl Sim {
     async fn new(context: deterministic::Context, n: usize, byzantine: Option<usize>) -> Sim {
         let genesis = genesis(n);
@@ -173,14 +171,13 @@ impl Sim {
         i: usize,
     ) -> Channels<simulated::Sender<PublicKey, deterministic::Context>, simulated::Receiver<PublicKey>> {
         let control = self.oracle.control(self.pks[i].clone());
+        // The quotas validators run with.
+        let register = |c| control.register(c, sharegrid_bft::quota(c));
         Channels {
-            votes: control.register(sharegrid_bft::CHANNEL_VOTES, QUOTA).await.unwrap(),
-            certificates: control
-                .register(sharegrid_bft::CHANNEL_CERTIFICATES, QUOTA)
-                .await
-                .unwrap(),
-            resolver: control.register(sharegrid_bft::CHANNEL_RESOLVER, QUOTA).await.unwrap(),
-            blocks: control.register(sharegrid_bft::CHANNEL_BLOCKS, QUOTA).await.unwrap(),
+            votes: register(sharegrid_bft::CHANNEL_VOTES).await.unwrap(),
+            certificates: register(sharegrid_bft::CHANNEL_CERTIFICATES).await.unwrap(),
+            resolver: register(sharegrid_bft::CHANNEL_RESOLVER).await.unwrap(),
+            blocks: register(sharegrid_bft::CHANNEL_BLOCKS).await.unwrap(),
         }
     }
 
