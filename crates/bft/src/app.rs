@@ -285,7 +285,8 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
         {
             return None;
         }
-        let p = match parent.propose(&self.key, candidates, now.max(earliest)) {
+        // The host verified each candidate's signature when it admitted it.
+        let p = match parent.propose_verified(&self.key, candidates, now.max(earliest)) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(%e, "cannot sign a block");

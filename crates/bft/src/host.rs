@@ -29,7 +29,9 @@ pub trait Host: Send + Sync + 'static {
     fn finalized(&self) -> Chain;
     /// A finalized block by hash, for a peer catching up.
     fn block(&self, hash: &ContentId) -> Option<Block>;
-    /// Transactions waiting for a block, oldest first, at most `max`.
+    /// Transactions waiting for a block, oldest first, at most `max`, each
+    /// with its signature verified when the host admitted it (they are not
+    /// verified again before they are proposed).
     fn candidates(&self, max: usize) -> Vec<Signed>;
     /// Whether anything on the ledger waits on a height (an escrow, a held
     /// claim, a dispute, unbonding stake): then empty blocks come at the

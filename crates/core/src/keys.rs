@@ -109,11 +109,34 @@ impl NodeId {
     /// Checks that `signature` is this node's over `payload` for `domain`
     /// (strict verification: no malleable or small-order encodings).
     pub fn verify(&self, domain: Domain, payload: &[u8], signature: &Signature) -> Result<(), SignatureError> {
-        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError("not a valid ed25519 public key"))?;
+        let key = verifying_key(self)?;
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         key.verify_strict(&domain.message(payload), &sig)
             .map_err(|_| SignatureError("does not match the signer and message"))
     }
+}
+
+/// How many decompressed public keys [`verifying_key`] keeps.
+const KEY_CACHE: usize = 65_536;
+
+/// `id` as a curve point. Decompressing a public key takes a field square
+/// root, a large part of checking one signature, and a ledger sees the same
+/// accounts sign again and again, so valid keys are kept (up to
+/// [`KEY_CACHE`], then the cache starts over).
+fn verifying_key(id: &NodeId) -> Result<VerifyingKey, SignatureError> {
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifyingKey>>> =
+        std::sync::LazyLock::new(Default::default);
+    let cache = || CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(key) = cache().get(&id.0) {
+        return Ok(*key);
+    }
+    let key = VerifyingKey::from_bytes(&id.0).map_err(|_| SignatureError("not a valid ed25519 public key"))?;
+    let mut keys = cache();
+    if keys.len() >= KEY_CACHE {
+        keys.clear();
+    }
+    keys.insert(id.0, key);
+    Ok(key)
 }
 
 /// Verifies many signatures at once (ed25519-dalek's deterministic batch
@@ -133,7 +156,7 @@ pub fn verify_batch(items: &[(NodeId, Domain, &[u8], Signature)]) -> Result<(), 
     let mut messages = Vec::with_capacity(items.len());
     let mut sigs = Vec::with_capacity(items.len());
     for (id, domain, payload, sig) in items {
-        let key = VerifyingKey::from_bytes(&id.0).map_err(|_| SignatureError("not a valid ed25519 public key"))?;
+        let key = verifying_key(id)?;
         if key.is_weak() {
             return Err(SignatureError("a weak (small-order) public key"));
         }

@@ -378,8 +378,12 @@ impl State {
     }
 
     /// [`State::apply`] for a transaction whose signature the caller has
-    /// verified already (a block's, in one batch).
-    pub(crate) fn apply_verified(&mut self, signed: &Signed, height: u64) -> Result<(), Rejection> {
+    /// verified already: a block's, in one batch, or a validator's pooled
+    /// transaction, verified when [`State::apply`] admitted it and applied
+    /// again to each new head. The signature is not checked here: never
+    /// call this with bytes that have not passed [`State::apply`] or a batch
+    /// verification.
+    pub fn apply_verified(&mut self, signed: &Signed, height: u64) -> Result<(), Rejection> {
         let tx: Tx = signed.open_verified(MAX_TX_BYTES)?;
         self.apply_tx(tx, height)
     }

@@ -71,12 +71,12 @@ impl Host for Ledger {
     }
 
     fn candidates(&self, max: usize) -> Vec<Signed> {
-        self.lock().pending.iter().take(max).cloned().collect()
+        self.lock().pool.durable().take(max).cloned().collect()
     }
 
     fn waiting(&self) -> bool {
         let inner = self.lock();
-        !inner.pending.is_empty() || inner.chain.state().has_waiting()
+        inner.pool.has_durable() || inner.chain.state().has_waiting()
     }
 
     fn commit(&self, c: Committed<'_>) -> Result<(), String> {

@@ -17,6 +17,7 @@
 mod client;
 mod consensus;
 pub(crate) mod follower;
+mod pool;
 pub(crate) mod producer;
 mod store;
 
@@ -34,6 +35,7 @@ pub use client::{LedgerClient, LedgerError};
 pub use consensus::{Consensus, parse_peers};
 
 pub use follower::{Applied, Follower, FollowerAction, FollowerInput};
+use pool::{Outcome, Pool, PoolWriter};
 pub use producer::{Produce, Producer};
 pub use store::{FoundTx, LedgerStore, LedgerStoreError};
 
@@ -81,13 +83,8 @@ pub struct Head {
 struct Inner {
     store: LedgerStore,
     chain: Chain,
-    /// Acknowledged, not yet in a block, in order.
-    pending: Vec<Signed>,
-    /// Their ids.
-    pending_ids: HashSet<ContentId>,
-    /// The chain's state with `pending` applied: what a new transaction is
-    /// checked against.
-    pending_state: State,
+    /// Acknowledged, not yet in a block (a validator's).
+    pool: Pool,
     /// The next nonce for this node's own transactions (a follower's may be
     /// ahead of the chain while its transactions travel).
     own_next: u64,
@@ -104,6 +101,12 @@ pub struct Ledger {
     /// while the chain is written, so a peer's `Blocks` request never holds
     /// the lock blocks and transactions are applied under.
     reader: Mutex<LedgerStore>,
+    /// A third connection, the pool's group-commit writer.
+    writer: Mutex<PoolWriter>,
+    /// Held around every write to `ledger.db` (the chain's or the pool's),
+    /// always last: the two writing connections take turns here at once,
+    /// not in SQLite's busy handler, which sleeps for milliseconds.
+    gate: Mutex<()>,
     key: Arc<NodeKey>,
     genesis: Genesis,
     heads: watch::Sender<u64>,
@@ -124,6 +127,7 @@ impl Ledger {
     pub fn open(path: &Path, genesis: Genesis, key: Arc<NodeKey>) -> Result<Arc<Ledger>, LedgerStoreError> {
         let store = LedgerStore::open(path, &genesis)?;
         let reader = Mutex::new(LedgerStore::open(path, &genesis)?);
+        let writer = Mutex::new(PoolWriter::new(LedgerStore::open(path, &genesis)?));
         let chain = store.chain(&genesis)?;
         let pooled = store.pool()?;
         let (heads, _) = watch::channel(chain.height());
@@ -134,15 +138,15 @@ impl Ledger {
         };
         let ledger = Ledger {
             inner: Mutex::new(Inner {
-                pending_state: chain.state().clone(),
+                pool: Pool::new(&chain),
                 store,
                 chain,
-                pending: Vec::new(),
-                pending_ids: HashSet::new(),
                 own_next,
                 head_header,
             }),
             reader,
+            writer,
+            gate: Mutex::new(()),
             key,
             genesis,
             heads,
@@ -150,10 +154,20 @@ impl Ledger {
         };
         {
             let mut inner = ledger.lock();
-            let stale = inner.repool(pooled);
-            inner.store.pool_remove(&stale)?;
+            let Inner { pool, chain, store, .. } = &mut *inner;
+            let stale = pool.restore(chain, pooled);
+            store.pool_remove(&stale)?;
         }
         Ok(Arc::new(ledger))
+    }
+
+    fn gate(&self) -> MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn gate_then<R>(&self, write: impl FnOnce() -> R) -> R {
+        let _gate = self.gate();
+        write()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -220,63 +234,100 @@ impl Ledger {
 
     /// Transactions waiting for a block.
     pub fn pending(&self) -> usize {
-        self.lock().pending.len()
+        self.lock().pool.len()
     }
 
     /// Validator: checks `tx` against the pool's state and, if it applies,
-    /// writes it to the pool and acknowledges it with its id.
+    /// writes it to the pool and acknowledges it with its id. Concurrent
+    /// callers share one write (the `pool` module says how).
     pub fn accept(&self, tx: Signed) -> Result<ContentId, AcceptError> {
         if !self.is_validator() {
             return Err(AcceptError::NotValidator);
         }
-        let mut inner = self.lock();
         let id = tx.id();
-        if inner.pending_ids.contains(&id) {
-            return Ok(id);
-        }
-        let height = inner.chain.height() + 1;
-        inner.pending_state.apply(&tx, height)?;
-        if let Err(e) = inner.store.pool_add(&tx) {
-            // Not on disk: not acknowledged. Undo the check's effect.
-            let pending = std::mem::take(&mut inner.pending);
-            inner.repool(pending);
-            return Err(AcceptError::Store(e));
-        }
-        inner.pending.push(tx);
-        inner.pending_ids.insert(id);
+        let pooled = self.lock().pool.seq_of(&id);
+        let seq = match pooled {
+            Some(seq) => seq,
+            None => {
+                // The signature is checked before the chain's lock is taken:
+                // the costliest check, and it needs no state.
+                tx.open::<Tx>(sharegrid_ledger::MAX_TX_BYTES)
+                    .map_err(sharegrid_ledger::Rejection::from)?;
+                let mut inner = self.lock();
+                match inner.pool.seq_of(&id) {
+                    Some(seq) => seq,
+                    None => {
+                        let height = inner.chain.height() + 1;
+                        inner.pool.admit_verified(tx, height)?
+                    }
+                }
+            }
+        };
+        self.write_pool(seq)?;
         Ok(id)
+    }
+
+    /// Returns once the pooled transaction `seq` is on disk: written by an
+    /// earlier caller, or by this one with everything queued since.
+    fn write_pool(&self, seq: u64) -> Result<(), AcceptError> {
+        let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = writer.outcome(&self.lock().pool, seq);
+        match outcome {
+            Outcome::Written => return Ok(()),
+            Outcome::Failed(e) => return Err(AcceptError::Store(LedgerStoreError::Shared(e))),
+            Outcome::Pending => {}
+        }
+        let queue = self.lock().pool.take_unwritten();
+        let written = {
+            let _gate = self.gate();
+            writer.write(&queue)
+        };
+        match written {
+            Ok(()) => {
+                self.lock().pool.written(&queue);
+                Ok(())
+            }
+            Err(e) => {
+                // Not on disk: not acknowledged. Out of the pool and its state.
+                let mut inner = self.lock();
+                let Inner { pool, chain, store, .. } = &mut *inner;
+                let stale = pool.unwritten(chain, &queue);
+                let _ = self.gate_then(|| store.pool_remove(&stale));
+                Err(AcceptError::Store(e))
+            }
+        }
     }
 
     /// Validator: makes a block of the pool, stores it and makes it the
     /// head. `None` when nothing is pending and `empty_ok` is false.
     pub fn produce(&self, now_ms: u64, empty_ok: bool) -> Result<Option<Block>, LedgerStoreError> {
         let mut inner = self.lock();
-        if inner.pending.is_empty() && !empty_ok {
+        if !inner.pool.has_durable() && !empty_ok {
             return Ok(None);
         }
-        let candidates = inner.pending.clone();
+        let candidates: Vec<Signed> = inner.pool.durable().cloned().collect();
         let p = inner
             .chain
-            .propose(&self.key, candidates, now_ms)
+            .propose_verified(&self.key, candidates, now_ms)
             .map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
         for (id, why) in &p.rejected {
             // Acknowledged transactions apply to the pool's state in order;
             // one fails here only by expiring while a full block waited.
             tracing::warn!(tx = %id.short(), %why, "pooled transaction dropped");
         }
+        let gate = self.gate();
         inner.store.commit(&p.block, &p.header, &p.state)?;
         let dropped: Vec<ContentId> = p.rejected.iter().map(|(id, _)| *id).collect();
         inner.store.pool_remove(&dropped)?;
         let block = p.block.clone();
-        let included: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
+        let mut gone: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
+        gone.extend(dropped);
         inner.chain.commit(p);
         inner.head_header = Some(block.header.clone());
-        let rest: Vec<Signed> = std::mem::take(&mut inner.pending)
-            .into_iter()
-            .filter(|t| !included.contains(&t.id()) && !dropped.contains(&t.id()))
-            .collect();
-        let stale = inner.repool(rest);
-        inner.store.pool_remove(&stale)?;
+        let Inner { pool, chain, store, .. } = &mut *inner;
+        let stale = pool.recheck(chain, &gone);
+        store.pool_remove(&stale)?;
+        drop(gate);
         let height = inner.chain.height();
         drop(inner);
         self.heads.send_replace(height);
@@ -306,6 +357,7 @@ impl Ledger {
         header: &sharegrid_ledger::Header,
         state: State,
     ) -> Result<(), LedgerStoreError> {
+        let gate = self.gate();
         inner.store.commit(block, header, &state)?;
         inner.chain.advance(block, header, state);
         inner.head_header = Some(block.header.clone());
@@ -315,13 +367,11 @@ impl Ledger {
         // The pool (and its state) is a validator's alone; a follower has none.
         if self.is_validator() {
             let included: HashSet<ContentId> = block.txs.iter().map(Signed::id).collect();
-            let rest: Vec<Signed> = std::mem::take(&mut inner.pending)
-                .into_iter()
-                .filter(|t| !included.contains(&t.id()))
-                .collect();
-            let stale = inner.repool(rest);
-            inner.store.pool_remove(&stale)?;
+            let Inner { pool, chain, store, .. } = &mut *inner;
+            let stale = pool.recheck(chain, &included);
+            store.pool_remove(&stale)?;
         }
+        drop(gate);
         let height = inner.chain.height();
         drop(inner);
         self.heads.send_replace(height);
@@ -333,7 +383,7 @@ impl Ledger {
     pub fn sign(&self, op: Op) -> Signed {
         let mut inner = self.lock();
         let nonce = if self.is_validator() {
-            inner.pending_state.accounts.get(&self.key.id()).map_or(0, |a| a.nonce)
+            inner.pool.state().accounts.get(&self.key.id()).map_or(0, |a| a.nonce)
         } else {
             let chain = inner.chain.state().accounts.get(&self.key.id()).map_or(0, |a| a.nonce);
             inner.own_next.max(chain)
@@ -402,30 +452,6 @@ impl Ledger {
     }
 }
 
-impl Inner {
-    /// Makes `txs` the pending list, re-checked in order against the chain;
-    /// returns the ids of those that no longer apply.
-    fn repool(&mut self, txs: Vec<Signed>) -> Vec<ContentId> {
-        let height = self.chain.height() + 1;
-        let mut state = self.chain.state().clone();
-        let mut kept = Vec::new();
-        let mut stale = Vec::new();
-        for tx in txs {
-            match state.apply(&tx, height) {
-                Ok(()) => kept.push(tx),
-                Err(why) => {
-                    tracing::warn!(tx = %tx.id().short(), %why, "pooled transaction no longer applies");
-                    stale.push(tx.id());
-                }
-            }
-        }
-        self.pending_ids = kept.iter().map(Signed::id).collect();
-        self.pending = kept;
-        self.pending_state = state;
-        stale
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,5 +474,105 @@ mod tests {
         let got = rx.recv_timeout(std::time::Duration::from_secs(30));
         drop(held);
         assert!(matches!(got, Ok(Ok(_))), "{got:?}");
+    }
+
+    /// A validator and `n` funded clients.
+    fn funded(dir: &Path, n: usize) -> (Arc<Ledger>, Vec<NodeKey>, Genesis) {
+        let key = Arc::new(NodeKey::from_seed([1; 32]));
+        let clients: Vec<NodeKey> = (0..n).map(|i| NodeKey::from_seed([10 + i as u8; 32])).collect();
+        let genesis = Genesis {
+            validators: vec![key.id()],
+            params: sharegrid_ledger::Params::new(key.id(), 0, Amount(1)),
+            balances: clients
+                .iter()
+                .map(|c| sharegrid_ledger::Allocation {
+                    account: c.id(),
+                    amount: Amount(1_000_000),
+                })
+                .collect(),
+            stakes: Vec::new(),
+        };
+        let ledger = Ledger::open(&dir.join("ledger.db"), genesis.clone(), key).unwrap();
+        (ledger, clients, genesis)
+    }
+
+    fn transfer(ledger: &Ledger, from: &NodeKey, nonce: u64) -> Signed {
+        let tx = Tx {
+            version: TX_VERSION,
+            chain: ledger.genesis().hash(),
+            signer: from.id(),
+            nonce,
+            fee: Amount(1),
+            expires_at_height: 1_000,
+            op: Op::Transfer {
+                to: ledger.me(),
+                amount: Amount(1),
+            },
+        };
+        Signed::sign(from, &tx).unwrap()
+    }
+
+    #[test]
+    fn concurrent_acknowledgements_are_all_on_disk_and_in_order_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, clients, genesis) = funded(dir.path(), 8);
+        let per_client = 40;
+        let threads: Vec<_> = clients
+            .iter()
+            .map(|c| {
+                let (ledger, c) = (ledger.clone(), NodeKey::from_seed(c.seed()));
+                std::thread::spawn(move || {
+                    let mut acknowledged = 0;
+                    for n in 0..per_client {
+                        let tx = transfer(&ledger, &c, n);
+                        assert_eq!(ledger.accept(tx.clone()).unwrap(), tx.id());
+                        acknowledged += 1;
+                    }
+                    acknowledged
+                })
+            })
+            .collect();
+        let acknowledged: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(acknowledged, 8 * per_client as usize);
+        // A killed validator comes back with every acknowledged transaction,
+        // each client's in nonce order (they apply again from the head).
+        drop(ledger);
+        let ledger = Ledger::open(
+            &dir.path().join("ledger.db"),
+            genesis,
+            Arc::new(NodeKey::from_seed([1; 32])),
+        )
+        .unwrap();
+        assert_eq!(ledger.pending(), acknowledged);
+        let block = ledger.produce(1, false).unwrap().unwrap();
+        assert_eq!(block.txs.len(), acknowledged);
+        assert_eq!(ledger.pending(), 0);
+        for c in &clients {
+            assert_eq!(ledger.account(&c.id()).nonce, per_client);
+        }
+    }
+
+    #[test]
+    fn a_failed_pool_write_acknowledges_nothing_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, clients, _) = funded(dir.path(), 1);
+        // The disk refuses the pool's write (a trigger stands in for a full
+        // disk: the same error path, from SQLite itself).
+        let other = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+        other
+            .execute_batch("CREATE TRIGGER refuse BEFORE INSERT ON pool BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+            .unwrap();
+        let first = transfer(&ledger, &clients[0], 0);
+        let err = ledger.accept(first.clone()).unwrap_err();
+        assert!(matches!(err, AcceptError::Store(_)), "{err}");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(ledger.pending(), 0);
+        // The pool's state did not keep the refused transaction: the same
+        // nonce is taken once the disk is back, and the next follows it.
+        other.execute_batch("DROP TRIGGER refuse;").unwrap();
+        assert_eq!(ledger.accept(first.clone()).unwrap(), first.id());
+        ledger.accept(transfer(&ledger, &clients[0], 1)).unwrap();
+        assert_eq!(ledger.pending(), 2);
+        assert_eq!(ledger.produce(1, false).unwrap().unwrap().txs.len(), 2);
     }
 }

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use sharegrid_core::{ContentId, NodeId, Signed, decode_capped, encode};
 use sharegrid_ledger::{Block, Chain, Genesis, Header, MAX_TX_BYTES, State, Tx};
 
@@ -28,6 +28,9 @@ pub enum LedgerStoreError {
     /// Stored bytes that do not decode (a damaged file).
     #[error("ledger.db is damaged: {0}")]
     Damaged(String),
+    /// A write shared with other callers failed (their error, as text).
+    #[error("ledger.db: {0}")]
+    Shared(String),
     /// The database belongs to another network.
     #[error(
         "ledger.db belongs to the network with genesis {stored}, not this genesis ({ours}); move it away to start over"
@@ -136,7 +139,9 @@ impl LedgerStore {
         let body = encode(block).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
         let validators: Vec<NodeId> = state.validators.iter().copied().collect();
         let state = encode(state).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
-        let t = self.conn.transaction()?;
+        // IMMEDIATE: the pool's writer (another connection) writes too; taking
+        // the write lock up front waits for it instead of failing.
+        let t = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         t.execute(
             "INSERT INTO blocks (height, hash, time_ms, txs, body) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -169,22 +174,35 @@ impl LedgerStore {
         Ok(())
     }
 
-    /// Adds an acknowledged transaction to the pool, on disk before it returns.
-    pub fn pool_add(&self, tx: &Signed) -> Result<(), LedgerStoreError> {
-        let body = encode(tx).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
-        self.conn.execute(
-            "INSERT OR IGNORE INTO pool (id, body) VALUES (?1, ?2)",
-            params![tx.id().as_bytes().to_vec(), body],
-        )?;
+    /// Adds acknowledged transactions to the pool, in order, in one
+    /// transaction: on disk (one fsync for all) before it returns.
+    pub fn pool_add<'a>(&mut self, txs: impl IntoIterator<Item = &'a Signed>) -> Result<(), LedgerStoreError> {
+        let t = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut add = t.prepare_cached("INSERT OR IGNORE INTO pool (id, body) VALUES (?1, ?2)")?;
+            for tx in txs {
+                let body = encode(tx).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
+                add.execute(params![tx.id().as_bytes().to_vec(), body])?;
+            }
+        }
+        t.commit()?;
         Ok(())
     }
 
-    /// Drops transactions from the pool (those that can no longer apply).
-    pub fn pool_remove(&self, ids: &[ContentId]) -> Result<(), LedgerStoreError> {
-        for id in ids {
-            self.conn
-                .execute("DELETE FROM pool WHERE id = ?1", params![id.as_bytes().to_vec()])?;
+    /// Drops transactions from the pool (those that can no longer apply),
+    /// in one transaction.
+    pub fn pool_remove(&mut self, ids: &[ContentId]) -> Result<(), LedgerStoreError> {
+        if ids.is_empty() {
+            return Ok(());
         }
+        let t = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut unpool = t.prepare_cached("DELETE FROM pool WHERE id = ?1")?;
+            for id in ids {
+                unpool.execute(params![id.as_bytes().to_vec()])?;
+            }
+        }
+        t.commit()?;
         Ok(())
     }
 
