@@ -23,8 +23,6 @@ use sharegrid_node::testnet::ValidatorSet;
 use sharegrid_node::{Consensus, Ledger, LedgerSettings};
 
 const CLIENTS: usize = 64;
-/// Connections submitting at once.
-const SUBMITTERS: usize = CLIENTS;
 
 fn client(i: usize) -> NodeKey {
     NodeKey::from_seed([u8::try_from(i).unwrap().wrapping_add(1); 32])
@@ -133,19 +131,19 @@ fn measure(ledgers: &[Arc<Ledger>], rate: u64, secs: u64, produce: bool) -> Figu
             (latencies, last, seen)
         })
     };
-    // Submitters as a validator meets them: many connections at once, each
+    // Clients as a validator meets them: each on its own connection,
     // waiting for its acknowledgement (the pool's group commit shares an
-    // fsync among those that wait together). Submitter `s` sends clients
-    // `c ≡ s (mod SUBMITTERS)`, so each client's nonces stay in order.
-    let mut shares: Vec<Vec<(usize, Signed)>> = (0..SUBMITTERS).map(|_| Vec::new()).collect();
+    // fsync among those that wait together); each client's nonces in order.
+    let mut shares: Vec<Vec<(usize, Signed)>> = (0..CLIENTS).map(|_| Vec::new()).collect();
     for (k, (c, tx)) in txs.into_iter().enumerate() {
-        shares[c % SUBMITTERS].push((k, tx));
+        shares[c].push((k, tx));
     }
     let start = Instant::now();
     let submitters: Vec<_> = shares
         .into_iter()
-        .map(|share| {
-            let (ledgers, sent) = (ledgers.to_vec(), sent.clone());
+        .enumerate()
+        .map(|(c, share)| {
+            let (ledger, sent) = (ledgers[c % ledgers.len()].clone(), sent.clone());
             std::thread::spawn(move || {
                 for (k, tx) in share {
                     let due = start + Duration::from_secs_f64(k as f64 / rate as f64);
@@ -153,7 +151,7 @@ fn measure(ledgers: &[Arc<Ledger>], rate: u64, secs: u64, produce: bool) -> Figu
                         std::thread::sleep(wait);
                     }
                     sent.lock().unwrap().insert(tx.id(), Instant::now());
-                    ledgers[(k % CLIENTS) % ledgers.len()].accept(tx).unwrap();
+                    ledger.accept(tx).unwrap();
                 }
             })
         })

@@ -165,11 +165,6 @@ impl Ledger {
         self.gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn gate_then<R>(&self, write: impl FnOnce() -> R) -> R {
-        let _gate = self.gate();
-        write()
-    }
-
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the chain half-changed
         // (every change is a swap after all checks), so a poisoned lock is usable.
@@ -271,13 +266,14 @@ impl Ledger {
     /// earlier caller, or by this one with everything queued since.
     fn write_pool(&self, seq: u64) -> Result<(), AcceptError> {
         let mut writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let outcome = writer.outcome(&self.lock().pool, seq);
-        match outcome {
-            Outcome::Written => return Ok(()),
-            Outcome::Failed(e) => return Err(AcceptError::Store(LedgerStoreError::Shared(e))),
-            Outcome::Pending => {}
-        }
-        let queue = self.lock().pool.take_unwritten();
+        let queue = {
+            let mut inner = self.lock();
+            match writer.outcome(&inner.pool, seq) {
+                Outcome::Written => return Ok(()),
+                Outcome::Failed(e) => return Err(AcceptError::Store(LedgerStoreError::Shared(e))),
+                Outcome::Pending => inner.pool.take_unwritten(),
+            }
+        };
         let written = {
             let _gate = self.gate();
             writer.write(&queue)
@@ -291,8 +287,9 @@ impl Ledger {
                 // Not on disk: not acknowledged. Out of the pool and its state.
                 let mut inner = self.lock();
                 let Inner { pool, chain, store, .. } = &mut *inner;
-                let stale = pool.unwritten(chain, &queue);
-                let _ = self.gate_then(|| store.pool_remove(&stale));
+                let stale = pool.write_failed(chain, &queue);
+                let _gate = self.gate();
+                let _ = store.pool_remove(&stale);
                 Err(AcceptError::Store(e))
             }
         }

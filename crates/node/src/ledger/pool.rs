@@ -3,8 +3,8 @@
 //! applied (what the next one is checked against).
 //!
 //! Acknowledged means on disk. Writing each transaction with an fsync of
-//! its own would cap a validator at one transaction per fsync (about 3,000
-//! a second on this kind of machine, measured in `bench/RESULTS.md`), so
+//! its own capped a validator at one transaction per fsync (3,402 a second
+//! from one client on this kind of machine, `bench/RESULTS.md`), so
 //! the pool commits in groups: [`Ledger::accept`](super::Ledger::accept)
 //! checks a transaction under the chain's lock and queues it here; then
 //! whichever caller takes the writer first writes everything queued in one
@@ -163,7 +163,7 @@ impl Pool {
     /// A queue's write failed: its transactions leave the pool (they were
     /// not acknowledged), the rest is applied again on `chain`; returns the
     /// ids of those that no longer apply.
-    pub(super) fn unwritten(&mut self, chain: &Chain, queue: &[(u64, Signed)]) -> Vec<ContentId> {
+    pub(super) fn write_failed(&mut self, chain: &Chain, queue: &[(u64, Signed)]) -> Vec<ContentId> {
         let ids: HashSet<ContentId> = queue.iter().map(|(_, t)| t.id()).collect();
         self.recheck(chain, &ids)
     }
