@@ -20,7 +20,7 @@ use commonware_consensus::{Automaton, CertifiableAutomaton, Relay, Reporter, Vie
 use commonware_p2p::{Recipients, Sender};
 use commonware_utils::channel::oneshot;
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{ContentId, NodeId, NodeKey};
+use sharegrid_core::{ContentId, NodeId, NodeKey, Signed};
 use sharegrid_ledger::consensus::{
     Activity, Digest, PublicKey, block_hash, digest, encode_evidence, node_id, offender,
 };
@@ -34,6 +34,11 @@ type Ctx = Context<Digest, PublicKey>;
 const MAX_RECEIVED: usize = 4096;
 /// Most bytes of blocks in one answer to a peer's `Want`.
 pub(crate) const MAX_ANSWER_BYTES: usize = MAX_BLOCK_BYTES + (1 << 20);
+/// Most transactions in one relay message (more go in several).
+const MAX_RELAY_TXS: usize = 2_048;
+/// How long a proposal the engine asks about may take to arrive from its
+/// leader before peers are asked for it.
+const FIRST_ASK_MS: u64 = 50;
 /// How long before asking again for a block no peer has sent.
 const ASK_AGAIN_MS: u64 = 250;
 /// How far ahead of this validator's clock a block's time may be before it
@@ -48,6 +53,8 @@ enum Gossip {
     Blocks(Vec<Block>),
     /// Send me the block with this hash, and its ancestors.
     Want(ContentId),
+    /// Transactions the sender acknowledged, for any leader to propose.
+    Txs(Vec<Signed>),
 }
 
 /// A block this validator verified or built, with the chain after it.
@@ -177,12 +184,25 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
                         inner.outbox.push((Recipients::One(from), Gossip::Blocks(answer)));
                     }
                 }
+                Gossip::Txs(txs) => {
+                    drop(inner);
+                    // Checked outside the lock the engine's calls take.
+                    if txs.len() <= MAX_RELAY_TXS {
+                        self.host.relayed(txs);
+                    }
+                    return;
+                }
             }
         }
         self.tick();
     }
 
-    /// A block and as many of its ancestors as fit, newest first.
+    /// A block and as many of its ancestors as fit, newest first. For a
+    /// block not finalized here (a proposal a peer's votes outran), only
+    /// the ancestors not finalized either: the peer is in step and has the
+    /// rest, and sending it megabytes of them on every late proposal would
+    /// hold back both. A peer catching up asks for finalized blocks, and
+    /// gets them with their ancestors.
     fn answer(&self, inner: &Inner, hash: ContentId) -> Vec<Block> {
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -192,6 +212,7 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
                 Some(b) => b.block.clone(),
                 None => match inner.received.get(&cur) {
                     Some(b) => b.clone(),
+                    None if !out.is_empty() && cur == inner.finalized.head() => break,
                     None => match self.host.block(&cur) {
                         Some(b) => b,
                         None => break,
@@ -214,17 +235,20 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
 
     /// Re-tries every waiting request and sends what is to be sent.
     pub(crate) fn tick(&self) {
-        let outbox = {
+        // Held from taking the relay to sending it, so relays leave in the
+        // order they were acknowledged (a peer pools an account's
+        // transactions only in nonce order).
+        let mut sender = self.sender.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Relayed transactions go first: a proposal that follows finds them
+        // verified in its verifiers' pools.
+        let mut outbox: Vec<_> = relay_messages(self.host.relay());
+        {
             let mut inner = self.lock();
             if inner.failed.is_none() {
                 self.progress(&mut inner);
             }
-            std::mem::take(&mut inner.outbox)
-        };
-        if outbox.is_empty() {
-            return;
+            outbox.append(&mut inner.outbox);
         }
-        let mut sender = self.sender.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (to, gossip) in outbox {
             let Ok(bytes) = cbor4ii::serde::to_vec(Vec::new(), &gossip) else {
                 continue;
@@ -244,7 +268,7 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
             if tx.is_closed() {
                 continue;
             }
-            match inner.verify(&ctx, hash, now) {
+            match inner.verify(&ctx, hash, now, &|txs| self.host.verified(txs)) {
                 Some(ok) => {
                     let _ = tx.send(ok);
                 }
@@ -404,6 +428,26 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
     }
 }
 
+/// `txs` as relay messages to every peer, each within the size limits.
+fn relay_messages(txs: Vec<Signed>) -> Vec<(Recipients<PublicKey>, Gossip)> {
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for tx in txs {
+        let len = tx.body.len() + 100;
+        if !chunk.is_empty() && (chunk.len() == MAX_RELAY_TXS || bytes + len > MAX_ANSWER_BYTES / 2) {
+            out.push((Recipients::All, Gossip::Txs(std::mem::take(&mut chunk))));
+            bytes = 0;
+        }
+        bytes += len;
+        chunk.push(tx);
+    }
+    if !chunk.is_empty() {
+        out.push((Recipients::All, Gossip::Txs(chunk)));
+    }
+    out
+}
+
 impl Inner {
     /// The chain after block `hash`, if it is the finalized head or a block
     /// verified or built here.
@@ -416,14 +460,20 @@ impl Inner {
 
     /// The verdict on block `hash` for `ctx`, or `None` to wait for the
     /// block, its parent, or the clock.
-    fn verify(&mut self, ctx: &Ctx, hash: ContentId, now: u64) -> Option<bool> {
+    fn verify(
+        &mut self,
+        ctx: &Ctx,
+        hash: ContentId,
+        now: u64,
+        verified: &dyn Fn(&[Signed]) -> Vec<bool>,
+    ) -> Option<bool> {
         let parent_hash = block_hash(&ctx.parent.1);
         let leader = node_id(&ctx.leader);
         if let Some(b) = self.built.get(&hash) {
             return Some(b.header.prev == parent_hash && b.header.producer == leader);
         }
         let Some(block) = self.received.get(&hash) else {
-            self.want(hash);
+            self.want_soon(hash, now);
             return None;
         };
         let Ok(header) = block.open_header() else {
@@ -439,7 +489,7 @@ impl Inner {
             self.want(parent_hash);
             return None;
         };
-        match parent.check(block) {
+        match parent.check_with(block, &verified(&block.txs)) {
             Ok((header, state)) => {
                 let chain = Chain::restore(state, header.height, hash, header.time_ms);
                 let block = self.received.remove(&hash)?;
@@ -468,6 +518,15 @@ impl Inner {
 
     fn want(&mut self, hash: ContentId) {
         self.wanted.entry(hash).or_insert(0);
+    }
+
+    /// [`Inner::want`] for a proposal the engine asks about: its leader's
+    /// broadcast is most likely on its way (votes are small and outrun
+    /// it), so peers are asked only if it has not come [`FIRST_ASK_MS`]
+    /// from now.
+    fn want_soon(&mut self, hash: ContentId, now: u64) {
+        let at = now.saturating_sub(ASK_AGAIN_MS).saturating_add(FIRST_ASK_MS).max(1);
+        self.wanted.entry(hash).or_insert(at);
     }
 
     /// Asks all peers for every wanted block not asked for lately.

@@ -49,6 +49,23 @@ pub trait Host: Send + Sync + 'static {
     /// Evidence that `offender` signed conflicting votes (the bytes
     /// [`sharegrid_ledger::consensus::check_evidence`] accepts).
     fn equivocation(&self, offender: NodeId, evidence: Vec<u8>);
+    /// Transactions this host acknowledged since the last call, for the
+    /// other validators: a leader proposes only what its pool holds, so a
+    /// transaction only its acknowledger held would wait for that
+    /// validator's turn to lead (and for ever if it went down).
+    fn relay(&self) -> Vec<Signed> {
+        Vec::new()
+    }
+    /// Transactions another validator acknowledged: checked (signatures
+    /// included) and pooled if they apply, to propose when this validator
+    /// leads. They are not this host's to acknowledge or store.
+    fn relayed(&self, _txs: Vec<Signed>) {}
+    /// For each of `txs`, whether it is exactly (body, signer and
+    /// signature) one this host verified and holds: a block's check does
+    /// not verify those again.
+    fn verified(&self, txs: &[Signed]) -> Vec<bool> {
+        vec![false; txs.len()]
+    }
 }
 
 #[derive(Debug)]

@@ -373,6 +373,16 @@ impl Chain {
 
     /// What [`Chain::apply`] checks; returns the header and the state after.
     pub fn check(&self, block: &Block) -> Result<(Header, State), BlockError> {
+        self.check_with(block, &[])
+    }
+
+    /// [`Chain::check`], taking the signature of transaction `i` as
+    /// verified where `known[i]` (missing entries are false): a validator's
+    /// pool holds transactions whose signatures it verified, and a block
+    /// from a peer mostly repeats them. The caller must answer for each
+    /// transaction exactly (body, signer and signature), not for its id,
+    /// which covers only the body.
+    pub fn check_with(&self, block: &Block, known: &[bool]) -> Result<(Header, State), BlockError> {
         let header = block.open_header()?;
         let height = header.height;
         if height != self.height + 1 {
@@ -415,11 +425,13 @@ impl Chain {
         // Cloning is O(state) per block, as is the root below; blocks carry
         // many transactions, so this is small beside verifying them.
         let mut state = self.state.clone();
-        // Every signature in one batch; if the batch fails, one by one, so
-        // the error names the transaction.
-        let batch_ok = signatures_verify(&block.txs);
+        // Every signature not known in one batch; if the batch fails, one
+        // by one, so the error names the transaction.
+        let known = |i: usize| known.get(i).copied().unwrap_or(false);
+        let unknown = block.txs.iter().enumerate().filter(|(i, _)| !known(*i)).map(|(_, t)| t);
+        let batch_ok = signatures_verify(unknown);
         for (index, tx) in block.txs.iter().enumerate() {
-            let applied = if batch_ok {
+            let applied = if batch_ok || known(index) {
                 state.apply_verified(tx, height)
             } else {
                 state.apply(tx, height)
@@ -444,9 +456,9 @@ impl Chain {
 }
 
 /// Whether every transaction's signature verifies, checked in one batch.
-fn signatures_verify(txs: &[Signed]) -> bool {
+fn signatures_verify<'a>(txs: impl IntoIterator<Item = &'a Signed>) -> bool {
     let items: Vec<_> = txs
-        .iter()
+        .into_iter()
         .map(|t| (t.signer, Domain::Transaction, t.body.as_slice(), t.signature))
         .collect();
     verify_batch(&items).is_ok()

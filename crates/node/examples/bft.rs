@@ -138,6 +138,7 @@ fn measure(ledgers: &[Arc<Ledger>], rate: u64, secs: u64, produce: bool) -> Figu
     for (k, (c, tx)) in txs.into_iter().enumerate() {
         shares[c].push((k, tx));
     }
+    eprintln!("offering load to {} validator(s)", ledgers.len());
     let start = Instant::now();
     let submitters: Vec<_> = shares
         .into_iter()

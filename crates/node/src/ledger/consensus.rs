@@ -106,6 +106,31 @@ impl Host for Ledger {
         self.read().last_certificate().ok().flatten()
     }
 
+    fn relay(&self) -> Vec<Signed> {
+        std::mem::take(&mut *self.relay.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn relayed(&self, txs: Vec<Signed>) {
+        let ok = super::verifier::verdicts(txs.iter());
+        let mut inner = self.lock();
+        let height = inner.chain.height() + 1;
+        for (tx, ok) in txs.into_iter().zip(ok) {
+            if !ok {
+                tracing::debug!(tx = %tx.id().short(), "relayed transaction with a bad signature");
+                continue;
+            }
+            if let Err(why) = inner.pool.admit_relayed(tx, height) {
+                // Already in a block, or not yet applicable here (an
+                // account's earlier transaction still on its way).
+                tracing::trace!(%why, "relayed transaction not pooled");
+            }
+        }
+    }
+
+    fn verified(&self, txs: &[Signed]) -> Vec<bool> {
+        self.lock().pool.holds(txs)
+    }
+
     fn equivocation(&self, offender: NodeId, evidence: Vec<u8>) {
         let tx = self.sign(Op::Equivocation { evidence });
         match self.accept(tx.clone()) {
@@ -285,5 +310,75 @@ mod tests {
         block.certificate = certificate(&g, &keys, 3, &block);
         assert_eq!(ledger.apply_blocks(std::slice::from_ref(&block)).unwrap(), 1);
         assert_eq!(ledger.head().hash, block.hash());
+    }
+
+    #[test]
+    fn a_relayed_transaction_is_pooled_unwritten_until_a_client_submits_it_here() {
+        use crate::ledger::tests::{funded, transfer};
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, clients, genesis) = funded(dir.path(), 2);
+        let tx = transfer(&ledger, &clients[0], 0);
+        let mut forged = transfer(&ledger, &clients[1], 0);
+        forged.signature = transfer(&ledger, &clients[0], 1).signature;
+        Host::relayed(&*ledger, vec![tx.clone(), forged.clone()]);
+        // Pooled (and proposable), the forged one not.
+        assert_eq!(ledger.pending(), 1);
+        assert_eq!(ledger.candidates(10), vec![tx.clone()]);
+        assert_eq!(
+            Host::verified(&*ledger, &[tx.clone(), forged.clone()]),
+            vec![true, false]
+        );
+        let mut resigned = tx.clone();
+        resigned.signature = forged.signature;
+        assert_eq!(
+            Host::verified(&*ledger, &[resigned]),
+            vec![false],
+            "the same body, another signature"
+        );
+        // Not this validator's to keep: gone after a restart...
+        drop(ledger);
+        let key = Arc::new(NodeKey::from_seed([1; 32]));
+        let ledger = Ledger::open(&dir.path().join("ledger.db"), genesis.clone(), key.clone()).unwrap();
+        assert_eq!(ledger.pending(), 0);
+        // ...unless a client submits it here: then it is acknowledged on disk.
+        Host::relayed(&*ledger, vec![tx.clone()]);
+        assert_eq!(ledger.accept(tx.clone()).unwrap(), tx.id());
+        drop(ledger);
+        let ledger = Ledger::open(&dir.path().join("ledger.db"), genesis, key).unwrap();
+        assert_eq!(ledger.candidates(10), vec![tx]);
+    }
+
+    #[test]
+    fn what_a_validator_acknowledges_is_relayed_only_where_there_are_other_validators() {
+        use crate::ledger::tests::{funded, transfer};
+        let dir = tempfile::tempdir().unwrap();
+        let (solo, clients, _) = funded(dir.path(), 1);
+        solo.accept(transfer(&solo, &clients[0], 0)).unwrap();
+        assert!(Host::relay(&*solo).is_empty());
+
+        let (genesis, keys) = network();
+        let client = NodeKey::from_seed([1; 32]);
+        let key = Arc::new(NodeKey::from_seed([2; 32]));
+        assert_eq!(key.id(), keys[1].id());
+        let many = Ledger::open(&dir.path().join("many.db"), genesis, key).unwrap();
+        let tx = Signed::sign(
+            &client,
+            &sharegrid_ledger::Tx {
+                version: sharegrid_ledger::TX_VERSION,
+                chain: many.genesis().hash(),
+                signer: client.id(),
+                nonce: 0,
+                fee: sharegrid_core::Amount(1),
+                expires_at_height: 1_000,
+                op: Op::Transfer {
+                    to: keys[2].id(),
+                    amount: sharegrid_core::Amount(1),
+                },
+            },
+        )
+        .unwrap();
+        many.accept(tx.clone()).unwrap();
+        assert_eq!(Host::relay(&*many), vec![tx]);
+        assert!(Host::relay(&*many).is_empty(), "relayed once");
     }
 }

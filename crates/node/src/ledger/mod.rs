@@ -20,6 +20,7 @@ pub(crate) mod follower;
 mod pool;
 pub(crate) mod producer;
 mod store;
+mod verifier;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -38,7 +39,11 @@ pub use follower::{Applied, Follower, FollowerAction, FollowerInput};
 use pool::{Outcome, Pool, PoolWriter};
 pub use producer::{Produce, Producer};
 pub use store::{FoundTx, LedgerStore, LedgerStoreError};
+use verifier::Verifier;
 
+/// Most acknowledged transactions waiting to be relayed to the other
+/// validators.
+const MAX_RELAY: usize = 65_536;
 /// A transaction's expiry, in blocks from now, when the node signs it.
 const TX_LIFETIME_BLOCKS: u64 = 10_000;
 
@@ -103,6 +108,11 @@ pub struct Ledger {
     reader: Mutex<LedgerStore>,
     /// A third connection, the pool's group-commit writer.
     writer: Mutex<PoolWriter>,
+    /// Concurrent submissions' signatures, checked in batches.
+    verifier: Verifier,
+    /// Acknowledged transactions not yet relayed to the other validators
+    /// (`Host::relay`); kept only where there are others.
+    relay: Mutex<Vec<Signed>>,
     /// Held around every write to `ledger.db` (the chain's or the pool's),
     /// always last: the two writing connections take turns here at once,
     /// not in SQLite's busy handler, which sleeps for milliseconds.
@@ -146,6 +156,8 @@ impl Ledger {
             }),
             reader,
             writer,
+            verifier: Verifier::default(),
+            relay: Mutex::new(Vec::new()),
             gate: Mutex::new(()),
             key,
             genesis,
@@ -157,6 +169,11 @@ impl Ledger {
             let Inner { pool, chain, store, .. } = &mut *inner;
             let stale = pool.restore(chain, pooled);
             store.pool_remove(&stale)?;
+            // The others may never have had them (this validator stopped
+            // before relaying them).
+            let restored: Vec<Signed> = pool.durable().cloned().collect();
+            drop(inner);
+            ledger.to_relay(restored);
         }
         Ok(Arc::new(ledger))
     }
@@ -240,16 +257,23 @@ impl Ledger {
             return Err(AcceptError::NotValidator);
         }
         let id = tx.id();
-        let pooled = self.lock().pool.seq_of(&id);
+        let pooled = self.lock().pool.adopt(&id);
         let seq = match pooled {
             Some(seq) => seq,
             None => {
-                // The signature is checked before the chain's lock is taken:
-                // the costliest check, and it needs no state.
-                tx.open::<Tx>(sharegrid_ledger::MAX_TX_BYTES)
+                // The signature is checked before the chain's lock is taken
+                // (the costliest check, and it needs no state), in a batch
+                // with other callers', after the cheap checks of the body.
+                tx.open_verified::<Tx>(sharegrid_ledger::MAX_TX_BYTES)
                     .map_err(sharegrid_ledger::Rejection::from)?;
+                if !self.verifier.verify(&tx) {
+                    let bad = sharegrid_core::WireError::BadSignature {
+                        kind: <Tx as sharegrid_core::SignedMessage>::KIND,
+                    };
+                    return Err(sharegrid_ledger::Rejection::from(bad).into());
+                }
                 let mut inner = self.lock();
-                match inner.pool.seq_of(&id) {
+                match inner.pool.adopt(&id) {
                     Some(seq) => seq,
                     None => {
                         let height = inner.chain.height() + 1;
@@ -281,6 +305,7 @@ impl Ledger {
         match written {
             Ok(()) => {
                 self.lock().pool.written(&queue);
+                self.to_relay(queue.into_iter().map(|(_, t)| t));
                 Ok(())
             }
             Err(e) => {
@@ -292,6 +317,21 @@ impl Ledger {
                 let _ = store.pool_remove(&stale);
                 Err(AcceptError::Store(e))
             }
+        }
+    }
+
+    /// Queues acknowledged transactions for the other validators, if there
+    /// are any; at most [`MAX_RELAY`] wait (relaying is best effort: what
+    /// is dropped stays in this validator's pool, for its turn to lead).
+    fn to_relay(&self, txs: impl IntoIterator<Item = Signed>) {
+        if self.genesis.validators.len() < 2 {
+            return;
+        }
+        let mut relay = self.relay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        relay.extend(txs);
+        if relay.len() > MAX_RELAY {
+            let over = relay.len() - MAX_RELAY;
+            relay.drain(..over);
         }
     }
 
@@ -474,7 +514,7 @@ mod tests {
     }
 
     /// A validator and `n` funded clients.
-    fn funded(dir: &Path, n: usize) -> (Arc<Ledger>, Vec<NodeKey>, Genesis) {
+    pub(super) fn funded(dir: &Path, n: usize) -> (Arc<Ledger>, Vec<NodeKey>, Genesis) {
         let key = Arc::new(NodeKey::from_seed([1; 32]));
         let clients: Vec<NodeKey> = (0..n).map(|i| NodeKey::from_seed([10 + i as u8; 32])).collect();
         let genesis = Genesis {
@@ -493,7 +533,7 @@ mod tests {
         (ledger, clients, genesis)
     }
 
-    fn transfer(ledger: &Ledger, from: &NodeKey, nonce: u64) -> Signed {
+    pub(super) fn transfer(ledger: &Ledger, from: &NodeKey, nonce: u64) -> Signed {
         let tx = Tx {
             version: TX_VERSION,
             chain: ledger.genesis().hash(),

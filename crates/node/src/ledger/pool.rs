@@ -16,6 +16,13 @@
 //! A pooled transaction's signature was verified when it was admitted (or
 //! read back from disk at start); when the head moves the pool is applied
 //! again to the new state without verifying it again.
+//!
+//! With several validators, a leader proposes only what its own pool
+//! holds, so each validator relays what it acknowledged to the others
+//! (`Host::relay`); they pool those as *relayed*: verified and applied like
+//! their own, proposable at once, but neither written nor acknowledged by
+//! them (the validator that acknowledged one has it on disk). A client that
+//! then submits a relayed transaction here gets it written here too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -31,12 +38,15 @@ struct Pooled {
     seq: u64,
     id: ContentId,
     tx: Signed,
+    /// Another validator's acknowledged transaction, not written here.
+    relayed: bool,
 }
 
 /// Acknowledged transactions waiting for a block.
 pub(super) struct Pool {
     entries: Vec<Pooled>,
-    seqs: HashMap<ContentId, u64>,
+    /// Each entry's index in `entries`.
+    index: HashMap<ContentId, usize>,
     state: State,
     next_seq: u64,
     /// Every entry up to this sequence number is on disk.
@@ -50,7 +60,7 @@ impl Pool {
     pub(super) fn new(chain: &Chain) -> Pool {
         Pool {
             entries: Vec::new(),
-            seqs: HashMap::new(),
+            index: HashMap::new(),
             state: chain.state().clone(),
             next_seq: 1,
             durable: 0,
@@ -71,8 +81,13 @@ impl Pool {
                     self.next_seq += 1;
                     self.durable = seq;
                     let id = tx.id();
-                    self.seqs.insert(id, seq);
-                    self.entries.push(Pooled { seq, id, tx });
+                    self.index.insert(id, self.entries.len());
+                    self.entries.push(Pooled {
+                        seq,
+                        id,
+                        tx,
+                        relayed: false,
+                    });
                 }
                 Err(why) => {
                     tracing::warn!(tx = %tx.id().short(), %why, "pooled transaction no longer applies");
@@ -94,9 +109,52 @@ impl Pool {
         self.entries.len()
     }
 
-    /// The sequence number of a pooled transaction.
-    pub(super) fn seq_of(&self, id: &ContentId) -> Option<u64> {
-        self.seqs.get(id).copied()
+    /// The sequence number of a pooled transaction, to wait on with
+    /// [`PoolWriter::outcome`]; a relayed one becomes this validator's own,
+    /// queued for writing.
+    pub(super) fn adopt(&mut self, id: &ContentId) -> Option<u64> {
+        let i = *self.index.get(id)?;
+        let p = &mut self.entries[i];
+        if p.relayed {
+            p.relayed = false;
+            p.seq = self.next_seq;
+            self.next_seq += 1;
+            self.unwritten.push((p.seq, p.tx.clone()));
+        }
+        Some(p.seq)
+    }
+
+    /// For each of `txs`, whether the pool holds exactly it (body, signer
+    /// and signature): its signature was verified.
+    pub(super) fn holds(&self, txs: &[Signed]) -> Vec<bool> {
+        txs.iter()
+            .map(|t| {
+                self.index.get(&t.id()).is_some_and(|&i| {
+                    let p = &self.entries[i].tx;
+                    p.signer == t.signer && p.signature == t.signature
+                })
+            })
+            .collect()
+    }
+
+    /// Pools `tx`, acknowledged by another validator, whose signature the
+    /// caller verified, if it is new here and applies to the pool's state.
+    pub(super) fn admit_relayed(&mut self, tx: Signed, height: u64) -> Result<(), Rejection> {
+        let id = tx.id();
+        if self.index.contains_key(&id) {
+            return Ok(());
+        }
+        self.state.apply_verified(&tx, height)?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.index.insert(id, self.entries.len());
+        self.entries.push(Pooled {
+            seq,
+            id,
+            tx,
+            relayed: true,
+        });
+        Ok(())
     }
 
     /// Checks `tx`, whose signature the caller verified, against the
@@ -107,21 +165,30 @@ impl Pool {
         let seq = self.next_seq;
         self.next_seq += 1;
         let id = tx.id();
-        self.seqs.insert(id, seq);
+        self.index.insert(id, self.entries.len());
         self.unwritten.push((seq, tx.clone()));
-        self.entries.push(Pooled { seq, id, tx });
+        self.entries.push(Pooled {
+            seq,
+            id,
+            tx,
+            relayed: false,
+        });
         Ok(seq)
     }
 
-    /// The transactions on disk, oldest first: what a block may take.
+    /// The transactions on disk (here, or relayed from the validator that
+    /// has them on disk), oldest first: what a block may take.
     pub(super) fn durable(&self) -> impl Iterator<Item = &Signed> {
         let upto = self.durable;
-        self.entries.iter().take_while(move |p| p.seq <= upto).map(|p| &p.tx)
+        self.entries
+            .iter()
+            .take_while(move |p| p.relayed || p.seq <= upto)
+            .map(|p| &p.tx)
     }
 
     /// Whether any transaction on disk waits.
     pub(super) fn has_durable(&self) -> bool {
-        self.entries.first().is_some_and(|p| p.seq <= self.durable)
+        self.entries.first().is_some_and(|p| p.relayed || p.seq <= self.durable)
     }
 
     /// Applies the pool again on `chain`'s new head, leaving out `gone`
@@ -143,7 +210,7 @@ impl Pool {
                 }
             })
             .collect();
-        self.seqs = self.entries.iter().map(|p| (p.id, p.seq)).collect();
+        self.index = self.entries.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
         self.state = state;
         stale
     }
