@@ -51,8 +51,9 @@ enum Gossip {
     /// Blocks: a proposal, or an answer (a block and its ancestors,
     /// newest first).
     Blocks(Vec<Block>),
-    /// Send me the block with this hash, and its ancestors.
-    Want(ContentId),
+    /// Send me the block with this hash, and its ancestors above this
+    /// height (the asker's finalized head).
+    Want(ContentId, u64),
     /// Transactions the sender acknowledged, for any leader to propose.
     Txs(Vec<Signed>),
 }
@@ -178,8 +179,8 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
                         inner.receive(block);
                     }
                 }
-                Gossip::Want(hash) => {
-                    let answer = self.answer(&inner, hash);
+                Gossip::Want(hash, have) => {
+                    let answer = self.answer(&inner, hash, have);
                     if !answer.is_empty() {
                         inner.outbox.push((Recipients::One(from), Gossip::Blocks(answer)));
                     }
@@ -197,13 +198,12 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
         self.tick();
     }
 
-    /// A block and as many of its ancestors as fit, newest first. For a
-    /// block not finalized here (a proposal a peer's votes outran), only
-    /// the ancestors not finalized either: the peer is in step and has the
-    /// rest, and sending it megabytes of them on every late proposal would
-    /// hold back both. A peer catching up asks for finalized blocks, and
-    /// gets them with their ancestors.
-    fn answer(&self, inner: &Inner, hash: ContentId) -> Vec<Block> {
+    /// A block and as many of its ancestors above height `have` (what the
+    /// asker has finalized) as fit, newest first. For a block not finalized
+    /// here (a proposal a peer's votes outran), only the ancestors not
+    /// finalized either: sending a peer in step megabytes of blocks it has
+    /// on every late proposal would hold back both.
+    fn answer(&self, inner: &Inner, hash: ContentId, have: u64) -> Vec<Block> {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut cur = hash;
@@ -223,7 +223,10 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
             if !out.is_empty() && bytes > MAX_ANSWER_BYTES / 2 {
                 break;
             }
-            let Ok(header) = block.open_header() else { break };
+            let Ok(header) = block.peek_header() else { break };
+            if !out.is_empty() && header.height <= have {
+                break;
+            }
             out.push(block);
             if header.height <= 1 {
                 break;
@@ -366,7 +369,7 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
                     inner.want(cur);
                     break false;
                 };
-                let Ok(header) = block.open_header() else {
+                let Ok(header) = block.peek_header() else {
                     inner.received.remove(&cur);
                     inner.want(cur);
                     break false;
@@ -476,7 +479,7 @@ impl Inner {
             self.want_soon(hash, now);
             return None;
         };
-        let Ok(header) = block.open_header() else {
+        let Ok(header) = block.peek_header() else {
             return Some(false);
         };
         if header.prev != parent_hash || header.producer != leader {
@@ -508,7 +511,7 @@ impl Inner {
         if self.built.contains_key(&hash) || self.received.contains_key(&hash) {
             return;
         }
-        let Ok(header) = block.open_header() else { return };
+        let Ok(header) = block.peek_header() else { return };
         if header.height <= self.finalized.height() || self.received.len() >= MAX_RECEIVED {
             return;
         }
@@ -539,7 +542,8 @@ impl Inner {
             .collect();
         for h in due {
             self.wanted.insert(h, now.max(1));
-            self.outbox.push((Recipients::All, Gossip::Want(h)));
+            self.outbox
+                .push((Recipients::All, Gossip::Want(h, self.finalized.height())));
         }
     }
 
@@ -548,7 +552,7 @@ impl Inner {
         let height = self.finalized.height();
         self.built.retain(|_, b| b.header.height > height);
         self.received
-            .retain(|_, b| b.open_header().map(|h| h.height > height).unwrap_or(false));
+            .retain(|_, b| b.peek_header().map(|h| h.height > height).unwrap_or(false));
         let known: Vec<ContentId> = self.received.keys().chain(self.built.keys()).copied().collect();
         for h in known {
             self.wanted.remove(&h);

@@ -89,6 +89,13 @@ impl Block {
     pub fn open_header(&self) -> Result<Header, WireError> {
         self.header.open(MAX_HEADER_BYTES)
     }
+
+    /// The header without checking its signature: to route a block by its
+    /// height and parent, never to accept it (that is [`Chain::check`],
+    /// which checks the signature).
+    pub fn peek_header(&self) -> Result<Header, WireError> {
+        self.header.open_verified(MAX_HEADER_BYTES)
+    }
 }
 
 /// The commitment to a block's transactions: BLAKE3 over their ids in order.

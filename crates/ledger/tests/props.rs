@@ -260,6 +260,37 @@ fn the_same_transaction_offered_twice_enters_a_block_once() {
     assert_eq!(blocks[0].txs.len(), 1);
 }
 
+#[test]
+fn a_block_check_takes_as_verified_only_the_signatures_the_caller_names() {
+    let chain = Chain::new(&genesis_of(&[1_000, 1_000])).unwrap();
+    let pay = |from: u8, nonce| {
+        tx(
+            &key(from),
+            nonce,
+            Op::Transfer {
+                to: key(1 - from).id(),
+                amount: Amount(5),
+            },
+        )
+    };
+    let good = pay(0, 0);
+    let mut forged = pay(1, 0);
+    forged.signature = pay(0, 1).signature;
+    // A leader that skipped verifying (as from a pool) can build it...
+    let block = chain
+        .propose_verified(&key(VALIDATOR), vec![good, forged], 0)
+        .unwrap()
+        .block;
+    assert_eq!(block.txs.len(), 2);
+    // ...and every check refuses it unless told the forged one is verified.
+    let refused = |r: Result<_, BlockError>| matches!(r, Err(BlockError::Tx { index: 1, .. }));
+    assert!(refused(chain.check(&block)));
+    assert!(refused(chain.check_with(&block, &[])));
+    assert!(refused(chain.check_with(&block, &[true])));
+    assert!(refused(chain.check_with(&block, &[true, false])));
+    assert!(chain.check_with(&block, &[true, true]).is_ok());
+}
+
 /// A header like `b`'s with `edit` applied, re-signed by `signer`.
 fn reforge(b: &Block, signer: &NodeKey, edit: impl FnOnce(&mut Header)) -> Block {
     let mut h = b.open_header().unwrap();
