@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use sharegrid_core::{Amount, ContentId, NodeKey, Signed};
 use sharegrid_ledger::{Allocation, Genesis, Op, Params, TX_VERSION, Tx};
 use sharegrid_node::testnet::ValidatorSet;
-use sharegrid_node::{Consensus, Ledger, LedgerSettings};
+use sharegrid_node::{Ledger, LedgerSettings};
 
 const CLIENTS: usize = 64;
 
@@ -211,18 +211,7 @@ fn main() {
         leader_timeout_ms: 1_000,
         ..LedgerSettings::default()
     };
-    let mut ledgers = Vec::new();
-    let mut running: Vec<Consensus> = Vec::new();
-    for (i, key) in set.keys.iter().enumerate() {
-        let home = dir.path().join(format!("v{i}"));
-        std::fs::create_dir_all(&home).unwrap();
-        let l = Ledger::open(&home.join("ledger.db"), g.clone(), key.clone()).unwrap();
-        let c = Consensus::start(&l, key.clone(), &set.settings(i, &base), home.join("consensus"))
-            .unwrap()
-            .unwrap();
-        ledgers.push(l);
-        running.push(c);
-    }
+    let (ledgers, running) = set.start_ledgers(dir.path(), &g, &base).unwrap();
     // Steady state, not start-up: the validators have found each other
     // and finalized a first (empty) block before load is offered.
     let mut heads = ledgers[0].subscribe();

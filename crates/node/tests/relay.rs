@@ -11,7 +11,7 @@ use std::time::Duration;
 use sharegrid_core::{Amount, NodeKey, Signed};
 use sharegrid_ledger::{Allocation, Genesis, Op, Params, TX_VERSION, Tx};
 use sharegrid_node::testnet::ValidatorSet;
-use sharegrid_node::{Consensus, Ledger, LedgerSettings};
+use sharegrid_node::{Consensus, LedgerSettings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_whose_validator_stops_before_leading_is_finalized_by_the_others() {
@@ -32,18 +32,8 @@ async fn a_transfer_whose_validator_stops_before_leading_is_finalized_by_the_oth
         leader_timeout_ms: 1_000,
         ..LedgerSettings::default()
     };
-    let mut ledgers = Vec::new();
-    let mut running: Vec<Option<Consensus>> = Vec::new();
-    for (i, key) in set.keys.iter().enumerate() {
-        let home = dir.path().join(format!("v{i}"));
-        std::fs::create_dir_all(&home).unwrap();
-        let l = Ledger::open(&home.join("ledger.db"), genesis.clone(), key.clone()).unwrap();
-        let c = Consensus::start(&l, key.clone(), &set.settings(i, &base), home.join("consensus"))
-            .unwrap()
-            .unwrap();
-        ledgers.push(l);
-        running.push(Some(c));
-    }
+    let (ledgers, running) = set.start_ledgers(dir.path(), &genesis, &base).unwrap();
+    let mut running: Vec<Option<Consensus>> = running.into_iter().map(Some).collect();
     let mut heads = ledgers[0].subscribe();
     tokio::time::timeout(Duration::from_secs(60), heads.wait_for(|h| *h >= 1))
         .await

@@ -76,19 +76,7 @@ impl Pool {
         let mut stale = Vec::new();
         for tx in txs {
             match state.apply(&tx, height) {
-                Ok(()) => {
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    self.durable = seq;
-                    let id = tx.id();
-                    self.index.insert(id, self.entries.len());
-                    self.entries.push(Pooled {
-                        seq,
-                        id,
-                        tx,
-                        relayed: false,
-                    });
-                }
+                Ok(()) => self.durable = self.push(tx, false),
                 Err(why) => {
                     tracing::warn!(tx = %tx.id().short(), %why, "pooled transaction no longer applies");
                     stale.push(tx.id());
@@ -97,6 +85,17 @@ impl Pool {
         }
         self.state = state;
         stale
+    }
+
+    /// Appends an entry (already applied to the state); returns its
+    /// sequence number.
+    fn push(&mut self, tx: Signed, relayed: bool) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let id = tx.id();
+        self.index.insert(id, self.entries.len());
+        self.entries.push(Pooled { seq, id, tx, relayed });
+        seq
     }
 
     /// The state with every pooled transaction applied.
@@ -145,15 +144,7 @@ impl Pool {
             return Ok(());
         }
         self.state.apply_verified(&tx, height)?;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.index.insert(id, self.entries.len());
-        self.entries.push(Pooled {
-            seq,
-            id,
-            tx,
-            relayed: true,
-        });
+        self.push(tx, true);
         Ok(())
     }
 
@@ -162,18 +153,8 @@ impl Pool {
     /// returns its sequence number, to wait on with [`PoolWriter::outcome`].
     pub(super) fn admit_verified(&mut self, tx: Signed, height: u64) -> Result<u64, Rejection> {
         self.state.apply_verified(&tx, height)?;
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let id = tx.id();
-        self.index.insert(id, self.entries.len());
-        self.unwritten.push((seq, tx.clone()));
-        self.entries.push(Pooled {
-            seq,
-            id,
-            tx,
-            relayed: false,
-        });
-        Ok(seq)
+        self.unwritten.push((self.next_seq, tx.clone()));
+        Ok(self.push(tx, false))
     }
 
     /// The transactions on disk (here, or relayed from the validator that

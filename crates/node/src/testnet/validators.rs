@@ -3,13 +3,15 @@
 //! naming the others.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::Arc;
 
 use sharegrid_core::{NodeId, NodeKey};
+use sharegrid_ledger::Genesis;
 
 use super::{TestNode, TestnetError};
 use crate::config::LedgerSettings;
-use crate::ledger::Consensus;
+use crate::ledger::{Consensus, Ledger};
 
 /// The seed of the `i`th validator-only node's key (`i` from 1).
 pub const VALIDATOR_SEED: u8 = 150;
@@ -33,6 +35,31 @@ impl ValidatorSet {
         }
         let addrs = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
         Ok(ValidatorSet { keys, addrs })
+    }
+
+    /// A ledger for each validator, in `dir/v{i}`, on `genesis`, each
+    /// ordering by consensus with `base`'s settings (and its own address):
+    /// the ledgers, and their consensus, which stops when dropped.
+    pub fn start_ledgers(
+        &self,
+        dir: &Path,
+        genesis: &Genesis,
+        base: &LedgerSettings,
+    ) -> Result<(Vec<Arc<Ledger>>, Vec<Consensus>), TestnetError> {
+        let mut ledgers = Vec::new();
+        let mut running = Vec::new();
+        for (i, key) in self.keys.iter().enumerate() {
+            let home = dir.join(format!("v{i}"));
+            std::fs::create_dir_all(&home).map_err(|e| TestnetError::Start(e.to_string()))?;
+            let ledger = Ledger::open(&home.join("ledger.db"), genesis.clone(), key.clone())
+                .map_err(|e| TestnetError::Start(e.to_string()))?;
+            let consensus = Consensus::start(&ledger, key.clone(), &self.settings(i, base), home.join("consensus"))
+                .map_err(TestnetError::Start)?
+                .ok_or_else(|| TestnetError::Start(format!("validator {i} is not in the genesis")))?;
+            ledgers.push(ledger);
+            running.push(consensus);
+        }
+        Ok((ledgers, running))
     }
 
     /// Their node ids, in order.
