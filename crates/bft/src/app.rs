@@ -24,7 +24,7 @@ use sharegrid_core::{ContentId, NodeId, NodeKey, Signed};
 use sharegrid_ledger::consensus::{
     Activity, Digest, PublicKey, block_hash, digest, encode_evidence, node_id, offender,
 };
-use sharegrid_ledger::{Block, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
+use sharegrid_ledger::{Block, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, txs_root};
 
 use crate::host::{Committed, Host};
 
@@ -141,17 +141,7 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
             validators: Arc::new(validators),
             pace,
             clock,
-            inner: Arc::new(Mutex::new(Inner {
-                finalized,
-                built: HashMap::new(),
-                received: HashMap::new(),
-                verifies: Vec::new(),
-                proposals: Vec::new(),
-                finals: BTreeMap::new(),
-                wanted: HashMap::new(),
-                outbox: Vec::new(),
-                failed: None,
-            })),
+            inner: Arc::new(Mutex::new(Inner::new(finalized))),
             sender: Arc::new(Mutex::new(sender)),
         }
     }
@@ -398,6 +388,14 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
                         let Some(block) = inner.received.get(h).cloned() else {
                             return;
                         };
+                        if !genuine(&block) {
+                            // Not the finalized block, a bad copy of it:
+                            // another copy, not a halt.
+                            inner.received.remove(h);
+                            inner.want(*h);
+                            inner.ask(now);
+                            return;
+                        }
                         match inner.finalized.check(&block) {
                             Ok((header, state)) => Built {
                                 chain: Chain::restore(state, header.height, *h, header.time_ms),
@@ -431,6 +429,16 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
     }
 }
 
+/// Whether `block` is as its producer made it: the header's signature
+/// verifies and the transactions are those the header commits to. A block's
+/// hash covers only its header, so a copy tampered with on the way, or by a
+/// peer, has the genuine block's hash; it says nothing of the proposal and
+/// is dropped and asked for again, never voted against or taken for a
+/// finalized block that fails its checks.
+fn genuine(block: &Block) -> bool {
+    block.open_header().is_ok_and(|h| txs_root(&block.txs) == h.txs)
+}
+
 /// `txs` as relay messages to every peer, each within the size limits.
 fn relay_messages(txs: Vec<Signed>) -> Vec<(Recipients<PublicKey>, Gossip)> {
     let mut out = Vec::new();
@@ -452,6 +460,20 @@ fn relay_messages(txs: Vec<Signed>) -> Vec<(Recipients<PublicKey>, Gossip)> {
 }
 
 impl Inner {
+    fn new(finalized: Chain) -> Inner {
+        Inner {
+            finalized,
+            built: HashMap::new(),
+            received: HashMap::new(),
+            verifies: Vec::new(),
+            proposals: Vec::new(),
+            finals: BTreeMap::new(),
+            wanted: HashMap::new(),
+            outbox: Vec::new(),
+            failed: None,
+        }
+    }
+
     /// The chain after block `hash`, if it is the finalized head or a block
     /// verified or built here.
     fn chain_at(&self, hash: &ContentId) -> Option<&Chain> {
@@ -479,6 +501,11 @@ impl Inner {
             self.want_soon(hash, now);
             return None;
         };
+        if !genuine(block) {
+            self.received.remove(&hash);
+            self.want(hash);
+            return None;
+        }
         let Ok(header) = block.peek_header() else {
             return Some(false);
         };
@@ -630,5 +657,71 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> Reporter for App<H, S> {
             }
         }
         Feedback::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use commonware_consensus::types::{Epoch, Round, View};
+    use sharegrid_core::Amount;
+    use sharegrid_ledger::consensus::public_key;
+    use sharegrid_ledger::{Allocation, Genesis, Op, Params, TX_VERSION, Tx};
+
+    use super::*;
+
+    #[test]
+    fn a_tampered_copy_of_a_proposal_is_dropped_and_asked_for_again_not_voted_against() {
+        let leader = NodeKey::from_seed([1; 32]);
+        let client = NodeKey::from_seed([9; 32]);
+        let genesis = Genesis {
+            validators: (1..=4).map(|i| NodeKey::from_seed([i; 32]).id()).collect(),
+            params: Params::new(leader.id(), 0, Amount(1)),
+            balances: vec![Allocation {
+                account: client.id(),
+                amount: Amount(1_000),
+            }],
+            stakes: Vec::new(),
+        };
+        let chain = Chain::new(&genesis).unwrap();
+        let pay = |nonce| {
+            let tx = Tx {
+                version: TX_VERSION,
+                chain: genesis.hash(),
+                signer: client.id(),
+                nonce,
+                fee: Amount(1),
+                expires_at_height: 100,
+                op: Op::Transfer {
+                    to: leader.id(),
+                    amount: Amount(5),
+                },
+            };
+            Signed::sign(&client, &tx).unwrap()
+        };
+        let block = chain.propose(&leader, vec![pay(0)], 1).unwrap().block;
+        let hash = block.hash();
+        let mut tampered = block.clone();
+        tampered.txs = vec![pay(1)];
+        assert_eq!(tampered.hash(), hash, "a block's hash covers its header only");
+        let ctx = Ctx {
+            round: Round::new(Epoch::zero(), View::new(1)),
+            leader: public_key(&leader.id()).unwrap(),
+            parent: (View::zero(), digest(&chain.head())),
+        };
+        let mut inner = Inner::new(chain);
+        let unknown = |txs: &[Signed]| vec![false; txs.len()];
+
+        inner.receive(tampered);
+        assert_eq!(inner.verify(&ctx, hash, 10, &unknown), None, "no verdict on a bad copy");
+        assert!(!inner.received.contains_key(&hash));
+        inner.ask(10);
+        assert!(
+            matches!(inner.outbox.last(), Some((Recipients::All, Gossip::Want(h, 0))) if *h == hash),
+            "asked for again"
+        );
+        inner.receive(block);
+        assert_eq!(inner.verify(&ctx, hash, 10, &unknown), Some(true));
     }
 }
