@@ -462,8 +462,9 @@ impl Chain {
     }
 }
 
-/// Whether every transaction's signature verifies, checked in one batch.
-fn signatures_verify<'a>(txs: impl IntoIterator<Item = &'a Signed>) -> bool {
+/// Whether every transaction's signature verifies, checked in one batch:
+/// the check every validator applies to a block's transactions.
+pub fn signatures_verify<'a>(txs: impl IntoIterator<Item = &'a Signed>) -> bool {
     let items: Vec<_> = txs
         .into_iter()
         .map(|t| (t.signer, Domain::Transaction, t.body.as_slice(), t.signature))

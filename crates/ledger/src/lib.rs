@@ -30,7 +30,10 @@ mod standing;
 mod state;
 mod tx;
 
-pub use block::{BLOCK_VERSION, Block, BlockError, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Proposal, txs_root};
+pub use block::{
+    BLOCK_VERSION, Block, BlockError, Chain, Header, MAX_BLOCK_BYTES, MAX_BLOCK_TXS, Proposal, signatures_verify,
+    txs_root,
+};
 pub use fault::{Dispute, HeldClaim, MAX_EVIDENCE, Rerun, Said};
 pub use standing::Unpayable;
 pub use state::{Account, Allocation, Escrow, Genesis, MAX_TX_BYTES, Params, Stake, State};

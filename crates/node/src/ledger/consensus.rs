@@ -361,22 +361,7 @@ mod tests {
         let key = Arc::new(NodeKey::from_seed([2; 32]));
         assert_eq!(key.id(), keys[1].id());
         let many = Ledger::open(&dir.path().join("many.db"), genesis, key).unwrap();
-        let tx = Signed::sign(
-            &client,
-            &sharegrid_ledger::Tx {
-                version: sharegrid_ledger::TX_VERSION,
-                chain: many.genesis().hash(),
-                signer: client.id(),
-                nonce: 0,
-                fee: sharegrid_core::Amount(1),
-                expires_at_height: 1_000,
-                op: Op::Transfer {
-                    to: keys[2].id(),
-                    amount: sharegrid_core::Amount(1),
-                },
-            },
-        )
-        .unwrap();
+        let tx = transfer(&many, &client, 0);
         many.accept(tx.clone()).unwrap();
         assert_eq!(Host::relay(&*many), vec![tx]);
         assert!(Host::relay(&*many).is_empty(), "relayed once");

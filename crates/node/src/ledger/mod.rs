@@ -324,7 +324,7 @@ impl Ledger {
     /// are any; at most [`MAX_RELAY`] wait (relaying is best effort: what
     /// is dropped stays in this validator's pool, for its turn to lead).
     fn to_relay(&self, txs: impl IntoIterator<Item = Signed>) {
-        if self.genesis.validators.len() < 2 {
+        if !self.is_bft() {
             return;
         }
         let mut relay = self.relay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -127,12 +127,7 @@ impl Pool {
     /// and signature): its signature was verified.
     pub(super) fn holds(&self, txs: &[Signed]) -> Vec<bool> {
         txs.iter()
-            .map(|t| {
-                self.index.get(&t.id()).is_some_and(|&i| {
-                    let p = &self.entries[i].tx;
-                    p.signer == t.signer && p.signature == t.signature
-                })
-            })
+            .map(|t| self.index.get(&t.id()).is_some_and(|&i| self.entries[i].tx == *t))
             .collect()
     }
 
@@ -169,7 +164,7 @@ impl Pool {
 
     /// Whether any transaction on disk waits.
     pub(super) fn has_durable(&self) -> bool {
-        self.entries.first().is_some_and(|p| p.relayed || p.seq <= self.durable)
+        self.durable().next().is_some()
     }
 
     /// Applies the pool again on `chain`'s new head, leaving out `gone`

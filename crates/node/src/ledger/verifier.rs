@@ -1,23 +1,24 @@
 //! Transaction signatures of concurrent submissions, checked together.
 //!
-//! One strict ed25519 verification costs about three times a signature's
-//! share of a batch verification (perf of `bench/bft.sh`: accept's strict
-//! checks took 14 % of the four validators' CPU, the batch checks of the
-//! same transactions in three other validators' blocks 13 %). A validator
+//! One strict ed25519 verification costs about twice a signature's share
+//! of a batch verification (perf of `bench/bft.sh`: accept's strict checks
+//! took 10 % of the four validators' CPU, the batch checks of the same
+//! transactions in three other validators' blocks 14 %). A validator
 //! meets many clients at once, so each caller queues its transaction and
 //! waits for a turn; the first to get one checks everything queued (its
 //! own among it) in one batch and leaves the verdicts for the others, as
 //! the pool's group commit shares an fsync.
 //!
 //! The batch check is the one every validator applies to a block's
-//! transactions ([`sharegrid_core::verify_batch`]), so a transaction
+//! transactions ([`sharegrid_ledger::signatures_verify`]), so a transaction
 //! acknowledged here passes there. A batch that fails is checked one by one,
 //! strictly, so a bad signature costs only its sender.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use sharegrid_core::{Domain, Signed, verify_batch};
+use sharegrid_core::{Domain, Signed};
+use sharegrid_ledger::signatures_verify;
 
 /// Most transactions in one batch (a larger queue is checked in turns).
 const MAX_BATCH: usize = 1_024;
@@ -61,7 +62,7 @@ impl Verifier {
                 let take = q.waiting.len().min(MAX_BATCH);
                 q.waiting.drain(..take).collect::<Vec<_>>()
             };
-            let verdicts = check(&batch);
+            let verdicts = verdicts(batch.iter().map(|(_, t)| t));
             let mut q = self.queue();
             let mut mine = None;
             for ((t, _), ok) in batch.iter().zip(verdicts) {
@@ -79,19 +80,11 @@ impl Verifier {
     }
 }
 
-fn check(batch: &[(u64, Signed)]) -> Vec<bool> {
-    verdicts(batch.iter().map(|(_, t)| t))
-}
-
 /// Each transaction's verdict: all at once when the batch verifies, else
 /// one by one.
 pub(super) fn verdicts<'a>(txs: impl Iterator<Item = &'a Signed> + Clone) -> Vec<bool> {
-    let items: Vec<_> = txs
-        .clone()
-        .map(|t| (t.signer, Domain::Transaction, t.body.as_slice(), t.signature))
-        .collect();
-    if verify_batch(&items).is_ok() {
-        return vec![true; items.len()];
+    if signatures_verify(txs.clone()) {
+        return vec![true; txs.count()];
     }
     txs.map(|t| t.signer.verify(Domain::Transaction, &t.body, &t.signature).is_ok())
         .collect()
