@@ -39,6 +39,8 @@ const MAX_RELAY_TXS: usize = 2_048;
 /// How long a proposal the engine asks about may take to arrive from its
 /// leader before peers are asked for it.
 const FIRST_ASK_MS: u64 = 50;
+/// Most received blocks checked in a row to reach a proposal's parent.
+const MAX_REACH: usize = 64;
 /// How long before asking again for a block no peer has sent.
 const ASK_AGAIN_MS: u64 = 250;
 /// How far ahead of this validator's clock a block's time may be before it
@@ -287,10 +289,11 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
     /// pace allows; `None` to wait.
     fn propose_on(&self, inner: &mut Inner, ctx: &Ctx, now: u64) -> Option<Digest> {
         let parent_hash = block_hash(&ctx.parent.1);
-        let Some(parent) = inner.chain_at(&parent_hash) else {
-            inner.want(parent_hash);
+        if let Err(missing) = inner.reach(parent_hash, &|txs| self.host.verified(txs)) {
+            inner.want(missing);
             return None;
-        };
+        }
+        let parent = inner.chain_at(&parent_hash)?;
         let earliest = parent.time_ms().saturating_add(self.pace.min_block_ms);
         if now < earliest {
             return None;
@@ -388,20 +391,20 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
                         let Some(block) = inner.received.get(h).cloned() else {
                             return;
                         };
-                        if !genuine(&block) {
-                            // Not the finalized block, a bad copy of it:
-                            // another copy, not a halt.
-                            inner.received.remove(h);
-                            inner.want(*h);
-                            inner.ask(now);
-                            return;
-                        }
                         match inner.finalized.check(&block) {
                             Ok((header, state)) => Built {
                                 chain: Chain::restore(state, header.height, *h, header.time_ms),
                                 block,
                                 header,
                             },
+                            Err(_) if !genuine(&block) => {
+                                // Not the finalized block, a bad copy of it:
+                                // another copy, not a halt.
+                                inner.received.remove(h);
+                                inner.want(*h);
+                                inner.ask(now);
+                                return;
+                            }
                             Err(e) => {
                                 inner.failed = Some(format!("finalized block {} fails its checks: {e}", h.short()));
                                 tracing::error!(failed = ?inner.failed, "consensus stopped");
@@ -434,7 +437,8 @@ impl<H: Host, S: Sender<PublicKey = PublicKey>> App<H, S> {
 /// hash covers only its header, so a copy tampered with on the way, or by a
 /// peer, has the genuine block's hash; it says nothing of the proposal and
 /// is dropped and asked for again, never voted against or taken for a
-/// finalized block that fails its checks.
+/// finalized block that fails its checks. Asked only of a block that failed
+/// them (a genuine block's checks include these two).
 fn genuine(block: &Block) -> bool {
     block.open_header().is_ok_and(|h| txs_root(&block.txs) == h.txs)
 }
@@ -483,6 +487,50 @@ impl Inner {
         self.built.get(hash).map(|b| &b.chain)
     }
 
+    /// Makes the chain after block `hash` known ([`Inner::chain_at`]): a
+    /// block received but never verified here — the parent of a proposal,
+    /// notarized while this validator was behind, so the engine never asked
+    /// it to — is checked now on its own parent, oldest first, and kept as
+    /// verified. Without this, a validator that missed one block could not
+    /// verify any proposal built on it until it was finalized, which may
+    /// need this validator's vote. `Err` names a block to ask peers for.
+    fn reach(&mut self, hash: ContentId, verified: &dyn Fn(&[Signed]) -> Vec<bool>) -> Result<(), ContentId> {
+        let mut path = Vec::new();
+        let mut cur = hash;
+        while self.chain_at(&cur).is_none() {
+            let Some(header) = self.received.get(&cur).and_then(|b| b.peek_header().ok()) else {
+                return Err(cur);
+            };
+            if header.height <= self.finalized.height() || path.len() >= MAX_REACH {
+                return Err(cur);
+            }
+            path.push(cur);
+            cur = header.prev;
+        }
+        for h in path.into_iter().rev() {
+            let (Some(parent), Some(block)) = (self.chain_at(&cur), self.received.get(&h)) else {
+                return Err(h);
+            };
+            match parent.check_with(block, &verified(&block.txs)) {
+                Ok((header, state)) => {
+                    let chain = Chain::restore(state, header.height, h, header.time_ms);
+                    let Some(block) = self.received.remove(&h) else {
+                        return Err(h);
+                    };
+                    self.built.insert(h, Built { block, header, chain });
+                }
+                Err(e) => {
+                    // A bad copy (or, past f faults, a bad block): another.
+                    tracing::debug!(block = %h.short(), %e, "received block fails its checks");
+                    self.received.remove(&h);
+                    return Err(h);
+                }
+            }
+            cur = h;
+        }
+        Ok(())
+    }
+
     /// The verdict on block `hash` for `ctx`, or `None` to wait for the
     /// block, its parent, or the clock.
     fn verify(
@@ -501,11 +549,8 @@ impl Inner {
             self.want_soon(hash, now);
             return None;
         };
-        if !genuine(block) {
-            self.received.remove(&hash);
-            self.want(hash);
-            return None;
-        }
+        // The header is the leader's: its bytes are what `hash` names (a
+        // copy's signature and transactions are checked below).
         let Ok(header) = block.peek_header() else {
             return Some(false);
         };
@@ -515,8 +560,11 @@ impl Inner {
         if header.time_ms > now.saturating_add(MAX_CLOCK_SKEW_MS) {
             return None;
         }
-        let Some(parent) = self.chain_at(&parent_hash) else {
-            self.want(parent_hash);
+        if let Err(missing) = self.reach(parent_hash, verified) {
+            self.want(missing);
+            return None;
+        }
+        let (Some(parent), Some(block)) = (self.chain_at(&parent_hash), self.received.get(&hash)) else {
             return None;
         };
         match parent.check_with(block, &verified(&block.txs)) {
@@ -525,6 +573,11 @@ impl Inner {
                 let block = self.received.remove(&hash)?;
                 self.built.insert(hash, Built { block, header, chain });
                 Some(true)
+            }
+            Err(_) if !genuine(block) => {
+                self.received.remove(&hash);
+                self.want(hash);
+                None
             }
             Err(e) => {
                 tracing::warn!(block = %hash.short(), %e, "proposal refused");
@@ -671,8 +724,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_tampered_copy_of_a_proposal_is_dropped_and_asked_for_again_not_voted_against() {
+    /// A genesis of four validators (seeds 1 to 4) and one funded client
+    /// (seed 9), and a transfer from it with `nonce`.
+    fn network() -> (Genesis, impl Fn(u64) -> Signed) {
         let leader = NodeKey::from_seed([1; 32]);
         let client = NodeKey::from_seed([9; 32]);
         let genesis = Genesis {
@@ -684,11 +738,11 @@ mod tests {
             }],
             stakes: Vec::new(),
         };
-        let chain = Chain::new(&genesis).unwrap();
-        let pay = |nonce| {
+        let chain = genesis.hash();
+        let pay = move |nonce| {
             let tx = Tx {
                 version: TX_VERSION,
-                chain: genesis.hash(),
+                chain,
                 signer: client.id(),
                 nonce,
                 fee: Amount(1),
@@ -700,16 +754,53 @@ mod tests {
             };
             Signed::sign(&client, &tx).unwrap()
         };
+        (genesis, pay)
+    }
+
+    fn context(view: u64, leader: &NodeKey, parent: (u64, ContentId)) -> Ctx {
+        Ctx {
+            round: Round::new(Epoch::zero(), View::new(view)),
+            leader: public_key(&leader.id()).unwrap(),
+            parent: (View::new(parent.0), digest(&parent.1)),
+        }
+    }
+
+    #[test]
+    fn a_proposal_on_a_parent_this_validator_never_verified_is_verified_once_the_parent_is_here() {
+        let (genesis, pay) = network();
+        let (one, two) = (NodeKey::from_seed([1; 32]), NodeKey::from_seed([2; 32]));
+        let chain = Chain::new(&genesis).unwrap();
+        let p1 = chain.propose(&one, vec![pay(0)], 1).unwrap();
+        let b1 = p1.block.clone();
+        let after1 = Chain::restore(p1.state, 1, b1.hash(), 1);
+        let b2 = after1.propose(&two, vec![pay(1)], 2).unwrap().block;
+        let mut inner = Inner::new(chain);
+        let unknown = |txs: &[Signed]| vec![false; txs.len()];
+        // Block 1 was notarized while this validator was behind: it was
+        // never asked to verify it, and fetches it only as block 2's parent.
+        inner.receive(b2.clone());
+        let ctx = context(2, &two, (1, b1.hash()));
+        assert_eq!(
+            inner.verify(&ctx, b2.hash(), 10, &unknown),
+            None,
+            "the parent is missing"
+        );
+        inner.receive(b1.clone());
+        assert_eq!(inner.verify(&ctx, b2.hash(), 10, &unknown), Some(true));
+        assert!(inner.built.contains_key(&b1.hash()), "the parent checked and kept");
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_proposal_is_dropped_and_asked_for_again_not_voted_against() {
+        let (genesis, pay) = network();
+        let leader = NodeKey::from_seed([1; 32]);
+        let chain = Chain::new(&genesis).unwrap();
         let block = chain.propose(&leader, vec![pay(0)], 1).unwrap().block;
         let hash = block.hash();
         let mut tampered = block.clone();
         tampered.txs = vec![pay(1)];
         assert_eq!(tampered.hash(), hash, "a block's hash covers its header only");
-        let ctx = Ctx {
-            round: Round::new(Epoch::zero(), View::new(1)),
-            leader: public_key(&leader.id()).unwrap(),
-            parent: (View::zero(), digest(&chain.head())),
-        };
+        let ctx = context(1, &leader, (0, chain.head()));
         let mut inner = Inner::new(chain);
         let unknown = |txs: &[Signed]| vec![false; txs.len()];
 
