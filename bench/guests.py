@@ -2,8 +2,10 @@
 """Example guests: native vs sandbox, side by side in one run.
 
 For each kernel it times the native build (gcc -O2, from guests/build.sh) and
-the committed .wasm under `sharegrid run` in several metering/determinism
-configurations, interleaved round by round so machine noise hits all alike.
+the committed .wasm (zig cc -O3) under `sharegrid run` in several
+metering/determinism configurations, and the earlier clang-14 build of the
+same source (taken from git at CLANG14_COMMIT) under inline gas, interleaved
+round by round so machine noise hits all alike.
 Sandbox time is the run time the sandbox reports (instantiate -> exit; the
 module is already compiled and cached, inputs already loaded). Reports
 medians and wasm/native ratios, plus the fuel counts (which must not vary).
@@ -39,13 +41,18 @@ KERNELS = [
     ("wordcount", "bytes", [], True, []),
 ]
 
+# The last commit whose guests/wasm were built by Debian's clang 14.
+CLANG14_COMMIT = "490d664"
+CLANG14 = os.path.join(OUT, "clang14")
+
 # Each with its wall-clock timeout enforced unless it says "no timeout".
 CONFIGS = [
     ("inline gas", ["--metering", "inline"]),
+    ("inline gas, clang 14 build", ["--metering", "inline", "--clang14"]),
+    ("no metering, clang 14 build, no timeout", ["--metering", "off", "--no-timeout", "--clang14"]),
     ("inline gas, portable", ["--metering", "inline", "--portable"]),
     ("wasmtime fuel", ["--metering", "fuel"]),
     ("wasmtime fuel, no timeout", ["--metering", "fuel", "--no-timeout"]),
-    ("wasm-instrument, no timeout", ["--metering", "instrumented", "--no-timeout"]),
     ("no metering, no timeout", ["--metering", "off", "--no-timeout"]),
 ]
 
@@ -85,8 +92,22 @@ def run_native(name, args):
     return time.perf_counter() - t
 
 
+def clang14_guests():
+    """The clang-14 builds of the guests, from git."""
+    os.makedirs(CLANG14, exist_ok=True)
+    for name, *_ in KERNELS:
+        wasm = sh(["git", "show", f"{CLANG14_COMMIT}:guests/wasm/{name}.wasm"], cwd=ROOT,
+                  stdout=subprocess.PIPE).stdout
+        with open(os.path.join(CLANG14, name + ".wasm"), "wb") as f:
+            f.write(wasm)
+
+
 def run_wasm(name, args, extra, home, indir):
-    cmd = [BIN, "--home", home, "run", "--json", os.path.join(ROOT, "guests", "wasm", name + ".wasm")]
+    wasm_dir = os.path.join(ROOT, "guests", "wasm")
+    if "--clang14" in extra:
+        extra = [e for e in extra if e != "--clang14"]
+        wasm_dir = CLANG14
+    cmd = [BIN, "--home", home, "run", "--json", os.path.join(wasm_dir, name + ".wasm")]
     cmd += extra + ["--timeout", "10m", "--fuel", "10000G"]
     if indir:
         cmd += ["--in", indir]
@@ -108,6 +129,7 @@ def main():
         sh(["cargo", "build", "--release", "--quiet"], cwd=ROOT)
     sh([os.path.join(ROOT, "guests", "build.sh"), "native", NATIVE], stdout=subprocess.DEVNULL)
     indir = make_input()
+    clang14_guests()
     home = tempfile.mkdtemp(prefix="sharegrid-bench-")
 
     # Warm up: compile every module in every config (cached afterwards).
@@ -142,7 +164,8 @@ def main():
         for cname, _ in CONFIGS:
             if len(fuels[(name, cname)]) != 1:
                 print(f"WARNING: {name} under {cname} used varying fuel {fuels[(name, cname)]}", file=sys.stderr)
-        if len(hashes[name]) != 1:
+        # Two builds compute the same outputs; only their fuel differs.
+        if len(hashes[name]) > 2:
             print(f"WARNING: {name} gave different result hashes across configs", file=sys.stderr)
 
     # Module cache: fresh home, first run compiles, second loads from disk.

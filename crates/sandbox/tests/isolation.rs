@@ -16,7 +16,9 @@ fn probe_cannot_escape() {
     assert_completed(&r);
     let out = stdout(&r);
     let expected = [
-        "read /etc/passwd: denied (Capabilities insufficient)",
+        // wasi-libc finds no preopen for `/etc` and says so itself: the
+        // path never reaches the sandbox.
+        "read /etc/passwd: denied (No such file or directory)",
         "read /in/../etc/passwd: denied (Capabilities insufficient)",
         "read /in/../../etc/passwd: denied (Capabilities insufficient)",
         "read /out/../in/data.txt: denied (Capabilities insufficient)",
@@ -28,7 +30,7 @@ fn probe_cannot_escape() {
         "rename /in/data.txt -> /out/x: Cross-device link",
         "environment variables: 0",
         "HOME=(unset) PATH=(unset)",
-        "opendir /: Capabilities insufficient",
+        "opendir /: No such file or directory",
         "read /in/data.txt: OPENED (read 12 bytes)",
     ];
     for line in expected {
