@@ -94,6 +94,8 @@ pub fn paid_pair(job: &JobId, escrow: ContentId, index: usize, p: usize) -> Paid
         inputs: vec![("data.bin".into(), ContentId::of(b"data"))],
         limits: Limits::default(),
         mode: Determinism::Portable,
+        launch: Default::default(),
+        mounts: Vec::new(),
     };
     let terms = Terms {
         chain: chain(),

@@ -128,6 +128,8 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let sub = JobSubmission {
         min_stake: Amount(0),
+        launch: Default::default(),
+        mounts: Vec::new(),
         name: "mandelbrot".into(),
         module,
         stdin,

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use sharegrid_core::job::JobFile;
 use sharegrid_core::{ContentId, NodeId, Offer, TaskResult};
+use sharegrid_node::runtime::Runtime;
 use sharegrid_node::{ApiClient, ApiRequest, BlobStore, JobRow, JobSubmission, JobView, LiveJob, NodeHome, State};
 
 #[derive(Args, Debug)]
@@ -106,7 +107,8 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
             );
             id
         }
-        (None, None) => unreachable!("JobFile::parse requires a module"),
+        // A runtime brings the module (below).
+        (None, None) => blobs.put(b"")?,
     };
     let stdin = match &job.stdin {
         Some(f) => blobs.put(&read(f, "stdin", true)?)?,
@@ -116,7 +118,23 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
     for (at, file) in &job.inputs {
         inputs.push((at.clone(), blobs.put(&read(file, "inputs", true)?)?));
     }
-    Ok(JobSubmission::from_job_file(&job, module, stdin, inputs))
+    let sub = JobSubmission::from_job_file(&job, module, stdin, inputs);
+    let (Some(runtime), Some(script)) = (&job.runtime, &job.script) else {
+        return Ok(sub);
+    };
+    let rt = Runtime::load(h.root(), runtime).with_context(|| format!("{}: job.runtime", path.display()))?;
+    for id in rt.blobs() {
+        anyhow::ensure!(
+            blobs.has(&id),
+            "the {runtime} runtime's blob {id} is missing from this node's blob store: run `sharegrid runtime add {runtime}` again"
+        );
+    }
+    let name = Path::new(script)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: job.script: {script:?} does not name a file", path.display()))?;
+    let script = blobs.put(&read(script, "script", true)?)?;
+    Ok(sub.with_runtime(&rt, name, script))
 }
 
 /// The estimate printed before a job starts (worked out by the node's

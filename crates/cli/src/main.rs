@@ -11,6 +11,7 @@ mod jobs;
 mod network;
 mod node_cmds;
 mod run;
+mod runtimes;
 mod units;
 mod wallet;
 
@@ -37,6 +38,9 @@ enum Command {
     Devnet(devnet::DevnetArgs),
     /// Run one task locally in the deterministic sandbox.
     Run(Box<run::RunArgs>),
+    /// Runtimes that run a job's script: add python, list.
+    #[command(subcommand)]
+    Runtime(runtimes::RuntimeCommand),
     /// Measure this machine's speed in gigafuel per second.
     Bench(bench::BenchArgs),
     /// Create the node home: config.toml with documented defaults and an identity key.
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::main(&home, args),
         Command::Devnet(args) => devnet::main(args),
         Command::Run(args) => run::main(&home, *args),
+        Command::Runtime(cmd) => runtimes::main(&home, cmd),
         Command::Bench(args) => bench::main(&home, args),
         Command::Init {
             join,

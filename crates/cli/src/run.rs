@@ -21,9 +21,25 @@ const EXIT_NOT_COMPLETED: u8 = 124;
 
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
-    /// The module: a `.wasm` binary (or `.wat` text).
+    /// The module: a `.wasm` binary (or `.wat` text); with `--runtime`, the
+    /// script the runtime runs (given to the task as `/in/<its name>`).
     #[arg(value_name = "MODULE")]
     module: PathBuf,
+    /// Run the script with this runtime (`python`: `sharegrid runtime add
+    /// python` installs it).
+    #[arg(long, value_name = "NAME")]
+    runtime: Option<String>,
+    /// A reactor module's entry export, called after its `_initialize`
+    /// (default: the command's `_start`).
+    #[arg(long, value_name = "EXPORT")]
+    entry: Option<String>,
+    /// An environment variable the task sees (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// A host file the task reads, read-only, at an absolute path outside
+    /// /in and /out (repeatable), e.g. /usr/local/lib/data.zip=./data.zip.
+    #[arg(long = "mount", value_name = "GUEST=FILE", value_parser = parse_mount)]
+    mounts: Vec<(String, PathBuf)>,
     /// Arguments passed to the module (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     args: Vec<String>,
@@ -82,6 +98,17 @@ pub(crate) struct RunArgs {
     /// With --on: the price per gigafuel to agree (default: the provider's offer).
     #[arg(long, value_name = "AMOUNT", requires = "on")]
     price: Option<sharegrid_core::Amount>,
+}
+
+fn parse_env(v: &str) -> Result<(String, String), String> {
+    let (k, v) = v.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+fn parse_mount(v: &str) -> Result<(String, PathBuf), String> {
+    let (guest, host) = v.split_once('=').ok_or("expected GUEST=FILE")?;
+    sharegrid_core::validate_mount_path(guest)?;
+    Ok((guest.to_owned(), PathBuf::from(host)))
 }
 
 /// The module at `path`, refused before it is read when it is larger
@@ -151,17 +178,63 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         .config(std::env::vars())?
         .sandbox
         .max_module_bytes;
-    let module = read_module(&a.module, max)?;
     let stdin = read_stdin(a.stdin.as_deref())?;
     let sandbox = crate::home::sandbox(home, !a.no_cache, a.metering, !a.no_timeout)?;
-    let inputs = match &a.input {
+    let mut inputs = match &a.input {
         Some(dir) => {
             let cfg = sandbox.config();
             load_inputs(dir, cfg.max_input_bytes, cfg.max_input_files)?
         }
         None => Default::default(),
     };
-    let mut task = Task::local(module, a.args.clone(), stdin, inputs);
+    let mut launch = sharegrid_core::Launch {
+        entry: a.entry.clone(),
+        env: a.env.clone(),
+        imports: Vec::new(),
+    };
+    let mut mounts = std::collections::BTreeMap::new();
+    for (guest, file) in &a.mounts {
+        let bytes = std::fs::read(file).with_context(|| format!("--mount {guest}: cannot read {}", file.display()))?;
+        mounts.insert(guest.clone(), std::sync::Arc::<[u8]>::from(bytes));
+    }
+    let mut args = a.args.clone();
+    let module = match &a.runtime {
+        None => read_module(&a.module, max)?,
+        Some(name) => {
+            // The script is an input; the runtime brings module, mounts
+            // and launch (the command line's variables over its own).
+            anyhow::ensure!(a.entry.is_none(), "--entry: the {name} runtime brings its own entry");
+            let h = sharegrid_node::NodeHome::new(home);
+            let rt = sharegrid_node::runtime::Runtime::load(h.root(), name)?;
+            let blobs = sharegrid_node::BlobStore::open(h.blobs_dir(), u64::MAX)?;
+            let get = |id: &sharegrid_core::ContentId| -> anyhow::Result<Vec<u8>> {
+                blobs.get(id)?.with_context(|| {
+                    format!("the {name} runtime's blob {id} is missing: run `sharegrid runtime add {name}` again")
+                })
+            };
+            for (path, id) in &rt.mounts {
+                mounts.insert(path.clone(), get(id)?.into());
+            }
+            let script = a
+                .module
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("the script's name")?;
+            let bytes = std::fs::read(&a.module).with_context(|| format!("cannot read {}", a.module.display()))?;
+            inputs.insert(script.to_owned(), bytes.into());
+            args.insert(0, format!("/in/{script}"));
+            launch = rt.launch_with(&a.env);
+            get(&rt.module)?
+        }
+    };
+    let mut task = Task::local(module, args, stdin, inputs);
+    let mount_ids: Vec<(String, sharegrid_core::ContentId)> = mounts
+        .iter()
+        .map(|(p, b)| (p.clone(), sharegrid_core::ContentId::of(b)))
+        .collect();
+    task.id = task.id.with_launch(&launch, &mount_ids);
+    task.launch = launch;
+    task.mounts = mounts;
     task.limits = limits(&a);
     task.mode = mode(&a);
     if let Some(id) = a.task_id {
@@ -207,6 +280,14 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
     if a.metering != Metering::Inline || a.no_timeout || a.no_cache {
         anyhow::bail!("--metering, --no-timeout and --no-cache apply to local runs only, not with --on");
     }
+    if a.runtime.is_some() || !a.mounts.is_empty() {
+        anyhow::bail!("--runtime and --mount apply to local runs; submit a job to run them on the network");
+    }
+    let launch = sharegrid_core::Launch {
+        entry: a.entry.clone(),
+        env: a.env.clone(),
+        imports: Vec::new(),
+    };
     let h = sharegrid_node::NodeHome::new(home);
     let mut api = sharegrid_node::ApiClient::connect(&h.api_socket())?;
     let settings = h.config(std::env::vars())?.sandbox;
@@ -224,7 +305,9 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
     for (path, bytes) in &inputs {
         input_ids.push((path.clone(), blobs.put(bytes)?));
     }
-    let task = a.task_id.unwrap_or_else(|| TaskId::local(&module_id, &a.args, &stdin));
+    let task = a
+        .task_id
+        .unwrap_or_else(|| TaskId::local(&module_id, &a.args, &stdin).with_launch(&launch, &[]));
     let run: sharegrid_node::RemoteRun =
         api.call(&sharegrid_node::ApiRequest::Run(Box::new(sharegrid_node::RemoteTask {
             provider,
@@ -236,6 +319,8 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
                 inputs: input_ids,
                 limits: limits(&a),
                 mode: mode(&a),
+                launch,
+                mounts: Vec::new(),
             },
             price: a.price,
         })))?;

@@ -47,6 +47,38 @@ impl TaskId {
         h.update(stdin);
         Self::from_bytes(*h.finalize().as_bytes())
     }
+
+    /// This id, distinguished by a launch and mounted files other than the
+    /// default (a plain command with nothing mounted keeps its id, so every
+    /// such task's random stream is what it was).
+    pub fn with_launch(self, launch: &crate::Launch, mounts: &[(String, ContentId)]) -> Self {
+        if launch.is_default() && mounts.is_empty() {
+            return self;
+        }
+        let mut h = blake3::Hasher::new_derive_key("sharegrid launched task id v1");
+        h.update(self.as_bytes());
+        let field = |h: &mut blake3::Hasher, b: &[u8]| {
+            h.update(&(b.len() as u64).to_le_bytes());
+            h.update(b);
+        };
+        field(&mut h, launch.entry.as_deref().unwrap_or("").as_bytes());
+        h.update(&[u8::from(launch.entry.is_some())]);
+        h.update(&(launch.env.len() as u64).to_le_bytes());
+        for (k, v) in &launch.env {
+            field(&mut h, k.as_bytes());
+            field(&mut h, v.as_bytes());
+        }
+        h.update(&(launch.imports.len() as u64).to_le_bytes());
+        for i in &launch.imports {
+            field(&mut h, i.as_bytes());
+        }
+        h.update(&(mounts.len() as u64).to_le_bytes());
+        for (p, id) in mounts {
+            field(&mut h, p.as_bytes());
+            h.update(id.as_bytes());
+        }
+        Self::from_bytes(*h.finalize().as_bytes())
+    }
 }
 
 impl fmt::Display for TaskId {
@@ -182,6 +214,34 @@ mod tests {
             TaskId::local(&m, &["ab".into(), "c".into()], b""),
             TaskId::local(&m, &["a".into(), "bc".into()], b"")
         );
+    }
+
+    #[test]
+    fn a_launch_or_a_mount_makes_another_task_and_the_default_keeps_the_id() {
+        let a = TaskId::local(&ContentId::of(b"module"), &[], b"");
+        assert_eq!(a.with_launch(&crate::Launch::default(), &[]), a);
+        let run = crate::Launch {
+            entry: Some("run".into()),
+            ..Default::default()
+        };
+        let env = |v: &str| crate::Launch {
+            env: vec![("A".into(), v.into())],
+            ..Default::default()
+        };
+        let zip = [("/usr/lib/z.zip".to_string(), ContentId::of(b"zip"))];
+        let ids = [
+            a.with_launch(&run, &[]),
+            a.with_launch(&env("1"), &[]),
+            a.with_launch(&env("2"), &[]),
+            a.with_launch(&crate::Launch::default(), &zip),
+            a.with_launch(&run, &zip),
+        ];
+        for (i, x) in ids.iter().enumerate() {
+            assert_ne!(*x, a);
+            for y in &ids[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
     }
 
     #[test]

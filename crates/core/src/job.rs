@@ -69,7 +69,24 @@ pub struct JobFile {
     pub min_stake: Amount,
     /// The sweep: parameter → values, in file order of names (sorted).
     pub sweep: BTreeMap<String, Vec<String>>,
+    /// A reactor module's entry export (None: the command's `_start`).
+    #[serde(default)]
+    pub entry: Option<String>,
+    /// Environment variables every task sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// A runtime the network knows (`python`) that runs `script` instead
+    /// of a module of the job's own.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// The runtime's program: a file relative to the job file, given to
+    /// every task as `/in/<its name>`.
+    #[serde(default)]
+    pub script: Option<String>,
 }
+
+/// The runtimes a job file may name.
+pub const RUNTIMES: &[&str] = &["python"];
 
 /// A job's terms, checked by the same rules wherever the job comes from:
 /// a job file, or a program talking to a node's API.
@@ -195,6 +212,11 @@ struct RawJob {
     credibility: Option<f64>,
     #[serde(default)]
     sweep: BTreeMap<String, toml::Spanned<RawSweep>>,
+    entry: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    runtime: Option<String>,
+    script: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,7 +335,42 @@ impl JobFile {
         let bad = |key: &str, msg: String| err(field_line(key), format!("job.{key}: {msg}"));
         let j = raw.job;
 
+        match (&j.runtime, &j.script) {
+            (Some(r), _) if !RUNTIMES.contains(&r.as_str()) => {
+                return Err(bad(
+                    "runtime",
+                    format!("{r:?} is not a runtime the network knows ({})", RUNTIMES.join(", ")),
+                ));
+            }
+            (Some(_), None) => return Err(bad("runtime", "a runtime needs `script`, the program it runs".into())),
+            (None, Some(_)) => {
+                return Err(bad(
+                    "script",
+                    "a script needs `runtime` (for example runtime = \"python\")".into(),
+                ));
+            }
+            (Some(_), Some(_)) if j.module.is_some() || j.module_hash.is_some() || j.entry.is_some() => {
+                return Err(bad(
+                    "runtime",
+                    "the runtime brings the module and its entry: drop `module`, `module_hash` and `entry`".into(),
+                ));
+            }
+            (Some(_), Some(script)) if script.rsplit('/').next().is_none_or(|n| n.is_empty() || n == "..") => {
+                return Err(bad("script", format!("{script:?} does not name a file")));
+            }
+            _ => {}
+        }
+        let launch = crate::Launch {
+            entry: j.entry.clone(),
+            env: j.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            imports: Vec::new(),
+        };
+        launch.check().map_err(|m| {
+            let key = if m.contains("entry") { "entry" } else { "env" };
+            bad(key, m)
+        })?;
         let (module, module_hash) = match (j.module, j.module_hash) {
+            _ if j.runtime.is_some() => (None, None),
             (Some(m), None) => (Some(m), None),
             (None, Some(h)) => {
                 if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -481,6 +538,10 @@ impl JobFile {
             credibility: j.credibility,
             min_stake: Amount(u128::from(j.constraints.min_stake.unwrap_or(0))),
             sweep,
+            entry: j.entry,
+            env: j.env,
+            runtime: j.runtime,
+            script: j.script,
         })
     }
 

@@ -15,6 +15,7 @@ mod hash;
 mod ids;
 pub mod job;
 mod keys;
+mod launch;
 mod limits;
 mod outcome;
 mod result;
@@ -24,6 +25,7 @@ mod work;
 
 pub use hash::{ContentId, HashParseError, ResultHash};
 pub use ids::{JobId, JobIdParseError, TaskId};
+pub use launch::{DECLARABLE_IMPORTS, Launch, MAX_ENV_BYTES, MAX_ENV_VARS, mount_dir, validate_mount_path};
 pub use limits::{Determinism, Limits};
 pub use outcome::{Outcome, TrapKind};
 pub use result::{DecodeError, OutFile, OutPathError, RESULT_ENCODING_MAGIC, TaskResult, validate_out_path};

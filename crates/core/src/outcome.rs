@@ -27,6 +27,9 @@ pub enum TrapKind {
     BadConversionToInteger,
     /// An `unreachable` instruction (also what `abort()` compiles to).
     Unreachable,
+    /// A WebAssembly exception thrown and caught by no handler (the
+    /// exception-handling proposal), escaping the entry export.
+    UncaughtException,
     /// A trap the protocol does not name separately.
     Other,
 }
@@ -44,6 +47,7 @@ impl TrapKind {
             TrapKind::IntegerDivisionByZero => 7,
             TrapKind::BadConversionToInteger => 8,
             TrapKind::Unreachable => 9,
+            TrapKind::UncaughtException => 10,
             TrapKind::Other => 255,
         }
     }
@@ -60,6 +64,7 @@ impl TrapKind {
             7 => TrapKind::IntegerDivisionByZero,
             8 => TrapKind::BadConversionToInteger,
             9 => TrapKind::Unreachable,
+            10 => TrapKind::UncaughtException,
             255 => TrapKind::Other,
             _ => return None,
         })
@@ -76,6 +81,7 @@ impl TrapKind {
             TrapKind::IntegerDivisionByZero => "integer division by zero",
             TrapKind::BadConversionToInteger => "invalid float-to-integer conversion",
             TrapKind::Unreachable => "unreachable instruction executed (abort)",
+            TrapKind::UncaughtException => "uncaught WebAssembly exception",
             TrapKind::Other => "other trap",
         }
     }
@@ -85,8 +91,9 @@ impl TrapKind {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
-    /// The module ran to completion: `_start` returned (exit code 0) or it
-    /// called `proc_exit`.
+    /// The module ran to completion: `_start` returned (exit code 0), a
+    /// reactor's entry returned (its `i32` result, or 0), or it called
+    /// `proc_exit`.
     Completed {
         /// The process exit code.
         exit_code: i32,

@@ -17,6 +17,7 @@ use crate::amount::{Amount, PricePerGfuel};
 use crate::hash::{ContentId, ResultHash};
 use crate::ids::TaskId;
 use crate::keys::{Domain, NodeId, NodeKey, Signature};
+use crate::launch::Launch;
 use crate::limits::{Determinism, Limits};
 use crate::outcome::Outcome;
 use crate::units::{Fuel, GigafuelPerSec};
@@ -109,6 +110,14 @@ pub struct Assignment {
     pub limits: Limits,
     /// Determinism mode.
     pub mode: Determinism,
+    /// The entry, environment and declared host imports (absent on the
+    /// wire when default, so a plain command's assignment encodes as it
+    /// always did).
+    #[serde(default, skip_serializing_if = "Launch::is_default")]
+    pub launch: Launch,
+    /// Read-only files at absolute guest paths: (path, blob), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<(String, ContentId)>,
     /// Price agreed for this task.
     pub price: PricePerGfuel,
     /// Milliseconds since the Unix epoch after which the provider must not start it.
@@ -403,6 +412,8 @@ mod tests {
             inputs: vec![("a.txt".into(), ContentId::of(b"a"))],
             limits: Limits::default(),
             mode: Determinism::Native,
+            launch: Default::default(),
+            mounts: Vec::new(),
             price: PricePerGfuel(Amount(500)),
             expires_at_ms: 10,
             escrow: None,

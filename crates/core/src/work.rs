@@ -12,6 +12,7 @@ use crate::amount::{Amount, PricePerGfuel};
 use crate::hash::{ContentId, ResultHash};
 use crate::ids::TaskId;
 use crate::keys::NodeId;
+use crate::launch::Launch;
 use crate::limits::{Determinism, Limits};
 use crate::outcome::Outcome;
 use crate::units::Fuel;
@@ -35,12 +36,20 @@ pub struct Program {
     pub limits: Limits,
     /// Determinism mode.
     pub mode: Determinism,
+    /// The entry, environment and declared host imports.
+    #[serde(default, skip_serializing_if = "Launch::is_default")]
+    pub launch: Launch,
+    /// Read-only files at absolute guest paths (a runtime's library), by
+    /// path, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<(String, ContentId)>,
 }
 
 impl Program {
-    /// Every blob a run of it reads: module, stdin, inputs, each once.
+    /// Every blob a run of it reads: module, stdin, inputs, mounted files,
+    /// each once.
     pub fn blobs(&self) -> Vec<ContentId> {
-        blobs_of(self.module, self.stdin, &self.inputs)
+        blobs_of(self.module, self.stdin, &self.inputs, &self.mounts)
     }
 
     /// The program running `module` with `stdin`, no input files, the
@@ -52,14 +61,21 @@ impl Program {
             inputs: Vec::new(),
             limits: Limits::default(),
             mode: Determinism::Native,
+            launch: Launch::default(),
+            mounts: Vec::new(),
         }
     }
 }
 
 /// Module, stdin and inputs, each once, sorted.
-fn blobs_of(module: ContentId, stdin: ContentId, inputs: &[(String, ContentId)]) -> Vec<ContentId> {
+fn blobs_of(
+    module: ContentId,
+    stdin: ContentId,
+    inputs: &[(String, ContentId)],
+    mounts: &[(String, ContentId)],
+) -> Vec<ContentId> {
     let mut needed = vec![module, stdin];
-    needed.extend(inputs.iter().map(|(_, id)| *id));
+    needed.extend(inputs.iter().chain(mounts).map(|(_, id)| *id));
     needed.sort();
     needed.dedup();
     needed
@@ -81,9 +97,10 @@ pub struct Terms {
 }
 
 impl Assignment {
-    /// Every blob a run of it reads: module, stdin, inputs, each once.
+    /// Every blob a run of it reads: module, stdin, inputs, mounted files,
+    /// each once.
     pub fn blobs(&self) -> Vec<ContentId> {
-        blobs_of(self.module, self.stdin, &self.inputs)
+        blobs_of(self.module, self.stdin, &self.inputs, &self.mounts)
     }
 
     /// The assignment of task `task` (with `args`) running `program`, on
@@ -101,6 +118,8 @@ impl Assignment {
             inputs: program.inputs.clone(),
             limits: program.limits,
             mode: program.mode,
+            launch: program.launch.clone(),
+            mounts: program.mounts.clone(),
             price: terms.price,
             expires_at_ms: now_ms.saturating_add(ASSIGNMENT_TTL_MS),
             escrow: terms.escrow,

@@ -41,7 +41,7 @@ pub const MAX_EVIDENCE: usize = 16;
 /// the price its cost is charged at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rerun {
-    /// Module, stdin, inputs, limits, mode.
+    /// Module, stdin, inputs, limits, mode, launch and mounted files.
     pub program: Program,
     /// Arguments.
     pub args: Vec<String>,
@@ -59,6 +59,8 @@ impl Rerun {
                 inputs: a.inputs.clone(),
                 limits: a.limits,
                 mode: a.mode,
+                launch: a.launch.clone(),
+                mounts: a.mounts.clone(),
             },
             args: a.args.clone(),
             price: a.price,

@@ -48,6 +48,8 @@ fn assignment(requestor: &NodeKey, provider: &NodeKey) -> Assignment {
         inputs: vec![],
         limits: Limits::default(),
         mode: Determinism::Native,
+        launch: Default::default(),
+        mounts: Vec::new(),
         price: PricePerGfuel(Amount(7)),
         expires_at_ms: u64::MAX,
         escrow: None,

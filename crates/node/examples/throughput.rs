@@ -31,6 +31,8 @@ async fn main() {
     let module = wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap();
     let job = |r: u32| JobSubmission {
         min_stake: Amount(0),
+        launch: Default::default(),
+        mounts: Vec::new(),
         name: format!("trivial-r{r}"),
         module: blobs.put(&module).unwrap(),
         stdin: blobs.put(b"").unwrap(),

@@ -135,6 +135,12 @@ async fn judge(
             .collect::<Result<_, JudgeError>>()?,
         limits: p.limits,
         mode: p.mode,
+        launch: p.launch.clone(),
+        mounts: p
+            .mounts
+            .iter()
+            .map(|(path, id)| Ok((path.clone(), get(id)?)))
+            .collect::<Result<_, JudgeError>>()?,
     };
     let sandbox = opts.sandbox.clone();
     let report = tokio::task::spawn_blocking(move || sandbox.run(&t))

@@ -34,6 +34,7 @@ mod machine;
 mod metrics;
 mod payment;
 mod provider;
+pub mod runtime;
 pub mod sim;
 pub mod testnet;
 

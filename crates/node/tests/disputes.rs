@@ -35,6 +35,8 @@ fn tile(blobs: &sharegrid_node::BlobStore, r: u32, q: u32, min_stake: u128) -> J
         replication: r,
         quorum: q,
         min_stake: Amount(min_stake),
+        launch: Default::default(),
+        mounts: Vec::new(),
         ..common::tile_job(blobs, tile)
     }
 }

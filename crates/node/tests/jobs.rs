@@ -37,6 +37,8 @@ fn tiles(r: &TestRequestor, cols: u32, rows: u32, replication: u32) -> JobSubmis
     }
     JobSubmission {
         min_stake: Amount(0),
+        launch: Default::default(),
+        mounts: Vec::new(),
         name: "tiles".into(),
         module: r.node.blobs.put(&mandelbrot()).unwrap(),
         stdin: r.node.blobs.put(b"").unwrap(),
@@ -78,6 +80,8 @@ fn check_against_local(r: &TestRequestor, id: &JobId, sub: &JobSubmission) {
                 inputs: BTreeMap::new(),
                 limits: sub.limits,
                 mode: sub.mode,
+                launch: Default::default(),
+                mounts: Default::default(),
             })
             .unwrap();
         assert_eq!(TaskResult::decode(&bytes).unwrap(), local.result);

@@ -59,6 +59,8 @@ async fn offers_spread_and_a_task_comes_back_as_a_receipt_equal_to_a_local_run()
             inputs: BTreeMap::from([("words.txt".to_string(), Arc::from(text.as_slice()))]),
             limits: a.limits,
             mode: a.mode,
+            launch: Default::default(),
+            mounts: Default::default(),
         })
         .unwrap();
     assert_eq!(receipt.result, local.result_hash);

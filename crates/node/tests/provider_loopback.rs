@@ -57,6 +57,8 @@ async fn a_task_crosses_with_its_blobs_and_the_receipt_matches_a_local_run() {
         inputs: vec![("words.txt".into(), text_id)],
         limits: Limits::default(),
         mode: Determinism::Native,
+        launch: Default::default(),
+        mounts: Vec::new(),
         price: PricePerGfuel(Amount(price)),
         expires_at_ms: u64::MAX,
         escrow: None,

@@ -13,7 +13,8 @@ use serde::Serialize;
 use sharegrid_core::{Fuel, GigafuelPerSec, Outcome};
 
 use crate::error::SandboxError;
-use crate::run::{Sandbox, Task};
+use crate::run::Sandbox;
+use crate::task::Task;
 
 /// Iterations of the kernel loop in one benchmark round.
 pub const BENCH_ITERATIONS: u64 = 100_000_000;

@@ -22,7 +22,8 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Proposals with non-deterministic or unbounded behaviour: off.
 pub(crate) const FEATURES_OFF: WasmFeatures = WasmFeatures::THREADS
     .union(WasmFeatures::SHARED_EVERYTHING_THREADS)
-    .union(WasmFeatures::EXCEPTIONS)
+    // The legacy exception form (`try`/`catch`/`delegate`): wasmtime 48's
+    // compiler does not implement it.
     .union(WasmFeatures::LEGACY_EXCEPTIONS)
     .union(WasmFeatures::GC)
     .union(WasmFeatures::FUNCTION_REFERENCES)
@@ -41,7 +42,11 @@ pub(crate) const FEATURES_ON: WasmFeatures = WasmFeatures::SIMD
     .union(WasmFeatures::TAIL_CALL)
     .union(WasmFeatures::EXTENDED_CONST)
     .union(WasmFeatures::SIGN_EXTENSION)
-    .union(WasmFeatures::SATURATING_FLOAT_TO_INT);
+    .union(WasmFeatures::SATURATING_FLOAT_TO_INT)
+    // Exception handling in the standard `exnref` form (`try_table`), which
+    // current toolchains emit: unwinding is as deterministic as a branch,
+    // and inline gas meters it (gas.rs: where a caught exception lands).
+    .union(WasmFeatures::EXCEPTIONS);
 
 /// Builds the engine for `mode` with a wasm stack of `stack_bytes`, metered
 /// by `metering`, with or without epoch interruption for timeouts.

@@ -37,6 +37,13 @@ pub enum SandboxError {
     /// An argument contains a NUL byte, which C strings cannot carry.
     #[error("an argument contains a NUL byte")]
     BadArg,
+    /// The entry, environment or declared imports are malformed.
+    #[error("bad launch: {0}")]
+    BadLaunch(String),
+    /// A mounted file's path is not a clean absolute path outside `/in`
+    /// and `/out`.
+    #[error("bad mount: {0}")]
+    BadMount(String),
     /// An input path is not a clean relative path.
     #[error("bad input path: {0}")]
     BadInputPath(String),

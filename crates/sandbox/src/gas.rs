@@ -201,7 +201,112 @@ fn ends_segment(op: &Operator) -> bool {
             | Operator::BrTable { .. }
             | Operator::Return
             | Operator::Unreachable
+            | Operator::Throw { .. }
+            | Operator::ThrowRef
     )
+}
+
+/// Where a caught exception arrives, and so where the gas local must be
+/// reloaded from the global (a throw leaves the count there, from whichever
+/// function threw), and where every other arrival must first store it.
+#[derive(Default)]
+struct Landings {
+    /// Store the local into the global before op `i`.
+    sync_out_before: Vec<bool>,
+    /// Reload the local from the global after op `i`.
+    sync_in_after: Vec<bool>,
+}
+
+/// A label's opener: the index of its `block`/`loop`/`if`/`try_table`/`try`,
+/// or `None` for the function's own label.
+fn label(stack: &[usize], depth: u32) -> Option<usize> {
+    stack.len().checked_sub(1 + depth as usize).map(|k| stack[k])
+}
+
+/// Finds the landings of the exception-handling proposal in `ops`:
+/// `try_table`'s catch clauses branch to a label of the enclosing code.
+/// Arriving there from a catch, the count is in the global; arriving any
+/// other way (falling through, a branch), it is in the local. So every
+/// arrival at such a label stores first, and the label reloads: at a
+/// block's `end` (for an `if`, also before the `if` and `else`, whose arms
+/// arrive there), at a loop's head. (The legacy form, `try`/`catch`, is not
+/// enabled: wasmtime 48 does not compile it.)
+///
+/// Throws store before they throw (see `syncs_out`), so the global is right
+/// wherever a throw lands.
+fn landings(ops: &[Operator]) -> Landings {
+    let n = ops.len();
+    let mut l = Landings {
+        sync_out_before: vec![false; n],
+        sync_in_after: vec![false; n],
+    };
+    let mut stack: Vec<usize> = Vec::new();
+    let mut end_of = vec![usize::MAX; n];
+    let mut else_of = vec![usize::MAX; n];
+    let mut caught = vec![false; n];
+    let mut branches: Vec<(usize, Vec<Option<usize>>)> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => stack.push(i),
+            Operator::TryTable { try_table } => {
+                for c in &try_table.catches {
+                    let (wasmparser::Catch::One { label: d, .. }
+                    | wasmparser::Catch::OneRef { label: d, .. }
+                    | wasmparser::Catch::All { label: d }
+                    | wasmparser::Catch::AllRef { label: d }) = *c;
+                    if let Some(at) = label(&stack, d) {
+                        caught[at] = true;
+                    }
+                }
+                stack.push(i);
+            }
+            Operator::Else => {
+                if let Some(&at) = stack.last() {
+                    else_of[at] = i;
+                }
+            }
+            Operator::End => {
+                if let Some(at) = stack.pop() {
+                    end_of[at] = i;
+                }
+            }
+            Operator::Br { relative_depth } | Operator::BrIf { relative_depth } => {
+                branches.push((i, vec![label(&stack, *relative_depth)]));
+            }
+            Operator::BrTable { targets } => {
+                let mut to: Vec<Option<usize>> = targets.targets().flatten().map(|d| label(&stack, d)).collect();
+                to.push(label(&stack, targets.default()));
+                branches.push((i, to));
+            }
+            _ => {}
+        }
+    }
+    for (i, to) in branches {
+        if to.into_iter().flatten().any(|at| caught[at]) {
+            l.sync_out_before[i] = true;
+        }
+    }
+    for at in (0..n).filter(|&at| caught[at]) {
+        if matches!(ops[at], Operator::Loop { .. }) {
+            l.sync_out_before[at] = true;
+            l.sync_in_after[at] = true;
+            continue;
+        }
+        let end = end_of[at];
+        if end < n {
+            l.sync_out_before[end] = true;
+            l.sync_in_after[end] = true;
+        }
+        if matches!(ops[at], Operator::If { .. }) {
+            // Without an `else`, a false condition arrives at the `end`
+            // straight from the `if`.
+            l.sync_out_before[at] = true;
+            if else_of[at] < n {
+                l.sync_out_before[else_of[at]] = true;
+            }
+        }
+    }
+    l
 }
 
 /// Bytes of a bulk memory operator (`memory.fill`, `memory.copy`,
@@ -349,6 +454,7 @@ impl Reencode for Rewriter {
             f.instruction(&Instruction::LocalSet(gas_local));
         };
         sync_in(&mut f);
+        let landings = landings(&ops);
         // Open blocks inside the function body; a branch whose relative
         // depth equals this leaves the function.
         let mut depth = 0u32;
@@ -409,19 +515,27 @@ impl Reencode for Rewriter {
                 op,
                 Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. }
             );
-            let is_tail_call = matches!(
+            // Leaving by a tail call or a throw: the count goes with it (a
+            // throw's handler, here or in a caller, reloads it).
+            let syncs_out = matches!(
                 op,
-                Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. } | Operator::ReturnCallRef { .. }
+                Operator::ReturnCall { .. }
+                    | Operator::ReturnCallIndirect { .. }
+                    | Operator::ReturnCallRef { .. }
+                    | Operator::Throw { .. }
+                    | Operator::ThrowRef
             );
-            if leaves_function || is_call || is_tail_call {
+            if leaves_function || is_call || syncs_out || landings.sync_out_before[i] {
                 sync_out(&mut f);
             }
             match op {
-                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } => depth += 1,
+                Operator::Block { .. } | Operator::Loop { .. } | Operator::If { .. } | Operator::TryTable { .. } => {
+                    depth += 1
+                }
                 Operator::End if i != last => depth = depth.saturating_sub(1),
-                Operator::TryTable { .. } | Operator::Try { .. } | Operator::Delegate { .. } => {
+                Operator::Try { .. } | Operator::Delegate { .. } | Operator::Catch { .. } | Operator::CatchAll => {
                     return Err(ReError::UserError(
-                        "exception handling is not supported by inline gas".into(),
+                        "the legacy exception-handling form is not supported".into(),
                     ));
                 }
                 _ => {}
@@ -441,7 +555,7 @@ impl Reencode for Rewriter {
                 f.instruction(&Instruction::LocalSet(gas_local));
             }
             f.instruction(&self.instruction(op.clone())?);
-            if is_call {
+            if is_call || landings.sync_in_after[i] {
                 sync_in(&mut f);
             }
         }

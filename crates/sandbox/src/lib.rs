@@ -27,6 +27,7 @@ mod gas;
 mod hostdir;
 mod metering;
 mod run;
+mod task;
 mod vfs;
 pub mod wasi;
 
@@ -35,7 +36,8 @@ pub use cache::ModuleCache;
 pub use error::SandboxError;
 pub use hostdir::{HostDirError, load_inputs, save_outputs};
 pub use metering::Metering;
-pub use run::{Cancel, MAX_ENGINES, ModuleSource, RunReport, Sandbox, SandboxConfig, Task};
+pub use run::{Cancel, MAX_ENGINES, ModuleSource, RunReport, Sandbox, SandboxConfig};
+pub use task::Task;
 
 /// Entry points for the fuzz targets in `fuzz/`; built only with the
 /// `fuzzing` feature.

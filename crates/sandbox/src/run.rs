@@ -2,21 +2,20 @@
 //! WASI world, run `_start` under its limits, classify how it ended, and hash
 //! the result.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sharegrid_core::{
-    ContentId, Determinism, Fuel, Limits, Outcome, ResultHash, TaskId, TaskResult, TrapKind, validate_out_path,
-};
-use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap, Val};
+use sharegrid_core::{ContentId, Determinism, Fuel, Launch, Limits, Outcome, ResultHash, TaskId, TaskResult, TrapKind};
+use wasmtime::{Engine, ExternType, Linker, Memory, Module, ResourceLimiter, Store, Trap, Val, ValType};
 
 use crate::cache::ModuleCache;
 use crate::engine::{InterruptSlot, Ticker, build_engine};
 use crate::error::SandboxError;
 use crate::gas::instrument_inline;
 use crate::metering::{GAS_GLOBAL, INTERRUPT_MEMORY, Meter, Metering, START_GAS, instrument};
+use crate::task::Task;
 use crate::wasi::{self, ctx::End, ctx::WasiCtx};
 
 /// Largest table a task may grow, in elements.
@@ -65,56 +64,6 @@ impl Cancel {
     fn set_running(&self) {
         *self.0.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
         self.0.started.notify_all();
-    }
-}
-
-/// One task: a module, what it reads, and what it may use.
-#[derive(Clone, Debug)]
-pub struct Task {
-    /// Seeds the deterministic clock and random stream.
-    pub id: TaskId,
-    /// The module's bytes (binary WebAssembly).
-    pub module: Arc<[u8]>,
-    /// Arguments after `argv[0]` (which is always `task`).
-    pub args: Vec<String>,
-    /// Bytes on stdin.
-    pub stdin: Arc<[u8]>,
-    /// Files under `/in`, by clean relative path (`a/b.txt`).
-    pub inputs: BTreeMap<String, Arc<[u8]>>,
-    /// Limits on fuel, memory, output, stack and wall-clock time.
-    pub limits: Limits,
-    /// Determinism mode.
-    pub mode: Determinism,
-}
-
-impl Task {
-    /// A task with no arguments, stdin or inputs, default limits and mode,
-    /// and a task id derived from the module.
-    pub fn new(module: impl Into<Arc<[u8]>>) -> Self {
-        Self::local(module, Vec::new(), Vec::new(), BTreeMap::new())
-    }
-
-    /// A task run locally (as `sharegrid run` does): default limits and
-    /// mode, and the task id [`TaskId::local`] derives from the module,
-    /// arguments and stdin.
-    pub fn local(
-        module: impl Into<Arc<[u8]>>,
-        args: Vec<String>,
-        stdin: impl Into<Arc<[u8]>>,
-        inputs: BTreeMap<String, Arc<[u8]>>,
-    ) -> Self {
-        let module = module.into();
-        let stdin = stdin.into();
-        let id = TaskId::local(&ContentId::of(&module), &args, &stdin);
-        Task {
-            id,
-            module,
-            args,
-            stdin,
-            inputs,
-            limits: Limits::default(),
-            mode: Determinism::Native,
-        }
     }
 }
 
@@ -269,6 +218,10 @@ pub struct Sandbox {
     config: SandboxConfig,
     engines: Mutex<HashMap<(Determinism, u64), Arc<EngineEntry>>>,
     modules: Mutex<(HashMap<ModuleKey, Module>, VecDeque<ModuleKey>)>,
+    /// Modules being compiled now: a second run of one waits for the first
+    /// compile instead of compiling it again (a runtime such as CPython
+    /// takes tens of seconds), then takes it from the memory cache.
+    compiling: (Mutex<std::collections::HashSet<ModuleKey>>, std::sync::Condvar),
     disk: Option<ModuleCache>,
     ticker: Ticker,
 }
@@ -305,6 +258,7 @@ impl Sandbox {
             config,
             engines: Mutex::default(),
             modules: Mutex::default(),
+            compiling: Default::default(),
             disk,
             ticker: Ticker::start().map_err(SandboxError::Thread)?,
         })
@@ -366,12 +320,49 @@ impl Sandbox {
         key: ModuleKey,
         bytes: &[u8],
     ) -> Result<Result<(Module, ModuleSource), String>, SandboxError> {
-        {
+        let cached = || -> Result<Option<Module>, SandboxError> {
             let modules = self.modules.lock().map_err(|_| SandboxError::Poisoned)?;
-            if let Some(m) = modules.0.get(&key) {
-                return Ok(Ok((m.clone(), ModuleSource::MemoryCache)));
-            }
+            Ok(modules.0.get(&key).cloned())
+        };
+        if let Some(m) = cached()? {
+            return Ok(Ok((m, ModuleSource::MemoryCache)));
         }
+        if self.config.memory_cache_modules > 0 {
+            let (set, done) = &self.compiling;
+            let mut compiling = set.lock().map_err(|_| SandboxError::Poisoned)?;
+            while compiling.contains(&key) {
+                compiling = done.wait(compiling).map_err(|_| SandboxError::Poisoned)?;
+            }
+            if let Some(m) = cached()? {
+                return Ok(Ok((m, ModuleSource::MemoryCache)));
+            }
+            compiling.insert(key);
+            drop(compiling);
+            // Taken off the set however the compile ends, a panic included.
+            struct Done<'a>(
+                &'a (Mutex<std::collections::HashSet<ModuleKey>>, std::sync::Condvar),
+                ModuleKey,
+            );
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    let mut set = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    set.remove(&self.1);
+                    self.0.1.notify_all();
+                }
+            }
+            let _done = Done(&self.compiling, key);
+            return self.load_or_compile(engine, key, bytes);
+        }
+        self.load_or_compile(engine, key, bytes)
+    }
+
+    /// The module from the disk cache or compiled, kept in the memory cache.
+    fn load_or_compile(
+        &self,
+        engine: &Engine,
+        key: ModuleKey,
+        bytes: &[u8],
+    ) -> Result<Result<(Module, ModuleSource), String>, SandboxError> {
         if !bytes.starts_with(b"\0asm") {
             return Ok(Err(
                 "not a WebAssembly binary (it does not start with the \\0asm magic bytes)".into(),
@@ -390,9 +381,6 @@ impl Sandbox {
                 Err(reason) => return Ok(Err(reason)),
             },
         };
-        if let Err(reason) = check_entry_point(&module) {
-            return Ok(Err(reason));
-        }
         let mut modules = self.modules.lock().map_err(|_| SandboxError::Poisoned)?;
         if self.config.memory_cache_modules > 0 {
             while modules.1.len() >= self.config.memory_cache_modules {
@@ -420,72 +408,6 @@ impl Sandbox {
             return Module::from_binary(engine, &instrumented).map_err(|e| error_chain(&e));
         }
         Module::from_binary(engine, bytes).map_err(|e| error_chain(&e))
-    }
-
-    fn check_task(&self, task: &Task) -> Result<(), SandboxError> {
-        let l = &task.limits;
-        if l.stack_bytes == 0 || l.stack_bytes > Limits::MAX_STACK_BYTES {
-            return Err(SandboxError::BadLimit(format!(
-                "stack limit {} bytes is outside 1..={} bytes",
-                l.stack_bytes,
-                Limits::MAX_STACK_BYTES
-            )));
-        }
-        if l.memory_bytes == 0 || l.memory_bytes > 4 << 30 {
-            return Err(SandboxError::BadLimit(format!(
-                "memory limit {} bytes is outside 1..=4 GiB (32-bit linear memory)",
-                l.memory_bytes
-            )));
-        }
-        if l.timeout_ms == 0 {
-            return Err(SandboxError::BadLimit("timeout must be positive".into()));
-        }
-        if task.module.len() > self.config.max_module_bytes {
-            return Err(SandboxError::ModuleTooLarge {
-                bytes: task.module.len(),
-                limit: self.config.max_module_bytes,
-            });
-        }
-        let args: usize = task.args.iter().map(|a| a.len() + 1).sum();
-        if args > self.config.max_args_bytes {
-            return Err(SandboxError::ArgsTooLarge {
-                bytes: args,
-                limit: self.config.max_args_bytes,
-            });
-        }
-        if task.args.iter().any(|a| a.contains('\0')) {
-            return Err(SandboxError::BadArg);
-        }
-        if task.inputs.len() > self.config.max_input_files {
-            return Err(SandboxError::TooManyInputs {
-                count: task.inputs.len(),
-                limit: self.config.max_input_files,
-            });
-        }
-        let mut total = task.stdin.len() as u64;
-        let mut prev: Option<&str> = None;
-        for (path, data) in &task.inputs {
-            validate_out_path(path).map_err(|e| SandboxError::BadInputPath(e.to_string()))?;
-            // Sorted order puts "a" right before "a/b": a file cannot also be
-            // a directory.
-            if let Some(p) = prev
-                && path.starts_with(p)
-                && path.as_bytes().get(p.len()) == Some(&b'/')
-            {
-                return Err(SandboxError::BadInputPath(format!(
-                    "input {p:?} is both a file and a directory"
-                )));
-            }
-            prev = Some(path);
-            total += data.len() as u64;
-        }
-        if total > self.config.max_input_bytes {
-            return Err(SandboxError::InputTooLarge {
-                bytes: total,
-                limit: self.config.max_input_bytes,
-            });
-        }
-        Ok(())
     }
 
     /// Runs `task` to its end. `Err` only for a bad task description (bad
@@ -540,7 +462,11 @@ impl Sandbox {
             prepare_time,
             run_time,
         };
-        let (module, source) = match prepared {
+        let (module, source) = match prepared.and_then(|(m, source)| {
+            check_entry_point(&m, &task.launch)?;
+            check_imports(&m, &task.launch)?;
+            Ok((m, source))
+        }) {
             Ok(m) => m,
             Err(reason) => {
                 let result = TaskResult::empty(Outcome::InvalidModule { reason });
@@ -554,13 +480,7 @@ impl Sandbox {
             return Ok(report(result, Fuel(0), source, Duration::ZERO));
         }
         let host = Host {
-            wasi: WasiCtx::new(
-                &task.id,
-                &task.args,
-                task.stdin.clone(),
-                &task.inputs,
-                task.limits.output_bytes,
-            ),
+            wasi: WasiCtx::new(task),
             memory: None,
             end: None,
             meter: Meter::Off,
@@ -600,21 +520,16 @@ impl Sandbox {
                 match self.start_metering(&mut store, &instance, fuel_limit, (deadline, cancel)) {
                     Err(e) => return Err(engine_err(e)),
                     Ok(Some(early)) => early,
-                    Ok(None) => match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                        Err(e) => Outcome::InvalidModule {
-                            reason: error_chain(&e),
-                        },
-                        Ok(start) => {
-                            cancel.set_running();
-                            match start.call(&mut store, ()) {
-                                Ok(()) => Outcome::Completed { exit_code: 0 },
-                                Err(e) => classify(store.data(), &e).unwrap_or_else(|| {
-                                    tracing::warn!(task = %task.id, error = %error_chain(&e), "unclassified error ended a task");
-                                    Outcome::Trap { trap: TrapKind::Other }
-                                }),
-                            }
+                    Ok(None) => {
+                        cancel.set_running();
+                        match enter(&mut store, &instance, &task.launch) {
+                            Ok(exit_code) => Outcome::Completed { exit_code },
+                            Err(e) => classify(store.data(), &e).unwrap_or_else(|| {
+                                tracing::warn!(task = %task.id, error = %error_chain(&e), "unclassified error ended a task");
+                                Outcome::Trap { trap: TrapKind::Other }
+                            }),
                         }
-                    },
+                    }
                 }
             }
         };
@@ -708,11 +623,74 @@ impl Sandbox {
 }
 
 /// A module must export `_start: [] -> []`, the WASI command entry point.
-fn check_entry_point(module: &Module) -> Result<(), String> {
-    match module.get_export("_start") {
-        Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => Ok(()),
-        Some(_) => Err("the `_start` export is not a function taking and returning nothing".into()),
-        None => Err("no `_start` export: not a WASI command module".into()),
+/// A reactor's entry (`launch.entry`) must take nothing and return nothing
+/// or an `i32` exit code; its `_initialize`, if any, nothing at all.
+fn check_entry_point(module: &Module, launch: &Launch) -> Result<(), String> {
+    let Some(entry) = &launch.entry else {
+        return match module.get_export("_start") {
+            Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => Ok(()),
+            Some(_) => Err("the `_start` export is not a function taking and returning nothing".into()),
+            None if module.get_export("_initialize").is_some() => {
+                Err("no `_start` export: a WASI reactor (it exports `_initialize`); name its entry export".into())
+            }
+            None => Err("no `_start` export: not a WASI command module".into()),
+        };
+    };
+    if let Some(init) = module.get_export("_initialize") {
+        match init {
+            ExternType::Func(f) if f.params().len() == 0 && f.results().len() == 0 => {}
+            _ => return Err("the `_initialize` export is not a function taking and returning nothing".into()),
+        }
+    }
+    match module.get_export(entry) {
+        Some(ExternType::Func(f))
+            if f.params().len() == 0
+                && (f.results().len() == 0
+                    || (f.results().len() == 1 && f.results().all(|r| matches!(r, ValType::I32)))) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(format!(
+            "the entry export `{entry}` is not a function taking nothing and returning nothing or an i32"
+        )),
+        None => Err(format!("no `{entry}` export: the entry the task names")),
+    }
+}
+
+/// Every import is a WASI preview 1 function or one the task's runtime
+/// declares; the others are named, all of them, in one refusal.
+fn check_imports(module: &Module, launch: &Launch) -> Result<(), String> {
+    let missing: Vec<String> = module
+        .imports()
+        .filter(|i| i.module() != wasi::MODULE)
+        .map(|i| format!("{}.{}", i.module(), i.name()))
+        .filter(|name| !launch.imports.contains(name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "the module imports what the network does not provide: {} (a task may use WASI preview 1, and the host imports its runtime declares)",
+        missing.join(", ")
+    ))
+}
+
+/// Calls the task's entry: `_start`, or `_initialize` (when exported) and
+/// then the reactor's named entry, whose `i32` result is the exit code.
+fn enter(store: &mut Store<Host>, instance: &wasmtime::Instance, launch: &Launch) -> wasmtime::Result<i32> {
+    let Some(entry) = &launch.entry else {
+        let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+        return start.call(&mut *store, ()).map(|()| 0);
+    };
+    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+        init.call(&mut *store, ())?;
+    }
+    match instance.get_typed_func::<(), i32>(&mut *store, entry) {
+        Ok(f) => f.call(&mut *store, ()),
+        Err(_) => instance
+            .get_typed_func::<(), ()>(&mut *store, entry)?
+            .call(&mut *store, ())
+            .map(|()| 0),
     }
 }
 
@@ -730,6 +708,11 @@ fn classify(host: &Host, e: &wasmtime::Error) -> Option<Outcome> {
     }
     if host.limiter.hit {
         return Some(Outcome::MemoryLimit);
+    }
+    if e.is::<wasmtime::ThrownException>() {
+        return Some(Outcome::Trap {
+            trap: TrapKind::UncaughtException,
+        });
     }
     let trap = e.downcast_ref::<Trap>()?;
     Some(match trap {

@@ -104,6 +104,8 @@ impl OutputBudget {
 #[derive(Debug)]
 pub(crate) struct Vfs {
     nodes: Vec<Node>,
+    /// The read-only trees of mounted files: (guest directory, its root).
+    pub(crate) mounts: Vec<(String, Ino)>,
 }
 
 /// Splits a guest path into components, rejecting what the sandbox never
@@ -136,8 +138,9 @@ fn components(path: &str) -> Result<Vec<&str>, Errno> {
 
 impl Vfs {
     /// Builds `/in` from `inputs` (relative `/`-separated paths, already
-    /// validated) and an empty `/out`.
-    pub(crate) fn new(inputs: &BTreeMap<String, Arc<[u8]>>) -> Self {
+    /// validated), an empty `/out`, and a read-only tree for each directory
+    /// that holds mounted files (`mounts`: absolute paths, validated).
+    pub(crate) fn new(inputs: &BTreeMap<String, Arc<[u8]>>, mounts: &BTreeMap<String, Arc<[u8]>>) -> Self {
         let root = |writable| Node {
             kind: NodeKind::Dir(BTreeMap::new()),
             parent: 0,
@@ -145,21 +148,45 @@ impl Vfs {
         };
         let mut vfs = Vfs {
             nodes: vec![root(false), root(true)],
+            mounts: Vec::new(),
         };
         vfs.nodes[OUT_ROOT].parent = OUT_ROOT;
         for (path, data) in inputs {
-            let mut dir = IN_ROOT;
-            let parts: Vec<&str> = path.split('/').collect();
-            let (last, dirs) = parts.split_last().unwrap_or((&"", &[]));
-            for d in dirs {
-                dir = match vfs.child(dir, d) {
-                    Some(ino) => ino,
-                    None => vfs.insert(dir, d, NodeKind::Dir(BTreeMap::new()), false),
-                };
-            }
-            vfs.insert(dir, last, NodeKind::File(FileData::Shared(data.clone())), false);
+            vfs.add_file(IN_ROOT, path, data);
+        }
+        for (path, data) in mounts {
+            let dir = sharegrid_core::mount_dir(path);
+            let root = match vfs.mounts.iter().find(|(d, _)| d == dir) {
+                Some((_, ino)) => *ino,
+                None => {
+                    let ino = vfs.nodes.len();
+                    vfs.nodes.push(Node {
+                        kind: NodeKind::Dir(BTreeMap::new()),
+                        parent: ino,
+                        writable: false,
+                    });
+                    vfs.mounts.push((dir.to_owned(), ino));
+                    ino
+                }
+            };
+            vfs.add_file(root, &path[dir.len() + 1..], data);
         }
         vfs
+    }
+
+    /// Adds a read-only file at `path` (relative, clean) under `root`,
+    /// making the directories above it.
+    fn add_file(&mut self, root: Ino, path: &str, data: &Arc<[u8]>) {
+        let mut dir = root;
+        let parts: Vec<&str> = path.split('/').collect();
+        let (last, dirs) = parts.split_last().unwrap_or((&"", &[]));
+        for d in dirs {
+            dir = match self.child(dir, d) {
+                Some(ino) => ino,
+                None => self.insert(dir, d, NodeKind::Dir(BTreeMap::new()), false),
+            };
+        }
+        self.insert(dir, last, NodeKind::File(FileData::Shared(data.clone())), false);
     }
 
     pub(crate) fn node(&self, ino: Ino) -> &Node {
@@ -410,7 +437,7 @@ mod tests {
             .iter()
             .map(|(p, d)| (p.to_string(), Arc::<[u8]>::from(*d)))
             .collect();
-        Vfs::new(&map)
+        Vfs::new(&map, &BTreeMap::new())
     }
 
     #[test]

@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 use sharegrid_core::job::{JobFile, JobTerms, MAX_TASKS, TermError};
-use sharegrid_core::{Amount, ContentId, Determinism, GigafuelPerSec, JobId, Limits, Offer, PricePerGfuel, Program};
+use sharegrid_core::{
+    Amount, ContentId, Determinism, GigafuelPerSec, JobId, Launch, Limits, Offer, PricePerGfuel, Program,
+    validate_mount_path,
+};
 use sharegrid_sched::{Constraints, Credibility, JobPolicy};
 
 /// A job as submitted: everything needed to run (or resume) it. Stored as
@@ -53,6 +56,14 @@ pub struct JobSubmission {
     pub min_stake: Amount,
     /// Each task's arguments.
     pub tasks: Vec<Vec<String>>,
+    /// The entry, environment and declared host imports (every task).
+    /// Absent in rows stored before it existed.
+    #[serde(default)]
+    pub launch: Launch,
+    /// Read-only files at absolute guest paths (a runtime's library), by
+    /// path. Absent in rows stored before it existed.
+    #[serde(default)]
+    pub mounts: Vec<(String, ContentId)>,
 }
 
 /// What the node can tell of a job before it starts, from the live offers:
@@ -106,7 +117,31 @@ impl JobSubmission {
             credibility: job.credibility,
             min_stake: job.min_stake,
             tasks: job.expand(),
+            launch: Launch {
+                entry: job.entry.clone(),
+                env: job.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                imports: Vec::new(),
+            },
+            mounts: Vec::new(),
         }
+    }
+
+    /// This job run by `runtime`: the runtime's module, mounts and launch
+    /// (with the job's own variables over the runtime's), and the script
+    /// (blob `script`, named `name`) given to every task as `/in/<name>`,
+    /// its path first among the arguments.
+    pub fn with_runtime(mut self, runtime: &crate::runtime::Runtime, name: &str, script: ContentId) -> JobSubmission {
+        let at = format!("/in/{name}");
+        self.module = runtime.module;
+        self.mounts = runtime.mounts.clone();
+        self.launch = runtime.launch_with(&self.launch.env);
+        self.inputs.retain(|(p, _)| p != name);
+        self.inputs.push((name.to_owned(), script));
+        self.inputs.sort();
+        for args in &mut self.tasks {
+            args.insert(0, at.clone());
+        }
+        self
     }
 
     /// The rules every job meets, as a job file's are checked
@@ -118,6 +153,15 @@ impl JobSubmission {
                 field: "sweep",
                 message: format!("{} tasks, over the limit of {MAX_TASKS}", self.tasks.len()),
             });
+        }
+        self.launch
+            .check()
+            .map_err(|message| TermError { field: "env", message })?;
+        for (path, _) in &self.mounts {
+            validate_mount_path(path).map_err(|message| TermError {
+                field: "mounts",
+                message,
+            })?;
         }
         JobTerms {
             limits: &self.limits,
@@ -140,6 +184,8 @@ impl JobSubmission {
             inputs: self.inputs.clone(),
             limits: self.limits,
             mode: self.mode,
+            launch: self.launch.clone(),
+            mounts: self.mounts.clone(),
         }
     }
 
@@ -218,6 +264,8 @@ impl JobSubmission {
     pub(crate) fn sample(tasks: usize, r: u32) -> JobSubmission {
         JobSubmission {
             min_stake: Amount(0),
+            launch: Default::default(),
+            mounts: Vec::new(),
             name: "t".into(),
             module: ContentId::of(b"m"),
             stdin: ContentId::of(b""),

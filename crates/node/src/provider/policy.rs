@@ -371,6 +371,8 @@ mod tests {
                 ..Limits::default()
             },
             mode: Determinism::Native,
+            launch: Default::default(),
+            mounts: Vec::new(),
             price: PricePerGfuel(Amount(100)),
             expires_at_ms: 10_000,
             escrow: None,

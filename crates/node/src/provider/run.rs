@@ -103,7 +103,7 @@ impl Provider {
         // Sizes first, from the files: inputs over the sandbox's bound are
         // refused before any is read into memory.
         let mut total = 0u64;
-        for id in std::iter::once(&a.stdin).chain(a.inputs.iter().map(|(_, id)| id)) {
+        for id in std::iter::once(&a.stdin).chain(a.inputs.iter().chain(&a.mounts).map(|(_, id)| id)) {
             total = total.saturating_add(self.blobs.len(id).ok_or(ExecuteError::MissingBlob(*id))?);
         }
         let limit = self.sandbox.config().max_input_bytes;
@@ -125,6 +125,12 @@ impl Provider {
             inputs,
             limits: a.limits,
             mode: a.mode,
+            launch: a.launch.clone(),
+            mounts: a
+                .mounts
+                .iter()
+                .map(|(path, id)| Ok((path.clone(), load(id)?)))
+                .collect::<Result<_, ExecuteError>>()?,
         };
         let started = std::time::Instant::now();
         let mut report = self.sandbox.run_cancellable(&task, cancel)?;

@@ -296,6 +296,8 @@ pub fn run(cfg: &SimConfig) -> SimReport {
 fn job(j: usize, cfg: &SimConfig) -> JobSubmission {
     JobSubmission {
         min_stake: Amount(0),
+        launch: Default::default(),
+        mounts: Vec::new(),
         name: format!("sim-{j}"),
         module: ContentId::of(b"module"),
         stdin: ContentId::of(b""),

@@ -525,6 +525,8 @@ fn run_job(
             ..Limits::default()
         },
         mode: Determinism::Native,
+        launch: Default::default(),
+        mounts: Vec::new(),
     };
     let mut runs: HashMap<(TaskId, NodeId), Run> = HashMap::new();
     let mut settle: Vec<Paid> = Vec::new();

@@ -51,6 +51,8 @@ pub(crate) fn tile_job(blobs: &BlobStore, tasks: Vec<Vec<String>>) -> JobSubmiss
         min_speed: 0.0,
         credibility: None,
         min_stake: Amount(0),
+        launch: Default::default(),
+        mounts: Vec::new(),
         tasks,
     }
 }

