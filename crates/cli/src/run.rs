@@ -36,9 +36,10 @@ pub(crate) struct RunArgs {
     /// An environment variable the task sees (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
-    /// A host file the task reads, read-only, at an absolute path outside
-    /// /in and /out (repeatable), e.g. /usr/local/lib/data.zip=./data.zip.
-    #[arg(long = "mount", value_name = "GUEST=FILE", value_parser = parse_mount)]
+    /// A host file, or a directory's files, the task reads, read-only, at
+    /// an absolute path outside /in and /out (repeatable), e.g.
+    /// /usr/local/lib/data.zip=./data.zip or /share=./share.
+    #[arg(long = "mount", value_name = "GUEST=PATH", value_parser = parse_mount)]
     mounts: Vec<(String, PathBuf)>,
     /// Arguments passed to the module (after `--`).
     #[arg(last = true, value_name = "ARGS")]
@@ -106,8 +107,11 @@ fn parse_env(v: &str) -> Result<(String, String), String> {
 }
 
 fn parse_mount(v: &str) -> Result<(String, PathBuf), String> {
-    let (guest, host) = v.split_once('=').ok_or("expected GUEST=FILE")?;
-    sharegrid_core::validate_mount_path(guest)?;
+    let (guest, host) = v.split_once('=').ok_or("expected GUEST=PATH")?;
+    // A directory's files land below `guest`: it must be a clean absolute
+    // path (checked as one of its files would be).
+    sharegrid_core::validate_mount_path(&format!("{guest}/x"))
+        .or_else(|_| sharegrid_core::validate_mount_path(guest))?;
     Ok((guest.to_owned(), PathBuf::from(host)))
 }
 
@@ -193,8 +197,15 @@ pub(crate) fn main(home: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         imports: Vec::new(),
     };
     let mut mounts = std::collections::BTreeMap::new();
-    for (guest, file) in &a.mounts {
-        let bytes = std::fs::read(file).with_context(|| format!("--mount {guest}: cannot read {}", file.display()))?;
+    for (guest, path) in &a.mounts {
+        if path.is_dir() {
+            let cfg = sandbox.config();
+            for (rel, bytes) in load_inputs(path, cfg.max_input_bytes, cfg.max_input_files)? {
+                mounts.insert(format!("{guest}/{rel}"), bytes);
+            }
+            continue;
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("--mount {guest}: cannot read {}", path.display()))?;
         mounts.insert(guest.clone(), std::sync::Arc::<[u8]>::from(bytes));
     }
     let mut args = a.args.clone();

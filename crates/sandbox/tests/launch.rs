@@ -138,9 +138,21 @@ fn mounted_files_are_readable_at_their_absolute_paths_and_never_writable() {
         b.mounts = [(bad.to_string(), Arc::from(&b""[..]))].into();
         assert!(matches!(sandbox().run(&b), Err(SandboxError::BadMount(_))), "{bad}");
     }
-    // A file cannot also be the directory of another mounted file.
+    // A file cannot also be the directory of another mounted file (names
+    // that sort between them included).
     let mut b = t.clone();
     b.mounts.insert("/usr/local/lib".into(), Arc::from(&b""[..]));
-    b.mounts.insert("/usr/local/x".into(), Arc::from(&b""[..]));
+    b.mounts.insert("/usr/local/lib-x".into(), Arc::from(&b""[..]));
     assert!(matches!(sandbox().run(&b), Err(SandboxError::BadMount(m)) if m.contains("both")));
+    // A tree of mounted files is one preopened directory: `/usr/local/lib`
+    // (fd 5), holding `data.txt` and `deep/er/x`.
+    let mut tree = Task::new(wat(&MOUNT_READER
+        .replace(r#""data.txt""#, r#""deep/er/x""#)
+        .replace("(i32.const 400) (i32.const 8)", "(i32.const 400) (i32.const 9)")));
+    tree.mounts = t.mounts.clone();
+    tree.mounts
+        .insert("/usr/local/lib/deep/er/x".into(), Arc::from(&b"x"[..]));
+    let r = sandbox().run(&tree).unwrap();
+    assert_eq!(stdout(&r), "/usr/local/libx");
+    assert_eq!(r.result.outcome, Outcome::Completed { exit_code: 69 });
 }
