@@ -16,9 +16,9 @@ fuzz_target!(init: sharegrid_fuzz::seeds::write_if_asked("module"), |data: &[u8]
     }
     let mut u = Unstructured::new(rest);
     let Ok(mut config) = u.arbitrary::<wasm_smith::Config>() else { return };
-    // The proposals the sandbox's engine turns off.
+    // The proposals the sandbox's engine turns off (exception handling is
+    // on: the rewriter's handler landings are exercised with the rest).
     config.threads_enabled = false;
-    config.exceptions_enabled = false;
     config.gc_enabled = false;
     config.custom_descriptors_enabled = false;
     config.shared_everything_threads_enabled = false;

@@ -10,7 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use sharegrid_core::{Amount, Determinism, Fuel, Limits, TaskResult};
+use sharegrid_core::job::JobFile;
+use sharegrid_core::{Amount, TaskResult};
 use sharegrid_node::runtime::{self, PYTHON_VERSION, Runtime, Source};
 use sharegrid_node::testnet::{ProviderSpec, Testnet};
 use sharegrid_node::{JobSubmission, State};
@@ -59,36 +60,20 @@ async fn a_pandas_and_scikit_learn_job_runs_on_the_network_and_its_replicas_agre
     let r = &net.requestor;
     let rt = install(r.node.home.clone(), r.node.blobs.clone()).await;
     let blobs = &r.node.blobs;
-    let sub = JobSubmission {
-        name: "sales".into(),
-        module: blobs.put(b"").unwrap(),
-        stdin: blobs.put(b"").unwrap(),
-        inputs: vec![("sales.csv".into(), blobs.put(&example("sales.csv")).unwrap())],
-        limits: Limits {
-            fuel: Fuel(200_000_000_000),
-            // With the default 64 MiB of output, within the 1 GiB a
-            // provider gives a task by default.
-            memory_bytes: 768 << 20,
-            timeout_ms: 600_000,
-            ..Limits::default()
-        },
-        mode: Determinism::Native,
-        replication: 2,
-        quorum: 2,
-        price_ceiling: Amount(2_000),
-        budget: Amount(u128::MAX / 4),
-        deadline_secs: Some(1_200),
-        wait_for_providers_secs: Some(120),
-        arch: None,
-        min_memory: 0,
-        min_speed: 0.0,
-        credibility: None,
-        min_stake: Amount(0),
-        launch: Default::default(),
-        mounts: Vec::new(),
-        tasks: vec![vec!["1".into()], vec!["4".into()]],
-    }
-    .with_runtime(&rt, "sales.py", blobs.put(&example("sales.py")).unwrap());
+    // The example job file, as `sharegrid submit` reads it (two of its
+    // four quarters, to keep the test short).
+    let text = String::from_utf8(example("sales.toml")).unwrap();
+    let mut job = JobFile::parse("sales.toml", &text).unwrap();
+    assert_eq!((job.runtime.as_deref(), job.script.as_deref()), (Some("python"), Some("sales.py")));
+    job.sweep.insert("quarter".into(), vec!["1".into(), "4".into()]);
+    let inputs = vec![("sales.csv".into(), blobs.put(&example("sales.csv")).unwrap())];
+    let mut sub = JobSubmission::from_job_file(&job, blobs.put(b"").unwrap(), blobs.put(b"").unwrap(), inputs)
+        .with_runtime(&rt, "sales.py", blobs.put(&example("sales.py")).unwrap());
+    // The test network's providers ask more than the example's ceiling.
+    sub.price_ceiling = Amount(2_000);
+    sub.budget = Amount(u128::MAX / 4);
+    sub.wait_for_providers_secs = Some(120);
+    assert_eq!(sub.limits.memory_bytes, 768 << 20);
     sub.check().unwrap();
     let id = r.engine.submit(sub.clone()).await.unwrap();
     let job = r.engine.wait(&id).await.unwrap().unwrap();
