@@ -305,7 +305,15 @@ fn a_lone_claim_is_audited_and_a_dispute_no_one_judges_lapses() {
     let supply = s.supply();
     open(&mut s, 0);
     // An unstaked provider fabricates a receipt for work it never did.
-    claim(&mut s, 2, pair(1, 2, 0, 90 * GIGA, true), vec![], 3).unwrap();
+    let lone = pair(1, 2, 0, 90 * GIGA, true);
+    claim(&mut s, 2, lone.clone(), vec![], 3).unwrap();
+    // The validator is asked to re-run the whole task: its entry,
+    // environment and mounted files as the signed assignment names them.
+    let a: sharegrid_core::Assignment = lone.assignment.open(1 << 16).unwrap();
+    let judged = s.to_judge();
+    let rerun = &judged.iter().find(|(_, t, _)| *t == a.task).unwrap().2;
+    assert_eq!((&rerun.program.launch, &rerun.program.mounts), (&a.launch, &a.mounts));
+    assert!(!a.launch.is_default() && !a.mounts.is_empty());
     let left = s.escrows[&job_id(1)].left;
     // The validator's audit finds the true result: nothing is paid, the
     // held charge goes back; there is no stake to slash.

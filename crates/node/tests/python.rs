@@ -64,7 +64,10 @@ async fn a_pandas_and_scikit_learn_job_runs_on_the_network_and_its_replicas_agre
     // four quarters, to keep the test short).
     let text = String::from_utf8(example("sales.toml")).unwrap();
     let mut job = JobFile::parse("sales.toml", &text).unwrap();
-    assert_eq!((job.runtime.as_deref(), job.script.as_deref()), (Some("python"), Some("sales.py")));
+    assert_eq!(
+        (job.runtime.as_deref(), job.script.as_deref()),
+        (Some("python"), Some("sales.py"))
+    );
     job.sweep.insert("quarter".into(), vec!["1".into(), "4".into()]);
     let inputs = vec![("sales.csv".into(), blobs.put(&example("sales.csv")).unwrap())];
     let mut sub = JobSubmission::from_job_file(&job, blobs.put(b"").unwrap(), blobs.put(b"").unwrap(), inputs)

@@ -120,7 +120,17 @@ pub(crate) fn said(
     price_bump: i128,
     says: Said,
 ) -> Paid {
-    let program = Program::new(ContentId::of(b"m"), ContentId::of(b""));
+    // A reactor with an environment and a mounted file: what a validator
+    // re-runs must be the whole task (`to_judge`).
+    let program = Program {
+        launch: sharegrid_core::Launch {
+            entry: Some("run".into()),
+            env: vec![("TZ".into(), "UTC".into())],
+            imports: vec![],
+        },
+        mounts: vec![("/usr/lib/z.zip".into(), ContentId::of(b"z"))],
+        ..Program::new(ContentId::of(b"m"), ContentId::of(b""))
+    };
     let terms = Terms {
         chain: chain_id(),
         requestor: requestor.id(),
