@@ -186,10 +186,14 @@ def main():
                f"Node benchmark: {bench['speed']:.3f} Gfuel/s ({bench['fuel_per_round']:,} fuel per round).\n")
     print(report)
     if a.record:
-        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
-            f.write(f"\n### Guests: wasm ÷ native, {datetime.date.today()} — {machine()}\n\n")
-            f.write(f"`bench/guests.py --rounds {a.rounds}`, medians of {a.rounds} interleaved rounds.\n\n")
-            f.write(report)
+        record("Guests: wasm ÷ native", f"`bench/guests.py --rounds {a.rounds}`, medians of {a.rounds} interleaved rounds.",
+               report)
+
+
+def record(title, how, report):
+    """Appends a dated section to bench/RESULTS.md."""
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
+        f.write(f"\n### {title}, {datetime.date.today()} — {machine()}\n\n{how}\n\n{report}")
 
 
 if __name__ == "__main__":

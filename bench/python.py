@@ -19,7 +19,6 @@ scikit-learn`.
 usage: bench/python.py [--rounds N] [--no-build] [--record]
 """
 import argparse
-import datetime
 import json
 import os
 import shutil
@@ -33,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "sharegrid")
 EX = os.path.join(ROOT, "examples", "python")
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from guests import machine, sh  # noqa: E402
+from guests import record, sh  # noqa: E402
 
 
 def run(home, script, args, indir=None):
@@ -99,10 +98,7 @@ def main():
     report = "\n".join(lines) + f"\n\nstdout identical to native CPython's: {same}.\n"
     print(report)
     if a.record:
-        with open(os.path.join(ROOT, "bench", "RESULTS.md"), "a") as f:
-            f.write(f"\n### Python runtime, {datetime.date.today()} — {machine()}\n\n")
-            f.write(f"`bench/python.py --rounds {a.rounds}`, medians of interleaved rounds.\n\n")
-            f.write(report)
+        record("Python runtime", f"`bench/python.py --rounds {a.rounds}`, medians of interleaved rounds.", report)
 
 
 if __name__ == "__main__":
