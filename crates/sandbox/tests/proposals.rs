@@ -131,6 +131,35 @@ fn tail_calls_run_in_constant_stack_and_are_metered() {
 }
 
 #[test]
+fn extended_constants_multi_value_and_reference_types_run_and_count_one_each() {
+    let r = sandbox()
+        .run(&Task::new(wat(r#"(module
+          (type $r (func (result i32)))
+          (memory (export "memory") 1)
+          (global $base i32 (i32.add (i32.const 40) (i32.const 2)))
+          (table $t 2 funcref)
+          (elem declare func $seven)
+          (func $seven (result i32) (i32.const 7))
+          (func $pair (result i32 i32) (i32.const 1) (i32.const 2))
+          (func (export "_start") (local $unused i32)
+            (table.set $t (i32.const 1) (ref.func $seven))
+            (call $pair)
+            (block (param i32 i32) (result i32) (i32.add))
+            (global.get $base)
+            (i32.add)
+            (call_indirect $t (type $r) (i32.const 1))
+            (i32.add)
+            (if (i32.ne (i32.const 52)) (then unreachable))))"#)))
+        .unwrap();
+    assert_completed(&r);
+    // `_start`: i32.const, ref.func, table.set, call, block, i32.add, end
+    // = 7 + 1 local; global.get, i32.add, i32.const, call_indirect,
+    // i32.add, i32.const, i32.ne, if = 8; the function's end = 1. `$pair`
+    // 3, `$seven` 2. The constant expression runs no operator.
+    assert_eq!(r.fuel.0, 8 + 8 + 1 + 3 + 2);
+}
+
+#[test]
 fn simd_nans_are_canonical_in_portable_mode() {
     // 0/0 in each lane: x86 makes a NaN with the sign bit set; portable
     // mode writes the canonical quiet NaN, as every other machine would.
