@@ -1,4 +1,4 @@
-//! The application's unit tests: relaying, late proposals, tampered copies.
+//! The application's unit tests: a proposal on a parent never verified here, and a tampered copy of a proposal.
 
 #![allow(clippy::unwrap_used)]
 
