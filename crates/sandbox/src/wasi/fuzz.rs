@@ -16,6 +16,7 @@ use sharegrid_core::{Outcome, TaskId};
 
 use super::abi::Mem;
 use super::ctx::{Fail, WasiCtx};
+use crate::task::Task;
 
 /// Guest memory the calls see: one wasm page.
 const MEMORY: usize = 64 * 1024;
@@ -75,17 +76,25 @@ pub fn calls(data: &[u8]) {
     let mut inputs = BTreeMap::new();
     inputs.insert("data.bin".to_string(), Arc::<[u8]>::from(&b"0123456789"[..]));
     inputs.insert("sub/x".to_string(), Arc::<[u8]>::from(&[7u8; 300][..]));
-    let mut w = WasiCtx::new(
-        &TaskId::from_bytes([7; 32]),
-        &["one".to_string(), "two".to_string()],
-        Arc::from(&b"stdin bytes"[..]),
-        &inputs,
-        OUTPUT_LIMIT,
+    let mut task = Task::local(
+        Arc::<[u8]>::from(&[][..]),
+        vec!["one".to_string(), "two".to_string()],
+        &b"stdin bytes"[..],
+        inputs,
     );
+    task.id = TaskId::from_bytes([7; 32]);
+    task.limits.output_bytes = OUTPUT_LIMIT;
+    task.launch.env = vec![("A".into(), "1".into()), ("PATH".into(), "/bin".into())];
+    // A mounted tree: one more preopened, read-only directory (fd 5).
+    task.mounts
+        .insert("/lib/py/x.py".to_string(), Arc::from(&b"print(1)"[..]));
+    task.mounts
+        .insert("/lib/py/sub/y".to_string(), Arc::from(&[9u8; 70][..]));
+    let mut w = WasiCtx::new(&task);
     let mut m = Mem(&mut memory);
     while let Some(op) = input.u8() {
         let i = &mut input;
-        let r = match op % 32 {
+        let r = match op % 33 {
             0 => w.args_get(&mut m, i.arg(), i.arg()),
             1 => w.args_sizes_get(&mut m, i.arg(), i.arg()),
             2 => w.environ_sizes_get(&mut m, i.arg(), i.arg()),
@@ -125,6 +134,7 @@ pub fn calls(data: &[u8]) {
             28 => w.path_readlink(&mut m, i.arg(), (i.arg(), i.arg())),
             29 => w.path_filestat_set_times(&mut m, i.arg(), (i.arg(), i.arg())),
             30 => w.fd_sync(i.arg()),
+            31 => w.environ_get(&mut m, i.arg(), i.arg()),
             _ => w.fd_filestat_set_times(i.arg()),
         };
         if let Err(Fail::End(_)) = r {
