@@ -458,3 +458,30 @@ fn a_clock_pushed_to_its_end_saturates() {
           (drop (call $poll (i32.const 0) (i32.const 100) (i32.const 1) (i32.const 200)))))"#);
     assert_completed(&sandbox().run(&Task::new(m)).unwrap());
 }
+
+/// The fuzz targets' entry points (`fuzz/`) build with the workspace and
+/// hold on hand-made hostile input: every WASI call with arguments from
+/// each class the driver draws (small, at the end of memory, anywhere in
+/// it, anything), and the gas rewrite of a module that throws and catches.
+#[test]
+fn the_fuzz_entry_points_hold_on_hostile_input() {
+    use sharegrid_sandbox::fuzzing::{gas_rewrite, wasi_calls};
+    for fill in [0x00u8, 0x3f, 0x7f, 0xbf, 0xff] {
+        for op in 0..33u8 {
+            // No memory image, the call, its arguments (and then more
+            // calls) from `fill`.
+            let mut input = vec![0u8, op];
+            input.extend([fill; 40]);
+            wasi_calls(&input);
+        }
+    }
+    let throws = wat(r#"(module
+        (tag $t (param i32))
+        (func (export "_start")
+          (block $h (result i32)
+            (try_table (catch $t $h) (throw $t (i32.const 7)))
+            (i32.const 0))
+          drop))"#);
+    gas_rewrite(&throws).unwrap();
+    assert!(gas_rewrite(b"\0asm\x01\0\0\0\x05").is_err());
+}
