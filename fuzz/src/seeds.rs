@@ -42,17 +42,32 @@ fn tagged(tag: u8, body: Vec<u8>) -> Vec<u8> {
     v
 }
 
+/// Every file under `dir` (relative to this crate), in subdirectories too
+/// (`examples/python/`), sorted by path, each tagged when `tag` is given.
 fn files(dir: &str, tag: Option<u8>) -> anyhow::Result<Vec<Vec<u8>>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(root)? {
-        let bytes = std::fs::read(entry?.path())?;
-        out.push(match tag {
-            Some(t) => tagged(t, bytes),
-            None => bytes,
-        });
+    let mut paths = Vec::new();
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                paths.push(path);
+            }
+        }
     }
-    Ok(out)
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(p)?;
+            Ok(match tag {
+                Some(t) => tagged(t, bytes),
+                None => bytes,
+            })
+        })
+        .collect()
 }
 
 /// The seeds of `target`.
