@@ -43,31 +43,18 @@ fn tagged(tag: u8, body: Vec<u8>) -> Vec<u8> {
 }
 
 /// Every file under `dir` (relative to this crate), in subdirectories too
-/// (`examples/python/`), sorted by path, each tagged when `tag` is given.
+/// (`examples/python/`), in path order, each tagged when `tag` is given:
+/// read as `sharegrid run --in` reads a directory.
 fn files(dir: &str, tag: Option<u8>) -> anyhow::Result<Vec<Vec<u8>>> {
-    let mut paths = Vec::new();
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(d)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                paths.push(path);
-            }
-        }
-    }
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let bytes = std::fs::read(p)?;
-            Ok(match tag {
-                Some(t) => tagged(t, bytes),
-                None => bytes,
-            })
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let files = sharegrid_sandbox::load_inputs(&root, u64::MAX, usize::MAX)?;
+    Ok(files
+        .into_values()
+        .map(|bytes| match tag {
+            Some(t) => tagged(t, bytes.to_vec()),
+            None => bytes.to_vec(),
         })
-        .collect()
+        .collect())
 }
 
 /// The seeds of `target`.
