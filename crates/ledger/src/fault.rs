@@ -14,7 +14,8 @@
 //! - A **verdict** is a validator's re-execution of the task (deterministic,
 //!   so the true result hash and fuel are known). Every receipt under
 //!   judgement that differs from it is faulty: its provider's stake is
-//!   slashed by `slash_bps`; the slash pays the re-execution's cost to the
+//!   slashed by `slash_bps`, once (the fault is recorded; the receipt is no
+//!   claim and no evidence after); the slash pays the re-execution's cost to the
 //!   validator, `reporter_bps` of the rest to the reporter, the rest to the
 //!   treasury; a faulty held claim goes back to the escrow. Receipts that
 //!   match are honest: never slashed, held claims paid. A dispute in which
@@ -229,6 +230,11 @@ impl State {
         if e.paid.contains(&(task, provider)) {
             return Err(Rejection::AlreadyPaid(task));
         }
+        if self.faults.contains(&(*escrow, task, provider)) {
+            return Err(Rejection::BadProof(format!(
+                "the receipt for task {task} was judged wrong: it is not paid"
+            )));
+        }
         if own.timed_out() {
             return Err(Rejection::BadProof(
                 "a run that timed out is not deterministic: it cannot be claimed, only settled by its requestor".into(),
@@ -427,6 +433,12 @@ impl State {
                     "a run that timed out is not deterministic: it is no evidence".into(),
                 ));
             }
+            if self.faults.contains(&(*escrow, *task, a.provider)) {
+                return Err(Rejection::Dispute(format!(
+                    "provider {}'s receipt for task {task} was judged wrong and slashed already",
+                    a.provider.short()
+                )));
+            }
             if accused.insert(a.provider, Said::of(&proof)).is_some() {
                 return Err(Rejection::BadProof(format!(
                     "provider {} appears twice in the evidence",
@@ -535,11 +547,17 @@ impl State {
         let cost = rerun.price.cost(fuel).ok_or(Rejection::Overflow)?;
         let mut slashed: u128 = 0;
         for p in &faulty {
+            let key = (*escrow, *task, *p);
+            if self.faults.contains(&key) {
+                // Judged and slashed by an earlier verdict: once is the price.
+                continue;
+            }
             let cut = share(self.slashable(p), self.params.slash_bps)?;
             if cut > 0 {
                 moves.push(Move::Slash(*p, Amount(cut)));
                 slashed += cut;
             }
+            moves.push(Move::Fault(key));
         }
         let reporter = dispute.map(|d| (d.reporter, d.bond));
         if !faulty.is_empty() {

@@ -207,6 +207,11 @@ pub struct State {
     /// Validators' equivocations punished, by (validator, view).
     #[serde(default)]
     pub equivocations: BTreeSet<(NodeId, u64)>,
+    /// Receipts a verdict found wrong, by (escrow, task, provider): one
+    /// wrong result is slashed once, however many claims and disputes name
+    /// it, and is no evidence after.
+    #[serde(default)]
+    pub faults: BTreeSet<(ContentId, TaskId, NodeId)>,
 }
 
 /// One payment for one task's work, from escrow.
@@ -265,6 +270,8 @@ pub(crate) enum Move {
     Close((ContentId, TaskId)),
     /// A validator's equivocation is recorded as punished.
     Record((NodeId, u64)),
+    /// A provider's receipt for a task is recorded as judged wrong.
+    Fault((ContentId, TaskId, NodeId)),
 }
 
 pub(crate) fn add(a: Amount, b: Amount) -> Result<Amount, Rejection> {
@@ -334,6 +341,7 @@ impl State {
             claims: BTreeMap::new(),
             disputes: BTreeMap::new(),
             equivocations: BTreeSet::new(),
+            faults: BTreeSet::new(),
         })
     }
 
@@ -530,6 +538,9 @@ impl State {
                 }
                 Move::Record(key) => {
                     self.equivocations.insert(key);
+                }
+                Move::Fault(key) => {
+                    self.faults.insert(key);
                 }
             }
         }

@@ -256,6 +256,55 @@ fn a_lying_claim_disputed_is_slashed_the_reporter_rewarded_and_the_honest_claim_
 }
 
 #[test]
+fn one_wrong_receipt_is_slashed_once_however_often_it_comes_before_the_ledger() {
+    let mut s = genesis(&[1_000_000, 10_000, 10_000, 10_000]);
+    let supply = s.supply();
+    bond(&mut s, 1, 4_000);
+    bond(&mut s, 2, 6_000);
+    open(&mut s, 0);
+    // The liar (2) claims task 0 alone; the validator's audit judges it
+    // before the honest provider's claim comes in.
+    let lie = pair(1, 2, 0, 5 * GIGA, true);
+    claim(&mut s, 2, lie.clone(), vec![], 3).unwrap();
+    verdict(&mut s, 0, 5 * GIGA, 4).unwrap();
+    assert_eq!(slashable(&s, 2), 3_000);
+    claim(&mut s, 1, pair(1, 1, 0, 5 * GIGA, false), vec![], 5).unwrap();
+    // The liar's node disputes the honest claim with the same wrong
+    // receipt, and a third party reports it too: both refused, nothing
+    // changes, however the wrong receipt comes back.
+    let before = s.clone();
+    let again = apply(&mut s, &key(2), dispute(0, vec![lie.clone()]), 5);
+    assert!(
+        matches!(&again, Err(Rejection::Dispute(why)) if why.contains("already")),
+        "{again:?}"
+    );
+    let third = dispute(0, vec![pair(1, 1, 0, 5 * GIGA, false), lie]);
+    assert!(matches!(apply(&mut s, &key(3), third, 5), Err(Rejection::Dispute(_))));
+    assert_eq!(s, before);
+    // Task 1: the liar's wrong receipt is judged as evidence in a dispute
+    // it never claimed; its claim after is refused.
+    let lie1 = pair(1, 2, 1, GIGA, true);
+    apply(
+        &mut s,
+        &key(1),
+        dispute(1, vec![pair(1, 1, 1, GIGA, false), lie1.clone()]),
+        6,
+    )
+    .unwrap();
+    verdict(&mut s, 1, GIGA, 7).unwrap();
+    assert_eq!(slashable(&s, 2), 1_500);
+    assert!(matches!(claim(&mut s, 2, lie1, vec![], 8), Err(Rejection::BadProof(_))));
+    // The honest held claim of task 0 is audited and paid; the liar's stake
+    // is not touched again.
+    let honest = s.balance(&key(1).id()).0;
+    verdict(&mut s, 0, 5 * GIGA, 9).unwrap();
+    assert_eq!(s.balance(&key(1).id()).0, honest + 50);
+    assert_eq!((slashable(&s, 1), slashable(&s, 2)), (4_000, 1_500));
+    assert!(s.claims.is_empty() && s.disputes.is_empty());
+    assert_eq!(s.supply(), supply);
+}
+
+#[test]
 fn inflated_fuel_is_a_fault_and_receipts_that_agree_are_no_evidence() {
     let mut s = genesis(&[1_000_000, 10_000, 10_000, 10_000]);
     let supply = s.supply();
