@@ -42,6 +42,12 @@ pub(crate) fn node(home: &Path, a: NodeArgs) -> anyhow::Result<ExitCode> {
         for a in &listening {
             writeln!(out, "listening {}/p2p/{}", a, h.peer_id())?;
         }
+        writeln!(
+            out,
+            "api       http://{} (token in {})",
+            node.api,
+            home.root().join(sharegrid_node::http::TOKEN_FILE).display()
+        )?;
         let tcp_port = |a: &str| -> Option<u16> {
             let mut parts = a.split('/');
             parts.by_ref().find(|p| *p == "tcp")?;

@@ -18,7 +18,49 @@ fn bin() -> Command {
     c.env_remove("SHAREGRID_HOME");
     c.env("SHAREGRID_NETWORK__LISTEN", r#"["/ip4/127.0.0.1/tcp/0"]"#);
     c.env("SHAREGRID_NETWORK__MDNS", "false");
+    c.env("SHAREGRID_API__LISTEN", "127.0.0.1:0");
     c
+}
+
+/// One HTTP/1.1 request to `home`'s node API (its address from
+/// `api.addr`), with `headers`: the status code and body.
+fn http(home: &Path, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let url = std::fs::read_to_string(home.join("api.addr")).unwrap();
+    let addr = url.trim().strip_prefix("http://").unwrap().to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// `home`'s node API with its token.
+fn api(home: &Path, path: &str) -> (u16, String) {
+    let token = std::fs::read_to_string(home.join("api.token")).unwrap();
+    http(home, path, &[("Authorization", &format!("Bearer {}", token.trim()))])
+}
+
+/// A counter's value in `home`'s node metrics (0 when not yet counted).
+fn counter(home: &Path, series: &str) -> u64 {
+    let (code, text) = api(home, "/metrics");
+    assert_eq!(code, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn guest(name: &str) -> PathBuf {
@@ -157,6 +199,34 @@ fn a_task_crosses_between_two_node_processes() {
     assert!(offer["speed"].as_f64().unwrap() > 0.0, "{offer}");
     assert!(offer["free_slots"].as_u64().unwrap() >= 1);
 
+    // The HTTP API: the token, and nothing from another origin or host.
+    let a = a_home.path();
+    let (code, body) = http(a, "/api/status", &[]);
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = http(a, "/metrics", &[("Authorization", "Bearer 00")]);
+    assert_eq!(code, 401);
+    let token = std::fs::read_to_string(a.join("api.token")).unwrap();
+    let bearer = format!("Bearer {}", token.trim());
+    let (code, body) = http(
+        a,
+        "/api/status",
+        &[("Authorization", &bearer), ("Origin", "http://evil.example")],
+    );
+    assert_eq!(code, 403, "{body}");
+    let port = std::fs::read_to_string(a.join("api.addr")).unwrap();
+    let port = port.trim().rsplit_once(':').unwrap().1.to_string();
+    let rebound = format!("evil.example:{port}");
+    let (code, _) = http(a, "/api/status", &[("Authorization", &bearer), ("Host", &rebound)]);
+    assert_eq!(code, 403);
+    let (code, body) = api(a, "/api/status");
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["id"], provider.id, "{status}");
+    assert_eq!(api(a, "/api/nothing").0, 404);
+    let ran = "sharegrid_tasks_run_total{kind=\"completed\"}";
+    let (ran_before, fuel_before) = (counter(a, ran), counter(a, "sharegrid_fuel_executed_total"));
+    assert_eq!(ran_before, 0);
+
     // The same task remotely and locally: same result, same fuel, same file.
     let g = guest("mandelbrot");
     let (remote_out, local_out) = (b_home.path().join("remote"), b_home.path().join("local"));
@@ -199,6 +269,10 @@ fn a_task_crosses_between_two_node_processes() {
 
     let status = json(a_home.path(), &["status", "--json"]);
     assert_eq!(status["provider"]["tasks_run"], 1);
+    // The provider's metrics counted the run and its fuel.
+    assert_eq!(counter(a, ran), 1);
+    let fuel = remote["fuel"].as_u64().unwrap();
+    assert_eq!(counter(a, "sharegrid_fuel_executed_total"), fuel_before + fuel);
     assert_eq!(status["peers"], 1);
 
     // A job file, submitted from the command line: 4 tiles, r = 1 (one provider).
@@ -220,6 +294,17 @@ fn a_task_crosses_between_two_node_processes() {
     let id = done["job"]["id"].as_str().unwrap().to_string();
     let listed = json(b_home.path(), &["jobs", "--json"]);
     assert_eq!(listed[0]["id"], id);
+    // The same through the HTTP API, and the provider's counters moved on.
+    let (code, body) = api(b_home.path(), "/api/jobs");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), listed);
+    let (code, body) = api(b_home.path(), &format!("/api/jobs/{}", &id[..6]));
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["job"]["id"], id);
+    assert_eq!(view["tasks"].as_array().unwrap().len(), 4);
+    assert_eq!(api(b_home.path(), "/api/jobs/ffffffffffff").0, 404);
+    assert_eq!(counter(a, ran), 5);
     let results = b_home.path().join("results");
     let out = bin()
         .arg("--home")

@@ -285,7 +285,7 @@ pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobS
     }
 }
 
-async fn handle(
+pub(crate) async fn handle(
     node: &NodeHandle,
     blobs: &BlobStore,
     requestor: &Requestor,

@@ -194,6 +194,32 @@ impl SandboxSettings {
     }
 }
 
+/// `[api]` in `config.toml`: the HTTP API and metrics ([`crate::http`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Address to serve on. Loopback by default; any other address needs
+    /// `remote = true`.
+    pub listen: std::net::SocketAddr,
+    /// When the port is taken (another node on this machine), try the next
+    /// ones, up to this many, then any free port (0: refuse to start
+    /// instead).
+    pub port_fallback: u16,
+    /// Allow an address other than loopback (every request still needs the
+    /// token in the home's `api.token`).
+    pub remote: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 7410)),
+            port_fallback: 16,
+            remote: false,
+        }
+    }
+}
+
 /// Everything in `config.toml`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -206,6 +232,8 @@ pub struct NodeConfig {
     pub network: NetworkSettings,
     /// `[ledger]`.
     pub ledger: LedgerSettings,
+    /// `[api]`.
+    pub api: ApiSettings,
 }
 
 /// Why the configuration could not be loaded.
@@ -337,7 +365,18 @@ pub(crate) fn default_file() -> String {
          sync_timeout_secs = 15\n\
          # Test networks: tokens given from this node's account to an account\n\
          # that asks (`sharegrid faucet`) and holds less; 0 gives none.\n\
-         faucet = 0\n",
+         faucet = 0\n\
+         \n\
+         [api]\n\
+         # The HTTP API and Prometheus metrics (/metrics). Every request needs\n\
+         # the token in api.token (beside this file); the address in use is in\n\
+         # api.addr while the node runs.\n\
+         listen = \"127.0.0.1:7410\"\n\
+         # If the port is taken (another node on this machine), try the next\n\
+         # ones, this many, then any free one; 0: refuse to start instead.\n\
+         port_fallback = 16\n\
+         # Serve on an address other than loopback.\n\
+         remote = false\n",
         d.cache_max_bytes,
         d.memory_cache_modules,
         d.max_input_bytes,

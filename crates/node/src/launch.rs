@@ -48,6 +48,9 @@ pub struct Launched {
     pub requestor: Requestor,
     _probe: Option<Arc<SystemProbe>>,
     socket: std::path::PathBuf,
+    /// Where the HTTP API listens.
+    pub api: std::net::SocketAddr,
+    addr_file: std::path::PathBuf,
     /// This validator's consensus, on a network of several validators.
     consensus: Option<crate::ledger::Consensus>,
 }
@@ -62,6 +65,7 @@ impl Launched {
             let _ = tokio::task::spawn_blocking(move || drop(c)).await;
         }
         let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.addr_file);
     }
 }
 
@@ -98,6 +102,17 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
     let net = config.network.net_config()?;
     // Bind the socket first: a second node on the same home stops here.
     let listener = api::bind(&home.api_socket())?;
+    if !config.api.remote && !config.api.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "[api] listen = {}: not a loopback address; set [api] remote = true to serve the API to other machines",
+            config.api.listen
+        );
+    }
+    let http = crate::http::bind(config.api.listen, config.api.port_fallback)
+        .await
+        .map_err(|e| anyhow::anyhow!("[api] listen = {}: {e}", config.api.listen))?;
+    let api_addr = http.local_addr()?;
+    let token = crate::http::token(home.root())?;
     let blobs = BlobStore::open(home.blobs_dir(), config.sandbox.max_input_bytes)?;
     let outputs = BlobStore::open(home.outputs_dir(), 1 << 40)?;
     let retention = Duration::from_secs(config.provider.output_retention_secs);
@@ -182,7 +197,15 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         tracing::info!(resumed, "unfinished jobs resumed");
     }
     let life = handle.lifecycle().clone();
-    life.spawn(api::serve(listener, handle.clone(), blobs, requestor.clone()));
+    life.spawn(api::serve(listener, handle.clone(), blobs.clone(), requestor.clone()));
+    let (h, r) = (handle.clone(), requestor.clone());
+    life.spawn(async move {
+        if let Err(e) = crate::http::serve(http, &token, h, blobs, r).await {
+            tracing::error!("the HTTP API stopped: {e}");
+        }
+    });
+    let addr_file = home.root().join(crate::http::ADDR_FILE);
+    std::fs::write(&addr_file, format!("http://{api_addr}\n"))?;
     Ok(Launched {
         handle,
         machine,
@@ -192,6 +215,8 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         requestor,
         _probe: probe,
         socket: home.api_socket(),
+        api: api_addr,
+        addr_file,
         consensus,
     })
 }

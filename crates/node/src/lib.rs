@@ -24,6 +24,7 @@ mod config;
 mod daemon;
 mod faucet;
 mod home;
+pub mod http;
 mod job;
 mod join;
 mod judge;
