@@ -546,18 +546,16 @@ impl State {
         faulty.dedup();
         let cost = rerun.price.cost(fuel).ok_or(Rejection::Overflow)?;
         let mut slashed: u128 = 0;
+        // None of them was judged before: a judged receipt is refused as a
+        // claim and as evidence, and a verdict ends every held claim and the
+        // dispute of its task.
         for p in &faulty {
-            let key = (*escrow, *task, *p);
-            if self.faults.contains(&key) {
-                // Judged and slashed by an earlier verdict: once is the price.
-                continue;
-            }
             let cut = share(self.slashable(p), self.params.slash_bps)?;
             if cut > 0 {
                 moves.push(Move::Slash(*p, Amount(cut)));
                 slashed += cut;
             }
-            moves.push(Move::Fault(key));
+            moves.push(Move::Fault((*escrow, *task, *p)));
         }
         let reporter = dispute.map(|d| (d.reporter, d.bond));
         if !faulty.is_empty() {
