@@ -46,7 +46,7 @@ pub(crate) fn node(home: &Path, a: NodeArgs) -> anyhow::Result<ExitCode> {
             out,
             "api       http://{} (token in {})",
             node.api,
-            home.root().join(sharegrid_node::http::TOKEN_FILE).display()
+            home.api_token_path().display()
         )?;
         let tcp_port = |a: &str| -> Option<u16> {
             let mut parts = a.split('/');

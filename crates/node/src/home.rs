@@ -2,11 +2,12 @@
 //! (mode 0600), `cache/` (compiled modules), `blobs/` (modules and inputs),
 //! `outputs/` (results kept for requestors), `benchmark.json` (the cached
 //! node benchmark), `genesis.toml` (the ledger's network), `ledger.db`
-//! (the chain), `node.db` (jobs) and, while a node runs, `api.sock`.
+//! (the chain), `node.db` (jobs), `api.token` (mode 0600, the HTTP API's
+//! bearer token) and, while a node runs, `api.sock` and `api.addr`.
 //!
 //! Never does: overwrite or regenerate an existing identity key (the node's
-//! identity, and later its funds, would be lost), or read a key that other
-//! users could read.
+//! identity, and later its funds, would be lost), or read a key or token
+//! that other users could read.
 
 use std::fs;
 use std::io::Write;
@@ -32,19 +33,19 @@ pub enum HomeError {
     /// No identity yet.
     #[error("{}: no identity key; run `sharegrid init` first", .0.display())]
     NoIdentity(PathBuf),
-    /// The key file is not a key.
-    #[error("{}: not an identity key (expected 64 hex digits)", .0.display())]
-    BadIdentity(PathBuf),
-    /// The key file is readable by others.
-    #[error("{}: identity key is readable by group or others (mode {mode:o}); run `chmod 600` on it", path.display())]
-    ExposedIdentity {
-        /// The key file.
+    /// The key (or token) file is not one.
+    #[error("{}: not a key (expected 64 hex digits)", .0.display())]
+    BadSecret(PathBuf),
+    /// The key (or token) file is readable by others.
+    #[error("{}: readable by group or others (mode {mode:o}); run `chmod 600` on it", path.display())]
+    Exposed {
+        /// The file.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
     },
     /// The operating system gave no randomness for a new key.
-    #[error("no randomness for a new identity key: {0}")]
+    #[error("no randomness for a new key: {0}")]
     Random(String),
     /// The configuration is invalid.
     #[error(transparent)]
@@ -156,6 +157,17 @@ impl NodeHome {
         self.root.join("api.sock")
     }
 
+    /// `api.token`, the HTTP API's bearer token ([`NodeHome::api_token`]).
+    pub fn api_token_path(&self) -> PathBuf {
+        self.root.join("api.token")
+    }
+
+    /// `api.addr`, the running node's HTTP API address
+    /// (`http://127.0.0.1:7410`).
+    pub fn api_addr_path(&self) -> PathBuf {
+        self.root.join("api.addr")
+    }
+
     /// `benchmark.json`, the cached node benchmark.
     pub fn benchmark_path(&self) -> PathBuf {
         self.root.join("benchmark.json")
@@ -252,22 +264,7 @@ impl NodeHome {
         if new_config {
             fs::write(&config, default_file()).map_err(io(&config))?;
         }
-        let key_path = self.identity_path();
-        let new_identity = !key_path.exists();
-        if new_identity {
-            let mut seed = [0u8; 32];
-            getrandom::fill(&mut seed).map_err(|e| HomeError::Random(e.to_string()))?;
-            // create_new: never replace a key that appeared meanwhile.
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&key_path)
-                .map_err(io(&key_path))?;
-            f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
-                .map_err(io(&key_path))?;
-            f.sync_all().map_err(io(&key_path))?;
-        }
+        let new_identity = write_secret(&self.identity_path())?;
         Ok((self.identity()?.id(), new_identity, new_config))
     }
 
@@ -291,19 +288,21 @@ impl NodeHome {
     /// The node's key.
     pub fn identity(&self) -> Result<NodeKey, HomeError> {
         let path = self.identity_path();
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(HomeError::NoIdentity(path)),
-            Err(source) => return Err(HomeError::Io { path, source }),
-        };
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(HomeError::ExposedIdentity { path, mode });
+        match read_secret(&path) {
+            Err(HomeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(HomeError::NoIdentity(path))
+            }
+            seed => Ok(NodeKey::from_seed(seed?)),
         }
-        let text = fs::read_to_string(&path).map_err(io(&path))?;
-        let mut seed = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| HomeError::BadIdentity(path.clone()))?;
-        Ok(NodeKey::from_seed(seed))
+    }
+
+    /// The HTTP API's bearer token (`api.token`, hex), made on first use
+    /// and kept as the identity key is: readable by its owner only, and
+    /// refused if others can read it.
+    pub fn api_token(&self) -> Result<String, HomeError> {
+        let path = self.api_token_path();
+        write_secret(&path)?;
+        Ok(hex::encode(read_secret(&path)?))
     }
 
     /// The configuration, with environment overrides applied.
@@ -314,6 +313,48 @@ impl NodeHome {
 
 /// Tokens the faucet of a network `init` made gives each newcomer.
 pub const SOLO_FAUCET: u64 = 1_000_000_000;
+
+/// Writes a new secret to `path`, 32 random bytes in hex, readable by its
+/// owner only, unless a file is there (never replaced, even one that
+/// appeared meanwhile): whether it was written.
+fn write_secret(path: &Path) -> Result<bool, HomeError> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| HomeError::Random(e.to_string()))?;
+    let mut f = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(io(path)(e)),
+    };
+    f.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
+        .map_err(io(path))?;
+    f.sync_all().map_err(io(path))?;
+    Ok(true)
+}
+
+/// The secret at `path` (64 hex digits), refused if group or others can
+/// read it.
+fn read_secret(path: &Path) -> Result<[u8; 32], HomeError> {
+    let meta = fs::metadata(path).map_err(io(path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(HomeError::Exposed {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut seed).map_err(|_| HomeError::BadSecret(path.to_path_buf()))?;
+    Ok(seed)
+}
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a
 /// crash leaves the old file or the new one, never half of one.
@@ -405,9 +446,23 @@ mod tests {
         let key = home.identity_path();
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
         let err = home.identity().unwrap_err();
-        assert!(matches!(err, HomeError::ExposedIdentity { mode: 0o644, .. }), "{err}");
+        assert!(matches!(err, HomeError::Exposed { mode: 0o644, .. }), "{err}");
         fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
         fs::write(&key, "not hex").unwrap();
-        assert!(matches!(home.identity(), Err(HomeError::BadIdentity(_))));
+        assert!(matches!(home.identity(), Err(HomeError::BadSecret(_))));
+    }
+
+    #[test]
+    fn the_api_token_is_made_once_private_and_refused_when_exposed() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = NodeHome::new(dir.path());
+        home.init().unwrap();
+        let token = home.api_token().unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(home.api_token().unwrap(), token, "kept, not made again");
+        let path = home.api_token_path();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(home.api_token(), Err(HomeError::Exposed { mode: 0o640, .. })));
     }
 }

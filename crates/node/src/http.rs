@@ -3,7 +3,8 @@
 //! default, and Prometheus metrics at `/metrics`.
 //!
 //! Every request needs the node's bearer token (`Authorization: Bearer
-//! <token>`), kept in `<home>/api.token` (mode 0600, made on first start):
+//! <token>`), kept in `<home>/api.token` (mode 0600, made on first start:
+//! [`crate::NodeHome::api_token`]):
 //! on a machine with several users, a loopback port is open to all of them,
 //! where the Unix socket was not. Two more checks stop a web page in the
 //! user's browser from driving the node:
@@ -16,8 +17,6 @@
 //! socket's ([`crate::api`]): the same requests, handled by the same code.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 
 use axum::Router;
 use axum::extract::{Path as UrlPath, Request, State};
@@ -31,42 +30,6 @@ use crate::api::{ApiRequest, handle};
 use crate::blobs::BlobStore;
 use crate::daemon::NodeHandle;
 use crate::job::Requestor;
-
-/// The token file's name in the node home.
-pub const TOKEN_FILE: &str = "api.token";
-/// The file, in the node home, that holds the API's address while the node
-/// runs (`http://127.0.0.1:7410`).
-pub const ADDR_FILE: &str = "api.addr";
-
-/// Reads the node's API token from `home`, making one (32 random bytes,
-/// hex) on first use. The file is readable by its owner only.
-pub fn token(home: &Path) -> std::io::Result<String> {
-    let path = home.join(TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if t.trim().len() == 64 => return Ok(t.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let t = hex::encode(bytes);
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(t.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(t)
-}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -254,19 +217,5 @@ mod tests {
             assert_ne!(got.port(), taken.port());
             assert!(got.ip().is_loopback());
         }
-    }
-
-    #[test]
-    fn the_token_is_made_once_and_readable_by_its_owner_only() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let a = token(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let b = token(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(a, b);
-        assert_eq!(a.len(), 64);
-        let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -112,7 +112,7 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         .await
         .map_err(|e| anyhow::anyhow!("[api] listen = {}: {e}", config.api.listen))?;
     let api_addr = http.local_addr()?;
-    let token = crate::http::token(home.root())?;
+    let token = home.api_token()?;
     let blobs = BlobStore::open(home.blobs_dir(), config.sandbox.max_input_bytes)?;
     let outputs = BlobStore::open(home.outputs_dir(), 1 << 40)?;
     let retention = Duration::from_secs(config.provider.output_retention_secs);
@@ -204,7 +204,7 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
             tracing::error!("the HTTP API stopped: {e}");
         }
     });
-    let addr_file = home.root().join(crate::http::ADDR_FILE);
+    let addr_file = home.api_addr_path();
     std::fs::write(&addr_file, format!("http://{api_addr}\n"))?;
     Ok(Launched {
         handle,
