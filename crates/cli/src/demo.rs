@@ -44,6 +44,14 @@ pub(crate) struct DemoArgs {
     /// Tiles down.
     #[arg(long, default_value_t = 6)]
     rows: u32,
+    /// Serve the dashboard and API on the requestor node while the job runs,
+    /// and leave the network running afterwards, until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
+    /// Where `--serve` listens (a taken port falls back to the next free
+    /// ones).
+    #[arg(long, default_value = "127.0.0.1:7410", value_name = "ADDR")]
+    api: std::net::SocketAddr,
 }
 
 /// The providers: (name, emulated speed in Gfuel/s, slots, lies).
@@ -113,6 +121,9 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let (engine, store, rblobs) = (&r.engine, &r.store, &r.node.blobs);
     let rledger = r.node.ledger.clone().context("the demo's requestor keeps the ledger")?;
     let payments = r.payments.as_ref().context("the demo pays through the ledger")?;
+    if a.serve {
+        serve(r, a.api).await?;
+    }
     let module = rblobs.put(guests::MANDELBROT)?;
     let stdin = rblobs.put(b"")?;
     let mut tasks = Vec::new();
@@ -278,8 +289,43 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     payment_report(&net.providers, &rledger, store, &id, &rkey, before.balance, &due)?;
     consensus_report(&net, &rledger)?;
     println!("  image      {}", a.out.display());
+    if a.serve {
+        println!("\nthe network keeps running with the dashboard open; Ctrl-C stops it");
+        tokio::signal::ctrl_c().await?;
+    }
     net.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the HTTP API and dashboard on the requestor node at `addr` (or
+/// the next free port), its token in the requestor's home, and prints the
+/// address to open.
+async fn serve(r: &testnet::TestRequestor, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "--api {addr}: the demo serves only on a loopback address"
+    );
+    let listener = sharegrid_node::http::bind(addr, 16)
+        .await
+        .with_context(|| format!("--api {addr}"))?;
+    let at = listener.local_addr()?;
+    let home = sharegrid_node::NodeHome::new(&r.node.home);
+    let token = home.api_token()?;
+    let served = sharegrid_node::http::Served {
+        node: r.node.handle.clone(),
+        blobs: r.node.blobs.clone(),
+        requestor: r.engine.clone(),
+        home: r.node.home.clone(),
+        max_upload: 1 << 30,
+    };
+    let life = r.node.handle.lifecycle().clone();
+    life.spawn(async move {
+        if let Err(e) = sharegrid_node::http::serve(listener, &token, served).await {
+            tracing::error!("the dashboard's server stopped: {e}");
+        }
+    });
+    println!("  dashboard  http://{at}/#token={}\n", home.api_token()?);
+    Ok(())
 }
 
 /// What the ledger must show: each provider's pay, the network fee on it,

@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use sharegrid_core::{Amount, ContentId, NodeId, decode_capped};
-use sharegrid_ledger::{Chain, MAX_TX_BYTES, Op, Tx};
+use sharegrid_ledger::{Chain, MAX_TX_BYTES, Tx};
 use sharegrid_node::{ApiClient, ApiRequest, FoundTx, LedgerStore, NodeHome, StakeAction, Transferred};
 
 #[derive(Args, Debug)]
@@ -100,48 +100,6 @@ fn open(home: &Path) -> anyhow::Result<(NodeHome, sharegrid_ledger::Genesis, Led
     Ok((h, genesis, store))
 }
 
-fn describe(op: &Op) -> String {
-    match op {
-        Op::Transfer { to, amount } => format!("transfer {amount} to {to}"),
-        Op::OpenEscrow {
-            escrow, budget, tasks, ..
-        } => {
-            format!("open escrow {} of {budget} for {} tasks", escrow.short(), tasks.len())
-        }
-        Op::Settle { escrow, paid, last } => format!(
-            "settle escrow {}: {} task(s) paid{}",
-            escrow.short(),
-            paid.len(),
-            if *last { ", closed" } else { "" }
-        ),
-        Op::Claim { escrow, agreeing, .. } => format!(
-            "claim from escrow {} with {} agreeing receipt(s)",
-            escrow.short(),
-            agreeing.len()
-        ),
-        Op::Collect { escrow, task } => format!(
-            "collect held claim for task {} from escrow {}",
-            task.short(),
-            escrow.short()
-        ),
-        Op::Bond { amount } => format!("bond {amount} as stake"),
-        Op::Unbond { amount } => format!("unbond {amount} of stake"),
-        Op::Withdraw => "withdraw unbonded stake".into(),
-        Op::Dispute { escrow, task, evidence } => format!(
-            "dispute task {} of escrow {} with {} receipt(s)",
-            task.short(),
-            escrow.short(),
-            evidence.len()
-        ),
-        Op::Verdict { task, result, fuel, .. } => {
-            format!("verdict on task {}: result {}, {fuel}", task.short(), result.short())
-        }
-        Op::Lapse { task, .. } => format!("lapse the dispute over task {}", task.short()),
-        Op::Equivocation { .. } => "report a validator for signing conflicting votes".to_string(),
-        Op::CloseExpired { escrow } => format!("close expired escrow {}", escrow.short()),
-    }
-}
-
 pub(crate) fn tx_line(f: &FoundTx) -> String {
     match decode_capped::<Tx>(&f.signed.body, MAX_TX_BYTES) {
         Ok(t) => format!(
@@ -149,7 +107,7 @@ pub(crate) fn tx_line(f: &FoundTx) -> String {
             f.height,
             f.signed.id().short(),
             t.signer.short(),
-            describe(&t.op)
+            t.op.describe()
         ),
         Err(e) => format!("block {:>6}  {}  undecodable: {e}", f.height, f.signed.id().short()),
     }
@@ -336,7 +294,7 @@ pub(crate) fn ledger(home: &Path, cmd: LedgerCommand) -> anyhow::Result<ExitCode
             println!("signer    {}", t.signer);
             println!("nonce     {}", t.nonce);
             println!("fee       {}", t.fee);
-            println!("what      {}", describe(&t.op));
+            println!("what      {}", t.op.describe());
         }
         LedgerCommand::Account { addr } => {
             let chain = store.chain(&genesis)?;

@@ -19,6 +19,7 @@ mod launch;
 mod limits;
 mod outcome;
 mod result;
+mod schema;
 mod units;
 mod wire;
 mod work;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::units::Fuel;
 
 /// How replicas of a task are made to agree (see `shared/DESIGN.md` §3).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Determinism {
     /// NaN bit patterns are left to the CPU, so replicas must run on the same
@@ -45,7 +45,7 @@ impl FromStr for Determinism {
 
 /// Per-task limits. Every run ends within them, with a typed outcome naming
 /// the one it hit.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Fuel the task may burn (deterministic work count).

@@ -26,7 +26,7 @@ use crate::units::{Fuel, GigafuelPerSec};
 pub const WIRE_VERSION: u16 = 2;
 
 /// The architecture class replicas in `native` mode must share.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// x86-64.
@@ -52,7 +52,7 @@ impl Arch {
 }
 
 /// What a provider offers, gossiped on the `offers` topic.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Offer {
     /// Message version ([`WIRE_VERSION`]).
     pub version: u16,

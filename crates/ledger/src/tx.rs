@@ -175,6 +175,82 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The operation's kind in snake case (`transfer`, `open_escrow`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Transfer { .. } => "transfer",
+            Op::OpenEscrow { .. } => "open_escrow",
+            Op::Settle { .. } => "settle",
+            Op::Claim { .. } => "claim",
+            Op::Collect { .. } => "collect",
+            Op::Bond { .. } => "bond",
+            Op::Unbond { .. } => "unbond",
+            Op::Withdraw => "withdraw",
+            Op::Dispute { .. } => "dispute",
+            Op::Verdict { .. } => "verdict",
+            Op::Lapse { .. } => "lapse",
+            Op::Equivocation { .. } => "equivocation",
+            Op::CloseExpired { .. } => "close_expired",
+        }
+    }
+
+    /// The tokens the operation takes from its signer's balance or stake,
+    /// where it names them: a transfer, an escrow's budget, a bond or an
+    /// unbond.
+    pub fn amount(&self) -> Option<Amount> {
+        match self {
+            Op::Transfer { amount, .. } | Op::Bond { amount } | Op::Unbond { amount } => Some(*amount),
+            Op::OpenEscrow { budget, .. } => Some(*budget),
+            _ => None,
+        }
+    }
+
+    /// One line that says what the operation does, for people reading
+    /// history (the CLI's wallet, the HTTP API's ledger explorer).
+    pub fn describe(&self) -> String {
+        match self {
+            Op::Transfer { to, amount } => format!("transfer {amount} to {to}"),
+            Op::OpenEscrow {
+                escrow, budget, tasks, ..
+            } => {
+                format!("open escrow {} of {budget} for {} tasks", escrow.short(), tasks.len())
+            }
+            Op::Settle { escrow, paid, last } => format!(
+                "settle escrow {}: {} task(s) paid{}",
+                escrow.short(),
+                paid.len(),
+                if *last { ", closed" } else { "" }
+            ),
+            Op::Claim { escrow, agreeing, .. } => format!(
+                "claim from escrow {} with {} agreeing receipt(s)",
+                escrow.short(),
+                agreeing.len()
+            ),
+            Op::Collect { escrow, task } => format!(
+                "collect held claim for task {} from escrow {}",
+                task.short(),
+                escrow.short()
+            ),
+            Op::Bond { amount } => format!("bond {amount} as stake"),
+            Op::Unbond { amount } => format!("unbond {amount} of stake"),
+            Op::Withdraw => "withdraw unbonded stake".into(),
+            Op::Dispute { escrow, task, evidence } => format!(
+                "dispute task {} of escrow {} with {} receipt(s)",
+                task.short(),
+                escrow.short(),
+                evidence.len()
+            ),
+            Op::Verdict { task, result, fuel, .. } => {
+                format!("verdict on task {}: result {}, {fuel}", task.short(), result.short())
+            }
+            Op::Lapse { task, .. } => format!("lapse the dispute over task {}", task.short()),
+            Op::Equivocation { .. } => "report a validator for signing conflicting votes".to_string(),
+            Op::CloseExpired { escrow } => format!("close expired escrow {}", escrow.short()),
+        }
+    }
+}
+
 /// Why a transaction was rejected. Each leaves the state unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

@@ -87,7 +87,7 @@ pub enum ApiRequest {
 
 /// What [`ApiRequest::Stake`] does: `{"bond":"100"}`, `{"unbond":"100"}`,
 /// `"withdraw"`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StakeAction {
     /// Bond this much of the balance as stake.
@@ -99,7 +99,7 @@ pub enum StakeAction {
 }
 
 /// The answer to [`ApiRequest::Transfer`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Transferred {
     /// The transaction's id.
     pub tx: ContentId,
@@ -108,7 +108,7 @@ pub struct Transferred {
 }
 
 /// The answer to [`ApiRequest::Job`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobView {
     /// The job.
     pub job: JobRow,
@@ -121,7 +121,7 @@ pub struct JobView {
 }
 
 /// A job's payment, in [`JobView`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentView {
     /// The escrow on the ledger.
     pub escrow: ContentId,
@@ -357,28 +357,7 @@ pub(crate) async fn handle(
         // Answered by the connection, which then stops the node.
         ApiRequest::Stop => serde_json::to_value("stopping"),
         ApiRequest::Jobs => serde_json::to_value(store.jobs().map_err(|e| e.to_string())?),
-        ApiRequest::Job { id } => {
-            let job = store
-                .job(&id)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no job {id:?} (or the prefix is ambiguous): see `sharegrid jobs`"))?;
-            let tasks = store.tasks(&job.id).map_err(|e| e.to_string())?;
-            let payment = match store.escrow(&job.id).map_err(|e| e.to_string())? {
-                Some(e) => Some(PaymentView {
-                    escrow: e.escrow,
-                    amount: e.amount,
-                    settled: e.settled,
-                    error: store.settle_error(&job.id).map_err(|e| e.to_string())?,
-                }),
-                None => None,
-            };
-            serde_json::to_value(JobView {
-                live: requestor.live(&job.id),
-                job,
-                tasks,
-                payment,
-            })
-        }
+        ApiRequest::Job { id } => serde_json::to_value(job_view(requestor, &id)?),
         ApiRequest::Status => serde_json::to_value(node.status().await.ok_or("node stopped")?),
         ApiRequest::Offers => serde_json::to_value(node.offers().await),
         ApiRequest::WaitOffers { n, timeout_ms } => {
@@ -420,6 +399,31 @@ pub(crate) async fn handle(
         ApiRequest::Run(t) => serde_json::to_value(run(node, blobs, *t).await?),
     };
     v.map_err(|e| format!("cannot encode the answer: {e}"))
+}
+
+/// One job (id or unique prefix): its row, live state, tasks and payment.
+pub(crate) fn job_view(requestor: &Requestor, id: &str) -> Result<JobView, String> {
+    let store = requestor.store();
+    let job = store
+        .job(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no job {id:?} (or the prefix is ambiguous): see `sharegrid jobs`"))?;
+    let tasks = store.tasks(&job.id).map_err(|e| e.to_string())?;
+    let payment = match store.escrow(&job.id).map_err(|e| e.to_string())? {
+        Some(e) => Some(PaymentView {
+            escrow: e.escrow,
+            amount: e.amount,
+            settled: e.settled,
+            error: store.settle_error(&job.id).map_err(|e| e.to_string())?,
+        }),
+        None => None,
+    };
+    Ok(JobView {
+        live: requestor.live(&job.id),
+        job,
+        tasks,
+        payment,
+    })
 }
 
 async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<RemoteRun, String> {

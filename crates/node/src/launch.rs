@@ -198,9 +198,15 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
     }
     let life = handle.lifecycle().clone();
     life.spawn(api::serve(listener, handle.clone(), blobs.clone(), requestor.clone()));
-    let (h, r) = (handle.clone(), requestor.clone());
+    let served = crate::http::Served {
+        node: handle.clone(),
+        blobs,
+        requestor: requestor.clone(),
+        home: home.root().to_path_buf(),
+        max_upload: config.sandbox.max_input_bytes,
+    };
     life.spawn(async move {
-        if let Err(e) = crate::http::serve(http, &token, h, blobs, r).await {
+        if let Err(e) = crate::http::serve(http, &token, served).await {
             tracing::error!("the HTTP API stopped: {e}");
         }
     });

@@ -6,7 +6,7 @@ use sharegrid_core::{ContentId, NodeId};
 use super::{Daemon, now_ms};
 
 /// The provider side of [`NodeStatus`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentStatus {
     /// Task slots.
     pub slots: u32,
@@ -23,7 +23,7 @@ pub struct AgentStatus {
 }
 
 /// One line of the misbehaviour table.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MisbehaviourCount {
     /// The peer.
     pub peer: String,
@@ -34,7 +34,7 @@ pub struct MisbehaviourCount {
 }
 
 /// A snapshot of the node.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     /// Node id (public key).
     pub id: NodeId,
@@ -58,7 +58,7 @@ pub struct NodeStatus {
 }
 
 /// How a node finds peers (in [`NodeStatus`]).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Discovery {
     /// mDNS on the local network.
     pub mdns: bool,
@@ -94,7 +94,7 @@ pub fn discovery_hint(peers: usize, mdns: bool, bootstrap: usize, dial_error: Op
 }
 
 /// Where a node's ledger stands.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerStatus {
     /// Whether this node produces blocks.
     pub validator: bool,

@@ -37,7 +37,7 @@ use crate::payment::{FundError, Payments};
 const JOB_TICK: Duration = Duration::from_millis(250);
 
 /// What a running job looks like now.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LiveJob {
     /// Counts.
     pub progress: Progress,

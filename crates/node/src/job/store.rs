@@ -22,7 +22,7 @@ use sharegrid_core::{ContentId, Fuel, JobId, TaskId};
 use super::submission::JobSubmission;
 
 /// The state of a job or task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Not finished.
@@ -54,7 +54,7 @@ impl State {
 }
 
 /// A job's row.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRow {
     /// Id.
     pub id: JobId,
@@ -77,7 +77,7 @@ pub struct JobRow {
 }
 
 /// A task's row.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskRow {
     /// Index in the job.
     pub index: usize,

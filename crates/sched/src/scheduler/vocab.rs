@@ -60,7 +60,7 @@ impl JobPolicy {
 }
 
 /// What a job is waiting for, while it cannot place work it needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Waiting {
     /// Since when (milliseconds since the epoch).
     pub since_ms: u64,
@@ -167,7 +167,7 @@ pub enum Action {
 }
 
 /// Counts for a progress display.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     /// Tasks in the job.
     pub total: usize,
