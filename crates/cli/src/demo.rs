@@ -298,33 +298,17 @@ async fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Serves the HTTP API and dashboard on the requestor node at `addr` (or
-/// the next free port), its token in the requestor's home, and prints the
-/// address to open.
+/// the next free port) and prints the address to open.
 async fn serve(r: &testnet::TestRequestor, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     anyhow::ensure!(
         addr.ip().is_loopback(),
         "--api {addr}: the demo serves only on a loopback address"
     );
-    let listener = sharegrid_node::http::bind(addr, 16)
+    let (at, token) = r
+        .serve_http(addr)
         .await
-        .with_context(|| format!("--api {addr}"))?;
-    let at = listener.local_addr()?;
-    let home = sharegrid_node::NodeHome::new(&r.node.home);
-    let token = home.api_token()?;
-    let served = sharegrid_node::http::Served {
-        node: r.node.handle.clone(),
-        blobs: r.node.blobs.clone(),
-        requestor: r.engine.clone(),
-        home: r.node.home.clone(),
-        max_upload: 1 << 30,
-    };
-    let life = r.node.handle.lifecycle().clone();
-    life.spawn(async move {
-        if let Err(e) = sharegrid_node::http::serve(listener, &token, served).await {
-            tracing::error!("the dashboard's server stopped: {e}");
-        }
-    });
-    println!("  dashboard  http://{at}/#token={}\n", home.api_token()?);
+        .map_err(|e| anyhow::anyhow!("--api {addr}: {e}"))?;
+    println!("  dashboard  http://{at}/#token={token}\n");
     Ok(())
 }
 

@@ -131,6 +131,7 @@ pub struct Served {
 results), the ledger and its wallet. Every operation needs the bearer token in the node home's `api.token`; \
 cross-origin requests are refused. Amounts are decimal strings (128-bit); ids are hex."
     ),
+    components(schemas(views::JobRef)),
     tags(
         (name = "node", description = "The node and the network it sees"),
         (name = "jobs", description = "Jobs, their tasks and results, and the blobs they are made of"),
@@ -325,8 +326,21 @@ mod tests {
             "docs/openapi.json differs from the API the code serves: run \
              SHAREGRID_WRITE_OPENAPI=1 cargo test -p sharegrid-node checked_in"
         );
-        // Every operation is under the token but the document itself.
         let v: serde_json::Value = serde_json::from_str(&made).unwrap_or_default();
+        // Every reference names a schema of the document.
+        let refs: Vec<&str> = made
+            .split("\"$ref\": \"#/components/schemas/")
+            .skip(1)
+            .filter_map(|r| r.split('"').next())
+            .collect();
+        assert!(!refs.is_empty());
+        for r in refs {
+            assert!(
+                v["components"]["schemas"][r].is_object(),
+                "{r} is referenced but not in the document"
+            );
+        }
+        // Every operation is under the token but the document itself.
         for (path, item) in v["paths"].as_object().into_iter().flatten() {
             for (method, op) in item.as_object().into_iter().flatten() {
                 let public = op["security"] == serde_json::json!([{}]);

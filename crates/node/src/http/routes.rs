@@ -23,7 +23,7 @@ use utoipa::IntoParams;
 
 use super::Http;
 use super::views::{
-    AccountView, BlockView, ErrorBody, LedgerView, Submitted, TaskOutputs, TransferBody, TxView, Uploaded,
+    AccountView, BlockView, ErrorBody, JobRef, LedgerView, Submitted, TaskOutputs, TransferBody, TxView, Uploaded,
 };
 use crate::api::{ApiRequest, JobView, StakeAction, Transferred, handle, job_view};
 use crate::job::{JobRequest, JobRow, SubmitError};
@@ -66,9 +66,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| Fail(e.status(), e.body_text()))?;
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| Fail::bad(format!("the body is not this request's JSON: {e}")))
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let body = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let at = e.path().to_string();
+            let at = if at == "." { String::new() } else { format!(" at {at}") };
+            Fail::bad(format!("the body is not this request's JSON{at}: {}", e.inner()))
+        })?;
+        de.end()
+            .map_err(|e| Fail::bad(format!("the body is not this request's JSON: {e}")))?;
+        Ok(Body(body))
     }
 }
 
@@ -149,7 +155,7 @@ pub(super) async fn submit(State(s): State<Http>, Body(req): Body<JobRequest>) -
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id, or a unique prefix of it")),
+    params(("id" = JobRef, Path, description = "The job's id, or a unique prefix of it")),
     responses((status = 200, description = "The job, its live state, tasks and payment", body = JobView),
         (status = 404, description = "No such job", body = ErrorBody)))]
 pub(super) async fn job(State(s): State<Http>, Params(id): Params<String>) -> Answer<JobView> {
@@ -178,7 +184,7 @@ fn task_result(s: &Http, id: &str, index: &str) -> Result<(TaskRow, TaskResult),
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/tasks/{index}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id or a unique prefix"),
+    params(("id" = JobRef, Path, description = "The job's id or a unique prefix"),
         ("index" = u64, Path, description = "The task's index in the job")),
     responses((status = 200, description = "How the task ended and what it wrote", body = TaskOutputs),
         (status = 400, description = "The index is not a number", body = ErrorBody),
@@ -189,7 +195,7 @@ pub(super) async fn task(State(s): State<Http>, Params((id, index)): Params<(Str
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/tasks/{index}/stdout", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id or a unique prefix"),
+    params(("id" = JobRef, Path, description = "The job's id or a unique prefix"),
         ("index" = u64, Path, description = "The task's index in the job")),
     responses((status = 200, description = "What the task wrote to stdout", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, description = "The index is not a number", body = ErrorBody),
@@ -203,7 +209,7 @@ pub(super) async fn stdout(
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/tasks/{index}/stderr", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id or a unique prefix"),
+    params(("id" = JobRef, Path, description = "The job's id or a unique prefix"),
         ("index" = u64, Path, description = "The task's index in the job")),
     responses((status = 200, description = "What the task wrote to stderr", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, description = "The index is not a number", body = ErrorBody),
@@ -217,9 +223,9 @@ pub(super) async fn stderr(
 }
 
 #[utoipa::path(get, path = "/api/jobs/{id}/tasks/{index}/files/{path}", tag = "jobs",
-    params(("id" = String, Path, description = "The job's id or a unique prefix"),
+    params(("id" = JobRef, Path, description = "The job's id or a unique prefix"),
         ("index" = u64, Path, description = "The task's index in the job"),
-        ("path" = String, Path, description = "The file's path under /out")),
+        ("path" = String, Path, description = "The file's path under /out, its slashes encoded (%2F)")),
     responses((status = 200, description = "The file's bytes, typed by its extension", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, description = "The index is not a number", body = ErrorBody),
         (status = 404, description = "No such job, task or file, or no accepted result yet", body = ErrorBody)))]
@@ -236,28 +242,25 @@ pub(super) async fn file(
     Ok(bytes(&f.path, f.data))
 }
 
-/// Bytes typed by the extension of `name` (images shown in place, the
-/// rest downloaded).
+/// Bytes to download as `name`: never shown in place, since a task's
+/// output is a stranger's bytes.
 fn bytes(name: &str, data: Vec<u8>) -> Response {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    let kind = match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "ppm" | "pgm" | "pbm" => "image/x-portable-anymap",
-        "txt" | "csv" | "log" | "md" | "v" => "text/plain; charset=utf-8",
-        "json" => "application/json",
-        _ => "application/octet-stream",
+    let file = name.rsplit('/').next().unwrap_or_default();
+    let file: String = file
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    let disposition = if file.is_empty() {
+        "attachment".to_owned()
+    } else {
+        format!("attachment; filename=\"{file}\"")
     };
     (
         [
-            (header::CONTENT_TYPE, kind),
-            // Task output is a stranger's bytes: never run as a page here.
-            (header::CONTENT_SECURITY_POLICY, "sandbox"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
         data,
     )
@@ -265,7 +268,7 @@ fn bytes(name: &str, data: Vec<u8>) -> Response {
 }
 
 #[utoipa::path(post, path = "/api/blobs", tag = "jobs",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A module, stdin or input file"),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream", description = "A module, stdin or input file (empty is an empty file)"),
     responses((status = 201, description = "Stored under its hash", body = Uploaded),
         (status = 413, description = "Over the node's input size limit", body = ErrorBody)))]
 pub(super) async fn upload(State(s): State<Http>, body: Bytes) -> Result<Response, Fail> {
@@ -282,7 +285,7 @@ pub(super) async fn upload(State(s): State<Http>, body: Bytes) -> Result<Respons
 }
 
 #[utoipa::path(get, path = "/api/blobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "The blob's id (64 hex digits)")),
+    params(("id" = ContentId, Path, description = "The blob's id")),
     responses((status = 200, description = "The blob", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 400, description = "Not a blob id", body = ErrorBody),
         (status = 404, description = "Not in this node's blob store", body = ErrorBody)))]
@@ -324,19 +327,35 @@ pub(super) async fn ledger_head(State(s): State<Http>) -> Answer<LedgerView> {
 #[into_params(parameter_in = Query)]
 pub(super) struct BlockRange {
     /// Blocks below this height (default: up to the newest).
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     before: Option<u64>,
-    /// How many, newest first (default 20, at most 100).
+    /// How many, newest first (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
+}
+
+/// `v` if it is within `min..=max`, else a refusal naming `what`.
+fn within<T: PartialOrd + std::fmt::Display + Copy>(
+    what: &str,
+    v: Option<T>,
+    min: T,
+    max: T,
+) -> Result<Option<T>, Fail> {
+    match v {
+        Some(v) if v < min || v > max => Err(Fail::bad(format!("{what}: {v} is not within {min}..={max}"))),
+        v => Ok(v),
+    }
 }
 
 #[utoipa::path(get, path = "/api/ledger/blocks", tag = "ledger", params(BlockRange),
     responses((status = 200, description = "Blocks, newest first", body = Vec<BlockView>),
-        (status = 400, description = "A parameter is not a number", body = ErrorBody),
+        (status = 400, description = "A parameter is not a number, or out of range", body = ErrorBody),
         (status = 503, description = "This node keeps no ledger", body = ErrorBody)))]
 pub(super) async fn blocks(State(s): State<Http>, Queried(r): Queried<BlockRange>) -> Answer<Vec<BlockView>> {
+    let limit = within("limit", r.limit, 1, 100)?.unwrap_or(20);
+    let before = within("before", r.before, 1, i64::MAX as u64)?.unwrap_or(u64::MAX);
     let l = ledger(&s)?;
-    let limit = r.limit.unwrap_or(20).clamp(1, 100);
-    let before = r.before.unwrap_or(u64::MAX).min(l.head().height.saturating_add(1));
+    let before = before.min(l.head().height.saturating_add(1));
     let from = before.saturating_sub(limit as u64).max(1);
     if before <= from {
         return Ok(Json(Vec::new()));
@@ -376,7 +395,7 @@ pub(super) async fn blocks(State(s): State<Http>, Queried(r): Queried<BlockRange
 }
 
 #[utoipa::path(get, path = "/api/ledger/txs/{id}", tag = "ledger",
-    params(("id" = String, Path, description = "The transaction's id (64 hex digits)")),
+    params(("id" = ContentId, Path, description = "The transaction's id")),
     responses((status = 200, description = "The transaction, in its block", body = TxView),
         (status = 400, description = "Not a transaction id", body = ErrorBody),
         (status = 404, description = "In no block of this node's copy", body = ErrorBody),
@@ -393,11 +412,13 @@ pub(super) async fn tx(State(s): State<Http>, Params(id): Params<String>) -> Ans
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct HistoryLen {
-    /// Transactions of history, newest first (default 20, at most 200).
+    /// Transactions of history, newest first (default 20).
+    #[param(minimum = 0, maximum = 200)]
     history: Option<usize>,
 }
 
 fn account_view(l: &Ledger, id: NodeId, history: Option<usize>) -> Result<AccountView, Fail> {
+    let history = within("history", history, 0, 200)?;
     let height = l.head().height;
     let (account, stake) = l.with_state(|st| {
         (
@@ -406,7 +427,7 @@ fn account_view(l: &Ledger, id: NodeId, history: Option<usize>) -> Result<Accoun
         )
     });
     let history = l
-        .history(&id, history.unwrap_or(20).min(200))
+        .history(&id, history.unwrap_or(20))
         .map_err(Fail::internal)?
         .iter()
         .map(TxView::of)
@@ -423,9 +444,9 @@ fn account_view(l: &Ledger, id: NodeId, history: Option<usize>) -> Result<Accoun
 }
 
 #[utoipa::path(get, path = "/api/ledger/accounts/{id}", tag = "ledger",
-    params(("id" = String, Path, description = "The account: a node id (64 hex digits)"), HistoryLen),
+    params(("id" = NodeId, Path, description = "The account: a node id"), HistoryLen),
     responses((status = 200, description = "The account", body = AccountView),
-        (status = 400, description = "Not a node id", body = ErrorBody),
+        (status = 400, description = "Not a node id, or a parameter out of range", body = ErrorBody),
         (status = 503, description = "This node keeps no ledger", body = ErrorBody)))]
 pub(super) async fn account(
     State(s): State<Http>,
@@ -438,6 +459,7 @@ pub(super) async fn account(
 
 #[utoipa::path(get, path = "/api/wallet", tag = "wallet", params(HistoryLen),
     responses((status = 200, description = "This node's account", body = AccountView),
+        (status = 400, description = "A parameter is out of range", body = ErrorBody),
         (status = 503, description = "This node keeps no ledger", body = ErrorBody)))]
 pub(super) async fn wallet(State(s): State<Http>, Queried(h): Queried<HistoryLen>) -> Answer<AccountView> {
     account_view(&*ledger(&s)?, s.node.id(), h.history).map(Json)

@@ -16,6 +16,22 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// A job named in a path: its id, or a unique prefix of it.
+#[derive(Debug)]
+pub struct JobRef;
+
+impl utoipa::PartialSchema for JobRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{1,16}$"))
+            .description(Some("A job's id (16 hex digits), or a unique prefix of it."))
+            .into()
+    }
+}
+
+impl ToSchema for JobRef {}
+
 /// The answer to an upload.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Uploaded {

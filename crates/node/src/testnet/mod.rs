@@ -32,7 +32,9 @@ use crate::provider::{Provider, ProviderPolicy};
 /// The seed of the requestor's key; provider `i` (from 0) has `i + 1`.
 pub const REQUESTOR_SEED: u8 = 100;
 
+mod http;
 mod validators;
+pub use http::http_request;
 pub use validators::{VALIDATOR_SEED, ValidatorSet, free_port, start_consensus};
 
 /// Why a test network could not be built.

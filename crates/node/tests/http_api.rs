@@ -1,0 +1,335 @@
+//! The HTTP API end to end on a real network (two providers, the requestor
+//! on its ledger): a module uploaded, a job file submitted that names it,
+//! the job followed by server-sent events to its end, its tasks' outputs
+//! downloaded and equal to the accepted results; the ledger explorer and
+//! the wallet; and every kind of bad request answered with a JSON error
+//! that says what is wrong, changing nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sharegrid_core::TaskResult;
+use sharegrid_node::testnet::{LedgerSpec, ProviderSpec, Testnet, http_request};
+
+const MANDELBROT: &[u8] = include_bytes!("../../../guests/wasm/mandelbrot.wasm");
+
+struct Api {
+    addr: String,
+    bearer: String,
+}
+
+impl Api {
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let auth = [("Authorization", self.bearer.as_str())];
+        http_request(&self.addr, method, path, &auth, body).unwrap()
+    }
+
+    fn json(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        let (code, body) = self.call(method, path, body);
+        let v = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", String::from_utf8_lossy(&body)));
+        (code, v)
+    }
+
+    fn ok(&self, method: &str, path: &str, body: &[u8]) -> Value {
+        let (code, v) = self.json(method, path, body);
+        assert!((200..300).contains(&code), "{method} {path}: {code} {v}");
+        v
+    }
+
+    /// A bad request: `code` and a JSON error containing `says`.
+    fn refused(&self, method: &str, path: &str, body: &[u8], code: u16, says: &str) {
+        let (got, v) = self.json(method, path, body);
+        assert_eq!(got, code, "{method} {path}: {v}");
+        let why = v["error"].as_str().unwrap_or_default();
+        assert!(why.contains(says), "{method} {path}: {why:?} does not say {says:?}");
+    }
+}
+
+/// The events of `/api/events`, read on a thread: `(name, data)`.
+fn events(addr: &str, bearer: &str) -> mpsc::Receiver<(String, Value)> {
+    let (tx, rx) = mpsc::sync_channel(1024);
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let res = agent
+        .get(&format!("http://{addr}/api/events"))
+        .header("Authorization", bearer)
+        .call()
+        .unwrap();
+    assert_eq!(
+        res.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    std::thread::spawn(move || {
+        let reader = std::io::BufReader::new(res.into_body().into_reader());
+        let mut name = String::new();
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_owned();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                let v = serde_json::from_str(d).unwrap_or(Value::Null);
+                if tx.send((name.clone(), v)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_goes_through_the_http_api_from_upload_to_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::builder(dir.path())
+        .provider(ProviderSpec::new("a", 1.0, 2))
+        .provider(ProviderSpec::new("b", 1.0, 2))
+        .ledger(LedgerSpec::default())
+        .start()
+        .await
+        .unwrap();
+    let (at, token) = net
+        .requestor
+        .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let api = Api {
+        addr: at.to_string(),
+        bearer: format!("Bearer {token}"),
+    };
+    let provider = net.providers[0].handle.id().to_string();
+    tokio::task::spawn_blocking(move || drive(&api, &provider))
+        .await
+        .unwrap();
+    net.shutdown().await;
+}
+
+fn drive(api: &Api, provider: &str) {
+    let live = events(&api.addr, &api.bearer);
+    let up = api.ok("POST", "/api/blobs", MANDELBROT);
+    let module = up["id"].as_str().unwrap().to_owned();
+    assert_eq!(up["bytes"], MANDELBROT.len());
+    let job = r#"
+[job]
+name = "tiles"
+module = "m.wasm"
+args = ["{col}", "0", "3", "1", "48", "16", "32"]
+replication = 2
+quorum = 2
+budget = "100000000"
+[job.limits]
+fuel = "1G"
+[job.sweep]
+col = ["0", "1", "2"]
+"#;
+    let req = json!({ "job": job, "files": { "m.wasm": module } });
+    let (code, v) = api.json("POST", "/api/jobs", req.to_string().as_bytes());
+    assert_eq!(code, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+
+    // Followed by events to its end: a task event for each task.
+    let (mut tasks, mut ended) = (0, None);
+    while ended.is_none() {
+        let (name, data) = live.recv_timeout(Duration::from_secs(120)).expect("no event");
+        assert_eq!(Some(name.as_str()), data["type"].as_str(), "{data}");
+        if data["job"] == id.as_str() {
+            match name.as_str() {
+                "task" => tasks += usize::from(data["accepted"] == true),
+                "ended" => ended = Some(data["state"].clone()),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(ended, Some(json!("done")));
+    assert_eq!(tasks, 3, "one accepted-task event per task");
+
+    let view = api.ok("GET", &format!("/api/jobs/{id}"), b"");
+    assert_eq!(view["job"]["state"], "done");
+    assert_eq!(view["tasks"].as_array().unwrap().len(), 3);
+    let prefix = &id[..6];
+    assert_eq!(
+        api.ok("GET", &format!("/api/jobs/{prefix}"), b"")["job"]["id"],
+        id.as_str()
+    );
+    let jobs = api.ok("GET", "/api/jobs", b"");
+    assert!(jobs.as_array().unwrap().iter().any(|j| j["id"] == id.as_str()));
+
+    // Each task's outputs, equal to its accepted result.
+    for t in view["tasks"].as_array().unwrap() {
+        let i = t["index"].as_u64().unwrap();
+        let (code, raw) = api.call("GET", &format!("/api/blobs/{}", t["result"].as_str().unwrap()), b"");
+        assert_eq!(code, 200);
+        let result = TaskResult::decode(&raw).unwrap();
+        let out = api.ok("GET", &format!("/api/jobs/{id}/tasks/{i}"), b"");
+        assert_eq!(out["exit_code"], 0, "{out}");
+        let name = format!("tile-{i}-0.ppm");
+        assert_eq!(
+            out["files"],
+            json!([{ "path": name, "bytes": result.files[0].data.len() }])
+        );
+        let (code, bytes) = api.call("GET", &format!("/api/jobs/{id}/tasks/{i}/files/{name}"), b"");
+        assert_eq!(code, 200);
+        assert_eq!(bytes, result.files[0].data);
+        assert!(bytes.starts_with(b"P6"));
+        let (code, stdout) = api.call("GET", &format!("/api/jobs/{id}/tasks/{i}/stdout"), b"");
+        assert_eq!((code, stdout), (200, result.stdout));
+    }
+
+    // The ledger: the job's escrow is in a block, and the explorer shows it.
+    let head = api.ok("GET", "/api/ledger", b"");
+    let height = head["height"].as_u64().unwrap();
+    assert!(height > 0 && head["validator"] == true, "{head}");
+    let blocks = api.ok("GET", "/api/ledger/blocks?limit=100", b"");
+    let blocks = blocks.as_array().unwrap();
+    assert_eq!(blocks[0]["height"], height, "newest first");
+    let escrow = blocks
+        .iter()
+        .flat_map(|b| b["txs"].as_array().unwrap())
+        .find(|t| t["kind"] == "open_escrow")
+        .expect("the job's escrow is in a block")
+        .clone();
+    let found = api.ok(
+        "GET",
+        &format!("/api/ledger/txs/{}", escrow["id"].as_str().unwrap()),
+        b"",
+    );
+    assert_eq!(found["what"], escrow["what"]);
+    let older = api.ok("GET", &format!("/api/ledger/blocks?before={height}&limit=2"), b"");
+    assert_eq!(older[0]["height"], height - 1);
+
+    // The wallet: a transfer to a provider, waited for, shows on its account.
+    let before = api.ok("GET", &format!("/api/ledger/accounts/{provider}"), b"")["balance"]
+        .as_str()
+        .unwrap()
+        .parse::<u128>()
+        .unwrap();
+    let sent = api.ok(
+        "POST",
+        "/api/wallet/transfer",
+        json!({ "to": provider, "amount": "1234", "wait": true })
+            .to_string()
+            .as_bytes(),
+    );
+    assert!(sent["height"].as_u64().unwrap() > height, "{sent}");
+    let after = api.ok("GET", &format!("/api/ledger/accounts/{provider}?history=5"), b"");
+    assert_eq!(
+        after["balance"].as_str().unwrap().parse::<u128>().unwrap(),
+        before + 1234
+    );
+    assert_eq!(after["history"][0]["kind"], "transfer", "{after}");
+    let mine = api.ok("GET", "/api/wallet", b"");
+    assert_eq!(mine["history"][0]["id"], sent["tx"]);
+
+    refusals(api, &module, &id);
+    let after_refusals = api.ok("GET", "/api/jobs", b"");
+    assert_eq!(after_refusals, jobs, "refused requests changed nothing");
+}
+
+/// Every kind of bad request: a JSON error naming what is wrong.
+fn refusals(api: &Api, module: &str, job: &str) {
+    let submit = |job: &str, files: Value| json!({ "job": job, "files": files }).to_string();
+    let ok_file = json!({ "m.wasm": module });
+    api.refused("POST", "/api/jobs", b"{not json", 400, "not this request's JSON");
+    api.refused(
+        "POST",
+        "/api/jobs",
+        br#"{"job": "[job]", "extra": 1}"#,
+        400,
+        "unknown field",
+    );
+    let unparsable = submit("[job\nname = 1", ok_file.clone());
+    api.refused("POST", "/api/jobs", unparsable.as_bytes(), 400, "job");
+    let unnamed = submit("[job]\nmodule = \"other.wasm\"\n", ok_file.clone());
+    api.refused(
+        "POST",
+        "/api/jobs",
+        unnamed.as_bytes(),
+        400,
+        "job.module: \"other.wasm\" is not among",
+    );
+    let absent = submit("[job]\nmodule = \"m.wasm\"\n", json!({ "m.wasm": "ab".repeat(32) }));
+    api.refused(
+        "POST",
+        "/api/jobs",
+        absent.as_bytes(),
+        400,
+        "is not in the node's blob store",
+    );
+    let text = api.ok("POST", "/api/blobs", b"not a module")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let not_wasm = submit("[job]\nmodule = \"m.bin\"\n", json!({ "m.bin": text }));
+    api.refused(
+        "POST",
+        "/api/jobs",
+        not_wasm.as_bytes(),
+        400,
+        "is not a WebAssembly module",
+    );
+    let bad_terms = submit("[job]\nmodule = \"m.wasm\"\nreplication = 2\nquorum = 3\n", ok_file);
+    api.refused("POST", "/api/jobs", bad_terms.as_bytes(), 400, "quorum");
+    api.refused("GET", "/api/jobs/ffffffffffffffff", b"", 404, "no job");
+    api.refused("GET", &format!("/api/jobs/{job}/tasks/x"), b"", 400, "index");
+    api.refused("GET", &format!("/api/jobs/{job}/tasks/99"), b"", 404, "no task 99");
+    api.refused(
+        "GET",
+        &format!("/api/jobs/{job}/tasks/0/files/nope.ppm"),
+        b"",
+        404,
+        "no file",
+    );
+    api.refused("GET", "/api/blobs/xyz", b"", 400, "id");
+    api.refused(
+        "GET",
+        &format!("/api/blobs/{}", "cd".repeat(32)),
+        b"",
+        404,
+        "not in this node's blob store",
+    );
+    api.refused("GET", "/api/ledger/blocks?limit=lots", b"", 400, "limit");
+    api.refused("GET", "/api/ledger/accounts/me", b"", 400, "id");
+    api.refused(
+        "GET",
+        &format!("/api/ledger/txs/{}", "ef".repeat(32)),
+        b"",
+        404,
+        "in no block",
+    );
+    let broke = json!({ "to": "ab".repeat(32), "amount": "1000000000000000000000" }).to_string();
+    api.refused("POST", "/api/wallet/transfer", broke.as_bytes(), 400, "");
+    api.refused(
+        "POST",
+        "/api/wallet/transfer",
+        br#"{"to": "ab", "amount": "1"}"#,
+        400,
+        "to",
+    );
+    api.refused("POST", "/api/wallet/faucet", b"", 400, "validator");
+    api.refused("GET", "/api/nothing", b"", 404, "no such endpoint");
+    // Without the token, with a wrong one, across origins, by a foreign Host.
+    let (code, _) = http_request(&api.addr, "GET", "/api/jobs", &[], b"").unwrap();
+    assert_eq!(code, 401);
+    let (code, _) = http_request(&api.addr, "GET", "/api/jobs", &[("Authorization", "Bearer nope")], b"").unwrap();
+    assert_eq!(code, 401);
+    let cross = [
+        ("Authorization", api.bearer.as_str()),
+        ("Origin", "http://evil.example"),
+    ];
+    let (code, _) = http_request(&api.addr, "POST", "/api/wallet/faucet", &cross, b"").unwrap();
+    assert_eq!(code, 403);
+    let rebound = [("Authorization", api.bearer.as_str()), ("Host", "evil.example")];
+    let (code, _) = http_request(&api.addr, "GET", "/api/jobs", &rebound, b"").unwrap();
+    assert_eq!(code, 403);
+    // The dashboard needs no token; the document neither.
+    let (code, page) = http_request(&api.addr, "GET", "/", &[], b"").unwrap();
+    assert_eq!(code, 200);
+    assert!(String::from_utf8_lossy(&page).contains("/app.js"));
+    let (code, doc) = http_request(&api.addr, "GET", "/api/openapi.json", &[], b"").unwrap();
+    assert_eq!(code, 200);
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(doc, serde_json::to_value(sharegrid_node::http::document()).unwrap());
+}
