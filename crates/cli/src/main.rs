@@ -86,6 +86,8 @@ enum Command {
     Stake(wallet::StakeCommand),
     /// Stop the running node (as Ctrl-C does) and wait until it has.
     Stop,
+    /// The running node's web dashboard: the address to open, with the API token.
+    Dashboard,
     /// This home's node id (its account address, and what `run --on` takes).
     Id,
     /// Read and check the ledger: blocks, tx ID, account ADDR, verify.
@@ -138,6 +140,7 @@ fn main() -> ExitCode {
         Command::Stake(cmd) => wallet::stake(&home, cmd),
         Command::Stop => network::stop(&home),
         Command::Id => node_cmds::id(&home),
+        Command::Dashboard => node_cmds::dashboard(&home),
         Command::Ledger(cmd) => wallet::ledger(&home, cmd),
     };
     match result {

@@ -95,3 +95,22 @@ pub(crate) fn config(home: &Path, cmd: ConfigCommand) -> anyhow::Result<ExitCode
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `sharegrid dashboard`: the running node's dashboard address with its
+/// token in the fragment (which the browser keeps to itself: the page
+/// moves it into the tab's session storage).
+pub(crate) fn dashboard(home: &Path) -> anyhow::Result<ExitCode> {
+    let h = NodeHome::new(home);
+    let not_running = || {
+        anyhow::anyhow!(
+            "no node is running with home {} (start one with `sharegrid node`)",
+            home.display()
+        )
+    };
+    let url = std::fs::read_to_string(h.api_addr_path()).map_err(|_| not_running())?;
+    let url = url.trim();
+    let addr = url.strip_prefix("http://").ok_or_else(not_running)?;
+    std::net::TcpStream::connect(addr).map_err(|_| not_running())?;
+    println!("{url}/#token={}", h.api_token()?);
+    Ok(ExitCode::SUCCESS)
+}

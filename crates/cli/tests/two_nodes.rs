@@ -207,6 +207,15 @@ fn a_task_crosses_between_two_node_processes() {
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["id"], provider.id, "{status}");
     assert_eq!(api(a, "/api/nothing").0, 404);
+    // `sharegrid dashboard` gives the page's address with the token.
+    let out = bin().arg("--home").arg(a).arg("dashboard").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let addr = std::fs::read_to_string(a.join("api.addr")).unwrap();
+    assert_eq!(url, format!("{}/#token={}", addr.trim(), token.trim()));
+    let (code, page) = http(a, "/", &[]);
+    assert_eq!(code, 200);
+    assert!(page.contains("<script src=\"/app.js\""), "{page}");
     let ran = "sharegrid_tasks_run_total{kind=\"completed\"}";
     let (ran_before, fuel_before) = (counter(a, ran), counter(a, "sharegrid_fuel_executed_total"));
     assert_eq!(ran_before, 0);

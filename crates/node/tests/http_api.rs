@@ -333,3 +333,73 @@ fn refusals(api: &Api, module: &str, job: &str) {
     let doc: Value = serde_json::from_slice(&doc).unwrap();
     assert_eq!(doc, serde_json::to_value(sharegrid_node::http::document()).unwrap());
 }
+
+/// The Python client (`clients/python`, standard library only) against a
+/// real node: it names every operation of the document, and its example
+/// submits a job, waits for it and downloads every tile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_client_covers_the_document_and_its_example_gets_results() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let client = root.join("clients/python");
+    let check = std::process::Command::new("python3")
+        .arg(client.join("check_openapi.py"))
+        .arg(root.join("docs/openapi.json"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the client and the document differ:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::builder(dir.path())
+        .provider(ProviderSpec::new("a", 1.0, 2))
+        .provider(ProviderSpec::new("b", 1.0, 2))
+        .ledger(LedgerSpec::default())
+        .start()
+        .await
+        .unwrap();
+    let (at, token) = net
+        .requestor
+        .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let out = dir.path().join("tiles");
+    let (module, tiles) = (root.join("guests/wasm/mandelbrot.wasm"), out.clone());
+    let run = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(client.join("example.py"))
+            .args(["--url", &format!("http://{at}"), "--token", &token])
+            .arg("--module")
+            .arg(module)
+            .arg("--out")
+            .arg(tiles)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the example failed:\n{said}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let v: Value = serde_json::from_str(said.trim()).unwrap();
+    assert_eq!(v["state"], "done", "{v}");
+    assert_eq!(v["tasks"], 4, "{v}");
+    // Each tile it wrote is the accepted result's file, byte for byte.
+    let store = &net.requestor.store;
+    let id = v["job"].as_str().unwrap();
+    let rows = store.tasks(&id.parse().unwrap()).unwrap();
+    assert_eq!(rows.len(), 4);
+    for t in rows {
+        let raw = net.requestor.node.blobs.get(&t.result.unwrap()).unwrap().unwrap();
+        let result = TaskResult::decode(&raw).unwrap();
+        let f = &result.files[0];
+        assert_eq!(std::fs::read(out.join(&f.path)).unwrap(), f.data, "{}", f.path);
+    }
+    net.shutdown().await;
+}
