@@ -37,6 +37,8 @@ OPERATIONS = {
     "stdout": ("GET", "/api/jobs/{id}/tasks/{index}/stdout"),
     "stderr": ("GET", "/api/jobs/{id}/tasks/{index}/stderr"),
     "file": ("GET", "/api/jobs/{id}/tasks/{index}/files/{path}"),
+    "run": ("POST", "/api/run"),
+    "stop": ("POST", "/api/stop"),
     "upload": ("POST", "/api/blobs"),
     "blob": ("GET", "/api/blobs/{id}"),
     "ledger": ("GET", "/api/ledger"),
@@ -131,6 +133,10 @@ class Client:
         """Prometheus metrics, as text."""
         return self._bytes("/metrics").decode()
 
+    def stop(self) -> str:
+        """Stops the node, as Ctrl-C does (running tasks get the grace period)."""
+        return self._json("POST", "/api/stop")
+
     def openapi(self) -> dict:
         """The API's OpenAPI document."""
         return self._json("GET", "/api/openapi.json")
@@ -196,6 +202,16 @@ class Client:
                             break
             except (TimeoutError, OSError):
                 pass
+
+    def run(self, provider: str, task: str, module: str, args: list[str] | None = None, stdin: str | None = None,
+            limits: dict | None = None, mode: str = "native", price: str | None = None) -> dict:
+        """Runs one task on the chosen provider, outside any job and escrow
+        (blobs uploaded first): → the provider's receipt and the id of the
+        result's blob."""
+        body = {"provider": provider, "task": task, "args": args or [], "module": module,
+                "stdin": stdin or self.upload(b""), "inputs": [], "limits": limits or {}, "mode": mode,
+                "price": price}
+        return self._json("POST", "/api/run", body)
 
     def task(self, id: str, index: int) -> dict:
         """How task ``index`` of a job ended, and the files it left."""

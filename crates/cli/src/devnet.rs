@@ -205,7 +205,7 @@ pub(crate) fn main(a: DevnetArgs) -> anyhow::Result<ExitCode> {
 /// one that does not stop within a minute is killed.
 fn stop_all(members: &[Member], children: &mut [Child]) {
     for m in members {
-        if let Ok(mut c) = ApiClient::connect(&m.home.api_socket()) {
+        if let Ok(mut c) = ApiClient::connect(&m.home) {
             let _: Result<String, _> = c.call(&ApiRequest::Stop);
         }
     }

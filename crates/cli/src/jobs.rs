@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use sharegrid_core::job::JobFile;
-use sharegrid_core::{ContentId, NodeId, Offer, TaskResult};
+use sharegrid_core::{NodeId, Offer, TaskResult};
 use sharegrid_node::runtime::Runtime;
-use sharegrid_node::{ApiClient, ApiRequest, BlobStore, JobRow, JobSubmission, JobView, LiveJob, NodeHome, State};
+use sharegrid_node::{
+    ApiClient, ApiRequest, BlobStore, JobRequest, JobRow, JobSubmission, JobView, LiveJob, NodeHome, State,
+};
 
 #[derive(Args, Debug)]
 pub(crate) struct SubmitArgs {
@@ -43,11 +45,32 @@ pub(crate) struct ResultsArgs {
 }
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::connect(&NodeHome::new(home).api_socket())?)
+    Ok(ApiClient::connect(&NodeHome::new(home))?)
 }
 
-/// Reads a job file and everything it names into the home's blob store.
-pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission> {
+/// A job file read for the node: its text, and the bytes of each file it
+/// names, read under the checks below. The node parses the text again and
+/// checks the files as it does for any client ([`JobRequest`]); these
+/// checks come first so that a mistake is named with the job file's path
+/// before anything is sent.
+pub(crate) struct Prepared {
+    text: String,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl Prepared {
+    /// Uploads the files to the node → the request to submit.
+    fn upload(self, api: &mut ApiClient) -> anyhow::Result<JobRequest> {
+        let mut files = std::collections::BTreeMap::new();
+        for (name, bytes) in self.files {
+            files.insert(name, api.upload(&bytes)?);
+        }
+        Ok(JobRequest { job: self.text, files })
+    }
+}
+
+/// Reads a job file and everything it names.
+pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<Prepared> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let job = JobFile::parse(&path.display().to_string(), &text)?;
     let base = match path.parent() {
@@ -55,8 +78,6 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
         _ => Path::new("."),
     };
     let h = NodeHome::new(home);
-    let max = h.config(std::env::vars())?.sandbox.max_input_bytes;
-    let blobs = BlobStore::open(h.blobs_dir(), max)?;
     // What a job file names is shipped to strangers: never a file of the
     // node's home (its key, its config), and inputs and stdin only from
     // beside or below the job file.
@@ -81,60 +102,34 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<JobSubmission>
         }
         std::fs::read(&at).with_context(|| format!("{}: job.{what}: cannot read {}", path.display(), p.display()))
     };
-    let module = match (&job.module, &job.module_hash) {
-        (Some(m), _) => {
-            let bytes = read(m, "module", false)?;
-            let bytes = if m.ends_with(".wat") {
-                wat::parse_bytes(&bytes)
-                    .map_err(|e| anyhow::anyhow!("{}: job.module: {e}", path.display()))?
-                    .into_owned()
-            } else {
-                bytes
-            };
-            anyhow::ensure!(
-                bytes.starts_with(b"\0asm"),
-                "{}: job.module: {m:?} is not a WebAssembly module (.wasm, or .wat text)",
-                path.display()
-            );
-            blobs.put(&bytes)?
-        }
-        (None, Some(h)) => {
-            let id: ContentId = h.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::ensure!(
-                blobs.has(&id),
-                "{}: job.module_hash: {id} is not in this node's blob store",
-                path.display()
-            );
-            id
-        }
-        // A runtime brings the module (below).
-        (None, None) => blobs.put(b"")?,
-    };
-    let stdin = match &job.stdin {
-        Some(f) => blobs.put(&read(f, "stdin", true)?)?,
-        None => blobs.put(b"")?,
-    };
-    let mut inputs = Vec::new();
-    for (at, file) in &job.inputs {
-        inputs.push((at.clone(), blobs.put(&read(file, "inputs", true)?)?));
-    }
-    let sub = JobSubmission::from_job_file(&job, module, stdin, inputs);
-    let (Some(runtime), Some(script)) = (&job.runtime, &job.script) else {
-        return Ok(sub);
-    };
-    let rt = Runtime::load(h.root(), runtime).with_context(|| format!("{}: job.runtime", path.display()))?;
-    for id in rt.blobs() {
+    let mut files = Vec::new();
+    if let Some(m) = &job.module {
+        let bytes = read(m, "module", false)?;
+        let bytes = if m.ends_with(".wat") {
+            wat::parse_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: job.module: {e}", path.display()))?
+                .into_owned()
+        } else {
+            bytes
+        };
         anyhow::ensure!(
-            blobs.has(&id),
-            "the {runtime} runtime's blob {id} is missing from this node's blob store: run `sharegrid runtime add {runtime}` again"
+            bytes.starts_with(b"\0asm"),
+            "{}: job.module: {m:?} is not a WebAssembly module (.wasm, or .wat text)",
+            path.display()
         );
+        files.push((m.clone(), bytes));
     }
-    let name = Path::new(script)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{}: job.script: {script:?} does not name a file", path.display()))?;
-    let script = blobs.put(&read(script, "script", true)?)?;
-    Ok(sub.with_runtime(&rt, name, script))
+    if let Some(f) = &job.stdin {
+        files.push((f.clone(), read(f, "stdin", true)?));
+    }
+    for file in job.inputs.values() {
+        files.push((file.clone(), read(file, "inputs", true)?));
+    }
+    if let (Some(runtime), Some(script)) = (&job.runtime, &job.script) {
+        Runtime::load(h.root(), runtime).with_context(|| format!("{}: job.runtime", path.display()))?;
+        files.push((script.clone(), read(script, "script", true)?));
+    }
+    Ok(Prepared { text, files })
 }
 
 /// The estimate printed before a job starts (worked out by the node's
@@ -178,14 +173,24 @@ fn estimate(sub: &JobSubmission, offers: &[Offer], me: Option<&NodeId>) -> Strin
 }
 
 pub(crate) fn submit(home: &Path, a: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let sub = prepare(home, &a.job)?;
+    let prepared = prepare(home, &a.job)?;
     let mut api = client(home)?;
-    let offers: Vec<Offer> = api.call(&ApiRequest::Offers)?;
+    let req = prepared.upload(&mut api)?;
     if !a.json {
-        let me = NodeHome::new(home).identity().ok().map(|k| k.id());
-        eprintln!("estimate  {}", estimate(&sub, &offers, me.as_ref()));
+        // The submission the node will make of it, from the same store.
+        let h = NodeHome::new(home);
+        let blobs = BlobStore::open(h.blobs_dir(), u64::MAX)?;
+        if let Ok(sub) = req.submission(&blobs, h.root()) {
+            let offers: Vec<Offer> = api.call(&ApiRequest::Offers)?;
+            let me = h.identity().ok().map(|k| k.id());
+            eprintln!("estimate  {}", estimate(&sub, &offers, me.as_ref()));
+        }
     }
-    let id: String = api.call(&ApiRequest::Submit(Box::new(sub)))?;
+    let submitted: serde_json::Value = api.call(&ApiRequest::Submit(Box::new(req)))?;
+    let id = submitted["id"]
+        .as_str()
+        .context("the node answered no job id")?
+        .to_owned();
     if a.detach {
         if a.json {
             println!("{}", serde_json::json!({ "id": id }));
@@ -372,15 +377,14 @@ pub(crate) fn job(home: &Path, a: JobArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn results(home: &Path, a: ResultsArgs) -> anyhow::Result<ExitCode> {
-    let v: JobView = client(home)?.call(&ApiRequest::Job { id: a.id })?;
-    let h = NodeHome::new(home);
-    let blobs = BlobStore::open(h.blobs_dir(), u64::MAX)?;
+    let mut api = client(home)?;
+    let v: JobView = api.call(&ApiRequest::Job { id: a.id })?;
     let mut n = 0;
     for t in &v.tasks {
         let Some(id) = t.result else { continue };
-        let bytes = blobs
-            .get(&id)?
-            .with_context(|| format!("result {id} of task {} is missing", t.index))?;
+        let bytes = api
+            .blob(&id)
+            .with_context(|| format!("result {id} of task {}", t.index))?;
         let r = TaskResult::decode(&bytes)?;
         let dir = a.dir.join(t.index.to_string());
         sharegrid_sandbox::save_outputs(&dir, &r.files)?;

@@ -92,7 +92,10 @@ pub(crate) fn node(home: &Path, a: NodeArgs) -> anyhow::Result<ExitCode> {
             head.height,
             head.genesis.short()
         )?;
-        writeln!(out, "api       {}", home.api_socket().display())?;
+        writeln!(
+            out,
+            "dashboard `sharegrid dashboard` prints its address, with the token"
+        )?;
         writeln!(
             out,
             "Ctrl-C stops the node (running tasks get the shutdown grace period)."
@@ -134,7 +137,7 @@ impl PidFile {
 fn detach(home: &Path) -> anyhow::Result<ExitCode> {
     let h = NodeHome::new(home);
     h.init()?;
-    if ApiClient::connect(&h.api_socket()).is_ok_and(|mut c| c.call::<NodeStatus>(&ApiRequest::Status).is_ok()) {
+    if ApiClient::connect(&h).is_ok_and(|mut c| c.call::<NodeStatus>(&ApiRequest::Status).is_ok()) {
         anyhow::bail!(
             "a node is already running on {} (`sharegrid stop` stops it)",
             h.root().display()
@@ -208,7 +211,7 @@ pub(crate) fn stop(home: &Path) -> anyhow::Result<ExitCode> {
     // socket no longer answers.
     let alive = || match pid {
         Some(p) if Path::new("/proc/self").exists() => Path::new(&format!("/proc/{p}")).exists(),
-        _ => ApiClient::connect(&h.api_socket()).is_ok(),
+        _ => ApiClient::connect(&h).is_ok(),
     };
     while alive() {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -227,7 +230,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 fn client(home: &Path) -> anyhow::Result<ApiClient> {
-    Ok(ApiClient::connect(&NodeHome::new(home).api_socket())?)
+    Ok(ApiClient::connect(&NodeHome::new(home))?)
 }
 
 #[derive(Args, Debug)]

@@ -300,7 +300,7 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
         imports: Vec::new(),
     };
     let h = sharegrid_node::NodeHome::new(home);
-    let mut api = sharegrid_node::ApiClient::connect(&h.api_socket())?;
+    let mut api = sharegrid_node::ApiClient::connect(&h)?;
     let settings = h.config(std::env::vars())?.sandbox;
     let module = read_module(&a.module, settings.max_module_bytes)?;
     let stdin = read_stdin(a.stdin.as_deref())?;
@@ -308,13 +308,12 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
         Some(dir) => load_inputs(dir, settings.max_input_bytes, settings.max_input_files)?,
         None => Default::default(),
     };
-    // The node serves the blobs from the home's store.
-    let blobs = sharegrid_node::BlobStore::open(h.blobs_dir(), settings.max_input_bytes.max(module.len() as u64))?;
-    let module_id = blobs.put(&module)?;
-    let stdin_id = blobs.put(&stdin)?;
+    // The node serves the blobs to the provider from its store.
+    let module_id = api.upload(&module)?;
+    let stdin_id = api.upload(&stdin)?;
     let mut input_ids = Vec::new();
     for (path, bytes) in &inputs {
-        input_ids.push((path.clone(), blobs.put(bytes)?));
+        input_ids.push((path.clone(), api.upload(bytes)?));
     }
     let task = a
         .task_id
@@ -335,8 +334,8 @@ fn remote(home: &Path, provider: sharegrid_core::NodeId, a: RunArgs) -> anyhow::
             },
             price: a.price,
         })))?;
-    let bytes = blobs
-        .get(&run.result)?
+    let bytes = api
+        .blob(&run.result)
         .context("the node reported a result it does not hold")?;
     let result = sharegrid_core::TaskResult::decode(&bytes)?;
     let r = &run.receipt;

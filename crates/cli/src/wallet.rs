@@ -152,7 +152,7 @@ pub(crate) fn wallet(home: &Path, a: WalletArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn transfer(home: &Path, a: TransferArgs) -> anyhow::Result<ExitCode> {
-    let mut api = ApiClient::connect(&NodeHome::new(home).api_socket())?;
+    let mut api = ApiClient::connect(&NodeHome::new(home))?;
     let t: Transferred = api.call(&ApiRequest::Transfer {
         to: a.to,
         amount: a.amount,
@@ -168,7 +168,7 @@ pub(crate) fn transfer(home: &Path, a: TransferArgs) -> anyhow::Result<ExitCode>
 /// `sharegrid faucet`: test tokens from the network validator's faucet.
 pub(crate) fn faucet(home: &Path) -> anyhow::Result<ExitCode> {
     let h = NodeHome::new(home);
-    let mut api = ApiClient::connect(&h.api_socket())?;
+    let mut api = ApiClient::connect(&h)?;
     let t: Transferred = api.call(&ApiRequest::Faucet)?;
     let (_, genesis, store) = open(home)?;
     let me = h.identity()?.id();
@@ -190,7 +190,7 @@ pub(crate) fn stake(home: &Path, cmd: StakeCommand) -> anyhow::Result<ExitCode> 
         StakeCommand::Unbond { amount } => StakeAction::Unbond(amount),
         StakeCommand::Withdraw => StakeAction::Withdraw,
     };
-    let mut api = ApiClient::connect(&NodeHome::new(home).api_socket())?;
+    let mut api = ApiClient::connect(&NodeHome::new(home))?;
     let t: Transferred = api.call(&ApiRequest::Stake { action })?;
     println!("tx {} in block {}", t.tx, t.height.unwrap_or_default());
     show_stake(home, false)
@@ -251,7 +251,7 @@ fn show_stake(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn ledger(home: &Path, cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
     if let LedgerCommand::Wait { height, timeout } = cmd {
-        let mut api = sharegrid_node::ApiClient::connect(&NodeHome::new(home).api_socket())?;
+        let mut api = sharegrid_node::ApiClient::connect(&NodeHome::new(home))?;
         let at: u64 = api.call(&sharegrid_node::ApiRequest::WaitHeight {
             height,
             timeout_ms: timeout.as_millis() as u64,

@@ -38,7 +38,7 @@ fn stream(
     kill_after: Option<(usize, &std::sync::mpsc::SyncSender<()>)>,
 ) {
     let to = NodeKey::from_seed([9; 32]).id();
-    let Ok(mut api) = ApiClient::connect(&home.api_socket()) else {
+    let Ok(mut api) = ApiClient::connect(home) else {
         return;
     };
     for i in 0..n {
@@ -104,7 +104,7 @@ fn a_validator_killed_mid_stream_restarts_and_every_acknowledged_transfer_is_fin
     stream(&home, &mut acked, 20, None);
     // One more, waited for until final: from the same account with the next
     // nonce, so everything before it is final by then.
-    let mut api = ApiClient::connect(&home.api_socket()).unwrap();
+    let mut api = ApiClient::connect(&home).unwrap();
     let last: Transferred = api
         .call(&ApiRequest::Transfer {
             to: NodeKey::from_seed([9; 32]).id(),

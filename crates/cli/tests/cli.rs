@@ -328,6 +328,9 @@ fn dashboard_without_a_running_node_says_how_to_start_one() {
     let out = bin().arg("--home").arg(home.path()).arg("dashboard").output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no node is running") && err.contains("sharegrid node"), "{err}");
+    assert!(
+        err.contains("no node is running") && err.contains("sharegrid node"),
+        "{err}"
+    );
     assert!(!home.path().join("api.token").exists(), "asking made no token");
 }

@@ -50,7 +50,7 @@ fn killed_validator_restarts_with_every_acknowledged_transaction() {
             }
         });
         let mut sent = 0u64;
-        if let Ok(mut api) = ApiClient::connect(&home.api_socket()) {
+        if let Ok(mut api) = ApiClient::connect(&home) {
             loop {
                 let req = ApiRequest::Transfer {
                     to,
@@ -80,7 +80,7 @@ fn killed_validator_restarts_with_every_acknowledged_transaction() {
     // it is in a block by then (the node waits on its head, not the test).
     let mut node = start(dir.path());
     let genesis = home.genesis().unwrap();
-    let mut api = ApiClient::connect(&home.api_socket()).unwrap();
+    let mut api = ApiClient::connect(&home).unwrap();
     let last: Transferred = api
         .call(&ApiRequest::Transfer {
             to,

@@ -24,7 +24,7 @@ pub const MAX_ENV_BYTES: usize = 64 * 1024;
 
 /// How a module is entered and the environment it runs in. The default is
 /// a WASI command with an empty environment, as every task ran before.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Launch {
     /// The export called: `None` calls `_start` (a WASI command); a name
     /// calls that export of a WASI reactor, after `_initialize` when the

@@ -131,7 +131,7 @@ pub struct Assignment {
 /// What a provider returns for an assignment it ran, signed by the provider.
 /// It binds the task, the exact assignment, the result, the fuel and the
 /// charge, so it can later serve as evidence for payment or for slashing.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     /// Message version.
     pub version: u16,

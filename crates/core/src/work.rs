@@ -24,7 +24,7 @@ pub const ASSIGNMENT_TTL_MS: u64 = 600_000;
 
 /// What a task runs, apart from its arguments: the module, stdin, input
 /// files, limits and determinism mode (blobs by content id).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Program {
     /// Module blob.
     pub module: ContentId,

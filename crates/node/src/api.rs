@@ -1,31 +1,25 @@
-//! The local control API of a running node: a Unix socket in the node home
-//! (`api.sock`, mode 0600, in a 0700 directory — the file system decides
-//! who may control the node, so there is no token to leak), one JSON
-//! request per line, one JSON answer per line: `{"ok": …}` or
-//! `{"error": "…"}`. The CLI's `offers`, `status` and `run --on` use it.
+//! The node's requests, as the CLI (and the HTTP API's handlers) name
+//! them, and [`ApiClient`]: the CLI's client of the running node's HTTP API
+//! ([`crate::http`]), its address from `<home>/api.addr` and its token from
+//! `<home>/api.token`. There is one surface: each [`ApiRequest`] is an
+//! operation of the API's OpenAPI document, and [`handle`] is the code the
+//! handlers share where a request moves tokens or runs a task.
 //!
-//! Large data never crosses the socket: the CLI puts a task's module and
-//! inputs into the home's blob store and sends their ids; the node leaves
-//! the fetched result there under its hash.
+//! Large data crosses as uploads (`POST /api/blobs`) and downloads (`GET
+//! /api/blobs/{id}`); requests name blobs by id.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sharegrid_core::{Amount, Assignment, ContentId, NodeId, PricePerGfuel, Program, Receipt, TaskId, Terms};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixListener;
 
 use crate::blobs::BlobStore;
 use crate::clock::now_ms;
 use crate::daemon::{Assigned, NodeHandle};
-use crate::job::{JobRow, JobSubmission, LiveJob, Requestor, TaskRow};
-
-/// Longest request line read, in bytes.
-const MAX_REQUEST_BYTES: u64 = 1 << 20;
+use crate::home::NodeHome;
+use crate::job::{JobRequest, JobRow, LiveJob, Requestor, TaskRow};
 
 /// A request to the node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,8 +31,8 @@ pub enum ApiRequest {
     Offers,
     /// Run one task on a chosen provider.
     Run(Box<RemoteTask>),
-    /// Submit a job (its blobs already in the home's store) → its id.
-    Submit(Box<JobSubmission>),
+    /// Submit a job file whose files are uploaded → `{"id": …}`.
+    Submit(Box<JobRequest>),
     /// Every job.
     Jobs,
     /// One job (id or unique prefix): row, live state, tasks.
@@ -134,7 +128,7 @@ pub struct PaymentView {
 }
 
 /// One task for one provider; blobs are already in the home's blob store.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RemoteTask {
     /// The provider.
     pub provider: NodeId,
@@ -150,7 +144,7 @@ pub struct RemoteTask {
 }
 
 /// The answer to [`ApiRequest::Run`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RemoteRun {
     /// The provider's receipt (signature checked).
     pub receipt: Receipt,
@@ -175,114 +169,201 @@ pub enum ApiError {
     Protocol(String),
 }
 
-/// A connection to a running node's API.
+/// A client of a running node's HTTP API.
 #[derive(Debug)]
 pub struct ApiClient {
-    stream: BufReader<UnixStream>,
+    base: String,
+    bearer: String,
+    agent: ureq::Agent,
 }
 
+/// How often a wait asks the node again.
+const POLL: Duration = Duration::from_millis(100);
+
 impl ApiClient {
-    /// Connects to the node whose socket is `path`.
-    pub fn connect(path: &Path) -> Result<Self, ApiError> {
-        let stream = UnixStream::connect(path)
-            .map_err(|_| ApiError::NotRunning(path.parent().map(Path::to_path_buf).unwrap_or_default()))?;
+    /// Connects to the node of `home`: its address from `api.addr` (written
+    /// while it runs), its token from `api.token`.
+    pub fn connect(home: &NodeHome) -> Result<Self, ApiError> {
+        let not_running = || ApiError::NotRunning(home.root().to_path_buf());
+        let url = std::fs::read_to_string(home.api_addr_path()).map_err(|_| not_running())?;
+        let base = url.trim().trim_end_matches('/').to_owned();
+        let addr = base.strip_prefix("http://").ok_or_else(not_running)?;
+        std::net::TcpStream::connect(addr).map_err(|_| not_running())?;
+        let token = home.api_token().map_err(|e| ApiError::Protocol(e.to_string()))?;
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Ok(ApiClient {
-            stream: BufReader::new(stream),
+            base,
+            bearer: format!("Bearer {token}"),
+            agent,
         })
     }
 
-    /// Sends `req` and decodes the answer as `T`.
+    /// Sends `req` to its endpoint and decodes the answer as `T`.
     pub fn call<T: DeserializeOwned>(&mut self, req: &ApiRequest) -> Result<T, ApiError> {
-        let mut line = serde_json::to_vec(req).map_err(|e| ApiError::Protocol(e.to_string()))?;
-        line.push(b'\n');
-        self.stream.get_mut().write_all(&line)?;
-        let mut answer = String::new();
-        if self.stream.read_line(&mut answer)? == 0 {
-            return Err(ApiError::Protocol("the node closed the connection".into()));
-        }
-        let mut v: serde_json::Value = serde_json::from_str(&answer).map_err(|e| ApiError::Protocol(e.to_string()))?;
-        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-            return Err(ApiError::Node(e.to_string()));
-        }
-        serde_json::from_value(v["ok"].take()).map_err(|e| ApiError::Protocol(e.to_string()))
-    }
-}
-
-/// Binds the API socket at `path`, refusing if a live node already holds
-/// it (a stale socket from a killed node is replaced).
-pub(crate) fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("a node is already running with this home ({})", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
-}
-
-/// Serves the API on `listener` until the node stops.
-pub(crate) async fn serve(listener: UnixListener, node: NodeHandle, blobs: BlobStore, requestor: Requestor) {
-    let life = node.lifecycle().clone();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = life.stopping() => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            continue;
-        };
-        let (node, blobs, requestor) = (node.clone(), blobs.clone(), requestor.clone());
-        let conn_life = life.clone();
-        life.spawn(async move {
-            let (read, mut write) = stream.into_split();
-            let mut reader = tokio::io::BufReader::new(read.take(MAX_REQUEST_BYTES));
-            loop {
-                // Each line may be up to the cap (plus what is already buffered).
-                reader.get_mut().set_limit(MAX_REQUEST_BYTES);
-                let mut line = Vec::new();
-                let read = tokio::select! {
-                    r = reader.read_until(b'\n', &mut line) => r,
-                    () = conn_life.stopping() => return,
-                };
-                match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) if line.last() != Some(&b'\n') => {
-                        let _ = write.write_all(b"{\"error\":\"request line too long\"}\n").await;
-                        return;
-                    }
-                    Ok(_) => {}
-                }
-                let mut stop = false;
-                let answer = match serde_json::from_slice::<ApiRequest>(&line) {
-                    Ok(ApiRequest::Stop) => {
-                        stop = true;
-                        serde_json::json!({ "ok": "stopping" })
-                    }
-                    Ok(req) => match handle(&node, &blobs, &requestor, req).await {
-                        Ok(v) => serde_json::json!({ "ok": v }),
-                        Err(e) => serde_json::json!({ "error": e }),
+        match req {
+            ApiRequest::Status => self.get("/api/status"),
+            ApiRequest::Offers => self.get("/api/offers"),
+            ApiRequest::Run(t) => self.post("/api/run", &to_json(t.as_ref())?),
+            ApiRequest::Submit(r) => self.post("/api/jobs", &to_json(r.as_ref())?),
+            ApiRequest::Jobs => self.get("/api/jobs"),
+            ApiRequest::Job { id } => self.get(&format!("/api/jobs/{}", encode(id))),
+            ApiRequest::WaitOffers { n, timeout_ms } => {
+                let offers: Vec<sharegrid_core::Offer> = self.until(
+                    *timeout_ms,
+                    |c| {
+                        let o: Vec<sharegrid_core::Offer> = c.get("/api/offers")?;
+                        Ok((o.len() >= *n).then_some(o))
                     },
-                    Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
-                };
-                let mut out = answer.to_string();
-                out.push('\n');
-                let written = write.write_all(out.as_bytes()).await;
-                if stop {
-                    tracing::info!("stop asked through the control socket");
-                    conn_life.stop();
-                    return;
-                }
-                if written.is_err() {
-                    return;
-                }
+                    |c| {
+                        let o: Vec<sharegrid_core::Offer> = c.get("/api/offers")?;
+                        Ok(format!(
+                            "{} live offer(s) after {}, not {n}",
+                            o.len(),
+                            humantime_ms(*timeout_ms)
+                        ))
+                    },
+                )?;
+                serde_json::from_value(serde_json::to_value(offers).map_err(|e| ApiError::Protocol(e.to_string()))?)
+                    .map_err(|e| ApiError::Protocol(e.to_string()))
             }
-        });
+            ApiRequest::WaitHeight { height, timeout_ms } => {
+                let at: u64 = self.until(
+                    *timeout_ms,
+                    |c| {
+                        let l: serde_json::Value = c.get("/api/ledger")?;
+                        let h = l["height"].as_u64().unwrap_or(0);
+                        Ok((h >= *height).then_some(h))
+                    },
+                    |c| {
+                        let l: serde_json::Value = c.get("/api/ledger")?;
+                        Ok(format!(
+                            "the ledger is at block {}, not {height}, after {}",
+                            l["height"],
+                            humantime_ms(*timeout_ms)
+                        ))
+                    },
+                )?;
+                serde_json::from_value(at.into()).map_err(|e| ApiError::Protocol(e.to_string()))
+            }
+            ApiRequest::Transfer { to, amount, wait } => self.post(
+                "/api/wallet/transfer",
+                &serde_json::json!({ "to": to, "amount": amount, "wait": wait }),
+            ),
+            ApiRequest::Faucet => self.post("/api/wallet/faucet", &serde_json::Value::Null),
+            ApiRequest::Stake { action } => self.post("/api/wallet/stake", &to_json(action)?),
+            ApiRequest::Stop => self.post("/api/stop", &serde_json::Value::Null),
+        }
     }
+
+    /// Uploads `bytes` to the node's blob store → their id.
+    pub fn upload(&mut self, bytes: &[u8]) -> Result<ContentId, ApiError> {
+        let res = self
+            .agent
+            .post(&format!("{}/api/blobs", self.base))
+            .header("Authorization", &self.bearer)
+            .header("Content-Type", "application/octet-stream")
+            .send(bytes)
+            .map_err(transport)?;
+        let v: crate::http::views::Uploaded = answer(res)?;
+        Ok(v.id)
+    }
+
+    /// A blob of the node's store.
+    pub fn blob(&mut self, id: &ContentId) -> Result<Vec<u8>, ApiError> {
+        let mut res = self
+            .agent
+            .get(&format!("{}/api/blobs/{id}", self.base))
+            .header("Authorization", &self.bearer)
+            .call()
+            .map_err(transport)?;
+        if !res.status().is_success() {
+            return answer::<serde_json::Value>(res).map(|_| Vec::new());
+        }
+        res.body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .map_err(transport)
+    }
+
+    fn get<T: DeserializeOwned>(&mut self, path: &str) -> Result<T, ApiError> {
+        let res = self
+            .agent
+            .get(&format!("{}{path}", self.base))
+            .header("Authorization", &self.bearer)
+            .call()
+            .map_err(transport)?;
+        answer(res)
+    }
+
+    fn post<T: DeserializeOwned>(&mut self, path: &str, body: &serde_json::Value) -> Result<T, ApiError> {
+        let req = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &self.bearer);
+        let res = if body.is_null() {
+            req.send_empty()
+        } else {
+            req.header("Content-Type", "application/json")
+                .send(body.to_string().as_bytes())
+        }
+        .map_err(transport)?;
+        answer(res)
+    }
+
+    /// Asks `probe` until it answers `Some`, for at most `timeout_ms`; then
+    /// fails with what `late` says.
+    fn until<T>(
+        &mut self,
+        timeout_ms: u64,
+        mut probe: impl FnMut(&mut Self) -> Result<Option<T>, ApiError>,
+        late: impl FnOnce(&mut Self) -> Result<String, ApiError>,
+    ) -> Result<T, ApiError> {
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        loop {
+            if let Some(t) = probe(self)? {
+                return Ok(t);
+            }
+            if Instant::now() >= deadline {
+                return Err(ApiError::Node(late(self)?));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// JSON of a request's body.
+fn to_json<T: Serialize>(t: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(t).map_err(|e| ApiError::Protocol(e.to_string()))
+}
+
+/// A path segment, percent-encoded.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn transport(e: ureq::Error) -> ApiError {
+    match e {
+        ureq::Error::Io(e) => ApiError::Io(e),
+        e => ApiError::Protocol(e.to_string()),
+    }
+}
+
+/// The answer's JSON as `T`, or the node's error.
+fn answer<T: DeserializeOwned>(mut res: ureq::http::Response<ureq::Body>) -> Result<T, ApiError> {
+    let ok = res.status().is_success();
+    let text = res.body_mut().read_to_string().map_err(transport)?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ApiError::Protocol(format!("{e}: {text}")))?;
+    if !ok {
+        let why = v["error"].as_str().map_or_else(|| v.to_string(), str::to_owned);
+        return Err(ApiError::Node(why));
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::Protocol(e.to_string()))
 }
 
 pub(crate) async fn handle(
@@ -291,9 +372,7 @@ pub(crate) async fn handle(
     requestor: &Requestor,
     req: ApiRequest,
 ) -> Result<serde_json::Value, String> {
-    let store = requestor.store();
     let v = match req {
-        ApiRequest::Submit(sub) => serde_json::to_value(requestor.submit(*sub).await.map_err(|e| e.to_string())?),
         ApiRequest::Transfer { to, amount, wait } => {
             let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
             let op = sharegrid_ledger::Op::Transfer { to, amount };
@@ -354,49 +433,9 @@ pub(crate) async fn handle(
                 height: Some(height),
             })
         }
-        // Answered by the connection, which then stops the node.
-        ApiRequest::Stop => serde_json::to_value("stopping"),
-        ApiRequest::Jobs => serde_json::to_value(store.jobs().map_err(|e| e.to_string())?),
-        ApiRequest::Job { id } => serde_json::to_value(job_view(requestor, &id)?),
-        ApiRequest::Status => serde_json::to_value(node.status().await.ok_or("node stopped")?),
-        ApiRequest::Offers => serde_json::to_value(node.offers().await),
-        ApiRequest::WaitOffers { n, timeout_ms } => {
-            let limit = std::time::Duration::from_millis(timeout_ms);
-            let offers = match tokio::time::timeout(limit, node.wait_for_offers(n)).await {
-                Ok(o) => o,
-                Err(_) => node.offers().await,
-            };
-            if offers.len() < n {
-                return Err(format!(
-                    "{} live offer(s) after {}, not {n}",
-                    offers.len(),
-                    humantime_ms(timeout_ms)
-                ));
-            }
-            serde_json::to_value(offers)
-        }
-        ApiRequest::WaitHeight { height, timeout_ms } => {
-            let ledger = requestor
-                .payments()
-                .ok_or("this node keeps no ledger")?
-                .client()
-                .ledger();
-            let mut heads = ledger.subscribe();
-            let limit = std::time::Duration::from_millis(timeout_ms);
-            let reached = tokio::time::timeout(limit, heads.wait_for(|h| *h >= height)).await;
-            match reached {
-                Ok(Ok(h)) => serde_json::to_value(*h),
-                Ok(Err(_)) => return Err("the ledger stopped".into()),
-                Err(_) => {
-                    return Err(format!(
-                        "the ledger is at block {}, not {height}, after {}",
-                        ledger.head().height,
-                        humantime_ms(timeout_ms)
-                    ));
-                }
-            }
-        }
         ApiRequest::Run(t) => serde_json::to_value(run(node, blobs, *t).await?),
+        // Each of these has its own handler in [`crate::http`].
+        other => return Err(format!("{other:?} is not served here")),
     };
     v.map_err(|e| format!("cannot encode the answer: {e}"))
 }

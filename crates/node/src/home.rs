@@ -152,11 +152,6 @@ impl NodeHome {
         self.root.join("inputs")
     }
 
-    /// `api.sock`, the running node's control socket.
-    pub fn api_socket(&self) -> PathBuf {
-        self.root.join("api.sock")
-    }
-
     /// `api.token`, the HTTP API's bearer token ([`NodeHome::api_token`]).
     pub fn api_token_path(&self) -> PathBuf {
         self.root.join("api.token")

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use sharegrid_core::GigafuelPerSec;
 use sharegrid_sandbox::{Sandbox, node_benchmark};
 
-use crate::api;
 use crate::blobs::BlobStore;
 use crate::daemon::{AgentOptions, LedgerOptions, NodeHandle, NodeOptions, start};
 use crate::home::NodeHome;
@@ -47,7 +46,8 @@ pub struct Launched {
     /// The requestor engine.
     pub requestor: Requestor,
     _probe: Option<Arc<SystemProbe>>,
-    socket: std::path::PathBuf,
+    /// The home's lock, held while the node runs.
+    _lock: std::fs::File,
     /// Where the HTTP API listens.
     pub api: std::net::SocketAddr,
     addr_file: std::path::PathBuf,
@@ -57,14 +57,13 @@ pub struct Launched {
 
 impl Launched {
     /// Stops the node and every task of it (the control API, the job
-    /// drivers, the payment task) in order, and removes its socket.
+    /// drivers, the payment task) in order, and removes `api.addr`.
     pub async fn shutdown(mut self) {
         self.handle.shutdown().await;
         // Its thread joins: off the async runtime.
         if let Some(c) = self.consensus.take() {
             let _ = tokio::task::spawn_blocking(move || drop(c)).await;
         }
-        let _ = std::fs::remove_file(&self.socket);
         let _ = std::fs::remove_file(&self.addr_file);
     }
 }
@@ -93,15 +92,35 @@ pub fn benchmark(home: &NodeHome, sandbox: &Sandbox) -> anyhow::Result<(Gigafuel
     Ok((r.speed, true))
 }
 
+/// Holds `<home>/node.lock` for as long as the file is open: one node per
+/// home. The operating system lets the lock go when the process ends, so a
+/// killed node leaves nothing to clean up.
+fn lock_home(home: &NodeHome) -> anyhow::Result<std::fs::File> {
+    let path = home.root().join("node.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("a node is already running with this home ({})", home.root().display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => anyhow::bail!("{}: {e}", path.display()),
+    }
+}
+
 /// Starts the node of `home` with its configuration (plus `env` overrides):
-/// creates the home if needed, serves the control API on `api.sock`.
+/// creates the home if needed, serves the HTTP API on `[api] listen`.
 pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Result<Launched> {
     home.init()?;
     let config = home.config(env)?;
     let key = Arc::new(home.identity()?);
     let net = config.network.net_config()?;
-    // Bind the socket first: a second node on the same home stops here.
-    let listener = api::bind(&home.api_socket())?;
+    // Lock the home first: a second node on the same home stops here.
+    let lock = lock_home(home)?;
     if !config.api.remote && !config.api.listen.ip().is_loopback() {
         anyhow::bail!(
             "[api] listen = {}: not a loopback address; set [api] remote = true to serve the API to other machines",
@@ -197,7 +216,6 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         tracing::info!(resumed, "unfinished jobs resumed");
     }
     let life = handle.lifecycle().clone();
-    life.spawn(api::serve(listener, handle.clone(), blobs.clone(), requestor.clone()));
     let served = crate::http::Served {
         node: handle.clone(),
         blobs,
@@ -220,7 +238,7 @@ pub async fn launch(home: &NodeHome, env: Vec<(String, String)>) -> anyhow::Resu
         ledger,
         requestor,
         _probe: probe,
-        socket: home.api_socket(),
+        _lock: lock,
         api: api_addr,
         addr_file,
         consensus,

@@ -152,6 +152,8 @@ fn api() -> OpenApiRouter<Http> {
         .routes(routes!(routes::stdout))
         .routes(routes!(routes::stderr))
         .routes(routes!(routes::file))
+        .routes(routes!(routes::run))
+        .routes(routes!(routes::stop))
         .routes(routes!(routes::upload))
         .routes(routes!(routes::blob))
         .routes(routes!(routes::ledger_head))

@@ -25,7 +25,7 @@ use super::Http;
 use super::views::{
     AccountView, BlockView, ErrorBody, JobRef, LedgerView, Submitted, TaskOutputs, TransferBody, TxView, Uploaded,
 };
-use crate::api::{ApiRequest, JobView, StakeAction, Transferred, handle, job_view};
+use crate::api::{ApiRequest, JobView, RemoteRun, RemoteTask, StakeAction, Transferred, handle, job_view};
 use crate::job::{JobRequest, JobRow, SubmitError};
 use crate::ledger::Ledger;
 use crate::{NodeStatus, TaskRow};
@@ -498,4 +498,22 @@ pub(super) async fn stake(State(s): State<Http>, Body(action): Body<StakeAction>
         (status = 400, description = "Refused (a validator, or no faucet)", body = ErrorBody)))]
 pub(super) async fn faucet(State(s): State<Http>) -> Answer<Transferred> {
     move_tokens(&s, ApiRequest::Faucet).await
+}
+
+#[utoipa::path(post, path = "/api/run", tag = "jobs", request_body = RemoteTask,
+    responses((status = 200, description = "The provider's receipt; the result is in the blob store under `result`", body = RemoteRun),
+        (status = 400, description = "Refused: no live offer from the provider, the provider refused, or the result did not come", body = ErrorBody)))]
+pub(super) async fn run(State(s): State<Http>, Body(t): Body<RemoteTask>) -> Answer<RemoteRun> {
+    let v = handle(&s.node, &s.blobs, &s.requestor, ApiRequest::Run(Box::new(t)))
+        .await
+        .map_err(Fail::bad)?;
+    serde_json::from_value(v).map(Json).map_err(Fail::internal)
+}
+
+#[utoipa::path(post, path = "/api/stop", tag = "node",
+    responses((status = 202, description = "Stopping: running tasks get the shutdown grace period", body = String)))]
+pub(super) async fn stop(State(s): State<Http>) -> Response {
+    tracing::info!("stop asked through the HTTP API");
+    s.node.lifecycle().stop();
+    (StatusCode::ACCEPTED, Json("stopping")).into_response()
 }
