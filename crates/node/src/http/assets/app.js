@@ -370,13 +370,14 @@ function balanceChart(a) {
   if (pts.length < 2) return "";
   const [w, h, pad] = [640, 160, 24];
   const t0 = pts[0].t, t1 = pts[pts.length - 1].t || t0 + 1;
-  const bmax = Math.max(...pts.map((p) => p.b), 1);
+  const bmax = Math.max(...pts.map((p) => p.b));
+  const bmin = Math.min(...pts.map((p) => p.b));
   const x = (t) => pad + ((w - 2 * pad) * (t - t0)) / Math.max(t1 - t0, 1);
-  const y = (v) => h - pad - ((h - 2 * pad) * v) / bmax;
+  const y = (v) => h - pad - ((h - 2 * pad) * (v - bmin)) / Math.max(bmax - bmin, 1);
   const path = pts.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.b).toFixed(1)}`).join(" ");
   return `<svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="balance over time">
     <path d="${path}" fill="none" stroke="currentColor" stroke-width="2"/>
-    <text x="${pad}" y="14">${esc(a.balance)} now</text></svg>`;
+    <text x="${pad}" y="14">${esc(a.balance)} now · from ${bmin} to ${bmax}</text></svg>`;
 }
 
 async function viewAccount(id, mine) {
