@@ -30,6 +30,8 @@ from typing import Any, Iterator
 OPERATIONS = {
     "status": ("GET", "/api/status"),
     "offers": ("GET", "/api/offers"),
+    "peers": ("GET", "/api/peers"),
+    "providers": ("GET", "/api/providers"),
     "jobs": ("GET", "/api/jobs"),
     "submit_request": ("POST", "/api/jobs"),
     "job": ("GET", "/api/jobs/{id}"),
@@ -128,6 +130,14 @@ class Client:
     def offers(self) -> list[dict]:
         """Providers' live offers."""
         return self._json("GET", "/api/offers")
+
+    def peers(self) -> list[dict]:
+        """The connected peers."""
+        return self._json("GET", "/api/peers")
+
+    def providers(self) -> list[dict]:
+        """Providers with live offers: their stake on the ledger and this node's record of their work."""
+        return self._json("GET", "/api/providers")
 
     def metrics(self) -> str:
         """Prometheus metrics, as text."""

@@ -45,7 +45,7 @@ pub use clock::now_ms;
 pub use config::{ConfigError, LedgerSettings, NetworkSettings, NetworkSettingsError, NodeConfig, SandboxSettings};
 pub use daemon::{
     AgentOptions, AgentStatus, AssignError, Assigned, DialError, Discovery, FetchFailure, LedgerOptions, LedgerStatus,
-    MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, RequestFailure, discovery_hint, start,
+    MisbehaviourCount, NodeEvent, NodeHandle, NodeOptions, NodeStatus, PeerView, RequestFailure, discovery_hint, start,
 };
 pub use faucet::{FaucetOrder, FaucetRules, GRANTS_PER_MINUTE, start_faucet};
 pub use home::{HomeError, InitReport, NodeHome, SOLO_FAUCET, SOLO_SUPPLY, solo_genesis};

@@ -178,6 +178,18 @@ col = ["0", "1", "2"]
         assert_eq!((code, stdout), (200, result.stdout));
     }
 
+    // The providers that did the work, with their stake and this node's
+    // record of them; the peers.
+    let providers = api.ok("GET", "/api/providers", b"");
+    let providers = providers.as_array().unwrap();
+    assert_eq!(providers.len(), 2, "{providers:?}");
+    let agreed: u64 = providers.iter().map(|p| p["agreed"].as_u64().unwrap()).sum();
+    assert_eq!(agreed, 6, "3 tasks, 2 agreeing replicas each: {providers:?}");
+    assert!(providers.iter().all(|p| p["bonded"].is_string()), "{providers:?}");
+    let peers = api.ok("GET", "/api/peers", b"");
+    let peers = peers.as_array().unwrap();
+    assert!(peers.iter().any(|p| p["node"] == provider), "{peers:?}");
+
     // The ledger: the job's escrow is in a block, and the explorer shows it.
     let head = api.ok("GET", "/api/ledger", b"");
     let height = head["height"].as_u64().unwrap();

@@ -49,7 +49,7 @@ mod task;
 pub use events::{AssignError, Assigned, FetchFailure, NodeEvent, RequestFailure};
 pub use handle::{DialError, NodeHandle};
 pub use ledger::LedgerOptions;
-pub use status::{AgentStatus, Discovery, LedgerStatus, MisbehaviourCount, NodeStatus, discovery_hint};
+pub use status::{AgentStatus, Discovery, LedgerStatus, MisbehaviourCount, NodeStatus, PeerView, discovery_hint};
 pub use task::AgentOptions;
 
 use crate::blobs::BlobStore;

@@ -55,6 +55,18 @@ pub struct NodeStatus {
     /// How peers are found, and why none are when that is so.
     #[serde(default)]
     pub discovery: Discovery,
+    /// The connected peers. Absent in answers of older nodes.
+    #[serde(default)]
+    pub connected: Vec<PeerView>,
+}
+
+/// A connected peer (in [`NodeStatus`]).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PeerView {
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// Its node id (its ed25519 key), when the peer id carries one.
+    pub node: Option<NodeId>,
 }
 
 /// How a node finds peers (in [`NodeStatus`]).
@@ -113,6 +125,14 @@ impl Daemon {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen: self.listen.iter().map(|a| a.to_string()).collect(),
             peers: self.swarm.connected_peers().count(),
+            connected: self
+                .swarm
+                .connected_peers()
+                .map(|p| PeerView {
+                    peer_id: p.to_string(),
+                    node: sharegrid_net::node_id(p),
+                })
+                .collect(),
             offers: self.book.live(now_ms()).len(),
             provider: self.agent.as_ref().map(|p| {
                 let a = &p.agent;

@@ -146,6 +146,8 @@ fn api() -> OpenApiRouter<Http> {
     OpenApiRouter::with_openapi(Frame::openapi())
         .routes(routes!(routes::status))
         .routes(routes!(routes::offers))
+        .routes(routes!(routes::peers))
+        .routes(routes!(routes::providers))
         .routes(routes!(routes::jobs, routes::submit))
         .routes(routes!(routes::job))
         .routes(routes!(routes::task))

@@ -23,12 +23,13 @@ use utoipa::IntoParams;
 
 use super::Http;
 use super::views::{
-    AccountView, BlockView, ErrorBody, JobRef, LedgerView, Submitted, TaskOutputs, TransferBody, TxView, Uploaded,
+    AccountView, BlockView, ErrorBody, JobRef, LedgerView, ProviderView, Submitted, TaskOutputs, TransferBody, TxView,
+    Uploaded,
 };
 use crate::api::{ApiRequest, JobView, RemoteRun, RemoteTask, StakeAction, Transferred, handle, job_view};
 use crate::job::{JobRequest, JobRow, SubmitError};
 use crate::ledger::Ledger;
-use crate::{NodeStatus, TaskRow};
+use crate::{NodeStatus, PeerView, TaskRow};
 
 /// A failed request: its status and why.
 #[derive(Debug)]
@@ -126,6 +127,41 @@ pub(super) async fn status(State(s): State<Http>) -> Answer<NodeStatus> {
     responses((status = 200, description = "Providers' live offers", body = Vec<Offer>)))]
 pub(super) async fn offers(State(s): State<Http>) -> Json<Vec<Offer>> {
     Json(s.node.offers().await)
+}
+
+#[utoipa::path(get, path = "/api/peers", tag = "node",
+    responses((status = 200, description = "The connected peers", body = Vec<PeerView>),
+        (status = 503, description = "The node is stopping", body = ErrorBody)))]
+pub(super) async fn peers(State(s): State<Http>) -> Answer<Vec<PeerView>> {
+    let status = s.node.status().await.ok_or(Fail::unavailable("the node is stopping"))?;
+    Ok(Json(status.connected))
+}
+
+#[utoipa::path(get, path = "/api/providers", tag = "node",
+    responses((status = 200, description = "Providers with live offers, fastest first: stake on the ledger and this \
+        node's record of their work", body = Vec<ProviderView>),
+        (status = 500, description = "The job store failed", body = ErrorBody)))]
+pub(super) async fn providers(State(s): State<Http>) -> Answer<Vec<ProviderView>> {
+    let mut offers = s.node.offers().await;
+    offers.sort_by(|a, b| b.speed.0.total_cmp(&a.speed.0));
+    let records = s.requestor.store().reputation().map_err(Fail::internal)?;
+    let ledger = s.requestor.payments().map(|p| p.ledger().clone());
+    let out = offers
+        .into_iter()
+        .map(|offer| {
+            let r = records.get(&offer.provider);
+            ProviderView {
+                bonded: ledger
+                    .as_ref()
+                    .map(|l| l.with_state(|st| st.stakes.get(&offer.provider).map(|k| k.bonded).unwrap_or_default())),
+                agreed: r.agreed,
+                disagreed: r.disagreed,
+                failed: r.failed,
+                offer,
+            }
+        })
+        .collect();
+    Ok(Json(out))
 }
 
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs",

@@ -191,6 +191,23 @@ pub struct AccountView {
     pub history: Vec<TxView>,
 }
 
+/// A provider as this node sees it: its live offer, the stake the ledger
+/// holds for it (an offer only states it), and this node's record of its
+/// work.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    /// The live offer.
+    pub offer: sharegrid_core::Offer,
+    /// Stake bonded on this node's copy of the ledger, if it keeps one.
+    pub bonded: Option<Amount>,
+    /// Results of it that agreed with an accepted quorum, in this node's jobs.
+    pub agreed: u64,
+    /// Results that disagreed with an accepted quorum.
+    pub disagreed: u64,
+    /// Attempts that failed (refused, timed out, left mid-task).
+    pub failed: u64,
+}
+
 /// A transfer from this node's account.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

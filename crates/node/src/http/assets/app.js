@@ -134,10 +134,9 @@ function jobRows(jobs) {
 }
 
 async function viewNetwork() {
-  const [s, offers, jobs] = await Promise.all([api("/api/status"), api("/api/offers"), api("/api/jobs")]);
+  const [s, providers, jobs] = await Promise.all([api("/api/status"), api("/api/providers"), api("/api/jobs")]);
   const agent = s.provider;
   const ledger = s.ledger;
-  offers.sort((a, b) => b.speed - a.speed);
   return `<section class="cards">
     <div class="card"><h2>This node</h2><p class="big mono">${short(s.id)}</p><p>${s.peers} peer(s) · ${s.offers} live offer(s)</p></div>
     <div class="card"><h2>Provider</h2>${agent ? `<p class="big">${agent.busy}/${agent.slots} busy</p>
@@ -145,11 +144,13 @@ async function viewNetwork() {
     <div class="card"><h2>Ledger</h2>${ledger ? `<p class="big">block ${ledger.height}</p>
       <p>${ledger.validator ? "validator" : "follower"} · ${ledger.pending} pending</p>` : `<p class="muted">none</p>`}</div>
   </section>
-  <section><h1>Providers</h1>${offers.length ? `<table class="offers"><thead><tr><th>Provider</th><th>Arch</th><th>Cores</th>
-    <th>Free</th><th>Speed</th><th>Price / Gfuel</th><th>Stake</th></tr></thead><tbody>
-    ${offers.map((o) => `<tr data-provider="${esc(o.provider)}"><td><a href="#/account/${esc(o.provider)}" class="mono">${short(o.provider)}</a></td>
-      <td>${esc(o.arch)}</td><td>${o.cores}</td><td>${o.free_slots} slot(s) free</td>
-      <td>${o.speed.toFixed(2)} Gfuel/s</td><td>${esc(o.price)}</td><td>${esc(o.stake)}</td></tr>`).join("")}</tbody></table>`
+  <section><h1>Providers</h1>${providers.length ? `<table class="offers"><thead><tr><th>Provider</th><th>Arch</th><th>Cores</th>
+    <th>Free</th><th>Speed</th><th>Price / Gfuel</th><th>Stake on the ledger</th><th>Record here</th></tr></thead><tbody>
+    ${providers.map(({ offer: o, bonded, agreed, disagreed, failed }) => `<tr data-provider="${esc(o.provider)}">
+      <td><a href="#/account/${esc(o.provider)}" class="mono">${short(o.provider)}</a></td>
+      <td>${esc(o.arch)}</td><td>${o.cores}</td><td>${o.free_slots} slot(s)</td>
+      <td>${o.speed.toFixed(2)} Gfuel/s</td><td>${esc(o.price)}</td><td>${esc(bonded ?? "–")}</td>
+      <td title="agreed / disagreed / failed">${agreed} ✓ · ${disagreed} ✗ · ${failed} failed</td></tr>`).join("")}</tbody></table>`
     : `<p class="muted">No live offers: ${esc(s.discovery && s.discovery.hint ? s.discovery.hint : "no provider is known yet")}</p>`}</section>
   <section><h1>Recent jobs</h1>${jobRows(jobs.slice(0, 8))}</section>`;
 }
