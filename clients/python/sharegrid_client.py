@@ -35,6 +35,7 @@ OPERATIONS = {
     "jobs": ("GET", "/api/jobs"),
     "submit_request": ("POST", "/api/jobs"),
     "job": ("GET", "/api/jobs/{id}"),
+    "cancel": ("POST", "/api/jobs/{id}/cancel"),
     "task": ("GET", "/api/jobs/{id}/tasks/{index}"),
     "stdout": ("GET", "/api/jobs/{id}/tasks/{index}/stdout"),
     "stderr": ("GET", "/api/jobs/{id}/tasks/{index}/stderr"),
@@ -192,6 +193,11 @@ class Client:
     def job(self, id: str) -> dict:
         """A job (id or unique prefix): its row, live state, tasks and payment."""
         return self._json("GET", f"/api/jobs/{self._q(id)}")
+
+    def cancel(self, id: str) -> str:
+        """Cancels a running job: nothing more is assigned, accepted results
+        are kept and paid, the rest of the escrow refunded. → its id."""
+        return self._json("POST", f"/api/jobs/{self._q(id)}/cancel")["id"]
 
     def wait(self, id: str, timeout: float = 600.0) -> dict:
         """Waits until the job ends, following the node's events (and

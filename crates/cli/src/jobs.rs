@@ -37,6 +37,12 @@ pub(crate) struct JobArgs {
 }
 
 #[derive(Args, Debug)]
+pub(crate) struct CancelArgs {
+    /// Job id (a unique prefix).
+    id: String,
+}
+
+#[derive(Args, Debug)]
 pub(crate) struct ResultsArgs {
     /// Job id (a unique prefix, or `last` for the newest job).
     id: String,
@@ -373,6 +379,15 @@ pub(crate) fn job(home: &Path, a: JobArgs) -> anyhow::Result<ExitCode> {
         };
         println!("  {:>5} {:<30} {state}", t.index, t.args.join(" "));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn cancel(home: &Path, a: CancelArgs) -> anyhow::Result<ExitCode> {
+    let v: serde_json::Value = client(home)?.call(&ApiRequest::Cancel { id: a.id })?;
+    println!(
+        "cancelled {}: accepted results are kept and paid, the rest of the escrow refunded",
+        v["id"].as_str().unwrap_or_default()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

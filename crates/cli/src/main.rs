@@ -73,6 +73,8 @@ enum Command {
     Jobs(network::ListArgs),
     /// One job: status, per-task detail, why no provider matches.
     Job(jobs::JobArgs),
+    /// Cancel a running job: nothing more is assigned; accepted results are kept and paid, the rest of the escrow refunded.
+    Cancel(jobs::CancelArgs),
     /// Write a job's accepted outputs to a directory.
     Results(jobs::ResultsArgs),
     /// This node's account: address, balance, history.
@@ -141,6 +143,7 @@ fn main() -> ExitCode {
         Command::Stop => network::stop(&home),
         Command::Id => node_cmds::id(&home),
         Command::Dashboard => node_cmds::dashboard(&home),
+        Command::Cancel(args) => jobs::cancel(&home, args),
         Command::Ledger(cmd) => wallet::ledger(&home, cmd),
     };
     match result {

@@ -363,11 +363,51 @@ fn a_task_crosses_between_two_node_processes() {
         assert!(out.status.success() && stdout.starts_with("ok: "), "{stdout}");
     }
 
+    // A job no provider can take, cancelled from the command line.
+    let stuck = b_home.path().join("stuck.toml");
+    std::fs::write(
+        &stuck,
+        format!(
+            "[job]\nname = \"stuck\"\nmodule = {:?}\nprice_ceiling = 2000\n[job.constraints]\narch = \"riscv64\"\n",
+            g.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let id = json(
+        b_home.path(),
+        &["submit", stuck.to_str().unwrap(), "--detach", "--json"],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cancel = |id: &str| {
+        bin()
+            .arg("--home")
+            .arg(b_home.path())
+            .args(["cancel", id])
+            .output()
+            .unwrap()
+    };
+    let out = cancel(&id);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ended = loop {
+        let v = json(b_home.path(), &["job", &id, "--json"]);
+        if v["job"]["state"] != "running" {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(ended["job"]["state"], "failed", "{ended}");
+    assert_eq!(ended["job"]["reason"], sharegrid_node::CANCELLED, "{ended}");
+    let again = cancel(&id);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("has ended already"));
+
     stop(requestor);
     stop(provider);
     assert!(
-        !a_home.path().join("api.sock").exists(),
-        "the socket is removed on exit"
+        !a_home.path().join("api.addr").exists(),
+        "the address is removed on exit"
     );
     // Without a node, commands say so.
     let out = bin()

@@ -40,6 +40,11 @@ pub enum ApiRequest {
         /// Id or prefix.
         id: String,
     },
+    /// Cancel a running job (id or unique prefix) → `{"id": …}`.
+    Cancel {
+        /// Id or prefix.
+        id: String,
+    },
     /// Waits until at least `n` live offers are known → the offers; fails
     /// after `timeout_ms`.
     WaitOffers {
@@ -207,6 +212,9 @@ impl ApiClient {
             ApiRequest::Submit(r) => self.post("/api/jobs", &to_json(r.as_ref())?),
             ApiRequest::Jobs => self.get("/api/jobs"),
             ApiRequest::Job { id } => self.get(&format!("/api/jobs/{}", encode(id))),
+            ApiRequest::Cancel { id } => {
+                self.post(&format!("/api/jobs/{}/cancel", encode(id)), &serde_json::Value::Null)
+            }
             ApiRequest::WaitOffers { n, timeout_ms } => {
                 let offers: Vec<sharegrid_core::Offer> = self.until(
                     *timeout_ms,

@@ -50,8 +50,9 @@ pub use daemon::{
 pub use faucet::{FaucetOrder, FaucetRules, GRANTS_PER_MINUTE, start_faucet};
 pub use home::{HomeError, InitReport, NodeHome, SOLO_FAUCET, SOLO_SUPPLY, solo_genesis};
 pub use job::{
-    EscrowRecord, Estimate, Funding, JobAction, JobDriver, JobEvent, JobInput, JobRequest, JobRow, JobStore,
-    JobSubmission, KeepError, KeptReceipt, LiveJob, Requestor, State, StoreError, SubmitError, TaskRow,
+    CANCELLED, CancelError, EscrowRecord, Estimate, Funding, JobAction, JobDriver, JobEvent, JobInput, JobRequest,
+    JobRow, JobStore, JobSubmission, KeepError, KeptReceipt, LiveJob, Requestor, State, StoreError, SubmitError,
+    TaskRow,
 };
 pub use join::{JoinError, check_genesis, fetch_genesis, parse_join_address};
 pub use judge::{JudgeOptions, start_judge};

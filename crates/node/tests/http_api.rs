@@ -235,6 +235,45 @@ col = ["0", "1", "2"]
     let mine = api.ok("GET", "/api/wallet", b"");
     assert_eq!(mine["history"][0]["id"], sent["tx"]);
 
+    // A job no provider can take waits; cancelled, it ends failed, its
+    // escrow settled; cancelled again, it has ended already.
+    let stuck =
+        "[job]\nname = \"stuck\"\nmodule = \"m.wasm\"\nbudget = \"1000000\"\n[job.constraints]\narch = \"riscv64\"\n";
+    let req = json!({ "job": stuck, "files": { "m.wasm": module } });
+    let (code, v) = api.json("POST", "/api/jobs", req.to_string().as_bytes());
+    assert_eq!(code, 201, "{v}");
+    let stuck = v["id"].as_str().unwrap().to_owned();
+    let cancelled = api.ok("POST", &format!("/api/jobs/{}/cancel", &stuck[..8]), b"");
+    assert_eq!(cancelled["id"], stuck.as_str());
+    loop {
+        let (name, data) = live.recv_timeout(Duration::from_secs(60)).expect("no ended event");
+        if name == "ended" && data["job"] == stuck.as_str() {
+            assert_eq!(data["state"], "failed", "{data}");
+            break;
+        }
+    }
+    let view = api.ok("GET", &format!("/api/jobs/{stuck}"), b"");
+    assert_eq!(view["job"]["reason"], sharegrid_node::CANCELLED, "{view}");
+    // Its escrow is settled (nothing was accepted: all refunded) — by the
+    // payment task, a block or two later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while api.ok("GET", &format!("/api/jobs/{stuck}"), b"")["payment"]["settled"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancelled job's escrow was never settled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    api.refused(
+        "POST",
+        &format!("/api/jobs/{stuck}/cancel"),
+        b"",
+        409,
+        "has ended already",
+    );
+    api.refused("POST", "/api/jobs/ffffffffffffffff/cancel", b"", 404, "no job");
+    let jobs = api.ok("GET", "/api/jobs", b"");
+
     refusals(api, &module, &id);
     let after_refusals = api.ok("GET", "/api/jobs", b"");
     assert_eq!(after_refusals, jobs, "refused requests changed nothing");

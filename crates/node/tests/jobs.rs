@@ -437,6 +437,44 @@ async fn a_restarted_requestor_resumes_without_rerunning_accepted_tasks() {
     net.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_acknowledged_before_a_crash_ends_the_job_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = net(dir.path())
+        .provider(ProviderSpec::new("a", 1.0, 2))
+        .start()
+        .await
+        .unwrap();
+    let r = &net.requestor;
+    // No provider is riscv64: the job waits.
+    let mut sub = tiles(r, 2, 1, 1);
+    sub.arch = Some(sharegrid_core::Arch::Riscv64);
+    let id = r.engine.submit(sub).await.unwrap();
+    r.node.handle.shutdown().await;
+    // The cancel was recorded (what the API acknowledges), and the node
+    // died before its driver heard of it.
+    assert!(r.store.cancel(&id).unwrap());
+    assert_eq!(r.store.job(&id.to_string()).unwrap().unwrap().state, State::Running);
+
+    let key = Arc::new(NodeKey::from_seed([testnet::REQUESTOR_SEED; 32]));
+    let node = testnet::start_plain(&r.node.home, "requestor", key, testnet::loopback(), None)
+        .await
+        .unwrap();
+    let r2 = testnet::requestor(node, None).unwrap();
+    assert_eq!(r2.engine.resume_all().unwrap(), 1);
+    let job = wait_done(&r2, &id).await;
+    assert_eq!(job.state, State::Failed);
+    assert_eq!(job.reason.as_deref(), Some(sharegrid_node::CANCELLED));
+    // Cancelling again: it has ended.
+    let again = r2.engine.cancel(&id.to_string()).await;
+    assert!(
+        matches!(again, Err(sharegrid_node::CancelError::Ended(..))),
+        "{again:?}"
+    );
+    r2.node.handle.shutdown().await;
+    net.shutdown().await;
+}
+
 /// An assignment from `r` to `p` of pi with `inputs` (put in `r`'s
 /// store), paid through no escrow (this network keeps no ledger); `salt`
 /// makes its task id its own.

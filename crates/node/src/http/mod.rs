@@ -150,6 +150,7 @@ fn api() -> OpenApiRouter<Http> {
         .routes(routes!(routes::providers))
         .routes(routes!(routes::jobs, routes::submit))
         .routes(routes!(routes::job))
+        .routes(routes!(routes::cancel))
         .routes(routes!(routes::task))
         .routes(routes!(routes::stdout))
         .routes(routes!(routes::stderr))

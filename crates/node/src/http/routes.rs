@@ -27,7 +27,7 @@ use super::views::{
     Uploaded,
 };
 use crate::api::{ApiRequest, JobView, RemoteRun, RemoteTask, StakeAction, Transferred, handle, job_view};
-use crate::job::{JobRequest, JobRow, SubmitError};
+use crate::job::{CancelError, JobRequest, JobRow, SubmitError};
 use crate::ledger::Ledger;
 use crate::{NodeStatus, PeerView, TaskRow};
 
@@ -196,6 +196,21 @@ pub(super) async fn submit(State(s): State<Http>, Body(req): Body<JobRequest>) -
         (status = 404, description = "No such job", body = ErrorBody)))]
 pub(super) async fn job(State(s): State<Http>, Params(id): Params<String>) -> Answer<JobView> {
     job_view(&s.requestor, &id).map(Json).map_err(Fail::missing)
+}
+
+#[utoipa::path(post, path = "/api/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = JobRef, Path, description = "The job's id, or a unique prefix of it")),
+    responses((status = 200, description = "Cancelled: nothing more is assigned; accepted results are kept and paid, \
+        the rest of the escrow refunded; the job ends failed (an `ended` event)", body = Submitted),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has ended already", body = ErrorBody)))]
+pub(super) async fn cancel(State(s): State<Http>, Params(id): Params<String>) -> Answer<Submitted> {
+    match s.requestor.cancel(&id).await {
+        Ok(id) => Ok(Json(Submitted { id })),
+        Err(e @ CancelError::NoJob(_)) => Err(Fail::missing(e.to_string())),
+        Err(e @ CancelError::Ended(..)) => Err(Fail(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ CancelError::Store(_)) => Err(Fail::internal(e)),
+    }
 }
 
 /// The accepted result of task `index` of job `id`, decoded.

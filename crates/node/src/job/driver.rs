@@ -51,7 +51,13 @@ pub enum JobInput {
     },
     /// Time passed.
     Tick,
+    /// The requestor cancelled the job: nothing more is assigned, results
+    /// already accepted are kept and paid, and the job ends failed.
+    Cancel,
 }
+
+/// The reason a cancelled job ends with.
+pub const CANCELLED: &str = "cancelled by the requestor";
 
 /// Why an accepted result could not be kept.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +145,8 @@ pub struct JobDriver {
     keeping: usize,
     ended: Option<(State, Option<String>)>,
     finished: bool,
+    /// Cancelled: the scheduler is asked nothing more.
+    cancelled: bool,
     /// Accepted tasks per settlement while the job runs (None: no ledger).
     settle_batch: Option<usize>,
     accepted_since_settle: usize,
@@ -185,6 +193,7 @@ impl JobDriver {
             keeping: 0,
             ended: None,
             finished: false,
+            cancelled: false,
             settle_batch: settle_batch.map(|b| b.max(1)),
             accepted_since_settle: 0,
         }
@@ -250,13 +259,22 @@ impl JobDriver {
                 }
             }
             JobInput::Tick => {}
+            JobInput::Cancel => {
+                self.cancelled = true;
+                self.ended = Some((State::Failed, Some(CANCELLED.to_owned())));
+            }
         }
         self.poll(now_ms, &mut out);
         out
     }
 
     fn poll(&mut self, now_ms: u64, out: &mut Vec<JobAction>) {
-        for action in self.sched.poll(now_ms) {
+        let actions = if self.cancelled {
+            Vec::new()
+        } else {
+            self.sched.poll(now_ms)
+        };
+        for action in actions {
             match action {
                 Action::Dispatch {
                     task, provider, price, ..
@@ -455,6 +473,70 @@ mod tests {
         assert_eq!(acts.last(), Some(&JobAction::Settle { last: true }));
         assert!(d.is_finished());
         assert!(d.handle(JobInput::Tick, 6).is_empty());
+    }
+
+    #[test]
+    fn a_cancelled_job_assigns_nothing_more_keeps_what_was_accepted_and_ends_failed() {
+        let id = JobId::from_bytes([3; 8]);
+        let s = sub(3, 2);
+        let mut d = JobDriver::new(
+            id,
+            NodeKey::from_seed([9; 32]).id(),
+            &s,
+            0,
+            &rows(id, &s),
+            Funding {
+                chain: ContentId::of(b"network"),
+                escrow: Some(ContentId::of(b"escrow")),
+            },
+            Some(16),
+            Reputation::default(),
+            0,
+        );
+        let mut sent = assignments(&d.handle(JobInput::Offer(offer(1)), 1));
+        sent.extend(assignments(&d.handle(JobInput::Offer(offer(2)), 2)));
+        assert_eq!(sent.len(), 4, "two slots each: two tasks, two replicas");
+        // A task with both replicas out: they agree, it is accepted, being kept.
+        let both = sent
+            .iter()
+            .map(|a| a.task)
+            .find(|t| sent.iter().filter(|a| a.task == *t).count() == 2)
+            .unwrap();
+        let mut keep = None;
+        for a in sent.iter().filter(|a| a.task == both) {
+            for act in d.handle(JobInput::Receipt(receipt(a, 7)), 3) {
+                if let JobAction::Keep { task, .. } = act {
+                    keep = Some(task);
+                }
+            }
+        }
+        let kept = keep.unwrap();
+        let acts = d.handle(JobInput::Cancel, 4);
+        assert!(
+            assignments(&acts).is_empty() && !d.is_finished(),
+            "waits for the keep: {acts:?}"
+        );
+        // Free slots and receipts change nothing now.
+        let other = sent.iter().find(|a| a.task != kept).unwrap();
+        assert!(assignments(&d.handle(JobInput::Offer(offer(3)), 5)).is_empty());
+        assert!(d.handle(JobInput::Receipt(receipt(other, 7)), 6).is_empty());
+        let acts = d.handle(
+            JobInput::Kept {
+                task: kept,
+                result: Ok(()),
+            },
+            7,
+        );
+        assert!(
+            matches!(&acts[0], JobAction::Finish { state: State::Failed, reason: Some(r), .. } if r == CANCELLED),
+            "{acts:?}"
+        );
+        assert_eq!(
+            acts.last(),
+            Some(&JobAction::Settle { last: true }),
+            "what was accepted is paid"
+        );
+        assert!(d.is_finished());
     }
 
     #[test]

@@ -101,6 +101,20 @@ pub enum SubmitError {
     Unfunded(#[from] FundError),
 }
 
+/// Why a job could not be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No such job.
+    #[error("no job {0:?} (or the prefix is ambiguous): see `sharegrid jobs`")]
+    NoJob(String),
+    /// It ended already.
+    #[error("job {0} has ended already ({1:?})")]
+    Ended(JobId, State),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// The engine. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Requestor {
@@ -108,6 +122,8 @@ pub struct Requestor {
     blobs: BlobStore,
     store: JobStore,
     live: Arc<Mutex<HashMap<JobId, LiveJob>>>,
+    /// Each running job's driver inputs (for cancelling it).
+    drivers: Arc<Mutex<HashMap<JobId, mpsc::Sender<JobInput>>>>,
     payments: Option<Payments>,
     events: broadcast::Sender<JobEvent>,
 }
@@ -120,6 +136,7 @@ impl Requestor {
             blobs,
             store,
             live: Arc::default(),
+            drivers: Arc::default(),
             payments: None,
             events: broadcast::channel(1024).0,
         }
@@ -200,6 +217,29 @@ impl Requestor {
         Ok(jobs.len())
     }
 
+    /// Cancels running job `id` (or a unique prefix): recorded first, so a
+    /// restart ends it too; then its driver assigns nothing more, keeps and
+    /// pays what was accepted, and ends it failed ([`super::driver::CANCELLED`]),
+    /// its escrow settled and the rest refunded. → the job's id.
+    pub async fn cancel(&self, id: &str) -> Result<JobId, CancelError> {
+        let row = self.store.job(id)?.ok_or_else(|| CancelError::NoJob(id.to_owned()))?;
+        if row.state != State::Running || !self.store.cancel(&row.id)? {
+            let state = self.store.job(&row.id.to_string())?.map_or(row.state, |r| r.state);
+            return Err(CancelError::Ended(row.id, state));
+        }
+        let tx = self
+            .drivers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&row.id)
+            .cloned();
+        if let Some(tx) = tx {
+            // A driver that has just ended has dropped its receiver: nothing to tell.
+            let _ = tx.send(JobInput::Cancel).await;
+        }
+        Ok(row.id)
+    }
+
     /// A running job's live state.
     pub fn live(&self, id: &JobId) -> Option<LiveJob> {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
@@ -241,6 +281,7 @@ impl Requestor {
                     tracing::error!(error = %e, "job stopped on a store error; it resumes on restart");
                 }
                 me.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                me.drivers.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 me.node.metrics().jobs_running.dec();
             }
             .instrument(span),
@@ -271,7 +312,15 @@ impl Requestor {
         let (tx, mut rx) = mpsc::channel::<JobInput>(4096);
         let mut tick = tokio::time::interval(JOB_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.drivers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx.clone());
         let mut inputs: Vec<JobInput> = self.offers(&mut peers).await;
+        // Cancelled before a restart: it ends now.
+        if self.store.is_cancelled(&id)? {
+            inputs.push(JobInput::Cancel);
+        }
         let mut last_live = std::time::Instant::now() - Duration::from_secs(1);
         let mut waiting_for: Option<String> = None;
         loop {

@@ -12,8 +12,8 @@ pub(crate) mod request;
 pub(crate) mod store;
 pub(crate) mod submission;
 
-pub use driver::{Funding, JobAction, JobDriver, JobInput, KeepError};
-pub use engine::{JobEvent, LiveJob, Requestor, SubmitError};
+pub use driver::{CANCELLED, Funding, JobAction, JobDriver, JobInput, KeepError};
+pub use engine::{CancelError, JobEvent, LiveJob, Requestor, SubmitError};
 pub use evidence::{EscrowRecord, KeptReceipt};
 pub use request::JobRequest;
 pub use store::{JobRow, JobStore, State, StoreError, TaskRow};

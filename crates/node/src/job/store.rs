@@ -135,7 +135,8 @@ impl JobStore {
              CREATE TABLE IF NOT EXISTS jobs (
                  id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL,
                  state TEXT NOT NULL, reason TEXT, created_ms INTEGER NOT NULL, finished_ms INTEGER,
-                 escrow TEXT, escrow_amount TEXT, settled INTEGER NOT NULL DEFAULT 0, settle_error TEXT);
+                 escrow TEXT, escrow_amount TEXT, settled INTEGER NOT NULL DEFAULT 0, settle_error TEXT,
+                 cancelled INTEGER NOT NULL DEFAULT 0);
              CREATE TABLE IF NOT EXISTS tasks (
                  job TEXT NOT NULL REFERENCES jobs(id), idx INTEGER NOT NULL, id TEXT NOT NULL,
                  args TEXT NOT NULL, state TEXT NOT NULL, result TEXT, fuel INTEGER, reason TEXT,
@@ -163,6 +164,7 @@ impl JobStore {
             ("jobs", "escrow_amount", "TEXT"),
             ("jobs", "settled", "INTEGER NOT NULL DEFAULT 0"),
             ("jobs", "settle_error", "TEXT"),
+            ("jobs", "cancelled", "INTEGER NOT NULL DEFAULT 0"),
             ("receipts", "assignment", "BLOB NOT NULL DEFAULT x''"),
             ("receipts", "paid", "INTEGER NOT NULL DEFAULT 0"),
         ] {
@@ -337,6 +339,30 @@ impl JobStore {
                 params![job.to_string(), task.to_string(), reason],
             )
             .map(|_| ())
+        })
+    }
+
+    /// Records that the requestor cancelled running job `job` (kept across
+    /// a restart, which then ends it); whether it was running.
+    pub fn cancel(&self, job: &JobId) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE jobs SET cancelled = 1 WHERE id = ?1 AND state = 'running'",
+                params![job.to_string()],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Whether job `job` was cancelled.
+    pub fn is_cancelled(&self, job: &JobId) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COALESCE(MAX(cancelled), 0) FROM jobs WHERE id = ?1",
+                params![job.to_string()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n != 0)
         })
     }
 

@@ -178,6 +178,7 @@ async function viewJob(id) {
     : "";
   const html = `<section><h1>Job <span class="mono">${esc(j.id)}</span> <small>${esc(j.name)}</small></h1>
     <p><span class="state ${esc(j.state)}" id="job-state">${esc(j.state)}</span>
+      ${j.state === "running" ? `<button id="cancel" class="danger">Cancel</button>` : ""}
       ${j.accepted} accepted, ${j.failed} failed of ${j.total}${p ? ` · ${p.running} running on ${p.providers_in_use} provider(s) · spent ${esc(p.spent)}` : ""}</p>
     ${progressBar(j.accepted, j.failed, j.total)}${notes.join("")}${pay}</section>
     <section id="mosaic-section" hidden><h2>Output</h2><canvas id="mosaic"></canvas></section>
@@ -190,6 +191,13 @@ async function viewJob(id) {
 }
 
 async function afterJob(id, tasks) {
+  const cancel = $("#cancel");
+  if (cancel) cancel.addEventListener("click", async () => {
+    if (!confirm("Cancel this job? Accepted results are kept and paid; the rest of the escrow is refunded.")) return;
+    cancel.disabled = true;
+    try { await post(`/api/jobs/${id}/cancel`, null); refreshSoon(); }
+    catch (e) { cancel.insertAdjacentHTML("afterend", ` <span class="error">${esc(e.message)}</span>`); }
+  });
   document.querySelectorAll("[data-stdout]").forEach((a) =>
     a.addEventListener("click", async (e) => {
       e.preventDefault();
