@@ -70,6 +70,13 @@ try {
   seen.tasks = await page.locator("table.tasks tbody tr").count();
   await page.screenshot({ path: screenshot, fullPage: true });
 
+  // A provider's page: its balance over time, from the ledger.
+  await page.click('nav a[data-nav="network"]');
+  await page.waitForSelector("table.offers tbody tr a");
+  await page.click("table.offers tbody tr a");
+  await page.waitForSelector("svg.chart");
+  seen.balance_points = Number(await page.locator("svg.chart").getAttribute("data-points"));
+
   await page.click('nav a[data-nav="ledger"]');
   await page.waitForSelector("table.blocks tbody tr");
   seen.blocks = await page.locator("table.blocks tbody tr").count();

@@ -58,8 +58,8 @@ pub use join::{JoinError, check_genesis, fetch_genesis, parse_join_address};
 pub use judge::{JudgeOptions, start_judge};
 pub use launch::{CachedBenchmark, Launched, benchmark, launch};
 pub use ledger::{
-    AcceptError, Applied, ApplyError, Consensus, Follower, FollowerAction, FollowerInput, FoundTx, Head, Ledger,
-    LedgerClient, LedgerError, LedgerStore, LedgerStoreError, Produce, Producer, parse_peers,
+    AcceptError, Applied, ApplyError, BalancePoint, Consensus, Follower, FollowerAction, FollowerInput, FoundTx, Head,
+    Ledger, LedgerClient, LedgerError, LedgerStore, LedgerStoreError, Produce, Producer, parse_peers,
 };
 pub use lifecycle::Lifecycle;
 pub use machine::{FixedProbe, HostProbe, MachineInfo, SystemProbe, local_minute_of_day};

@@ -232,6 +232,14 @@ col = ["0", "1", "2"]
         before + 1234
     );
     assert_eq!(after["history"][0]["kind"], "transfer", "{after}");
+    // Its balance over time: after each block that touched it, the last
+    // one the transfer's.
+    let points = after["balances"].as_array().unwrap();
+    assert!(points.len() >= 2, "{after}");
+    let last = &points[points.len() - 1];
+    assert_eq!(last["balance"], after["balance"]);
+    assert_eq!(last["height"], sent["height"]);
+    assert_eq!(points[points.len() - 2]["balance"], before.to_string());
     let mine = api.ok("GET", "/api/wallet", b"");
     assert_eq!(mine["history"][0]["id"], sent["tx"]);
 

@@ -483,6 +483,8 @@ fn account_view(l: &Ledger, id: NodeId, history: Option<usize>) -> Result<Accoun
         .iter()
         .map(TxView::of)
         .collect();
+    let mut balances = l.balances(&id, 500).map_err(Fail::internal)?;
+    balances.reverse();
     Ok(AccountView {
         id,
         balance: account.balance,
@@ -491,6 +493,7 @@ fn account_view(l: &Ledger, id: NodeId, history: Option<usize>) -> Result<Accoun
         nonce: account.nonce,
         height,
         history,
+        balances,
     })
 }
 

@@ -189,6 +189,9 @@ pub struct AccountView {
     pub height: u64,
     /// Its transactions, newest first.
     pub history: Vec<TxView>,
+    /// Its balance and stake after each of the latest blocks that touched
+    /// it, oldest first: earnings over time.
+    pub balances: Vec<crate::ledger::BalancePoint>,
 }
 
 /// A provider as this node sees it: its live offer, the stake the ledger

@@ -38,7 +38,7 @@ pub use consensus::{Consensus, parse_peers};
 pub use follower::{Applied, Follower, FollowerAction, FollowerInput};
 use pool::{Outcome, Pool, PoolWriter};
 pub use producer::{Produce, Producer};
-pub use store::{FoundTx, LedgerStore, LedgerStoreError};
+pub use store::{BalancePoint, FoundTx, LedgerStore, LedgerStoreError};
 use verifier::Verifier;
 
 /// Most acknowledged transactions waiting to be relayed to the other
@@ -469,6 +469,11 @@ impl Ledger {
     /// The height of the block holding transaction `id`.
     pub fn tx_height(&self, id: &ContentId) -> Result<Option<u64>, LedgerStoreError> {
         self.read().tx_height(id)
+    }
+
+    /// `account`'s balance after each of the latest blocks that touched it.
+    pub fn balances(&self, account: &NodeId, limit: usize) -> Result<Vec<BalancePoint>, LedgerStoreError> {
+        self.read().balances(account, limit)
     }
 
     /// The latest transactions touching `account`.

@@ -56,6 +56,19 @@ pub struct FoundTx {
     pub signed: Signed,
 }
 
+/// An account after a block (in [`LedgerStore::balances`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct BalancePoint {
+    /// The block.
+    pub height: u64,
+    /// Its time, ms since the epoch.
+    pub time_ms: u64,
+    /// The balance after it.
+    pub balance: sharegrid_core::Amount,
+    /// The stake bonded after it.
+    pub bonded: sharegrid_core::Amount,
+}
+
 /// The ledger's database.
 #[derive(Debug)]
 pub struct LedgerStore {
@@ -80,6 +93,9 @@ impl LedgerStore {
              CREATE TABLE IF NOT EXISTS account_txs (
                  account BLOB NOT NULL, height INTEGER NOT NULL, idx INTEGER NOT NULL,
                  PRIMARY KEY (account, height, idx));
+             CREATE TABLE IF NOT EXISTS balances (
+                 account BLOB NOT NULL, height INTEGER NOT NULL, time_ms INTEGER NOT NULL,
+                 balance TEXT NOT NULL, bonded TEXT NOT NULL, PRIMARY KEY (account, height));
              CREATE TABLE IF NOT EXISTS pool (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT, id BLOB UNIQUE NOT NULL, body BLOB NOT NULL);
              CREATE INDEX IF NOT EXISTS blocks_by_hash ON blocks (hash);",
@@ -138,6 +154,16 @@ impl LedgerStore {
     pub fn commit(&mut self, block: &Block, header: &Header, state: &State) -> Result<(), LedgerStoreError> {
         let body = encode(block).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
         let validators: Vec<NodeId> = state.validators.iter().copied().collect();
+        let touched: std::collections::BTreeSet<NodeId> =
+            block.txs.iter().flat_map(|tx| accounts_of(tx, &validators)).collect();
+        let after: Vec<(NodeId, String, String)> = touched
+            .into_iter()
+            .map(|a| {
+                let balance = state.accounts.get(&a).map(|x| x.balance).unwrap_or_default();
+                let bonded = state.stakes.get(&a).map(|k| k.bonded).unwrap_or_default();
+                (a, balance.to_string(), bonded.to_string())
+            })
+            .collect();
         let state = encode(state).map_err(|e| LedgerStoreError::Damaged(e.to_string()))?;
         // IMMEDIATE: the pool's writer (another connection) writes too; taking
         // the write lock up front waits for it instead of failing.
@@ -166,12 +192,56 @@ impl LedgerStore {
                 }
             }
         }
+        {
+            // Each touched account's balance after the block: its history
+            // over time, for people (the dashboard's chart).
+            let mut balances = t.prepare_cached(
+                "INSERT OR REPLACE INTO balances (account, height, time_ms, balance, bonded) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (a, balance, bonded) in &after {
+                balances.execute(params![
+                    a.as_bytes().to_vec(),
+                    sql(header.height)?,
+                    sql(header.time_ms)?,
+                    balance,
+                    bonded
+                ])?;
+            }
+        }
         t.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('state', ?1)",
             params![state],
         )?;
         t.commit()?;
         Ok(())
+    }
+
+    /// `account`'s balance and bonded stake after each of the latest
+    /// `limit` blocks that touched it, newest first (blocks stored before
+    /// this record existed have none).
+    pub fn balances(&self, account: &NodeId, limit: usize) -> Result<Vec<BalancePoint>, LedgerStoreError> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT height, time_ms, balance, bonded FROM balances WHERE account = ?1 ORDER BY height DESC LIMIT ?2",
+        )?;
+        let rows: Vec<(i64, i64, String, String)> = q
+            .query_map(params![account.as_bytes().to_vec(), limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(h, t, b, k)| {
+                let amount = |s: &str| {
+                    s.parse::<sharegrid_core::Amount>()
+                        .map_err(|e| LedgerStoreError::Damaged(format!("balance at {h}: {e}")))
+                };
+                Ok(BalancePoint {
+                    height: int(h)?,
+                    time_ms: int(t)?,
+                    balance: amount(&b)?,
+                    bonded: amount(&k)?,
+                })
+            })
+            .collect()
     }
 
     /// Adds acknowledged transactions to the pool, in order, in one

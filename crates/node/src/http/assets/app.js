@@ -362,41 +362,39 @@ async function viewLedger() {
     <section><h1>Latest transactions</h1>${txTable(txs.slice(0, 40))}</section>`;
 }
 
-// An account's balance over its recent history, as a line (SVG), walked
-// back from today's balance through the transactions that name their
-// amount (transfers, escrows, bonds; a payment's share is not in the
-// transaction, so earnings show as steps only where the ledger names them).
+// An account's balance after each block that touched it (what the ledger
+// records as it applies blocks), as a line over time (SVG): a provider's
+// earnings show as steps up. Points are decimal strings of up to 128 bits:
+// plotted as numbers, shown as written.
 function balanceChart(a) {
-  const pts = [{ t: Date.now(), b: Number(a.balance) }];
-  let b = Number(a.balance);
-  for (const t of a.history) {
-    const amt = Number(t.amount || 0);
-    if (t.kind === "transfer") b += t.signer === a.id ? amt : -amt;
-    else if ((t.kind === "open_escrow" || t.kind === "bond") && t.signer === a.id) b += amt;
-    pts.push({ t: t.time_ms, b });
-  }
-  pts.reverse();
+  const pts = a.balances.map((p) => ({ t: p.time_ms, b: Number(p.balance), label: p.balance, h: p.height }));
   if (pts.length < 2) return "";
-  const [w, h, pad] = [640, 160, 24];
-  const t0 = pts[0].t, t1 = pts[pts.length - 1].t || t0 + 1;
+  const [w, h, pad] = [640, 180, 28];
+  const t0 = pts[0].t, t1 = pts[pts.length - 1].t;
   const bmax = Math.max(...pts.map((p) => p.b));
   const bmin = Math.min(...pts.map((p) => p.b));
   const x = (t) => pad + ((w - 2 * pad) * (t - t0)) / Math.max(t1 - t0, 1);
   const y = (v) => h - pad - ((h - 2 * pad) * (v - bmin)) / Math.max(bmax - bmin, 1);
-  const path = pts.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.b).toFixed(1)}`).join(" ");
-  return `<svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="balance over time">
+  // Steps: a balance holds until the next block changes it.
+  let path = `M${x(pts[0].t).toFixed(1)},${y(pts[0].b).toFixed(1)}`;
+  for (const p of pts.slice(1)) path += ` H${x(p.t).toFixed(1)} V${y(p.b).toFixed(1)}`;
+  const first = pts[0], last = pts[pts.length - 1];
+  return `<svg class="chart" viewBox="0 0 ${w} ${h}" role="img" aria-label="balance over time" data-points="${pts.length}">
     <path d="${path}" fill="none" stroke="currentColor" stroke-width="2"/>
-    <text x="${pad}" y="14">${esc(a.balance)} now · from ${bmin} to ${bmax}</text></svg>`;
+    <text x="${pad}" y="16">${esc(last.label)} at block ${last.h} · ${esc(first.label)} at block ${first.h}</text>
+    <text x="${pad}" y="${h - 8}">${when(first.t)}</text><text x="${w - pad}" y="${h - 8}" text-anchor="end">${when(last.t)}</text></svg>`;
 }
 
 async function viewAccount(id, mine) {
   const a = await api(mine ? "/api/wallet?history=50" : `/api/ledger/accounts/${encodeURIComponent(id)}?history=50`);
+  const earned = a.balances.length > 1 ? Number(a.balances[a.balances.length - 1].balance) - Number(a.balances[0].balance) : 0;
   const faucet = mine ? `<button id="faucet">Ask the faucet for test tokens</button> <span id="faucet-status" class="muted"></span>` : "";
   return {
     html: `<section class="cards"><div class="card"><h2>${mine ? "This node's account" : "Account"}</h2><p class="mono">${esc(a.id)}</p></div>
       <div class="card"><h2>Balance</h2><p class="big">${esc(a.balance)}</p><p>at block ${a.height}</p></div>
       <div class="card"><h2>Stake</h2><p class="big">${esc(a.bonded)}</p><p>${esc(a.unbonding)} unbonding</p></div></section>
-      <section><h1>Over time</h1>${balanceChart(a) || `<p class="muted">no history</p>`}${faucet}</section>
+      <section><h1>Balance over time</h1>${balanceChart(a) || `<p class="muted">no blocks have touched this account yet</p>`}
+      ${a.balances.length > 1 ? `<p>${earned >= 0 ? "up" : "down"} ${Math.abs(earned)} over the blocks shown</p>` : ""}${faucet}</section>
       <section><h1>History</h1>${txTable(a.history)}</section>`,
     after: () => {
       const b = $("#faucet");
