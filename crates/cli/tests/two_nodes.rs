@@ -218,6 +218,11 @@ fn a_task_crosses_between_two_node_processes() {
     assert!(page.contains("<script src=\"/app.js\""), "{page}");
     let ran = "sharegrid_tasks_run_total{kind=\"completed\"}";
     let (ran_before, fuel_before) = (counter(a, ran), counter(a, "sharegrid_fuel_executed_total"));
+    let (bytes_in, bytes_out) = (
+        counter(a, "sharegrid_network_bytes_in_total"),
+        counter(a, "sharegrid_network_bytes_out_total"),
+    );
+    assert!(bytes_in > 0 && bytes_out > 0, "offers and pings crossed already");
     assert_eq!(ran_before, 0);
 
     // The same task remotely and locally: same result, same fuel, same file.
@@ -266,6 +271,10 @@ fn a_task_crosses_between_two_node_processes() {
     assert_eq!(counter(a, ran), 1);
     let fuel = remote["fuel"].as_u64().unwrap();
     assert_eq!(counter(a, "sharegrid_fuel_executed_total"), fuel_before + fuel);
+    // The module came in and the result went out over the provider's connection.
+    let module_bytes = std::fs::metadata(&g).unwrap().len();
+    assert!(counter(a, "sharegrid_network_bytes_in_total") >= bytes_in + module_bytes);
+    assert!(counter(a, "sharegrid_network_bytes_out_total") > bytes_out);
     assert_eq!(status["peers"], 1);
 
     // A job file, submitted from the command line: 4 tiles, r = 1 (one provider).

@@ -19,6 +19,7 @@ use crate::protocol::{
     MAX_LEDGER_RESPONSE_BYTES, MAX_OFFER_BYTES, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC,
     TASK_PROTOCOL, TaskRequest, TaskResponse,
 };
+use crate::traffic::{Counted, Traffic};
 
 /// Network settings of a node.
 #[derive(Clone, Debug)]
@@ -273,15 +274,28 @@ fn unshared(addr: &Multiaddr, fallback: u16) -> Result<Multiaddr, NetError> {
 /// A swarm for `key` with `cfg`: listening, bootstrap peers added to
 /// Kademlia and dialed. Must be called inside a tokio runtime.
 pub fn build_swarm(key: &NodeKey, cfg: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+    build_counted_swarm(key, cfg, &Traffic::default())
+}
+
+/// [`build_swarm`], counting the bytes of its connections into `traffic`.
+pub fn build_counted_swarm(key: &NodeKey, cfg: &NetConfig, traffic: &Traffic) -> Result<Swarm<Behaviour>, NetError> {
     let keypair = keypair(key);
     let mut built = None;
+    let traffic = traffic.clone();
+    // TCP + Noise + Yamux, as the builder's `with_tcp` makes it, with each
+    // TCP stream counted under the upgrades.
+    let transport = move |key: &libp2p::identity::Keypair| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+        use libp2p::Transport as _;
+        Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+            .map(move |stream, _| Counted::new(stream, traffic.clone()))
+            .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+            .authenticate(noise::Config::new(key)?)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, libp2p::core::muxing::StreamMuxerBox::new(muxer))))
+    };
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        .with_other_transport(transport)
         .map_err(|e| NetError::Transport(e.to_string()))?
         .with_behaviour(|key| match behaviour(key, cfg) {
             Ok(b) => Ok(b),

@@ -25,9 +25,11 @@ mod codec;
 mod offers;
 mod peers;
 mod protocol;
+mod traffic;
 
 pub use behaviour::{
-    Behaviour, BehaviourEvent, MAX_CONNECTIONS_PER_PEER, NetConfig, NetError, build_swarm, keypair, node_id, peer_id,
+    Behaviour, BehaviourEvent, MAX_CONNECTIONS_PER_PEER, NetConfig, NetError, build_counted_swarm, build_swarm,
+    keypair, node_id, peer_id,
 };
 pub use blobs::{BlobFetch, FetchError, FetchStep, serve};
 pub use codec::{CappedCbor, Incoming, wire_error};
@@ -42,6 +44,7 @@ pub use protocol::{
     MAX_SYNC_BLOCKS, MAX_TASK_REQUEST_BYTES, MAX_TASK_RESPONSE_BYTES, OFFERS_TOPIC, TASK_PROTOCOL, TaskRequest,
     TaskResponse,
 };
+pub use traffic::Traffic;
 
 /// Re-exported so users of this crate need no direct libp2p dependency for
 /// the common types.

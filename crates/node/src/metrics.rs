@@ -67,6 +67,15 @@ pub struct Metrics {
     pub misbehaviour: Family<Kind, Counter>,
     /// Ledger: height of the head.
     pub block_height: Gauge,
+    /// Network: bytes read from peers' libp2p connections.
+    pub bytes_in: Counter,
+    /// Network: bytes written to them.
+    pub bytes_out: Counter,
+    /// What the swarm's connections count ([`Metrics::traffic`]); copied
+    /// into `bytes_in` and `bytes_out` when the metrics are read, one
+    /// reader at a time.
+    traffic: sharegrid_net::Traffic,
+    synced: Arc<std::sync::Mutex<()>>,
 }
 
 impl Default for Metrics {
@@ -97,6 +106,10 @@ impl Metrics {
             peers: Gauge::default(),
             misbehaviour: Family::default(),
             block_height: Gauge::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            traffic: sharegrid_net::Traffic::default(),
+            synced: Arc::default(),
         };
         r.register("tasks_run", "Tasks this provider ran, by outcome", m.tasks_run.clone());
         r.register(
@@ -138,10 +151,25 @@ impl Metrics {
         r.register("peers", "Connected peers", m.peers.clone());
         r.register("misbehaviour", "Bad input rejected, by kind", m.misbehaviour.clone());
         r.register("block_height", "Height of the ledger's head", m.block_height.clone());
+        r.register(
+            "network_bytes_in",
+            "Bytes read from peers over libp2p (TCP, under Noise and Yamux)",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "network_bytes_out",
+            "Bytes written to peers over libp2p (TCP, under Noise and Yamux)",
+            m.bytes_out.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
         }
+    }
+
+    /// The counts the node's swarm adds its connections' bytes to.
+    pub fn traffic(&self) -> &sharegrid_net::Traffic {
+        &self.traffic
     }
 
     /// Counts a run that ended with a receipt.
@@ -168,6 +196,12 @@ impl Metrics {
 
     /// The text exposition format, for a `/metrics` endpoint.
     pub fn encode(&self) -> String {
+        {
+            let _one = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+            let (i, o) = (self.traffic.bytes_in(), self.traffic.bytes_out());
+            self.bytes_in.inc_by(i.saturating_sub(self.bytes_in.get()));
+            self.bytes_out.inc_by(o.saturating_sub(self.bytes_out.get()));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

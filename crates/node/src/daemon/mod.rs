@@ -32,7 +32,7 @@ use futures::StreamExt;
 use sharegrid_core::{ContentId, NodeKey};
 use sharegrid_net::{
     Behaviour, BehaviourEvent, BlobFetch, BlobResponse, LedgerResponse, Misbehaviour, Multiaddr, NetConfig, NetError,
-    OfferBook, PeerAction, PeerId, PeerScores, Swarm, SwarmEvent, TaskResponse, build_swarm, request_response,
+    OfferBook, PeerAction, PeerId, PeerScores, Swarm, SwarmEvent, TaskResponse, build_counted_swarm, request_response,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -77,12 +77,12 @@ pub struct NodeOptions {
 
 /// Starts a node on the current tokio runtime. Returns once it listens.
 pub async fn start(opts: NodeOptions) -> Result<NodeHandle, NetError> {
-    let swarm = build_swarm(&opts.key, &opts.net)?;
+    let metrics = Metrics::new();
+    let swarm = build_counted_swarm(&opts.key, &opts.net, metrics.traffic())?;
     let (commands, rx) = mpsc::channel(1024);
     let (events, _) = broadcast::channel(4096);
     let (internal_tx, internal_rx) = mpsc::channel(1024);
     let lifecycle = Lifecycle::new();
-    let metrics = Metrics::new();
     let handle = NodeHandle {
         key: opts.key.clone(),
         peer: *swarm.local_peer_id(),
