@@ -7,14 +7,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::BufRead;
-use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sharegrid_core::TaskResult;
-use sharegrid_node::testnet::{LedgerSpec, ProviderSpec, Testnet, http_request};
+use sharegrid_node::testnet::http_request;
 
 const MANDELBROT: &[u8] = include_bytes!("../../../guests/wasm/mandelbrot.wasm");
 
@@ -84,18 +85,7 @@ fn events(addr: &str, bearer: &str) -> mpsc::Receiver<(String, Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_goes_through_the_http_api_from_upload_to_results() {
     let dir = tempfile::tempdir().unwrap();
-    let net = Testnet::builder(dir.path())
-        .provider(ProviderSpec::new("a", 1.0, 2))
-        .provider(ProviderSpec::new("b", 1.0, 2))
-        .ledger(LedgerSpec::default())
-        .start()
-        .await
-        .unwrap();
-    let (at, token) = net
-        .requestor
-        .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let (net, at, token) = common::served(dir.path()).await;
     let api = Api {
         addr: at.to_string(),
         bearer: format!("Bearer {token}"),
@@ -413,18 +403,7 @@ async fn the_python_client_covers_the_document_and_its_example_gets_results() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let net = Testnet::builder(dir.path())
-        .provider(ProviderSpec::new("a", 1.0, 2))
-        .provider(ProviderSpec::new("b", 1.0, 2))
-        .ledger(LedgerSpec::default())
-        .start()
-        .await
-        .unwrap();
-    let (at, token) = net
-        .requestor
-        .serve_http(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let (net, at, token) = common::served(dir.path()).await;
     let out = dir.path().join("tiles");
     let (module, tiles) = (root.join("guests/wasm/mandelbrot.wasm"), out.clone());
     let run = tokio::task::spawn_blocking(move || {

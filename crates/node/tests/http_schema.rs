@@ -14,13 +14,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-
-use sharegrid_core::{Amount, Determinism, Fuel, Limits};
-use sharegrid_node::JobSubmission;
-use sharegrid_node::testnet::{LedgerSpec, ProviderSpec, Testnet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
@@ -34,61 +31,15 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let st = String::from_utf8_lossy(&setup.stdout).trim().to_owned();
 
     let dir = tempfile::tempdir().unwrap();
-    let net = Testnet::builder(dir.path())
-        .provider(ProviderSpec::new("a", 1.0, 2))
-        .provider(ProviderSpec::new("b", 1.0, 2))
-        .ledger(LedgerSpec::default())
-        .start()
-        .await
-        .unwrap();
+    let (net, at, token) = common::served(dir.path()).await;
     // A finished job, so that listings and the ledger hold something.
     let r = &net.requestor;
-    let module = r
-        .node
-        .blobs
-        .put(include_bytes!("../../../guests/wasm/mandelbrot.wasm"))
-        .unwrap();
-    let sub = JobSubmission {
-        name: "tiles".into(),
-        module,
-        stdin: r.node.blobs.put(b"").unwrap(),
-        inputs: vec![],
-        limits: Limits {
-            fuel: Fuel(1_000_000_000),
-            ..Limits::default()
-        },
-        mode: Determinism::Native,
-        replication: 2,
-        quorum: 2,
-        price_ceiling: Amount(100_000),
-        budget: Amount(100_000_000),
-        deadline_secs: Some(300),
-        wait_for_providers_secs: None,
-        arch: None,
-        min_memory: 0,
-        min_speed: 0.0,
-        credibility: None,
-        min_stake: Amount(0),
-        tasks: (0..2)
-            .map(|c| {
-                vec![
-                    c.to_string(),
-                    "0".into(),
-                    "2".into(),
-                    "1".into(),
-                    "32".into(),
-                    "16".into(),
-                    "16".into(),
-                ]
-            })
-            .collect(),
-        launch: Default::default(),
-        mounts: Vec::new(),
-    };
-    let id = r.engine.submit(sub).await.unwrap();
+    let tasks = (0..2)
+        .map(|c| [c, 0, 2, 1, 32, 16, 16].iter().map(u32::to_string).collect())
+        .collect();
+    let id = r.engine.submit(common::tile_job(&r.node.blobs, tasks)).await.unwrap();
     r.engine.wait(&id).await.unwrap();
 
-    let (at, token) = r.serve_http(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let doc = root.join("docs/openapi.json");
     let work = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {

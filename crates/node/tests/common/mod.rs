@@ -154,3 +154,22 @@ pub(crate) fn refused(r: Result<Assigned, AssignError>) -> String {
         Assigned::Receipt { receipt, .. } => panic!("expected a refusal, got a receipt for {}", receipt.task),
     }
 }
+
+/// Two providers (2 slots each) and a requestor on its ledger, the
+/// requestor serving its HTTP API on 127.0.0.1: → the network, where the
+/// API listens, and its token.
+pub(crate) async fn served(dir: &std::path::Path) -> (testnet::Testnet, std::net::SocketAddr, String) {
+    let net = testnet::Testnet::builder(dir)
+        .provider(ProviderSpec::new("a", 1.0, 2))
+        .provider(ProviderSpec::new("b", 1.0, 2))
+        .ledger(testnet::LedgerSpec::default())
+        .start()
+        .await
+        .unwrap();
+    let (at, token) = net
+        .requestor
+        .serve_http(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    (net, at, token)
+}
