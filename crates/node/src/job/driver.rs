@@ -402,6 +402,24 @@ mod tests {
         )
     }
 
+    /// The driver of job `id` (`s`, its task rows `rows`) for the
+    /// requestor of seed 9, from time 0, paid from `escrow` in batches of
+    /// `settle`.
+    fn driver(
+        id: JobId,
+        s: &JobSubmission,
+        rows: &[TaskRow],
+        escrow: Option<ContentId>,
+        settle: Option<usize>,
+    ) -> JobDriver {
+        let funding = Funding {
+            chain: ContentId::of(b"network"),
+            escrow,
+        };
+        let requestor = NodeKey::from_seed([9; 32]).id();
+        JobDriver::new(id, requestor, s, 0, rows, funding, settle, Reputation::default(), 0)
+    }
+
     fn assignments(actions: &[JobAction]) -> Vec<Assignment> {
         actions
             .iter()
@@ -418,20 +436,7 @@ mod tests {
         let requestor = NodeKey::from_seed([9; 32]).id();
         let s = sub(2, 2);
         let escrow = Some(ContentId::of(b"escrow"));
-        let mut d = JobDriver::new(
-            id,
-            requestor,
-            &s,
-            0,
-            &rows(id, &s),
-            Funding {
-                chain: ContentId::of(b"network"),
-                escrow,
-            },
-            Some(1),
-            Reputation::default(),
-            0,
-        );
+        let mut d = driver(id, &s, &rows(id, &s), escrow, Some(1));
         let mut sent = assignments(&d.handle(JobInput::Offer(offer(1)), 1));
         sent.extend(assignments(&d.handle(JobInput::Offer(offer(2)), 2)));
         assert_eq!(sent.len(), 4, "two replicas of two tasks");
@@ -479,20 +484,7 @@ mod tests {
     fn a_cancelled_job_assigns_nothing_more_keeps_what_was_accepted_and_ends_failed() {
         let id = JobId::from_bytes([3; 8]);
         let s = sub(3, 2);
-        let mut d = JobDriver::new(
-            id,
-            NodeKey::from_seed([9; 32]).id(),
-            &s,
-            0,
-            &rows(id, &s),
-            Funding {
-                chain: ContentId::of(b"network"),
-                escrow: Some(ContentId::of(b"escrow")),
-            },
-            Some(16),
-            Reputation::default(),
-            0,
-        );
+        let mut d = driver(id, &s, &rows(id, &s), Some(ContentId::of(b"escrow")), Some(16));
         let mut sent = assignments(&d.handle(JobInput::Offer(offer(1)), 1));
         sent.extend(assignments(&d.handle(JobInput::Offer(offer(2)), 2)));
         assert_eq!(sent.len(), 4, "two slots each: two tasks, two replicas");
@@ -545,20 +537,7 @@ mod tests {
         let s = sub(2, 2);
         let mut r = rows(id, &s);
         r[0].state = State::Done;
-        let mut d = JobDriver::new(
-            id,
-            NodeKey::from_seed([9; 32]).id(),
-            &s,
-            0,
-            &r,
-            Funding {
-                chain: ContentId::of(b"network"),
-                escrow: None,
-            },
-            None,
-            Reputation::default(),
-            0,
-        );
+        let mut d = driver(id, &s, &r, None, None);
         let mut sent = Vec::new();
         for seed in 1..=3 {
             sent.extend(assignments(&d.handle(JobInput::Offer(offer(seed)), 1)));
@@ -582,20 +561,7 @@ mod tests {
     fn a_result_that_cannot_be_kept_fails_its_task_and_no_ledger_means_no_settlement() {
         let id = JobId::from_bytes([3; 8]);
         let s = sub(1, 1);
-        let mut d = JobDriver::new(
-            id,
-            NodeKey::from_seed([9; 32]).id(),
-            &s,
-            0,
-            &rows(id, &s),
-            Funding {
-                chain: ContentId::of(b"network"),
-                escrow: None,
-            },
-            None,
-            Reputation::default(),
-            0,
-        );
+        let mut d = driver(id, &s, &rows(id, &s), None, None);
         let sent = assignments(&d.handle(JobInput::Offer(offer(1)), 1));
         let acts = d.handle(JobInput::Receipt(receipt(&sent[0], 7)), 2);
         assert!(matches!(acts[..], [JobAction::Keep { .. }]));
