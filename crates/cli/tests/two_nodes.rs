@@ -397,15 +397,22 @@ fn a_task_crosses_between_two_node_processes() {
             .output()
             .unwrap()
     };
+    let addr = std::fs::read_to_string(b_home.path().join("api.addr")).unwrap();
+    let token = std::fs::read_to_string(b_home.path().join("api.token")).unwrap();
+    let live = common::events(
+        addr.trim().trim_start_matches("http://"),
+        &format!("Bearer {}", token.trim()),
+    );
     let out = cancel(&id);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ended = loop {
-        let v = json(b_home.path(), &["job", &id, "--json"]);
-        if v["job"]["state"] != "running" {
-            break v;
+    // The node says when the job has ended.
+    loop {
+        let e = live.recv_timeout(Duration::from_secs(60)).expect("no ended event");
+        if e["type"] == "ended" && e["job"] == id.as_str() {
+            break;
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+    let ended = json(b_home.path(), &["job", &id, "--json"]);
     assert_eq!(ended["job"]["state"], "failed", "{ended}");
     assert_eq!(ended["job"]["reason"], sharegrid_node::CANCELLED, "{ended}");
     let again = cancel(&id);

@@ -252,16 +252,23 @@ col = ["0", "1", "2"]
     }
     let view = api.ok("GET", &format!("/api/jobs/{stuck}"), b"");
     assert_eq!(view["job"]["reason"], sharegrid_node::CANCELLED, "{view}");
-    // Its escrow is settled (nothing was accepted: all refunded) — by the
-    // payment task, a block or two later.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while api.ok("GET", &format!("/api/jobs/{stuck}"), b"")["payment"]["settled"] != true {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cancelled job's escrow was never settled"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    // Its escrow is settled (nothing was accepted: all refunded) by the
+    // payment task, a block or two later: an event says so.
+    loop {
+        let (name, data) = live.recv_timeout(Duration::from_secs(60)).expect("no settled event");
+        if data["job"] != stuck.as_str() {
+            continue;
+        }
+        match name.as_str() {
+            "settled" => break,
+            "settle_failed" => assert_eq!(data["retrying"], true, "{data}"),
+            _ => {}
+        }
     }
+    assert_eq!(
+        api.ok("GET", &format!("/api/jobs/{stuck}"), b"")["payment"]["settled"],
+        true
+    );
     api.refused(
         "POST",
         &format!("/api/jobs/{stuck}/cancel"),

@@ -26,3 +26,35 @@ pub(crate) fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &s
     let (code, body) = sharegrid_node::testnet::http_request(addr, method, path, headers, body).unwrap();
     (code, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// The live events of the node API at `addr` (`host:port`), server-sent,
+/// read on a thread from now on: each event's data as JSON.
+pub(crate) fn events(addr: &str, bearer: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let req = format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {bearer}\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // The node subscribes before it answers: once the headers are here,
+    // nothing that happens next is missed.
+    let mut reader = BufReader::new(s);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut header = String::new();
+    while reader.read_line(&mut header).unwrap() > 0 && header.trim_end() != "" {
+        header.clear();
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    std::thread::spawn(move || {
+        // Each event is one chunk of the chunked body: its `data:` line whole.
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(data) = line.trim_end().strip_prefix("data: ") {
+                let v = serde_json::from_str(data).unwrap_or(serde_json::Value::Null);
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}

@@ -1,5 +1,5 @@
 //! Live updates as server-sent events (`GET /api/events`): jobs' tasks
-//! ending, jobs waiting and ending, new blocks, new offers. Each event's
+//! ending, jobs waiting, ending and settled, new blocks, new offers. Each event's
 //! name is its `type`; its data is the JSON of [`ApiEvent`]. A client
 //! that falls behind misses events rather than slowing the node: it reads
 //! the state again from the other endpoints.
@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use super::Http;
 use crate::daemon::NodeEvent;
 use crate::job::{JobEvent, State as JobState};
+use crate::payment::{PaymentEvent, Payments};
 
 /// One live event.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -48,6 +49,21 @@ pub enum ApiEvent {
         /// Done or failed.
         state: JobState,
     },
+    /// A job's settlement landed: its agreeing receipts paid, its escrow
+    /// closed and the rest refunded.
+    Settled {
+        /// The job.
+        job: JobId,
+    },
+    /// A job's settlement was refused.
+    SettleFailed {
+        /// The job.
+        job: JobId,
+        /// Why.
+        why: String,
+        /// Whether it is tried again now (else at the node's next start).
+        retrying: bool,
+    },
     /// A new block on this node's copy of the ledger.
     Block {
         /// Its height.
@@ -66,6 +82,8 @@ impl ApiEvent {
             ApiEvent::Task { .. } => "task",
             ApiEvent::Waiting { .. } => "waiting",
             ApiEvent::Ended { .. } => "ended",
+            ApiEvent::Settled { .. } => "settled",
+            ApiEvent::SettleFailed { .. } => "settle_failed",
             ApiEvent::Block { .. } => "block",
             ApiEvent::Offer { .. } => "offer",
         }
@@ -76,6 +94,7 @@ struct Sources {
     jobs: broadcast::Receiver<JobEvent>,
     node: broadcast::Receiver<NodeEvent>,
     heads: Option<watch::Receiver<u64>>,
+    payments: Option<broadcast::Receiver<PaymentEvent>>,
 }
 
 impl Sources {
@@ -85,6 +104,12 @@ impl Sources {
             let head = async {
                 match &mut self.heads {
                     Some(h) => h.changed().await.map(|()| *h.borrow_and_update()),
+                    None => std::future::pending().await,
+                }
+            };
+            let paid = async {
+                match &mut self.payments {
+                    Some(p) => p.recv().await,
                     None => std::future::pending().await,
                 }
             };
@@ -102,6 +127,14 @@ impl Sources {
                     Ok(NodeEvent::OfferSeen(offer)) => return Some(ApiEvent::Offer { offer }),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                e = paid => match e {
+                    Ok(PaymentEvent::Settled { job }) => return Some(ApiEvent::Settled { job }),
+                    Ok(PaymentEvent::SettleFailed { job, why, retrying }) => {
+                        return Some(ApiEvent::SettleFailed { job, why, retrying });
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => self.payments = None,
                 },
                 h = head => match h {
                     Ok(height) => return Some(ApiEvent::Block { height }),
@@ -121,6 +154,7 @@ pub(super) async fn events(State(s): State<Http>) -> Sse<impl Stream<Item = Resu
         jobs: s.requestor.subscribe(),
         node: s.node.subscribe(),
         heads: s.requestor.payments().map(|p| p.ledger().subscribe()),
+        payments: s.requestor.payments().map(Payments::subscribe),
     };
     let life = s.node.lifecycle().clone();
     let stream = futures::stream::unfold((sources, life), |(mut src, life)| async move {
