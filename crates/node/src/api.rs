@@ -2,8 +2,7 @@
 //! them, and [`ApiClient`]: the CLI's client of the running node's HTTP API
 //! ([`crate::http`]), its address from `<home>/api.addr` and its token from
 //! `<home>/api.token`. There is one surface: each [`ApiRequest`] is an
-//! operation of the API's OpenAPI document, and [`handle`] is the code the
-//! handlers share where a request moves tokens or runs a task.
+//! operation of the API's OpenAPI document.
 //!
 //! Large data crosses as uploads (`POST /api/blobs`) and downloads (`GET
 //! /api/blobs/{id}`); requests name blobs by id.
@@ -13,17 +12,14 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, Assignment, ContentId, NodeId, PricePerGfuel, Program, Receipt, TaskId, Terms};
+use sharegrid_core::{Amount, ContentId, NodeId, Program, Receipt, TaskId};
 
-use crate::blobs::BlobStore;
-use crate::clock::now_ms;
-use crate::daemon::{Assigned, NodeHandle};
 use crate::home::NodeHome;
-use crate::job::{JobRequest, JobRow, LiveJob, Requestor, TaskRow};
+use crate::job::{JobRequest, JobRow, LiveJob, TaskRow};
 
-/// A request to the node.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+/// A request to the node: what the CLI asks, each an operation of the
+/// HTTP API ([`ApiClient::call`] maps it to its endpoint).
+#[derive(Clone, Debug)]
 pub enum ApiRequest {
     /// The node's [`crate::NodeStatus`].
     Status,
@@ -215,44 +211,24 @@ impl ApiClient {
             ApiRequest::Cancel { id } => {
                 self.post(&format!("/api/jobs/{}/cancel", encode(id)), &serde_json::Value::Null)
             }
-            ApiRequest::WaitOffers { n, timeout_ms } => {
-                let offers: Vec<sharegrid_core::Offer> = self.until(
-                    *timeout_ms,
-                    |c| {
-                        let o: Vec<sharegrid_core::Offer> = c.get("/api/offers")?;
-                        Ok((o.len() >= *n).then_some(o))
-                    },
-                    |c| {
-                        let o: Vec<sharegrid_core::Offer> = c.get("/api/offers")?;
-                        Ok(format!(
-                            "{} live offer(s) after {}, not {n}",
-                            o.len(),
-                            humantime_ms(*timeout_ms)
-                        ))
-                    },
-                )?;
-                serde_json::from_value(serde_json::to_value(offers).map_err(|e| ApiError::Protocol(e.to_string()))?)
-                    .map_err(|e| ApiError::Protocol(e.to_string()))
-            }
-            ApiRequest::WaitHeight { height, timeout_ms } => {
-                let at: u64 = self.until(
-                    *timeout_ms,
-                    |c| {
-                        let l: serde_json::Value = c.get("/api/ledger")?;
-                        let h = l["height"].as_u64().unwrap_or(0);
-                        Ok((h >= *height).then_some(h))
-                    },
-                    |c| {
-                        let l: serde_json::Value = c.get("/api/ledger")?;
-                        Ok(format!(
-                            "the ledger is at block {}, not {height}, after {}",
-                            l["height"],
-                            humantime_ms(*timeout_ms)
-                        ))
-                    },
-                )?;
-                serde_json::from_value(at.into()).map_err(|e| ApiError::Protocol(e.to_string()))
-            }
+            ApiRequest::WaitOffers { n, timeout_ms } => self.until(*timeout_ms, |c| {
+                let offers: Vec<serde_json::Value> = c.get("/api/offers")?;
+                Ok(if offers.len() >= *n {
+                    Ok(offers.into())
+                } else {
+                    Err(format!("{} live offer(s), not {n}", offers.len()))
+                })
+            }),
+            ApiRequest::WaitHeight { height, timeout_ms } => self.until(*timeout_ms, |c| {
+                let at = c.get::<serde_json::Value>("/api/ledger")?["height"]
+                    .as_u64()
+                    .unwrap_or(0);
+                Ok(if at >= *height {
+                    Ok(at.into())
+                } else {
+                    Err(format!("the ledger is at block {at}, not {height}"))
+                })
+            }),
             ApiRequest::Transfer { to, amount, wait } => self.post(
                 "/api/wallet/transfer",
                 &serde_json::json!({ "to": to, "amount": amount, "wait": wait }),
@@ -285,7 +261,7 @@ impl ApiClient {
             .call()
             .map_err(transport)?;
         if !res.status().is_success() {
-            return answer::<serde_json::Value>(res).map(|_| Vec::new());
+            return Err(refusal(res));
         }
         res.body_mut()
             .with_config()
@@ -319,23 +295,22 @@ impl ApiClient {
         answer(res)
     }
 
-    /// Asks `probe` until it answers `Some`, for at most `timeout_ms`; then
-    /// fails with what `late` says.
-    fn until<T>(
+    /// Asks `probe` until it answers `Ok`, for at most `timeout_ms` → its
+    /// answer as `T`; then fails with what it said last.
+    fn until<T: DeserializeOwned>(
         &mut self,
         timeout_ms: u64,
-        mut probe: impl FnMut(&mut Self) -> Result<Option<T>, ApiError>,
-        late: impl FnOnce(&mut Self) -> Result<String, ApiError>,
+        mut probe: impl FnMut(&mut Self) -> Result<Result<serde_json::Value, String>, ApiError>,
     ) -> Result<T, ApiError> {
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         loop {
-            if let Some(t) = probe(self)? {
-                return Ok(t);
+            match probe(self)? {
+                Ok(v) => return serde_json::from_value(v).map_err(|e| ApiError::Protocol(e.to_string())),
+                Err(why) if Instant::now() >= deadline => {
+                    return Err(ApiError::Node(format!("{why} after {}", humantime_ms(timeout_ms))));
+                }
+                Err(_) => std::thread::sleep(POLL),
             }
-            if Instant::now() >= deadline {
-                return Err(ApiError::Node(late(self)?));
-            }
-            std::thread::sleep(POLL);
         }
     }
 }
@@ -364,153 +339,24 @@ fn transport(e: ureq::Error) -> ApiError {
 
 /// The answer's JSON as `T`, or the node's error.
 fn answer<T: DeserializeOwned>(mut res: ureq::http::Response<ureq::Body>) -> Result<T, ApiError> {
-    let ok = res.status().is_success();
-    let text = res.body_mut().read_to_string().map_err(transport)?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ApiError::Protocol(format!("{e}: {text}")))?;
-    if !ok {
-        let why = v["error"].as_str().map_or_else(|| v.to_string(), str::to_owned);
-        return Err(ApiError::Node(why));
+    if !res.status().is_success() {
+        return Err(refusal(res));
     }
-    serde_json::from_value(v).map_err(|e| ApiError::Protocol(e.to_string()))
+    let text = res.body_mut().read_to_string().map_err(transport)?;
+    serde_json::from_str(&text).map_err(|e| ApiError::Protocol(format!("{e}: {text}")))
 }
 
-pub(crate) async fn handle(
-    node: &NodeHandle,
-    blobs: &BlobStore,
-    requestor: &Requestor,
-    req: ApiRequest,
-) -> Result<serde_json::Value, String> {
-    let v = match req {
-        ApiRequest::Transfer { to, amount, wait } => {
-            let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
-            let op = sharegrid_ledger::Op::Transfer { to, amount };
-            let tx = client.send(op).await.map_err(|e| e.to_string())?;
-            let height = if wait {
-                Some(
-                    client
-                        .wait(tx, std::time::Duration::from_secs(60))
-                        .await
-                        .map_err(|e| e.to_string())?,
-                )
-            } else {
-                None
-            };
-            serde_json::to_value(Transferred { tx, height })
-        }
-        ApiRequest::Stake { action } => {
-            let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
-            let op = match action {
-                StakeAction::Bond(amount) => sharegrid_ledger::Op::Bond { amount },
-                StakeAction::Unbond(amount) => sharegrid_ledger::Op::Unbond { amount },
-                StakeAction::Withdraw => sharegrid_ledger::Op::Withdraw,
-            };
-            let (tx, height) = client
-                .send_and_wait(op, std::time::Duration::from_secs(60))
-                .await
-                .map_err(|e| e.to_string())?;
-            serde_json::to_value(Transferred {
-                tx,
-                height: Some(height),
-            })
-        }
-        ApiRequest::Faucet => {
-            let client = requestor.payments().ok_or("this node keeps no ledger")?.client();
-            let ledger = client.ledger();
-            if ledger.is_validator() {
-                return Err("this node is its network's validator and holds its tokens; \
-                            the faucet is for nodes that joined it"
-                    .into());
-            }
-            let validator = ledger.validator().ok_or("the network has no validator")?;
-            let peer = sharegrid_net::peer_id(&validator).ok_or("the validator's id is not a valid key")?;
-            let request = sharegrid_net::LedgerRequest::Faucet { account: node.id() };
-            let tx = match node.ledger_request(peer, request).await {
-                Ok(sharegrid_net::LedgerResponse::Accepted { id }) => id,
-                Ok(sharegrid_net::LedgerResponse::Refused { reason }) => {
-                    return Err(format!("the validator's faucet refused: {reason}"));
-                }
-                Ok(other) => return Err(format!("the validator answered {other:?}")),
-                Err(e) => return Err(format!("cannot reach the validator {}: {e}", validator.short())),
-            };
-            let height = client
-                .wait(tx, std::time::Duration::from_secs(60))
-                .await
-                .map_err(|e| e.to_string())?;
-            serde_json::to_value(Transferred {
-                tx,
-                height: Some(height),
-            })
-        }
-        ApiRequest::Run(t) => serde_json::to_value(run(node, blobs, *t).await?),
-        // Each of these has its own handler in [`crate::http`].
-        other => return Err(format!("{other:?} is not served here")),
+/// Why the node refused: its `{"error": …}`, else what it said.
+fn refusal(mut res: ureq::http::Response<ureq::Body>) -> ApiError {
+    let text = match res.body_mut().read_to_string() {
+        Ok(t) => t,
+        Err(e) => return transport(e),
     };
-    v.map_err(|e| format!("cannot encode the answer: {e}"))
-}
-
-/// One job (id or unique prefix): its row, live state, tasks and payment.
-pub(crate) fn job_view(requestor: &Requestor, id: &str) -> Result<JobView, String> {
-    let store = requestor.store();
-    let job = store
-        .job(id)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no job {id:?} (or the prefix is ambiguous): see `sharegrid jobs`"))?;
-    let tasks = store.tasks(&job.id).map_err(|e| e.to_string())?;
-    let payment = match store.escrow(&job.id).map_err(|e| e.to_string())? {
-        Some(e) => Some(PaymentView {
-            escrow: e.escrow,
-            amount: e.amount,
-            settled: e.settled,
-            error: store.settle_error(&job.id).map_err(|e| e.to_string())?,
-        }),
-        None => None,
-    };
-    Ok(JobView {
-        live: requestor.live(&job.id),
-        job,
-        tasks,
-        payment,
-    })
-}
-
-async fn run(node: &NodeHandle, blobs: &BlobStore, t: RemoteTask) -> Result<RemoteRun, String> {
-    let price = match t.price {
-        Some(p) => PricePerGfuel(p),
-        None => node
-            .offers()
-            .await
-            .iter()
-            .find(|o| o.provider == t.provider)
-            .map(|o| o.price)
-            .ok_or_else(|| {
-                format!(
-                    "no live offer from {}: cannot tell its price (pass --price)",
-                    t.provider
-                )
-            })?,
-    };
-    let terms = Terms {
-        chain: node.chain(),
-        requestor: node.id(),
-        provider: t.provider,
-        price,
-        escrow: None,
-    };
-    let a = Assignment::new(t.task, t.args, &t.program, terms, now_ms());
-    let receipt = match node.assign(&a).await.map_err(|e| e.to_string())? {
-        Assigned::Refused(reason) if crate::provider::Refusal::is_unfunded(&reason) => {
-            return Err(format!(
-                "provider refused: {reason}\n`run --on` pays through no escrow: run on your own node, or submit a job (which opens one)"
-            ));
-        }
-        Assigned::Refused(reason) => return Err(format!("provider refused: {reason}")),
-        Assigned::Receipt { receipt, .. } => *receipt,
-    };
-    let id = ContentId::from_bytes(*receipt.result.as_bytes());
-    node.fetch_into(&receipt.provider, id, sharegrid_net::MAX_RESULT_BYTES, blobs)
-        .await
-        .map_err(|e| format!("fetching the result: {e}"))?;
-    Ok(RemoteRun { receipt, result: id })
+    let why = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(text);
+    ApiError::Node(why)
 }
 
 fn humantime_ms(ms: u64) -> String {
@@ -522,20 +368,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_stake_action_crosses_the_socket_as_json() {
-        for action in [
-            StakeAction::Bond(Amount(100_000)),
-            StakeAction::Unbond(Amount(1)),
-            StakeAction::Withdraw,
+    fn every_stake_action_has_the_json_the_api_takes() {
+        for (action, json) in [
+            (StakeAction::Bond(Amount(100_000)), r#"{"bond":"100000"}"#),
+            (StakeAction::Unbond(Amount(1)), r#"{"unbond":"1"}"#),
+            (StakeAction::Withdraw, r#""withdraw""#),
         ] {
-            let line = serde_json::to_string(&ApiRequest::Stake { action }).unwrap_or_default();
-            let back: ApiRequest = serde_json::from_str(&line).unwrap_or(ApiRequest::Stop);
-            assert!(matches!(back, ApiRequest::Stake { action: a } if a == action), "{line}");
+            assert_eq!(serde_json::to_string(&action).unwrap_or_default(), json);
+            let back: Option<StakeAction> = serde_json::from_str(json).ok();
+            assert_eq!(back, Some(action));
         }
-        let withdraw = serde_json::to_string(&ApiRequest::Stake {
-            action: StakeAction::Withdraw,
-        })
-        .unwrap_or_default();
-        assert_eq!(withdraw, r#"{"op":"stake","action":"withdraw"}"#);
     }
 }

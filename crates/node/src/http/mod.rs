@@ -24,6 +24,7 @@
 
 pub(crate) mod dashboard;
 mod events;
+mod ops;
 mod routes;
 pub mod views;
 
@@ -176,7 +177,13 @@ const PUBLIC: &[&str] = &["/api/openapi.json"];
 
 /// The API's OpenAPI document, as `/api/openapi.json` serves it.
 pub fn document() -> OpenApi {
-    let mut doc = api().split_for_parts().1;
+    complete(api().split_for_parts().1)
+}
+
+/// The document the routes make, with what is not made from them: the
+/// version, the token scheme, the refusals every operation can answer,
+/// and the document's own path.
+fn complete(mut doc: OpenApi) -> OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.info.license = None;
     doc.info.contact = None;
@@ -233,8 +240,8 @@ pub fn document() -> OpenApi {
 }
 
 fn router(state: Http, max_upload: u64) -> Router {
-    let (api, _) = api().split_for_parts();
-    let doc = document();
+    let (api, doc) = api().split_for_parts();
+    let doc = complete(doc);
     api.route("/api/openapi.json", get(move || async move { axum::Json(doc) }))
         .merge(dashboard::routes())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -22,11 +22,12 @@ use sharegrid_core::{ContentId, NodeId, Offer, TaskResult};
 use utoipa::IntoParams;
 
 use super::Http;
+use super::ops::{self, job_view};
 use super::views::{
     AccountView, BlockView, ErrorBody, JobRef, LedgerView, ProviderView, Submitted, TaskOutputs, TransferBody, TxView,
     Uploaded,
 };
-use crate::api::{ApiRequest, JobView, RemoteRun, RemoteTask, StakeAction, Transferred, handle, job_view};
+use crate::api::{JobView, RemoteRun, RemoteTask, StakeAction, Transferred};
 use crate::job::{CancelError, JobRequest, JobRow, SubmitError};
 use crate::ledger::Ledger;
 use crate::{NodeStatus, PeerView, TaskRow};
@@ -216,12 +217,17 @@ pub(super) async fn cancel(State(s): State<Http>, Params(id): Params<String>) ->
 /// The accepted result of task `index` of job `id`, decoded.
 fn task_result(s: &Http, id: &str, index: &str) -> Result<(TaskRow, TaskResult), Fail> {
     let index: usize = parse("index", index)?;
-    let view = job_view(&s.requestor, id).map_err(Fail::missing)?;
-    let task = view
-        .tasks
+    let store = s.requestor.store();
+    let job = store
+        .job(id)
+        .map_err(Fail::internal)?
+        .ok_or_else(|| Fail::missing(format!("no job {id:?} (or the prefix is ambiguous)")))?;
+    let task = store
+        .tasks(&job.id)
+        .map_err(Fail::internal)?
         .into_iter()
         .find(|t| t.index == index)
-        .ok_or_else(|| Fail::missing(format!("job {} has no task {index}", view.job.id)))?;
+        .ok_or_else(|| Fail::missing(format!("job {} has no task {index}", job.id)))?;
     let result = task
         .result
         .ok_or_else(|| Fail::missing(format!("task {index} has no accepted result (it is {:?})", task.state)))?;
@@ -415,30 +421,18 @@ pub(super) async fn blocks(State(s): State<Http>, Queried(r): Queried<BlockRange
         .await
         .map_err(Fail::internal)?
         .map_err(Fail::internal)?;
+    // Stored blocks were checked when they were written: their headers are
+    // read, not verified again.
     let mut out: Vec<BlockView> = found
         .iter()
-        .filter(|b| b.peek_header().is_ok_and(|h| h.height < before))
-        .map(|b| {
-            let h = b.peek_header().ok();
-            let (height, time_ms) = h.as_ref().map_or((0, 0), |h| (h.height, h.time_ms));
-            BlockView {
-                height,
-                hash: b.hash(),
-                producer: h.map(|h| h.producer),
-                time_ms,
-                txs: b
-                    .txs
-                    .iter()
-                    .map(|signed| {
-                        TxView::of(&crate::ledger::FoundTx {
-                            height,
-                            index: 0,
-                            time_ms,
-                            signed: signed.clone(),
-                        })
-                    })
-                    .collect(),
-            }
+        .filter_map(|b| Some((b, b.peek_header().ok()?)))
+        .filter(|(_, h)| h.height < before)
+        .map(|(b, h)| BlockView {
+            height: h.height,
+            hash: b.hash(),
+            producer: h.producer,
+            time_ms: h.time_ms,
+            txs: b.txs.iter().map(|t| TxView::in_block(t, h.height, h.time_ms)).collect(),
         })
         .collect();
     out.reverse();
@@ -519,49 +513,35 @@ pub(super) async fn wallet(State(s): State<Http>, Queried(h): Queried<HistoryLen
     account_view(&*ledger(&s)?, s.node.id(), h.history).map(Json)
 }
 
-/// The answer to a wallet operation through the control socket's code.
-async fn move_tokens(s: &Http, req: ApiRequest) -> Answer<Transferred> {
-    let v = handle(&s.node, &s.blobs, &s.requestor, req).await.map_err(Fail::bad)?;
-    serde_json::from_value(v).map(Json).map_err(Fail::internal)
-}
-
 #[utoipa::path(post, path = "/api/wallet/transfer", tag = "wallet", request_body = TransferBody,
     responses((status = 200, description = "Sent (and in a block, when waited for)", body = Transferred),
         (status = 400, description = "Refused", body = ErrorBody)))]
 pub(super) async fn transfer(State(s): State<Http>, Body(t): Body<TransferBody>) -> Answer<Transferred> {
-    move_tokens(
-        &s,
-        ApiRequest::Transfer {
-            to: t.to,
-            amount: t.amount,
-            wait: t.wait,
-        },
-    )
-    .await
+    ops::transfer(&s.requestor, t.to, t.amount, t.wait)
+        .await
+        .map(Json)
+        .map_err(Fail::bad)
 }
 
 #[utoipa::path(post, path = "/api/wallet/stake", tag = "wallet", request_body = StakeAction,
     responses((status = 200, description = "In a block", body = Transferred),
         (status = 400, description = "Refused", body = ErrorBody)))]
 pub(super) async fn stake(State(s): State<Http>, Body(action): Body<StakeAction>) -> Answer<Transferred> {
-    move_tokens(&s, ApiRequest::Stake { action }).await
+    ops::stake(&s.requestor, action).await.map(Json).map_err(Fail::bad)
 }
 
 #[utoipa::path(post, path = "/api/wallet/faucet", tag = "wallet",
     responses((status = 200, description = "Test tokens, in a block", body = Transferred),
         (status = 400, description = "Refused (a validator, or no faucet)", body = ErrorBody)))]
 pub(super) async fn faucet(State(s): State<Http>) -> Answer<Transferred> {
-    move_tokens(&s, ApiRequest::Faucet).await
+    ops::faucet(&s.node, &s.requestor).await.map(Json).map_err(Fail::bad)
 }
 
 #[utoipa::path(post, path = "/api/run", tag = "jobs", request_body = RemoteTask,
     responses((status = 200, description = "The provider's receipt; the result is in the blob store under `result`", body = RemoteRun),
         (status = 400, description = "Refused: no live offer from the provider, the provider refused, or the result did not come", body = ErrorBody)))]
 pub(super) async fn run(State(s): State<Http>, Body(t): Body<RemoteTask>) -> Answer<RemoteRun> {
-    let v = handle(&s.node, &s.blobs, &s.requestor, ApiRequest::Run(Box::new(t)))
-        .await
-        .map_err(Fail::bad)?;
-    serde_json::from_value(v).map(Json).map_err(Fail::internal)
+    ops::run(&s.node, &s.blobs, t).await.map(Json).map_err(Fail::bad)
 }
 
 #[utoipa::path(post, path = "/api/stop", tag = "node",

@@ -3,7 +3,7 @@
 //! derives its OpenAPI schema.
 
 use serde::{Deserialize, Serialize};
-use sharegrid_core::{Amount, ContentId, JobId, NodeId, TaskId, TaskResult};
+use sharegrid_core::{Amount, ContentId, JobId, NodeId, Signed, TaskId, TaskResult};
 use sharegrid_ledger::{MAX_TX_BYTES, Tx};
 use utoipa::ToSchema;
 
@@ -127,7 +127,7 @@ pub struct BlockView {
     /// Its hash.
     pub hash: ContentId,
     /// Who produced it.
-    pub producer: Option<NodeId>,
+    pub producer: NodeId,
     /// The producer's clock, ms since the epoch.
     pub time_ms: u64,
     /// Its transactions, in order.
@@ -156,14 +156,19 @@ pub struct TxView {
 impl TxView {
     /// The view of a stored transaction.
     pub fn of(f: &FoundTx) -> TxView {
-        let (signer, what, kind, amount) = match sharegrid_core::decode_capped::<Tx>(&f.signed.body, MAX_TX_BYTES) {
+        TxView::in_block(&f.signed, f.height, f.time_ms)
+    }
+
+    /// The view of `signed`, in the block at `height` made at `time_ms`.
+    pub fn in_block(signed: &Signed, height: u64, time_ms: u64) -> TxView {
+        let (signer, what, kind, amount) = match sharegrid_core::decode_capped::<Tx>(&signed.body, MAX_TX_BYTES) {
             Ok(t) => (Some(t.signer), t.op.describe(), t.op.kind().to_owned(), t.op.amount()),
             Err(e) => (None, format!("undecodable: {e}"), "undecodable".to_owned(), None),
         };
         TxView {
-            id: f.signed.id(),
-            height: f.height,
-            time_ms: f.time_ms,
+            id: signed.id(),
+            height,
+            time_ms,
             signer,
             what,
             kind,
