@@ -110,19 +110,8 @@ pub(crate) fn prepare(home: &Path, path: &Path) -> anyhow::Result<Prepared> {
     };
     let mut files = Vec::new();
     if let Some(m) = &job.module {
-        let bytes = read(m, "module", false)?;
-        let bytes = if m.ends_with(".wat") {
-            wat::parse_bytes(&bytes)
-                .map_err(|e| anyhow::anyhow!("{}: job.module: {e}", path.display()))?
-                .into_owned()
-        } else {
-            bytes
-        };
-        anyhow::ensure!(
-            bytes.starts_with(b"\0asm"),
-            "{}: job.module: {m:?} is not a WebAssembly module (.wasm, or .wat text)",
-            path.display()
-        );
+        let bytes = sharegrid_node::module_bytes(m, read(m, "module", false)?)
+            .map_err(|e| anyhow::anyhow!("{}: job.module: {e}", path.display()))?;
         files.push((m.clone(), bytes));
     }
     if let Some(f) = &job.stdin {

@@ -52,7 +52,7 @@ pub use home::{HomeError, InitReport, NodeHome, SOLO_FAUCET, SOLO_SUPPLY, solo_g
 pub use job::{
     CANCELLED, CancelError, EscrowRecord, Estimate, Funding, JobAction, JobDriver, JobEvent, JobInput, JobRequest,
     JobRow, JobStore, JobSubmission, KeepError, KeptReceipt, LiveJob, Requestor, State, StoreError, SubmitError,
-    TaskRow,
+    TaskRow, module_bytes,
 };
 pub use join::{JoinError, check_genesis, fetch_genesis, parse_join_address};
 pub use judge::{JudgeOptions, start_judge};

@@ -15,6 +15,6 @@ pub(crate) mod submission;
 pub use driver::{CANCELLED, Funding, JobAction, JobDriver, JobInput, KeepError};
 pub use engine::{CancelError, JobEvent, LiveJob, Requestor, SubmitError};
 pub use evidence::{EscrowRecord, KeptReceipt};
-pub use request::JobRequest;
+pub use request::{JobRequest, module_bytes};
 pub use store::{JobRow, JobStore, State, StoreError, TaskRow};
 pub use submission::{Estimate, JobSubmission};

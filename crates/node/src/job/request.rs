@@ -14,6 +14,24 @@ use crate::blobs::BlobStore;
 use crate::job::JobSubmission;
 use crate::runtime::Runtime;
 
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// The WebAssembly module a job file's `module` names: `bytes` as they are
+/// (`.wasm`), or compiled from WebAssembly text when `name` ends in `.wat`.
+/// Both the CLI (before it uploads) and the node (on what it is given)
+/// check it so.
+pub fn module_bytes(name: &str, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let bytes = if name.ends_with(".wat") && !bytes.starts_with(WASM_MAGIC) {
+        wat::parse_bytes(&bytes).map_err(|e| e.to_string())?.into_owned()
+    } else {
+        bytes
+    };
+    if !bytes.starts_with(WASM_MAGIC) {
+        return Err(format!("{name:?} is not a WebAssembly module (.wasm, or .wat text)"));
+    }
+    Ok(bytes)
+}
+
 /// A job file and the blobs its paths name.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,15 +74,11 @@ impl JobRequest {
             (Some(m), _) => {
                 let id = blob(m, "module")?;
                 let bytes = read(&id)?;
-                if bytes.starts_with(b"\0asm") {
+                if bytes.starts_with(WASM_MAGIC) {
                     id
-                } else if m.ends_with(".wat") {
-                    let wasm = wat::parse_bytes(&bytes).map_err(|e| format!("job.module: {e}"))?;
-                    blobs.put(&wasm).map_err(|e| e.to_string())?
                 } else {
-                    return Err(format!(
-                        "job.module: {m:?} is not a WebAssembly module (.wasm, or .wat text)"
-                    ));
+                    let wasm = module_bytes(m, bytes).map_err(|e| format!("job.module: {e}"))?;
+                    blobs.put(&wasm).map_err(|e| e.to_string())?
                 }
             }
             (None, Some(h)) => {
