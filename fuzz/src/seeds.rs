@@ -139,8 +139,11 @@ pub fn seeds(target: &str) -> anyhow::Result<Vec<Vec<u8>>> {
             tagged(0, encode(chain.state())?),
             tagged(0, encode(&State::genesis(&genesis()).map_err(anyhow::Error::msg)?)?),
             tagged(1, encode(&block)?),
-            tagged(3, br#""Status""#.to_vec()),
-            tagged(3, br#"{"Job":{"id":"ab12"}}"#.to_vec()),
+            tagged(
+                3,
+                br#"{"job":"[job]\nmodule = \"m.wasm\"\nargs = [\"{n}\"]\n[job.sweep]\nn = [\"1\", \"2\"]\n","files":{"m.wasm":"0000000000000000000000000000000000000000000000000000000000000000"}}"#.to_vec(),
+            ),
+            tagged(3, br#"{"bond":"100"}"#.to_vec()),
             tagged(
                 4,
                 b"[provider]\nslots = 2\nprice_floor = 3\n[network]\nport = 4001\n".to_vec(),
